@@ -1,0 +1,223 @@
+//! The wgpu side: one [`GpuContext`] (adapter, device, queue), shaders compiled inside
+//! error scopes so a broken shader is a clear [`Error::Gpu`], never a silent no-op, and
+//! buffer readback that works natively (polling) and in the browser (awaiting).
+//!
+//! Only the adapter's own limits are requested: WebGPU's defaults (8 storage buffers per
+//! stage, 256 invocations per workgroup, 128 MiB per storage binding) are what kernels
+//! are written for.
+
+pub mod kernels;
+
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// What the user is told about the adapter in use.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct AdapterSummary {
+    /// Adapter name as the driver reports it (empty in browsers, which hide it).
+    pub name: String,
+    /// Backend: `vulkan`, `metal`, `dx12`, `gl`, `webgpu`.
+    pub backend: String,
+    /// `discrete`, `integrated`, `cpu` (software), `virtual` or `other`.
+    pub device_type: String,
+    /// Driver name and version, when known.
+    pub driver: String,
+}
+
+/// An open GPU device and its queue, with the device-lost state watched.
+pub struct GpuContext {
+    /// The adapter the device came from.
+    pub adapter: wgpu::Adapter,
+    /// The device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl GpuContext {
+    /// Opens the default adapter (natively: `WGPU_BACKEND` may choose the backend; in the
+    /// browser: WebGPU) and a device with the adapter's default limits.
+    /// Fails with a clear error when no adapter exists.
+    pub async fn new() -> Result<GpuContext> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                Error::Gpu(format!(
+                    "no GPU adapter found ({e}); install a Vulkan driver (on Debian: \
+                     mesa-vulkan-drivers) or use the CPU backend"
+                ))
+            })?;
+        let limits = wgpu::Limits::default().using_resolution(adapter.limits());
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("cellvae"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("the adapter refused a device: {e}")))?;
+        let lost = Arc::new(Mutex::new(None));
+        let lost_in_callback = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = lost_in_callback.lock() {
+                *l = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        device.on_uncaptured_error(Arc::new(|e| {
+            // Errors inside our own scopes are returned to the caller; anything else is
+            // a bug, reported rather than swallowed.
+            log_error(&format!("uncaptured wgpu error: {e}"));
+        }));
+        Ok(GpuContext {
+            adapter,
+            device,
+            queue,
+            lost,
+        })
+    }
+
+    /// The adapter, for the user and for `metrics.json`.
+    pub fn adapter_summary(&self) -> AdapterSummary {
+        let info = self.adapter.get_info();
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend).to_lowercase(),
+            device_type: match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => "discrete",
+                wgpu::DeviceType::IntegratedGpu => "integrated",
+                wgpu::DeviceType::Cpu => "cpu",
+                wgpu::DeviceType::VirtualGpu => "virtual",
+                wgpu::DeviceType::Other => "other",
+            }
+            .to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+        }
+    }
+
+    /// An error if the device has been lost (then the caller falls back to the CPU).
+    pub fn check_lost(&self) -> Result<()> {
+        match self.lost.lock().ok().and_then(|l| l.clone()) {
+            Some(why) => Err(Error::Gpu(format!("the GPU device was lost ({why})"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Compiles a WGSL compute shader into a pipeline (entry point `main`, layout
+    /// derived from the shader), turning validation errors into [`Error::Gpu`] that
+    /// names the shader.
+    pub async fn compute_pipeline(&self, name: &str, source: &str) -> Result<wgpu::ComputePipeline> {
+        self.check_lost()?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("shader {name} failed to compile: {e}")));
+        }
+        Ok(pipeline)
+    }
+
+    /// Creates a storage buffer initialised with `data`, inside an out-of-memory scope.
+    pub async fn storage_buffer(&self, label: &str, data: &[u8], readable: bool) -> Result<wgpu::Buffer> {
+        self.check_lost()?;
+        let size = (data.len().max(4) as u64).div_ceil(4) * 4;
+        let max = self.device.limits().max_storage_buffer_binding_size;
+        if size > max {
+            return Err(Error::Gpu(format!(
+                "buffer {label} needs {size} bytes, over this adapter's limit of {max} bytes per storage binding"
+            )));
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let mut usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        if readable {
+            usage |= wgpu::BufferUsages::COPY_SRC;
+        }
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        });
+        if !data.is_empty() {
+            self.queue.write_buffer(&buffer, 0, data);
+        }
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("out of GPU memory creating {label}: {e}")));
+        }
+        Ok(buffer)
+    }
+
+    /// Copies `size` bytes of `buffer` back to the CPU, without blocking the browser's
+    /// event loop (natively the device is polled until the copy is done).
+    pub async fn read_buffer(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        self.check_lost()?;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = sender.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        match receiver.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Gpu(format!("reading a buffer back failed: {e}"))),
+            Err(_) => return Err(Error::Gpu("reading a buffer back was cancelled".into())),
+        }
+        self.check_lost()?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("mapping a buffer failed: {e}")))?;
+        let bytes = view.to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(bytes)
+    }
+}
+
+fn log_error(message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    web_sys::console::error_1(&message.into());
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{message}");
+}
+
+/// Runs a future to completion on native targets (the command line and tests).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}

@@ -1,0 +1,23 @@
+//! # cellvae
+//!
+//! A single-cell variational autoencoder that trains in the browser on WebGPU, with a
+//! pure-Rust CPU path as the reference and fallback, and a native command line.
+//!
+//! Module map:
+//!
+//! - [`error`]: the one error type; every user error names file, place, problem and fix.
+//! - [`data`]: readers for every count format (10x mtx and h5, AnnData h5ad, dense
+//!   CSV/TSV, metadata tables), concatenation, and preprocessing (QC, HVG).
+//! - [`summary`]: what `cellvae inspect` and the page show about a matrix as read.
+//! - [`backend`]: the compute kernels: `cpu` reference twins and `gpu` (wgpu + WGSL in `shaders/`).
+//! - `web` (wasm32 only): the thin wasm-bindgen layer the page calls.
+
+pub mod data;
+pub mod error;
+pub mod backend;
+pub mod summary;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use data::{CountMatrix, InputFile, ReadOptions};
+pub use error::{Error, Result};

@@ -1,0 +1,89 @@
+// The served page in headless Chromium, once with WebGPU (SwiftShader) and once without.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { launch, openApp, status, mtxFacts, screenshotPath, SHARED, BASE_URL } from './browser.mjs';
+
+for (const webgpu of [true, false]) {
+  const mode = webgpu ? 'webgpu' : 'no-webgpu';
+
+  test(`page (${mode})`, async (t) => {
+    const b = await launch(webgpu);
+    try {
+      const { page } = b;
+      await openApp(page);
+
+      await t.test('says which backend is in use', async () => {
+        const s = await status(page);
+        assert.equal(s.backend, webgpu ? 'webgpu' : 'cpu', `backend label: ${await page.textContent('#backend')}`);
+        const label = await page.textContent('[data-testid="backend"]');
+        if (webgpu) assert.match(label, /WebGPU on/);
+        else assert.match(label, /CPU/);
+      });
+
+      await t.test('the demo loads through the wasm core and its summary is right', async () => {
+        const want = mtxFacts(path.join(SHARED, 'pbmc68k_reduced_700/matrix.mtx.gz'));
+        await page.click('[data-testid="demo-button"]');
+        await page.waitForFunction(() => window.cellvae.status().n_cells > 0, null, { timeout: 60_000 });
+        const s = await status(page);
+        assert.equal(s.n_cells, want.cells);
+        assert.equal(s.n_genes, want.genes);
+        assert.equal(s.total_counts, want.total);
+        const summary = await page.textContent('[data-testid="summary"]');
+        assert.match(summary, /700/);
+        assert.match(summary, /cell_type \(10 levels\)/);
+        await page.screenshot({ path: screenshotPath(`demo-${mode}.png`), fullPage: true });
+      });
+
+      await t.test('a bad file shows its error and keeps the loaded data', async () => {
+        const png = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
+        await page.setInputFiles('[data-testid="file-input"]', { name: 'picture.h5ad', mimeType: 'application/octet-stream', buffer: png });
+        await page.waitForSelector('[data-testid="error"]:not([hidden])');
+        const msg = await page.textContent('[data-testid="error"]');
+        assert.match(msg, /picture\.h5ad/);
+        assert.match(msg, /HDF5/);
+        const s = await status(page);
+        assert.equal(s.n_cells, 700, 'the demo must still be loaded');
+        await page.screenshot({ path: screenshotPath(`bad-file-${mode}.png`), fullPage: true });
+      });
+
+      await t.test('each format from shared data uploads', async () => {
+        const cases = [
+          { files: ['scanpy_10x_v3_chr21/filtered_feature_bc_matrix.h5'], mtx: 'scanpy_10x_v3_chr21/filtered_feature_bc_matrix/matrix.mtx.gz', format: '10x-h5' },
+          { files: ['scanpy_10x_v3_chr21/filtered_feature_bc_matrix/matrix.mtx.gz', 'scanpy_10x_v3_chr21/filtered_feature_bc_matrix/features.tsv.gz', 'scanpy_10x_v3_chr21/filtered_feature_bc_matrix/barcodes.tsv.gz'], mtx: 'scanpy_10x_v3_chr21/filtered_feature_bc_matrix/matrix.mtx.gz', format: '10x-mtx' },
+          { files: ['wu2020_200/wu2020_200_v0_11.h5ad'], mtx: 'wu2020_200/matrix.mtx.gz', format: 'h5ad' },
+        ];
+        for (const c of cases) {
+          const want = mtxFacts(path.join(SHARED, c.mtx));
+          await page.setInputFiles('[data-testid="file-input"]', c.files.map((f) => path.join(SHARED, f)));
+          await page.waitForFunction((fmt) => window.cellvae.status().format === fmt, c.format, { timeout: 60_000 });
+          const s = await status(page);
+          assert.equal(s.n_cells, want.cells, c.format);
+          assert.equal(s.n_genes, want.genes, c.format);
+          assert.equal(s.total_counts, want.total, c.format);
+        }
+      });
+
+      await t.test('text from a file is shown as text, never as HTML', async () => {
+        const csv = 'cell,GENE_A,GENE_B\n<img src=x onerror="window.pwned=1">,1,2\ncell2,0,3\n';
+        const name = '<b id="injected">counts</b>.csv';
+        await page.setInputFiles('[data-testid="file-input"]', { name, mimeType: 'text/csv', buffer: Buffer.from(csv) });
+        await page.waitForFunction(() => window.cellvae.status().format === 'csv', null, { timeout: 30_000 });
+        assert.equal(await page.$('#injected'), null, 'a file name became HTML');
+        assert.match(await page.textContent('#progress'), /<b id="injected">counts<\/b>\.csv/);
+        assert.equal(await page.evaluate(() => window.pwned), undefined);
+      });
+
+      await t.test('no request leaves the page origin', async () => {
+        const origin = new URL(BASE_URL).origin;
+        const foreign = b.requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:') && !u.startsWith('blob:'));
+        assert.deepEqual(foreign, []);
+      });
+
+      assert.deepEqual(b.consoleErrors.filter((e) => !/favicon/.test(e)), [], 'console errors');
+    } finally {
+      await b.close();
+    }
+  });
+}
