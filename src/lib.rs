@@ -12,6 +12,8 @@
 //! - [`backend`]: the compute kernels: `cpu` reference twins and `gpu` (wgpu + WGSL in `shaders/`).
 //! - `web` (wasm32 only): the thin wasm-bindgen layer the page calls.
 
+#![warn(missing_docs)]
+
 pub mod data;
 pub mod error;
 pub mod backend;

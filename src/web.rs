@@ -17,6 +17,13 @@ fn to_js(e: crate::Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// Serialises to a plain JS object (maps become objects, as JSON would have them).
+fn to_js_value<T: serde::Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
 /// Takes a JS array of `{name: string, bytes: Uint8Array}` objects.
 fn files_from_js(files: &js_sys::Array) -> Result<Vec<InputFile>, JsError> {
     let mut out = Vec::with_capacity(files.length() as usize);
@@ -43,7 +50,7 @@ pub struct Dataset {
 impl Dataset {
     /// The summary (cells, genes, counts, metadata columns, notes) as a JS object.
     pub fn summary(&self) -> Result<JsValue, JsError> {
-        serde_wasm_bindgen::to_value(&Summary::of(&self.matrix)).map_err(|e| JsError::new(&e.to_string()))
+        to_js_value(&Summary::of(&self.matrix))
     }
 
     /// Number of cells.
@@ -102,5 +109,5 @@ pub async fn gpu_check(n: usize) -> Result<JsValue, JsError> {
         "n": n,
         "max_abs_diff": max_abs_diff,
     });
-    serde_wasm_bindgen::to_value(&result).map_err(|e| JsError::new(&e.to_string()))
+    to_js_value(&result)
 }

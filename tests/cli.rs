@@ -1,6 +1,7 @@
 //! `cellvae inspect` end to end: every format in ../shared/data read exactly (shape and
 //! total from the Matrix Market text, computed here), several inputs at once, and bad
 //! input as one clear line with a non-zero exit.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! GPU-vs-CPU tests of every WGSL kernel, on whatever adapter wgpu finds (on CI the
 //! software Vulkan adapter, lavapipe). No adapter is a failure, not a skip; set
 //! `CELLVAE_SKIP_GPU_TESTS=1` to skip them locally (it says so loudly).
+#![cfg(not(target_arch = "wasm32"))]
 
 use cellvae::backend::cpu;
 use cellvae::backend::gpu::{block_on, kernels, GpuContext};

@@ -1,1 +1,729 @@
-//! placeholder
+//! HDF5 inputs, read with the pure-Rust `hdf5-pure` (natively and in wasm32): 10x Cell
+//! Ranger `.h5` ([`read_10x_h5`]) and AnnData `.h5ad` ([`read_h5ad`]).
+//!
+//! Both readers check everything before they trust it: the HDF5 signature (a PNG or a
+//! text file renamed `.h5ad` is named as such), the file length against the size its
+//! superblock declares (a truncated download), every shape against [`MAX_DIMENSION`] and
+//! [`MAX_NNZ`] before anything is allocated, `indptr` (starts at 0, never decreases, ends at
+//! the number of stored values), every index against its axis, and every value through
+//! [`check_count`]. Any failure is an [`Error::Input`] naming the file, the HDF5 path and
+//! the problem; a half-read matrix never leaves a reader.
+//!
+//! Stored datatypes are checked before reading: values may be any integer width or
+//! `f32`/`f64`; indices and `indptr` any integer width.
+//!
+//! AnnData handling (which matrix is used, `obs`/`var` encodings) is in `h5/anndata.rs`
+//! and `h5/frame.rs`.
+
+mod anndata;
+mod frame;
+
+use super::{check_count, CountMatrix, InputFile, ReadOptions, MAX_DIMENSION, MAX_NNZ};
+use crate::error::{Error, Result};
+use hdf5_pure::{DType, Dataset, File, FormatError, Group};
+
+/// Reads a 10x Genomics Cell Ranger `.h5` (v3: group `/matrix` with `data`, `indices`,
+/// `indptr`, `shape`, `barcodes`, `features/id`, `features/name`; v2: one group per
+/// genome with `genes` and `gene_names`). Cells are the columns of the stored genes x
+/// cells CSC matrix, which is the CSR layout of cells x genes. `format` is `10x-h5` and
+/// `source` the group read (`matrix` for v3).
+pub fn read_10x_h5(file: &InputFile, opts: &ReadOptions) -> Result<CountMatrix> {
+    let h = H5::open(file)?;
+    read_tenx(&h, opts)
+}
+
+/// Reads an AnnData `.h5ad` (current encoding and the old one of anndata < 0.7). `X` may
+/// be dense, CSR or CSC. When `X` is not raw counts, `layers/counts` and then `raw/X`
+/// (`raw.X`) are tried and the first that holds counts is used (`source` says which, and
+/// a note says why `X` was skipped); when none does, the error names each candidate and
+/// why it is not counts, unless `opts.allow_non_counts` (then `X` is read as it is).
+/// Gene names come from `var` (`raw/var` with `raw/X`), cell ids and metadata from `obs`.
+/// `format` is `h5ad`.
+pub fn read_h5ad(file: &InputFile, opts: &ReadOptions) -> Result<CountMatrix> {
+    let h = H5::open(file)?;
+    anndata::read(&h, opts)
+}
+
+/// An open HDF5 file with the name used in every error message.
+struct H5 {
+    name: String,
+    file: File,
+}
+
+/// What a path inside the file leads to.
+enum Node {
+    Group(Group),
+    Dataset(Dataset),
+    Missing,
+}
+
+impl H5 {
+    /// Checks the signature and the length, then opens the file (gunzipping it first
+    /// when the whole file is gzip-compressed).
+    fn open(input: &InputFile) -> Result<H5> {
+        let bytes = input.decompressed()?;
+        if !hdf5_pure::is_hdf5_bytes(&bytes) {
+            return Err(Error::input(
+                &input.name,
+                format!(
+                    "is not an HDF5 file ({}); export the data as .h5ad, .h5, .mtx or .csv",
+                    describe_bytes(&bytes)
+                ),
+            ));
+        }
+        let len = bytes.len() as u64;
+        let file = File::from_bytes(bytes.into_owned()).map_err(|e| {
+            Error::input(
+                &input.name,
+                format!("is a damaged HDF5 file ({e}); download or copy it again"),
+            )
+        })?;
+        let sb = file.superblock();
+        let declared = sb.base_address.get().saturating_add(sb.eof_address);
+        if declared > len {
+            return Err(Error::input(
+                &input.name,
+                format!(
+                    "is truncated: its HDF5 header says it is {declared} bytes long but it has \
+                     only {len}; download or copy the file again"
+                ),
+            ));
+        }
+        Ok(H5 {
+            name: input.name.clone(),
+            file,
+        })
+    }
+
+    /// An error at an HDF5 path (or a finer location).
+    fn err(&self, location: impl std::fmt::Display, problem: impl std::fmt::Display) -> Error {
+        Error::input_at(&self.name, location, problem)
+    }
+
+    /// An `hdf5-pure` failure while reading `path`.
+    fn fail(&self, path: &str, e: hdf5_pure::Error) -> Error {
+        self.err(
+            format!("/{path}"),
+            format!("cannot be read ({e}); the file may be damaged: download or copy it again"),
+        )
+    }
+
+    /// What `path` (from the root, no leading `/`) leads to.
+    fn node(&self, path: &str) -> Result<Node> {
+        match self.file.group(path) {
+            Ok(g) => Ok(Node::Group(g)),
+            Err(hdf5_pure::Error::NotAGroup(p)) if p.trim_matches('/') == path => {
+                match self.file.dataset(path) {
+                    Ok(d) => Ok(Node::Dataset(d)),
+                    Err(hdf5_pure::Error::NotADataset(_)) => Ok(Node::Missing),
+                    Err(e) => Err(self.fail(path, e)),
+                }
+            }
+            Err(hdf5_pure::Error::NotAGroup(_))
+            | Err(hdf5_pure::Error::Format(FormatError::PathNotFound(_))) => Ok(Node::Missing),
+            Err(e) => Err(self.fail(path, e)),
+        }
+    }
+
+    /// The dataset at `path`, if there is one.
+    fn dataset(&self, path: &str) -> Result<Option<Dataset>> {
+        Ok(match self.node(path)? {
+            Node::Dataset(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    /// The dataset at `path`, which must exist (`hint` says what the file then is not).
+    fn require(&self, path: &str, hint: &str) -> Result<Dataset> {
+        self.dataset(path)?
+            .ok_or_else(|| self.err(format!("/{path}"), format!("dataset is missing; {hint}")))
+    }
+
+    /// Number of elements of a one-dimensional dataset, refusing absurd lengths.
+    fn len_1d(&self, ds: &Dataset, path: &str) -> Result<usize> {
+        let shape = ds.shape().map_err(|e| self.fail(path, e))?;
+        match shape.as_slice() {
+            [n] if *n <= MAX_NNZ => Ok(*n as usize),
+            [n] => Err(self.err(
+                format!("dataset /{path}"),
+                format!("has {n} entries, more than the {MAX_NNZ} cellvae accepts"),
+            )),
+            _ => Err(self.err(
+                format!("dataset /{path}"),
+                format!("has shape {shape:?}; a one-dimensional array was expected"),
+            )),
+        }
+    }
+
+    /// A string dataset of exactly `n` entries (numbers are formatted as text).
+    fn strings_n(&self, path: &str, n: usize, hint: &str) -> Result<Vec<String>> {
+        let ds = self.require(path, hint)?;
+        let v = self.strings(&ds, path)?;
+        if v.len() != n {
+            return Err(self.err(
+                format!("dataset /{path}"),
+                format!(
+                    "has {} entries but the matrix has {n} along that axis",
+                    v.len()
+                ),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// Reads a dataset as text: strings as they are, numbers formatted.
+    fn strings(&self, ds: &Dataset, path: &str) -> Result<Vec<String>> {
+        let dtype = ds.dtype().map_err(|e| self.fail(path, e))?;
+        match dtype {
+            DType::String | DType::VariableLengthString => {
+                ds.read_string().map_err(|e| self.fail(path, e))
+            }
+            _ => {
+                let v = self.values(ds, path, None)?;
+                Ok((0..v.len()).map(|i| format_number(v.get(i))).collect())
+            }
+        }
+    }
+
+    /// Reads a numeric dataset (or the rows `start..start + count` of it) in a type
+    /// wide enough for its stored datatype.
+    fn values(&self, ds: &Dataset, path: &str, rows: Option<(u64, u64)>) -> Result<Values> {
+        macro_rules! read {
+            ($all:ident, $win:ident) => {
+                match rows {
+                    None => ds.$all(),
+                    Some((s, n)) => ds.$win(s, n),
+                }
+                .map_err(|e| self.fail(path, e))?
+            };
+        }
+        let dtype = ds.dtype().map_err(|e| self.fail(path, e))?;
+        Ok(match dtype {
+            DType::F32 => Values::F32(read!(read_f32, read_f32_rows)),
+            DType::F64 => Values::F64(read!(read_f64, read_f64_rows)),
+            DType::I8 | DType::I16 | DType::I32 | DType::U8 | DType::U16 | DType::Enum(_) => {
+                Values::I32(read!(read_i32, read_i32_rows))
+            }
+            DType::I64 | DType::U32 => Values::I64(read!(read_i64, read_i64_rows)),
+            DType::U64 => Values::U64(read!(read_u64, read_u64_rows)),
+            other => {
+                return Err(self.err(
+                    format!("dataset /{path}"),
+                    format!("holds {other} values where numbers were expected"),
+                ))
+            }
+        })
+    }
+}
+
+/// Names what some bytes that are not HDF5 look like, for the error message.
+fn describe_bytes(b: &[u8]) -> String {
+    let kind = if b.is_empty() {
+        return "the file is empty".into();
+    } else if b.starts_with(b"\x89PNG") {
+        "a PNG image"
+    } else if b.starts_with(&[0xff, 0xd8, 0xff]) {
+        "a JPEG image"
+    } else if b.starts_with(b"%PDF") {
+        "a PDF document"
+    } else if b.starts_with(b"PK\x03\x04") {
+        "a ZIP archive (a zipped .zarr store or a spreadsheet?)"
+    } else if b.starts_with(b"%%MatrixMarket") {
+        "a Matrix Market file; name it .mtx"
+    } else if b.starts_with(b"\x1f\x8b") {
+        "a gzip stream inside a gzip stream"
+    } else {
+        let head = &b[..b.len().min(60)];
+        if head
+            .iter()
+            .all(|&c| c == b'\t' || c == b'\n' || c == b'\r' || (0x20..0x7f).contains(&c))
+        {
+            let text: String = String::from_utf8_lossy(head)
+                .chars()
+                .take_while(|&c| c != '\n' && c != '\r')
+                .collect();
+            return format!("it holds text, starting with \"{text}\"");
+        }
+        let hex: Vec<String> = b.iter().take(8).map(|x| format!("{x:02x}")).collect();
+        return format!("it starts with the bytes {}", hex.join(" "));
+    };
+    format!("it starts with the bytes of {kind}")
+}
+
+/// Formats a number read as text: integers without a decimal point.
+fn format_number(v: f64) -> String {
+    format!("{v}")
+}
+
+/// A numeric array as stored, in a type wide enough for its datatype.
+enum Values {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    U64(Vec<u64>),
+}
+
+/// A value that is not a count (or not finite), where it is and why.
+struct Rejection {
+    /// Where: dataset, element, cell and gene.
+    location: String,
+    /// The value found.
+    value: f64,
+    /// [`check_count`]'s sentence.
+    problem: String,
+}
+
+impl Values {
+    fn len(&self) -> usize {
+        match self {
+            Values::F32(v) => v.len(),
+            Values::F64(v) => v.len(),
+            Values::I32(v) => v.len(),
+            Values::I64(v) => v.len(),
+            Values::U64(v) => v.len(),
+        }
+    }
+
+    /// Element `i` as f64 (NaN past the end).
+    fn get(&self, i: usize) -> f64 {
+        let v = match self {
+            Values::F32(v) => v.get(i).map(|&x| x as f64),
+            Values::F64(v) => v.get(i).copied(),
+            Values::I32(v) => v.get(i).map(|&x| x as f64),
+            Values::I64(v) => v.get(i).map(|&x| x as f64),
+            Values::U64(v) => v.get(i).map(|&x| x as f64),
+        };
+        v.unwrap_or(f64::NAN)
+    }
+
+    /// Element `i` as an integer, `None` for floating-point storage.
+    fn int(&self, i: usize) -> Option<i128> {
+        match self {
+            Values::F32(_) | Values::F64(_) => None,
+            Values::I32(v) => v.get(i).map(|&x| x as i128),
+            Values::I64(v) => v.get(i).map(|&x| x as i128),
+            Values::U64(v) => v.get(i).map(|&x| x as i128),
+        }
+    }
+
+    fn is_float(&self) -> bool {
+        matches!(self, Values::F32(_) | Values::F64(_))
+    }
+
+    /// The first element failing [`check_count`]: its position, value and problem.
+    fn first_problem(&self, allow_non_counts: bool) -> Option<(usize, f64, String)> {
+        fn scan<T: Copy>(
+            v: &[T],
+            f: impl Fn(T) -> f64,
+            allow: bool,
+        ) -> Option<(usize, f64, String)> {
+            v.iter().enumerate().find_map(|(i, &x)| {
+                let x = f(x);
+                check_count(x, allow).err().map(|p| (i, x, p))
+            })
+        }
+        match self {
+            Values::F32(v) => scan(v, |x| x as f64, allow_non_counts),
+            Values::F64(v) => scan(v, |x| x, allow_non_counts),
+            Values::I32(v) if !allow_non_counts => scan(v, |x| x as f64, false),
+            Values::I64(v) if !allow_non_counts => scan(v, |x| x as f64, false),
+            _ => None,
+        }
+    }
+
+    /// The values as f32 (counts are exact up to 2^24).
+    fn into_f32(self) -> Vec<f32> {
+        match self {
+            Values::F32(v) => v,
+            Values::F64(v) => v.into_iter().map(|x| x as f32).collect(),
+            Values::I32(v) => v.into_iter().map(|x| x as f32).collect(),
+            Values::I64(v) => v.into_iter().map(|x| x as f32).collect(),
+            Values::U64(v) => v.into_iter().map(|x| x as f32).collect(),
+        }
+    }
+}
+
+/// A compressed sparse matrix as stored (`indptr` over the major axis), checked.
+struct Compressed {
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    values: Values,
+    /// HDF5 path of the values, for messages.
+    data_path: String,
+}
+
+/// Reads and checks `group/{data,indices,indptr}` for `n_major` rows of `n_minor` columns
+/// (`minor_name` names the minor axis in messages: "genes" or "cells").
+fn read_compressed(
+    h: &H5,
+    group: &str,
+    n_major: usize,
+    n_minor: usize,
+    minor_name: &str,
+    hint: &str,
+) -> Result<Compressed> {
+    let (dp, ip, pp) = (
+        format!("{group}/data"),
+        format!("{group}/indices"),
+        format!("{group}/indptr"),
+    );
+    let (data, indices, indptr) = (
+        h.require(&dp, hint)?,
+        h.require(&ip, hint)?,
+        h.require(&pp, hint)?,
+    );
+    let nnz = h.len_1d(&data, &dp)?;
+    let n_idx = h.len_1d(&indices, &ip)?;
+    let n_ptr = h.len_1d(&indptr, &pp)?;
+    if n_idx != nnz {
+        return Err(h.err(
+            format!("group /{group}"),
+            format!("has {nnz} values in data but {n_idx} in indices; they must match"),
+        ));
+    }
+    if n_ptr != n_major + 1 {
+        return Err(h.err(
+            format!("dataset /{pp}"),
+            format!(
+                "has {n_ptr} entries but the matrix shape needs {} (one more than its {n_major} rows)",
+                n_major + 1
+            ),
+        ));
+    }
+    let raw_ptr = h.values(&indptr, &pp, None)?;
+    let mut ptr = Vec::with_capacity(n_ptr);
+    for i in 0..raw_ptr.len() {
+        let p = raw_ptr.int(i).ok_or_else(|| {
+            h.err(
+                format!("dataset /{pp}"),
+                "holds floating-point values; indptr must be integers",
+            )
+        })?;
+        let prev = ptr.last().copied().unwrap_or(0) as i128;
+        if (i == 0 && p != 0) || p < prev || p > nnz as i128 {
+            let why = if i == 0 {
+                format!("is {p} but indptr must start at 0")
+            } else if p < prev {
+                format!(
+                    "is {p}, smaller than the entry before it ({prev}): indptr must never decrease"
+                )
+            } else {
+                format!("is {p}, past the {nnz} stored values")
+            };
+            return Err(h.err(format!("dataset /{pp}, element {i}"), why));
+        }
+        ptr.push(p as usize);
+    }
+    if ptr.last().copied() != Some(nnz) {
+        return Err(h.err(
+            format!("dataset /{pp}"),
+            format!(
+                "ends at {} but there are {nnz} stored values; the matrix is truncated or damaged",
+                ptr.last().copied().unwrap_or(0)
+            ),
+        ));
+    }
+    drop(raw_ptr);
+    let raw_idx = h.values(&indices, &ip, None)?;
+    if raw_idx.is_float() {
+        return Err(h.err(
+            format!("dataset /{ip}"),
+            "holds floating-point values; indices must be integers",
+        ));
+    }
+    let mut idx = Vec::with_capacity(nnz);
+    for i in 0..raw_idx.len() {
+        match raw_idx.int(i) {
+            Some(j) if j >= 0 && (j as u128) < n_minor as u128 => idx.push(j as u32),
+            j => {
+                return Err(h.err(
+                    format!("dataset /{ip}, element {i}"),
+                    format!(
+                        "index {} is out of range: there are {n_minor} {minor_name}",
+                        j.unwrap_or(-1)
+                    ),
+                ))
+            }
+        }
+    }
+    drop(raw_idx);
+    let values = h.values(&data, &dp, None)?;
+    if values.len() != nnz || idx.len() != nnz {
+        return Err(h.err(
+            format!("group /{group}"),
+            "data or indices could not be read whole",
+        ));
+    }
+    Ok(Compressed {
+        indptr: ptr,
+        indices: idx,
+        values,
+        data_path: dp,
+    })
+}
+
+/// Turns a checked compressed matrix into the CSR core of a [`CountMatrix`] (names still
+/// empty). `cells_major`: rows of the stored matrix are cells (CSR of cells x genes).
+/// Every value goes through [`check_count`]; the first failure is returned as a
+/// [`Rejection`] so the caller can try another matrix.
+fn assemble(
+    c: Compressed,
+    cells_major: bool,
+    n_cells: usize,
+    n_genes: usize,
+    allow_non_counts: bool,
+) -> std::result::Result<CountMatrix, Rejection> {
+    if let Some((k, value, problem)) = c.values.first_problem(allow_non_counts) {
+        let major = c.indptr.partition_point(|&p| p <= k).saturating_sub(1);
+        let minor = c.indices.get(k).copied().unwrap_or(0) as usize;
+        let (cell, gene) = if cells_major {
+            (major, minor)
+        } else {
+            (minor, major)
+        };
+        return Err(Rejection {
+            location: format!(
+                "dataset /{}, element {k} (cell {cell}, gene {gene})",
+                c.data_path
+            ),
+            value,
+            problem,
+        });
+    }
+    let data = c.values.into_f32();
+    let n_major = c.indptr.len().saturating_sub(1);
+    let row = |r: usize| -> &[u32] {
+        match (c.indptr.get(r), c.indptr.get(r + 1)) {
+            (Some(&a), Some(&b)) => c.indices.get(a..b).unwrap_or(&[]),
+            _ => &[],
+        }
+    };
+    if cells_major && (0..n_major).all(|r| row(r).windows(2).all(|w| w[0] < w[1])) {
+        let mut m = CountMatrix {
+            n_cells,
+            n_genes,
+            indptr: c.indptr,
+            indices: c.indices,
+            data,
+            ..Default::default()
+        };
+        m.drop_explicit_zeros();
+        return Ok(m);
+    }
+    // Unsorted or duplicated indices, or genes as the major axis: go through triplets.
+    let mut triplets = Vec::with_capacity(data.len());
+    for r in 0..n_major {
+        let (a, b) = (
+            c.indptr.get(r).copied().unwrap_or(0),
+            c.indptr.get(r + 1).copied().unwrap_or(0),
+        );
+        for k in a..b {
+            let (minor, v) = (
+                c.indices.get(k).copied().unwrap_or(0),
+                data.get(k).copied().unwrap_or(0.0),
+            );
+            triplets.push(if cells_major {
+                (r as u32, minor, v)
+            } else {
+                (minor, r as u32, v)
+            });
+        }
+    }
+    Ok(CountMatrix::from_triplets(n_cells, n_genes, triplets))
+}
+
+/// Reads a dense cells x genes dataset a window of rows at a time into the CSR core.
+fn read_dense(
+    h: &H5,
+    ds: &Dataset,
+    path: &str,
+    n_cells: usize,
+    n_genes: usize,
+    allow_non_counts: bool,
+) -> Result<std::result::Result<CountMatrix, Rejection>> {
+    let rows_per_window = (4_000_000 / n_genes.max(1)).max(1);
+    let mut indptr = Vec::with_capacity(n_cells + 1);
+    indptr.push(0);
+    let (mut indices, mut data) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    while start < n_cells {
+        let count = rows_per_window.min(n_cells - start);
+        let v = h.values(ds, path, Some((start as u64, count as u64)))?;
+        if v.len() != count * n_genes {
+            return Err(h.err(
+                format!("dataset /{path}"),
+                "could not be read whole; the file may be truncated",
+            ));
+        }
+        if let Some((k, value, problem)) = v.first_problem(allow_non_counts) {
+            let (cell, gene) = (start + k / n_genes.max(1), k % n_genes.max(1));
+            return Ok(Err(Rejection {
+                location: format!(
+                    "dataset /{path}, element {} (cell {cell}, gene {gene})",
+                    start * n_genes + k
+                ),
+                value,
+                problem,
+            }));
+        }
+        for r in 0..count {
+            for g in 0..n_genes {
+                let x = v.get(r * n_genes + g);
+                if x != 0.0 {
+                    indices.push(g as u32);
+                    data.push(x as f32);
+                }
+            }
+            indptr.push(indices.len());
+        }
+        start += count;
+    }
+    Ok(Ok(CountMatrix {
+        n_cells,
+        n_genes,
+        indptr,
+        indices,
+        data,
+        ..Default::default()
+    }))
+}
+
+/// Fills names and metadata into a CSR core and checks the result.
+fn finish(h: &H5, mut m: CountMatrix, fill: Filled) -> Result<CountMatrix> {
+    m.gene_ids = fill.gene_ids;
+    m.gene_names = fill.gene_names;
+    m.cell_ids = fill.cell_ids;
+    m.obs = fill.obs;
+    m.format = fill.format.into();
+    m.source = fill.source;
+    m.notes = fill.notes;
+    m.make_gene_names_unique(&h.name);
+    m.validate().map_err(|e| {
+        Error::input(
+            &h.name,
+            format!("internal error after reading ({e}); please report this"),
+        )
+    })?;
+    Ok(m)
+}
+
+/// Everything besides the matrix itself.
+struct Filled {
+    gene_ids: Vec<String>,
+    gene_names: Vec<String>,
+    cell_ids: Vec<String>,
+    obs: super::ObsTable,
+    format: &'static str,
+    source: String,
+    notes: Vec<String>,
+}
+
+/// Reads a shape dataset or attribute value into (rows, columns), refusing absurd sizes.
+fn shape2(h: &H5, location: &str, v: Option<Vec<i128>>) -> Result<(usize, usize)> {
+    match v.as_deref() {
+        Some(&[a, b]) if (0..=MAX_DIMENSION as i128).contains(&a) && (0..=MAX_DIMENSION as i128).contains(&b) => {
+            Ok((a as usize, b as usize))
+        }
+        Some(&[a, b]) => Err(h.err(
+            location,
+            format!("the shape {a} x {b} is negative or larger than the {MAX_DIMENSION} cellvae accepts"),
+        )),
+        _ => Err(h.err(location, "the shape must be two non-negative integers")),
+    }
+}
+
+fn read_tenx(h: &H5, opts: &ReadOptions) -> Result<CountMatrix> {
+    let (group, v3) = match h.node("matrix")? {
+        Node::Group(_) => ("matrix".to_string(), true),
+        _ => (tenx_v2_genome(h)?, false),
+    };
+    let hint = if v3 {
+        "this is not a complete 10x Cell Ranger v3 .h5 file"
+    } else {
+        "this is not a complete 10x Cell Ranger v2 .h5 file"
+    };
+    let sp = format!("{group}/shape");
+    let shape_ds = h.require(&sp, hint)?;
+    let sv = h.values(&shape_ds, &sp, None)?;
+    let sv: Option<Vec<i128>> = (0..sv.len()).map(|i| sv.int(i)).collect();
+    let (n_genes, n_cells) = shape2(h, &format!("dataset /{sp}"), sv)?;
+    let cell_ids = h.strings_n(&format!("{group}/barcodes"), n_cells, hint)?;
+    let (id_path, name_path) = if v3 {
+        (
+            format!("{group}/features/id"),
+            format!("{group}/features/name"),
+        )
+    } else {
+        (format!("{group}/genes"), format!("{group}/gene_names"))
+    };
+    let gene_ids = h.strings_n(&id_path, n_genes, hint)?;
+    let gene_names = h.strings_n(&name_path, n_genes, hint)?;
+    let mut notes = Vec::new();
+    let tp = format!("{group}/features/feature_type");
+    if let Some(ds) = h.dataset(&tp)? {
+        let types = h.strings(&ds, &tp)?;
+        let other = types
+            .iter()
+            .filter(|t| t.as_str() != "Gene Expression")
+            .count();
+        if other > 0 {
+            notes.push(format!(
+                "{}: {other} of {n_genes} features are not Gene Expression (antibody capture, CRISPR \
+                 guides, ...); they are kept as genes",
+                h.name
+            ));
+        }
+    }
+    let c = read_compressed(h, &group, n_cells, n_genes, "genes", hint)?;
+    let m = assemble(c, true, n_cells, n_genes, opts.allow_non_counts)
+        .map_err(|r| h.err(r.location, r.problem))?;
+    let fill = Filled {
+        gene_ids,
+        gene_names,
+        cell_ids,
+        obs: Default::default(),
+        format: "10x-h5",
+        source: group,
+        notes,
+    };
+    finish(h, m, fill)
+}
+
+/// The genome group of a Cell Ranger v2 file (a root group holding `genes`), or the
+/// error for a file that is neither v3 nor v2.
+fn tenx_v2_genome(h: &H5) -> Result<String> {
+    let root = h.file.root();
+    let groups = root.groups().map_err(|e| h.fail("", e))?;
+    let mut genomes = Vec::new();
+    for g in groups {
+        if matches!(h.node(&format!("{g}/genes"))?, Node::Dataset(_)) {
+            genomes.push(g);
+        }
+    }
+    genomes.sort();
+    match genomes.len() {
+        1 => Ok(genomes.remove(0)),
+        0 => {
+            let looks_h5ad =
+                !matches!(h.node("X")?, Node::Missing) || !matches!(h.node("obs")?, Node::Missing);
+            let also = if looks_h5ad {
+                " it looks like an AnnData file: name it .h5ad"
+            } else {
+                " export the counts as a Cell Ranger .h5, an .h5ad or a matrix.mtx triplet"
+            };
+            Err(Error::input(
+                &h.name,
+                format!("has no group /matrix: this is not a 10x Cell Ranger v3 .h5 file (nor a v2 one);{also}"),
+            ))
+        }
+        _ => Err(Error::input(
+            &h.name,
+            format!(
+                "is a Cell Ranger v2 .h5 with several genomes ({}); cellvae reads one genome: \
+                 export it on its own (for example as a matrix.mtx triplet)",
+                genomes.join(", ")
+            ),
+        )),
+    }
+}

@@ -20,14 +20,6 @@ use super::{
 };
 use crate::error::{Error, Result};
 
-/// The value type declared in the Matrix Market banner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Integer,
-    Real,
-    Pattern,
-}
-
 /// Genes as listed in a features / genes file.
 struct FeatureList {
     ids: Vec<String>,
@@ -60,7 +52,7 @@ pub fn read_mtx(
         ));
     }
     let mut lines = byte_lines(&bytes);
-    let field = parse_banner(name, lines.next())?;
+    let pattern = parse_banner(name, lines.next())?;
     let (size_line, rows, cols, nnz) = parse_size(name, &mut lines)?;
 
     let mut pending_notes = Vec::new();
@@ -130,7 +122,7 @@ pub fn read_mtx(
     let triplets = parse_entries(
         name,
         &mut lines,
-        field,
+        pattern,
         size_line,
         [rows, cols, nnz],
         cells_as_rows,
@@ -189,7 +181,12 @@ pub fn read_mtx(
 /// Keeps only `Gene Expression` features when the type column mixes them with others.
 fn keep_gene_expression(m: CountMatrix, types: &[String], features_name: &str) -> CountMatrix {
     const GEX: &str = "Gene Expression";
-    let keep: Vec<usize> = (0..types.len()).filter(|&g| types[g] == GEX).collect();
+    let keep: Vec<usize> = types
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| *t == GEX)
+        .map(|(g, _)| g)
+        .collect();
     if keep.is_empty() || keep.len() == types.len() || types.len() != m.n_genes {
         return m;
     }
@@ -210,7 +207,7 @@ fn keep_gene_expression(m: CountMatrix, types: &[String], features_name: &str) -
     kept
 }
 
-/// Final steps shared by every path: gene-expression filter, unique names, checks.
+/// Final steps: unique gene names, a note on repeated barcodes, the consistency check.
 fn finish(
     mut m: CountMatrix,
     name: &str,
@@ -238,8 +235,9 @@ fn finish(
     Ok(m)
 }
 
-/// Checks the `%%MatrixMarket matrix coordinate <field> general` banner.
-fn parse_banner(name: &str, first: Option<(usize, &[u8])>) -> Result<Field> {
+/// Checks the `%%MatrixMarket matrix coordinate <field> general` banner; says whether
+/// the field is `pattern` (no values: every entry is 1).
+fn parse_banner(name: &str, first: Option<(usize, &[u8])>) -> Result<bool> {
     let line = first.map(|(_, l)| l).unwrap_or_default();
     let text = String::from_utf8_lossy(line).to_ascii_lowercase();
     let words: Vec<&str> = text.split_ascii_whitespace().collect();
@@ -275,10 +273,9 @@ fn parse_banner(name: &str, first: Option<(usize, &[u8])>) -> Result<Field> {
             return Err(Error::input_at(name, "line 1", format!("unknown format {}; {fix}", show(other))));
         }
     }
-    let field = match get(3) {
-        "integer" => Field::Integer,
-        "real" | "double" => Field::Real,
-        "pattern" => Field::Pattern,
+    let pattern = match get(3) {
+        "integer" | "real" | "double" => false,
+        "pattern" => true,
         other => {
             return Err(Error::input_at(
                 name,
@@ -300,7 +297,7 @@ fn parse_banner(name: &str, first: Option<(usize, &[u8])>) -> Result<Field> {
             ),
         ));
     }
-    Ok(field)
+    Ok(pattern)
 }
 
 /// Reads the size line (after `%` comments): rows, columns, entries; refuses sizes
@@ -368,13 +365,13 @@ fn parse_size(
 fn parse_entries(
     name: &str,
     lines: &mut super::text::ByteLines<'_>,
-    field: Field,
+    pattern: bool,
     size_line: usize,
     [rows, cols, nnz]: [u64; 3],
     cells_as_rows: bool,
     opts: &ReadOptions,
 ) -> Result<Vec<(u32, u32, f32)>> {
-    let n_fields = if field == Field::Pattern { 2 } else { 3 };
+    let n_fields = if pattern { 2 } else { 3 };
     // An entry line takes at least 4 bytes ("1 1\n"): never reserve more than the file holds.
     let capacity = usize::try_from(nnz)
         .unwrap_or(usize::MAX)
@@ -403,8 +400,9 @@ fn parse_entries(
                 name,
                 format!("line {n}"),
                 format!(
-                    "the header (line {size_line}) says {nnz} entries but the file holds more; \
-                     the header or the file is damaged"
+                    "the header (line {size_line}) says {nnz} {} but the file holds more; \
+                     the header or the file is damaged",
+                    entries(nnz)
                 ),
             ));
         }
@@ -421,23 +419,22 @@ fn parse_entries(
         }
         let row = index_in(name, n, 1, first, rows, "rows")?;
         let col = index_in(name, n, 2, second, cols, "columns")?;
-        let value = match (field, third) {
-            (Field::Pattern, _) => 1.0,
-            (_, t) => {
-                let v = parse_number(t).ok_or_else(|| {
-                    Error::input_at(
-                        name,
-                        format!("line {n}, field 3"),
-                        format!(
-                            "{} is not a number; the third field of an entry is its count",
-                            show_bytes(t)
-                        ),
-                    )
-                })?;
-                check_count(v, opts.allow_non_counts)
-                    .map_err(|p| Error::input_at(name, format!("line {n}, field 3"), p))?;
-                v
-            }
+        let value = if pattern {
+            1.0
+        } else {
+            let v = parse_number(third).ok_or_else(|| {
+                Error::input_at(
+                    name,
+                    format!("line {n}, field 3"),
+                    format!(
+                        "{} is not a number; the third field of an entry is its count",
+                        show_bytes(third)
+                    ),
+                )
+            })?;
+            check_count(v, opts.allow_non_counts)
+                .map_err(|p| Error::input_at(name, format!("line {n}, field 3"), p))?;
+            v
         };
         let (cell, gene) = if cells_as_rows {
             (row, col)
@@ -450,8 +447,9 @@ fn parse_entries(
         return Err(Error::input(
             name,
             format!(
-                "the header (line {size_line}) says {nnz} entries but the file holds only {seen}; \
-                 the file is truncated: download or copy it again"
+                "the header (line {size_line}) says {nnz} {} but the file holds only {seen}; \
+                 the file is truncated: download or copy it again",
+                entries(nnz)
             ),
         ));
     }
@@ -583,16 +581,25 @@ const GENE_HEADER_WORDS: &[&str] = &[
 /// First fields of a barcodes file's header line.
 const CELL_HEADER_WORDS: &[&str] = &["barcode", "barcodes", "cell", "cells", "cell_id", "x"];
 
-/// Drops a first line that looks like a column header (`gene_id`, `barcode`, ...) when
-/// that alone makes the list's length fit one of the matrix's sizes. Says whether it did.
+/// Drops a first line that looks like a column header (`gene_id`, `barcode`, ...; never
+/// a real gene or barcode) when the lines after it fit one of the matrix's sizes. Says whether it did.
 fn drop_header_line(ids: &mut Vec<String>, rows: u64, cols: u64, words: &[&str]) -> bool {
     let len = ids.len() as u64;
     let looks_like_header = ids
         .first()
         .is_some_and(|f| words.contains(&f.to_ascii_lowercase().as_str()));
-    if looks_like_header && len != rows && len != cols && (len - 1 == rows || len - 1 == cols) {
+    if looks_like_header && (len - 1 == rows || len - 1 == cols) {
         ids.remove(0);
         return true;
     }
     false
+}
+
+/// "entry" or "entries".
+fn entries(n: u64) -> &'static str {
+    if n == 1 {
+        "entry"
+    } else {
+        "entries"
+    }
 }

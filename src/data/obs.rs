@@ -212,8 +212,9 @@ fn column_from_strings(name: String, mut values: Vec<String>) -> ObsColumn {
 
 /// Reads a cell metadata table (CSV / TSV, optionally gzipped): a header row, cell ids
 /// in the first column, one metadata column per further field. Returns the ids (in file
-/// order) and the columns, typed by [`column_from_strings`]'s rule: all numbers →
-/// numeric; few distinct values → categorical; else text. A header one field shorter
+/// order) and the columns, typed as: numeric when every non-missing value is a number;
+/// else categorical when it has at most `max(50, n / 2)` distinct values; else text
+/// (`NA`, `nan`, empty, ... are missing). A header one field shorter
 /// than the rows (R's `write.csv`) is accepted. Duplicate cell ids are an error naming
 /// both lines; duplicate column names are made unique (`x`, `x-1`).
 pub fn read_obs_table(file: &super::InputFile) -> crate::error::Result<(Vec<String>, ObsTable)> {

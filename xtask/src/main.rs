@@ -59,7 +59,7 @@ fn test(args: &[String]) -> Result<(), String> {
     step("clippy (wasm32)", &mut || {
         setup::cargo(
             &[
-                "clippy", "--lib", "--tests", "--target", "wasm32-unknown-unknown",
+                "clippy", "--lib", "--test", "wasm", "--target", "wasm32-unknown-unknown",
                 "--no-default-features", "--", "-D", "warnings",
             ],
             &[],
