@@ -16,8 +16,13 @@
 
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod backend;
+pub mod model;
+pub mod pipeline;
 pub mod summary;
+pub mod train;
+pub mod rng;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

@@ -184,6 +184,10 @@ fn pbmc68k_old_encoding_without_raw_counts_is_refused() {
     );
     assert!(e.contains("raw counts"), "{e}");
     assert!(e.contains("X holds negative values"), "{e}");
+    assert!(
+        e.contains("e.g. -0.326 in dataset /X, element 0 (cell 0, gene 0)"),
+        "{e}"
+    );
     assert!(e.contains("raw.X holds non-integer values"), "{e}");
     assert!(e.contains("no layers/counts"), "{e}");
 }
@@ -571,12 +575,9 @@ fn unsorted_csr_rows_are_sorted() {
 
 #[test]
 fn anndata_0_7_categoricals_and_nullable_columns() {
-    let mut fb = with_csr_x();
-    // obs again, 0.7 style: codes dataset with a `categories` attribute, labels in
+    let mut fb = FileBuilder::new();
+    // obs in the 0.7 style: codes dataset with a `categories` attribute, labels in
     // __categories; plus a nullable integer column.
-    let mut fb2 = FileBuilder::new();
-    std::mem::swap(&mut fb, &mut fb2);
-    let _ = fb2;
     let mut obs = fb.create_group("obs");
     obs.set_attr("_index", s("_index"));
     obs.set_attr(
@@ -684,9 +685,7 @@ fn missing_groups_name_the_file_and_what_it_is() {
         .to_string();
     assert!(e.starts_with("tenx.h5ad: has no X"), "{e}");
     assert!(e.contains("name it .h5"), "{e}");
-    let mut fb = tenx(&[1, 3, 2, 5]);
-    let mut fb2 = FileBuilder::new();
-    std::mem::swap(&mut fb, &mut fb2);
+    let mut fb = FileBuilder::new();
     let mut g = fb.create_group("matrix");
     g.create_dataset("shape").with_i32_data(&[4, 3]);
     fb.add_group(g.finish());
@@ -739,21 +738,98 @@ fn gzipped_h5ad_is_read() {
 }
 
 #[test]
-fn zz_print_messages() {
-    let e = h5::read_h5ad(&input(PBMC), &ReadOptions::default()).unwrap_err();
-    println!("PBMC: {e}");
-    let opts = ReadOptions { allow_non_counts: true, ..Default::default() };
-    let m = h5::read_h5ad(&input(PBMC), &opts).unwrap();
-    println!("PBMC notes: {:?}", m.notes);
-    println!("PBMC obs: {:?}", m.obs.summaries());
-    let m = h5::read_h5ad(&input("wu2020_200/wu2020_200_v0_11.h5ad"), &ReadOptions::default()).unwrap();
-    println!("WU notes: {:?}", m.notes);
-    println!("WU obs: {:?}", m.obs.summaries());
-    let m = h5::read_10x_h5(&input("scanpy_10x_v3_chr21/filtered_feature_bc_matrix.h5"), &ReadOptions::default()).unwrap();
-    println!("10x notes: {:?}", m.notes);
-    for cut in [100usize, 2000, 50000] {
-        let full = input(PBMC);
-        let e = h5::read_h5ad(&InputFile::new("cut.h5ad", full.bytes[..cut].to_vec()), &opts).unwrap_err();
-        println!("cut {cut}: {e}");
+fn dense_normalised_x_falls_back_to_dense_layers_counts() {
+    let mut fb = FileBuilder::new();
+    frames(&mut fb);
+    let norm: Vec<f32> = DENSE.iter().map(|&x| (x as f32 + 1.0).ln()).collect();
+    fb.create_dataset("X")
+        .with_f32_data(&norm)
+        .with_shape(&[3, 4]);
+    let mut layers = fb.create_group("layers");
+    let counts: Vec<i32> = DENSE.iter().map(|&x| x as i32).collect();
+    layers
+        .create_dataset("counts")
+        .with_i32_data(&counts)
+        .with_shape(&[3, 4]);
+    fb.add_group(layers.finish());
+    let m = read(&file("dense-layers.h5ad", fb)).unwrap();
+    assert_small(&m);
+    assert_eq!(m.source, "layers/counts");
+    assert!(
+        m.notes[0].contains("e.g. 0.6931472 in dataset /X, element 0 (cell 0, gene 0)"),
+        "{:?}",
+        m.notes
+    );
+}
+
+#[test]
+fn huge_dense_shape_is_refused_before_reading() {
+    let mut fb = FileBuilder::new();
+    fb.create_dataset("X")
+        .with_dtype(hdf5_pure::make_f32_type())
+        .with_shape(&[0, 1 << 40]);
+    let e = read(&file("wide.h5ad", fb)).unwrap_err().to_string();
+    assert!(
+        e.starts_with("wide.h5ad (/X): is a dense 0 x 1099511627776 matrix"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cell_ranger_v2_layout() {
+    let mut fb = FileBuilder::new();
+    let mut g = fb.create_group("hg19");
+    g.create_dataset("data").with_u32_data(&[1, 3, 2, 5]);
+    g.create_dataset("indices").with_i64_data(&[0, 2, 1, 3]);
+    g.create_dataset("indptr").with_i64_data(&[0, 2, 2, 4]);
+    g.create_dataset("shape").with_i32_data(&[4, 3]);
+    g.create_dataset("barcodes")
+        .with_ascii_strings(&["a", "b", "c"])
+        .unwrap();
+    g.create_dataset("genes")
+        .with_ascii_strings(&["E0", "E1", "E2", "E3"])
+        .unwrap();
+    g.create_dataset("gene_names")
+        .with_ascii_strings(&["G0", "G1", "G2", "G3"])
+        .unwrap();
+    fb.add_group(g.finish());
+    let m = h5::read_10x_h5(&file("v2.h5", fb), &ReadOptions::default()).unwrap();
+    assert_eq!(m.source, "hg19");
+    assert_eq!(m.gene_ids, ["E0", "E1", "E2", "E3"]);
+    let dense: Vec<f32> = (0..3).flat_map(|c| m.dense_row(c)).collect();
+    assert_eq!(dense, DENSE.map(|x| x as f32).to_vec());
+}
+
+/// Damaged files (a few bytes flipped in the metadata-heavy start) may read or fail,
+/// but never panic.
+#[test]
+fn flipped_bytes_never_panic() {
+    let mut n_panic = 0;
+    for rel in [
+        "scanpy_10x_v3_chr21/filtered_feature_bc_matrix.h5",
+        PBMC,
+        "wu2020_200/wu2020_200_v0_11.h5ad",
+    ] {
+        let full = input(rel);
+        let mut seed: u64 = 12345;
+        for _ in 0..40 {
+            let mut b = full.bytes.clone();
+            for _ in 0..4 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let pos = ((seed >> 33) as usize) % b.len().min(200_000);
+                b[pos] ^= (seed >> 20) as u8 | 1;
+            }
+            let f = InputFile::new("fz", b);
+            let r = std::panic::catch_unwind(|| {
+                let _ = h5::read_10x_h5(&f, &ReadOptions::default());
+                let _ = h5::read_h5ad(&f, &ReadOptions::default());
+            });
+            if r.is_err() {
+                n_panic += 1;
+            }
+        }
     }
+    assert_eq!(n_panic, 0);
 }

@@ -298,8 +298,24 @@ fn hvg_wu2020_by_tiny_batches_is_a_clear_error() {
     };
     let err = preprocess(&m, &opts).unwrap_err().to_string();
     eprintln!("{err}");
-    assert!(err.contains("batch '"), "{err}");
+    assert!(err.contains("batch 'EN3': it has 1 cell"), "{err}");
     assert!(err.contains("choose a batch key"), "{err}");
+    // Without the one-cell batch, small batches still leave loess undefined: more than
+    // the span's share of the genes sit at one mean (scanpy fails on these too).
+    let batch = codes(&m, "batch");
+    let mut size = HashMap::new();
+    for &b in &batch {
+        *size.entry(b).or_insert(0) += 1;
+    }
+    let keep: Vec<usize> = (0..m.n_cells).filter(|&c| size[&batch[c]] >= 2).collect();
+    let err = preprocess(&m.select_cells(&keep), &opts)
+        .unwrap_err()
+        .to_string();
+    eprintln!("{err}");
+    assert!(
+        err.contains("cannot be fitted") && err.contains("(scanpy fails here too)"),
+        "{err}"
+    );
 }
 
 fn rel_diff(a: f64, b: f64) -> f64 {
@@ -521,5 +537,26 @@ fn preprocess_selects_highly_variable_genes_and_reports_them() {
         r.notes.iter().any(|n| n.contains("every gene was kept")),
         "{:?}",
         r.notes
+    );
+}
+
+#[test]
+fn cells_emptied_by_gene_filters_are_dropped_and_reported() {
+    // g2 is only in c2 and is dropped by min_cells = 2, which leaves c2 with no counts.
+    let m = dense(&[&[1.0, 1.0, 0.0], &[1.0, 2.0, 0.0], &[0.0, 0.0, 5.0]]);
+    let opts = QcOptions {
+        min_cells_per_gene: 2,
+        ..Default::default()
+    };
+    let (out, r) = preprocess(&m, &opts).unwrap();
+    assert_eq!(out.cell_ids, ["c0", "c1"]);
+    assert_eq!(out.gene_names, ["g0", "g1"]);
+    assert_eq!(r.genes_dropped_min_cells, 1);
+    assert_eq!(r.cells_empty_after_gene_selection, 1);
+    assert_eq!((r.n_cells_after, r.n_genes_after), (2, 2));
+    let lines = r.to_lines();
+    assert!(
+        lines.contains(&"dropped 1 cells with no counts in the kept genes".to_string()),
+        "{lines:?}"
     );
 }

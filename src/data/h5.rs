@@ -13,10 +13,11 @@
 //! `f32`/`f64`; indices and `indptr` any integer width.
 //!
 //! AnnData handling (which matrix is used, `obs`/`var` encodings) is in `h5/anndata.rs`
-//! and `h5/frame.rs`.
+//! and `h5/frame.rs`; the Cell Ranger layout in `h5/tenx.rs`.
 
 mod anndata;
 mod frame;
+mod tenx;
 
 use super::{check_count, CountMatrix, InputFile, ReadOptions, MAX_DIMENSION, MAX_NNZ};
 use crate::error::{Error, Result};
@@ -29,7 +30,7 @@ use hdf5_pure::{DType, Dataset, File, FormatError, Group};
 /// `source` the group read (`matrix` for v3).
 pub fn read_10x_h5(file: &InputFile, opts: &ReadOptions) -> Result<CountMatrix> {
     let h = H5::open(file)?;
-    read_tenx(&h, opts)
+    tenx::read(&h, opts)
 }
 
 /// Reads an AnnData `.h5ad` (current encoding and the old one of anndata < 0.7). `X` may
@@ -59,7 +60,8 @@ enum Node {
 
 impl H5 {
     /// Checks the signature and the length, then opens the file (gunzipping it first
-    /// when the whole file is gzip-compressed).
+    /// when the whole file is gzip-compressed). `hdf5-pure` owns what it reads, so the
+    /// bytes are copied once.
     fn open(input: &InputFile) -> Result<H5> {
         let bytes = input.decompressed()?;
         if !hdf5_pure::is_hdf5_bytes(&bytes) {
@@ -324,7 +326,18 @@ impl Values {
             })
         }
         match self {
-            Values::F32(v) => scan(v, |x| x as f64, allow_non_counts),
+            Values::F32(v) => {
+                let (i, x, p) = scan(v, |x| x as f64, allow_non_counts)?;
+                // Report an f32 as it was written (0.326, not 0.32600000500679016).
+                let shown = v
+                    .get(i)
+                    .and_then(|s| s.to_string().parse::<f64>().ok())
+                    .unwrap_or(x);
+                match check_count(shown, allow_non_counts) {
+                    Err(q) => Some((i, shown, q)),
+                    Ok(()) => Some((i, x, p)),
+                }
+            }
             Values::F64(v) => scan(v, |x| x, allow_non_counts),
             Values::I32(v) if !allow_non_counts => scan(v, |x| x as f64, false),
             Values::I64(v) if !allow_non_counts => scan(v, |x| x as f64, false),
@@ -630,100 +643,5 @@ fn shape2(h: &H5, location: &str, v: Option<Vec<i128>>) -> Result<(usize, usize)
             format!("the shape {a} x {b} is negative or larger than the {MAX_DIMENSION} cellvae accepts"),
         )),
         _ => Err(h.err(location, "the shape must be two non-negative integers")),
-    }
-}
-
-fn read_tenx(h: &H5, opts: &ReadOptions) -> Result<CountMatrix> {
-    let (group, v3) = match h.node("matrix")? {
-        Node::Group(_) => ("matrix".to_string(), true),
-        _ => (tenx_v2_genome(h)?, false),
-    };
-    let hint = if v3 {
-        "this is not a complete 10x Cell Ranger v3 .h5 file"
-    } else {
-        "this is not a complete 10x Cell Ranger v2 .h5 file"
-    };
-    let sp = format!("{group}/shape");
-    let shape_ds = h.require(&sp, hint)?;
-    let sv = h.values(&shape_ds, &sp, None)?;
-    let sv: Option<Vec<i128>> = (0..sv.len()).map(|i| sv.int(i)).collect();
-    let (n_genes, n_cells) = shape2(h, &format!("dataset /{sp}"), sv)?;
-    let cell_ids = h.strings_n(&format!("{group}/barcodes"), n_cells, hint)?;
-    let (id_path, name_path) = if v3 {
-        (
-            format!("{group}/features/id"),
-            format!("{group}/features/name"),
-        )
-    } else {
-        (format!("{group}/genes"), format!("{group}/gene_names"))
-    };
-    let gene_ids = h.strings_n(&id_path, n_genes, hint)?;
-    let gene_names = h.strings_n(&name_path, n_genes, hint)?;
-    let mut notes = Vec::new();
-    let tp = format!("{group}/features/feature_type");
-    if let Some(ds) = h.dataset(&tp)? {
-        let types = h.strings(&ds, &tp)?;
-        let other = types
-            .iter()
-            .filter(|t| t.as_str() != "Gene Expression")
-            .count();
-        if other > 0 {
-            notes.push(format!(
-                "{}: {other} of {n_genes} features are not Gene Expression (antibody capture, CRISPR \
-                 guides, ...); they are kept as genes",
-                h.name
-            ));
-        }
-    }
-    let c = read_compressed(h, &group, n_cells, n_genes, "genes", hint)?;
-    let m = assemble(c, true, n_cells, n_genes, opts.allow_non_counts)
-        .map_err(|r| h.err(r.location, r.problem))?;
-    let fill = Filled {
-        gene_ids,
-        gene_names,
-        cell_ids,
-        obs: Default::default(),
-        format: "10x-h5",
-        source: group,
-        notes,
-    };
-    finish(h, m, fill)
-}
-
-/// The genome group of a Cell Ranger v2 file (a root group holding `genes`), or the
-/// error for a file that is neither v3 nor v2.
-fn tenx_v2_genome(h: &H5) -> Result<String> {
-    let root = h.file.root();
-    let groups = root.groups().map_err(|e| h.fail("", e))?;
-    let mut genomes = Vec::new();
-    for g in groups {
-        if matches!(h.node(&format!("{g}/genes"))?, Node::Dataset(_)) {
-            genomes.push(g);
-        }
-    }
-    genomes.sort();
-    match genomes.len() {
-        1 => Ok(genomes.remove(0)),
-        0 => {
-            let looks_h5ad =
-                !matches!(h.node("X")?, Node::Missing) || !matches!(h.node("obs")?, Node::Missing);
-            let also = if looks_h5ad {
-                " it looks like an AnnData file: name it .h5ad"
-            } else {
-                " export the counts as a Cell Ranger .h5, an .h5ad or a matrix.mtx triplet"
-            };
-            Err(Error::input(
-                &h.name,
-                format!("has no group /matrix: this is not a 10x Cell Ranger v3 .h5 file (nor a v2 one);{also}"),
-            ))
-        }
-        _ => Err(Error::input(
-            &h.name,
-            format!(
-                "is a Cell Ranger v2 .h5 with several genomes ({}); cellvae reads one genome: \
-                 export it on its own (for example as a matrix.mtx triplet)",
-                genomes.join(", ")
-            ),
-        )),
     }
 }

@@ -2,3 +2,12 @@
 //! shader is tested against.
 
 pub mod log1p;
+pub mod activation;
+pub mod adam;
+pub mod batchnorm;
+pub mod kl;
+pub mod likelihood;
+pub mod linear;
+pub mod reparam;
+pub mod softmax;
+pub mod special;

@@ -4,7 +4,7 @@
 
 use super::frame::{self, Frame};
 use super::{assemble, finish, read_compressed, read_dense, shape2, Filled, Node, Rejection, H5};
-use crate::data::{CountMatrix, ObsTable, ReadOptions, MAX_DIMENSION};
+use crate::data::{CountMatrix, ObsTable, ReadOptions, MAX_DIMENSION, MAX_NNZ};
 use crate::error::{Error, Result};
 use hdf5_pure::{AttrValue, Dataset};
 
@@ -225,17 +225,23 @@ fn layout(h: &H5, path: &str) -> Result<(usize, usize, Layout)> {
             let shape = ds.shape().map_err(|e| h.fail(path, e))?;
             let (r, c) = match shape.as_slice() {
                 [r, c] => (*r, *c),
-                _ => return Err(h.err(
-                    at,
-                    format!(
+                _ => {
+                    return Err(h.err(
+                        at,
+                        format!(
                         "has shape {shape:?}; a two-dimensional cells x genes matrix was expected"
                     ),
-                )),
+                    ))
+                }
             };
-            if r > MAX_DIMENSION || c > MAX_DIMENSION {
+            if r > MAX_DIMENSION || c > MAX_DIMENSION || (r as u128) * (c as u128) > MAX_NNZ as u128
+            {
                 return Err(h.err(
                     at,
-                    format!("has shape {r} x {c}, larger than the {MAX_DIMENSION} cellvae accepts"),
+                    format!(
+                        "is a dense {r} x {c} matrix, larger than cellvae accepts ({MAX_DIMENSION} \
+                         rows or columns, {MAX_NNZ} values); store it sparse (CSR)"
+                    ),
                 ));
             }
             Ok((r as usize, c as usize, Layout::Dense(ds)))

@@ -42,6 +42,8 @@ pub(crate) enum LoessError {
     AllOnBoundary {
         /// Where (the vertex's x).
         at: f64,
+        /// How many points share the most common x value.
+        largest_tie: usize,
     },
     /// x or y holds NaN or an infinity.
     NotFinite,
@@ -261,7 +263,10 @@ fn local_fit(xs: &[f64], ys: &[f64], q: f64, nf: usize) -> Result<LocalFit, Loes
         rows.push([w, w * t, w * t * t, w * ys[i]]);
     }
     if rows.iter().all(|r| r[0] == 0.0) {
-        return Err(LoessError::AllOnBoundary { at: q });
+        return Err(LoessError::AllOnBoundary {
+            at: q,
+            largest_tie: largest_tie(xs),
+        });
     }
     // Equilibrate the columns.
     let mut colnorm = [1.0f64; 3];

@@ -1,0 +1,194 @@
+//! Batch normalisation over the minibatch, PyTorch `BatchNorm1d` semantics (scvi-tools
+//! uses eps 1e-3, momentum 0.01): training normalises with the biased batch variance and
+//! updates `running_var` with the unbiased one; evaluation uses the running statistics.
+//!
+//! Shapes, row-major: `x`, `y`, `xhat`, `dy`, `dx` are B x n; `gamma`, `beta`, the running
+//! statistics, `mean`, `inv_std`, `dgamma`, `dbeta` are n. Outputs are overwritten.
+#![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
+
+/// scvi-tools' batch-norm epsilon.
+pub const EPS: f32 = 1e-3;
+/// scvi-tools' batch-norm momentum (weight of the new batch in the running statistics).
+pub const MOMENTUM: f32 = 0.01;
+
+/// Per-feature statistics saved by [`forward_train`] for [`backward`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BnCache {
+    /// Batch mean of each feature (n).
+    pub mean: Vec<f32>,
+    /// `1 / sqrt(biased batch variance + eps)` of each feature (n).
+    pub inv_std: Vec<f32>,
+}
+
+impl BnCache {
+    /// A cache for `n` features (zeros).
+    pub fn new(n: usize) -> Self {
+        BnCache {
+            mean: vec![0.0; n],
+            inv_std: vec![0.0; n],
+        }
+    }
+}
+
+/// Training forward. Writes `y = gamma * xhat + beta`, `xhat = (x - mean) * inv_std`,
+/// `mean_out` and `inv_std_out` (biased variance, f64 sums over the batch), and updates
+/// `running_mean += momentum * (mean - running_mean)` and `running_var` likewise with the
+/// unbiased variance `var * B / (B - 1)` (for B = 1, where PyTorch refuses, the biased
+/// variance 0 is used). Does nothing when B = 0.
+pub fn forward_train(
+    x: &[f32],
+    b: usize,
+    n: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    momentum: f32,
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    y: &mut [f32],
+    xhat_out: &mut [f32],
+    mean_out: &mut [f32],
+    inv_std_out: &mut [f32],
+) {
+    if b == 0 {
+        return;
+    }
+    let bf = b as f64;
+    for j in 0..n {
+        let mean = (0..b).map(|r| f64::from(x[r * n + j])).sum::<f64>() / bf;
+        let ss: f64 = (0..b)
+            .map(|r| (f64::from(x[r * n + j]) - mean).powi(2))
+            .sum();
+        let var = ss / bf;
+        let unbiased = if b > 1 { ss / (bf - 1.0) } else { var };
+        mean_out[j] = mean as f32;
+        inv_std_out[j] = (1.0 / (var + f64::from(eps)).sqrt()) as f32;
+        let m = f64::from(momentum);
+        running_mean[j] = ((1.0 - m) * f64::from(running_mean[j]) + m * mean) as f32;
+        running_var[j] = ((1.0 - m) * f64::from(running_var[j]) + m * unbiased) as f32;
+    }
+    for r in 0..b {
+        for j in 0..n {
+            let i = r * n + j;
+            let xh = (x[i] - mean_out[j]) * inv_std_out[j];
+            xhat_out[i] = xh;
+            y[i] = gamma[j] * xh + beta[j];
+        }
+    }
+}
+
+/// Evaluation forward: `y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta`.
+pub fn forward_eval(
+    x: &[f32],
+    b: usize,
+    n: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    y: &mut [f32],
+) {
+    for r in 0..b {
+        for j in 0..n {
+            let i = r * n + j;
+            let s = gamma[j] / (running_var[j] + eps).sqrt();
+            y[i] = (x[i] - running_mean[j]) * s + beta[j];
+        }
+    }
+}
+
+/// Backward of [`forward_train`] (batch statistics depend on `x`):
+/// `dbeta = sum_r dy`, `dgamma = sum_r dy * xhat`, and
+/// `dx = gamma * inv_std / B * (B dy - dbeta - xhat * dgamma)`. All overwritten.
+pub fn backward(
+    dy: &[f32],
+    xhat: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+    b: usize,
+    n: usize,
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    for j in 0..n {
+        let (mut sb, mut sg) = (0f64, 0f64);
+        for r in 0..b {
+            let g = f64::from(dy[r * n + j]);
+            sb += g;
+            sg += g * f64::from(xhat[r * n + j]);
+        }
+        dbeta[j] = sb as f32;
+        dgamma[j] = sg as f32;
+    }
+    if b == 0 {
+        return;
+    }
+    let bf = b as f32;
+    for r in 0..b {
+        for j in 0..n {
+            let i = r * n + j;
+            let k = gamma[j] * inv_std[j] / bf;
+            dx[i] = k * (bf * dy[i] - dbeta[j] - xhat[i] * dgamma[j]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_train_matches_hand_calculation() {
+        // One feature, values 1, 2, 6: mean 3, biased var 14/3, unbiased 7.
+        let x = [1.0f32, 2.0, 6.0];
+        let (mut rm, mut rv) = ([0.5f32], [2.0f32]);
+        let (mut y, mut xh, mut m, mut is) = ([0.0; 3], [0.0; 3], [0.0], [0.0]);
+        forward_train(
+            &x,
+            3,
+            1,
+            &[2.0],
+            &[0.25],
+            EPS,
+            MOMENTUM,
+            &mut rm,
+            &mut rv,
+            &mut y,
+            &mut xh,
+            &mut m,
+            &mut is,
+        );
+        let inv = 1.0 / (14.0f64 / 3.0 + 1e-3).sqrt();
+        assert!((m[0] - 3.0).abs() < 1e-6);
+        assert!((f64::from(is[0]) - inv).abs() < 1e-6);
+        for (k, &xi) in x.iter().enumerate() {
+            let want = 2.0 * (f64::from(xi) - 3.0) * inv + 0.25;
+            assert!((f64::from(y[k]) - want).abs() < 1e-5, "{k}");
+        }
+        assert!((rm[0] - (0.99 * 0.5 + 0.01 * 3.0)).abs() < 1e-6);
+        assert!((rv[0] - (0.99 * 2.0 + 0.01 * 7.0)).abs() < 1e-6);
+        let mut ye = [0.0; 3];
+        forward_eval(&x, 3, 1, &[2.0], &[0.25], &rm, &rv, EPS, &mut ye);
+        let want = 2.0 * (1.0 - rm[0]) / (rv[0] + 1e-3).sqrt() + 0.25;
+        assert!((ye[0] - want).abs() < 1e-5);
+    }
+
+    #[test]
+    fn backward_sums_vanish_for_constant_upstream() {
+        // A constant dy shifts every x equally: the normalised output does not move.
+        let x = [0.3f32, -1.0, 2.5, 0.7, 1.1, -0.2];
+        let (mut rm, mut rv) = ([0.0; 2], [1.0; 2]);
+        let (mut y, mut xh, mut m, mut is) = ([0.0; 6], [0.0; 6], [0.0; 2], [0.0; 2]);
+        let g = [1.5, -0.5];
+        forward_train(
+            &x, 3, 2, &g, &[0.0; 2], EPS, MOMENTUM, &mut rm, &mut rv, &mut y, &mut xh, &mut m,
+            &mut is,
+        );
+        let (mut dx, mut dg, mut db) = ([1.0; 6], [1.0; 2], [0.0; 2]);
+        backward(&[1.0; 6], &xh, &is, &g, 3, 2, &mut dx, &mut dg, &mut db);
+        assert!(dx.iter().all(|d| d.abs() < 1e-6), "{dx:?}");
+        assert!(dg.iter().all(|d| d.abs() < 1e-6) && db == [3.0, 3.0]);
+    }
+}

@@ -1,0 +1,256 @@
+//! Fully connected layers: `y = x W + bias`, dense and sparse (the encoder's first layer
+//! reads only the non-zero counts of a CSR minibatch), and one-hot covariate rows.
+//!
+//! Shapes, all row-major: `x` is B x n_in, `w` is n_in x n_out (so a row of `w` is one
+//! input's weights, which the sparse layer reads contiguously), `bias` is n_out, `y` is
+//! B x n_out. Outputs are overwritten, never accumulated. Dense products go through
+//! `matrixmultiply::sgemm` (cache-blocked SIMD; transposes by strides).
+//!
+//! Panics (programming errors, not data errors) if a slice is shorter than its shape.
+#![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
+
+/// Safe wrapper of `sgemm`: C (m x n, row stride `ldc`) = A B + beta C, with A (m x k)
+/// and B (k x n) given by element strides. Checks every slice covers its last element.
+fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        c.len() >= (m - 1) * ldc + n && ldc >= n,
+        "gemm: output too short"
+    );
+    if k > 0 {
+        assert!(a.len() > (m - 1) * rsa + (k - 1) * csa, "gemm: A too short");
+        assert!(b.len() > (k - 1) * rsb + (n - 1) * csb, "gemm: B too short");
+    }
+    // SAFETY: the asserts above keep every element sgemm touches inside the slices; the
+    // output does not alias the inputs (distinct borrows) nor itself (ldc >= n, stride 1).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        );
+    }
+}
+
+/// Column sums of `dy` (B x n) into `dbias` (n), overwritten; f64 accumulation.
+fn column_sums(dy: &[f32], b: usize, n: usize, dbias: &mut [f32]) {
+    for (j, d) in dbias[..n].iter_mut().enumerate() {
+        let s: f64 = (0..b).map(|r| f64::from(dy[r * n + j])).sum();
+        *d = s as f32;
+    }
+}
+
+/// Forward: `y = x W + bias`. `x` B x n_in, `w` n_in x n_out, `bias` n_out, `y` B x n_out
+/// (overwritten).
+pub fn forward(
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    b: usize,
+    n_in: usize,
+    n_out: usize,
+    y: &mut [f32],
+) {
+    for row in y[..b * n_out].chunks_exact_mut(n_out.max(1)) {
+        row.copy_from_slice(&bias[..n_out]);
+    }
+    sgemm(b, n_in, n_out, x, (n_in, 1), w, (n_out, 1), 1.0, y, n_out);
+}
+
+/// Backward of [`forward`] given `dy` (B x n_out): `dx = dy W^T` (B x n_in, skipped when
+/// `None`), `dw = x^T dy` (n_in x n_out), `dbias = colsum(dy)` (n_out). All overwritten.
+pub fn backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    b: usize,
+    n_in: usize,
+    n_out: usize,
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    dbias: &mut [f32],
+) {
+    if let Some(dx) = dx {
+        // dx (B x n_in) = dy (B x n_out) * W^T, W^T element (o, i) at i * n_out + o.
+        sgemm(b, n_out, n_in, dy, (n_out, 1), w, (1, n_out), 0.0, dx, n_in);
+    }
+    // dw (n_in x n_out) = x^T (n_in x B) * dy, x^T element (i, r) at r * n_in + i.
+    sgemm(n_in, b, n_out, x, (1, n_in), dy, (n_out, 1), 0.0, dw, n_out);
+    column_sums(dy, b, n_out, dbias);
+}
+
+/// Sparse forward: `y = t(x) W + bias` for the minibatch of CSR rows `rows`, where
+/// `t` (`transform`, e.g. `f32::ln_1p`) is applied to each stored value and zeros stay
+/// zero (so `t(0)` must be 0). CSR: `indptr` (n_rows + 1), `indices` (column of each
+/// stored value, < n_in), `values`. `w` n_in x n_out, `bias` n_out, `y` rows.len() x n_out
+/// (overwritten). Work is proportional to the stored values times n_out.
+pub fn forward_sparse<F: Fn(f32) -> f32>(
+    indptr: &[usize],
+    indices: &[u32],
+    values: &[f32],
+    rows: &[usize],
+    transform: F,
+    w: &[f32],
+    bias: &[f32],
+    n_in: usize,
+    n_out: usize,
+    y: &mut [f32],
+) {
+    let w = &w[..n_in * n_out];
+    for (r, &cell) in rows.iter().enumerate() {
+        let yr = &mut y[r * n_out..(r + 1) * n_out];
+        yr.copy_from_slice(&bias[..n_out]);
+        for nz in indptr[cell]..indptr[cell + 1] {
+            let t = transform(values[nz]);
+            let col = indices[nz] as usize;
+            let wr = &w[col * n_out..(col + 1) * n_out];
+            for (yj, &wj) in yr.iter_mut().zip(wr) {
+                *yj += t * wj;
+            }
+        }
+    }
+}
+
+/// Weight gradients of [`forward_sparse`]: `dw = t(x)^T dy` (n_in x n_out, overwritten:
+/// zeroed, then one row update per stored value) and `dbias = colsum(dy)` (n_out).
+/// `dy` is rows.len() x n_out. (The encoder's input needs no `dx`.)
+pub fn backward_sparse_weights<F: Fn(f32) -> f32>(
+    indptr: &[usize],
+    indices: &[u32],
+    values: &[f32],
+    rows: &[usize],
+    transform: F,
+    dy: &[f32],
+    n_in: usize,
+    n_out: usize,
+    dw: &mut [f32],
+    dbias: &mut [f32],
+) {
+    let dw = &mut dw[..n_in * n_out];
+    dw.fill(0.0);
+    for (r, &cell) in rows.iter().enumerate() {
+        let dyr = &dy[r * n_out..(r + 1) * n_out];
+        for nz in indptr[cell]..indptr[cell + 1] {
+            let t = transform(values[nz]);
+            let col = indices[nz] as usize;
+            for (dwj, &g) in dw[col * n_out..(col + 1) * n_out].iter_mut().zip(dyr) {
+                *dwj += t * g;
+            }
+        }
+    }
+    column_sums(dy, rows.len(), n_out, dbias);
+}
+
+/// Adds one-hot covariate rows: `y[r] += w_onehot[category[r]]` for each of the
+/// `category.len()` rows; `w_onehot` is K x n_out (the weights of a one-hot batch input,
+/// e.g. the rows after the genes or latents), `y` is category.len() x n_out (accumulated:
+/// call after [`forward`] or [`forward_sparse`]). Panics if a category is >= K.
+pub fn add_onehot(category: &[u32], w_onehot: &[f32], n_out: usize, y: &mut [f32]) {
+    for (r, &k) in category.iter().enumerate() {
+        let k = k as usize;
+        let wr = &w_onehot[k * n_out..(k + 1) * n_out];
+        for (yj, &wj) in y[r * n_out..(r + 1) * n_out].iter_mut().zip(wr) {
+            *yj += wj;
+        }
+    }
+}
+
+/// Gradient of [`add_onehot`]: `dw_onehot[k] = sum of dy[r] over rows with category k`
+/// (K x n_out, overwritten; rows of absent categories are zero).
+pub fn onehot_weight_grad(category: &[u32], dy: &[f32], n_out: usize, dw_onehot: &mut [f32]) {
+    dw_onehot.fill(0.0);
+    for (r, &k) in category.iter().enumerate() {
+        let k = k as usize;
+        let dyr = &dy[r * n_out..(r + 1) * n_out];
+        for (dj, &g) in dw_onehot[k * n_out..(k + 1) * n_out].iter_mut().zip(dyr) {
+            *dj += g;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_matches_hand_product() {
+        // x = [[1, 2], [3, 4], [5, 6]], W = [[1, 0, -1], [2, 1, 0]], bias = [0.5, 0, 1]
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let w = [1.0, 0.0, -1.0, 2.0, 1.0, 0.0];
+        let bias = [0.5, 0.0, 1.0];
+        let mut y = [f32::NAN; 9];
+        forward(&x, &w, &bias, 3, 2, 3, &mut y);
+        assert_eq!(y, [5.5, 2.0, 0.0, 11.5, 4.0, -2.0, 17.5, 6.0, -4.0]);
+        let dy = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
+        let (mut dx, mut dw, mut db) = ([f32::NAN; 6], [f32::NAN; 6], [f32::NAN; 3]);
+        backward(&x, &w, &dy, 3, 2, 3, Some(&mut dx), &mut dw, &mut db);
+        // dx row r = W[:, r]; dw = x^T.
+        assert_eq!(dx, [1.0, 2.0, 0.0, 1.0, -1.0, 0.0]);
+        assert_eq!(dw, [1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+        assert_eq!(db, [1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn sparse_matches_dense_and_onehot_adds_rows() {
+        // CSR 3 x 4: row0 {1: 2}, row1 {}, row2 {0: 1, 3: 5}; minibatch rows [2, 0, 1].
+        let indptr = [0, 1, 1, 3];
+        let indices = [1u32, 0, 3];
+        let values = [2.0f32, 1.0, 5.0];
+        let rows = [2usize, 0, 1];
+        let w: Vec<f32> = (0..8).map(|i| i as f32 * 0.5 - 1.0).collect();
+        let bias = [0.25, -0.5];
+        let mut ys = [0.0f32; 6];
+        forward_sparse(
+            &indptr,
+            &indices,
+            &values,
+            &rows,
+            f32::ln_1p,
+            &w,
+            &bias,
+            4,
+            2,
+            &mut ys,
+        );
+        let mut dense = [0.0f32; 12];
+        for (r, &c) in rows.iter().enumerate() {
+            for nz in indptr[c]..indptr[c + 1] {
+                dense[r * 4 + indices[nz] as usize] = values[nz].ln_1p();
+            }
+        }
+        let mut yd = [0.0f32; 6];
+        forward(&dense, &w, &bias, 3, 4, 2, &mut yd);
+        for (a, b) in ys.iter().zip(&yd) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        add_onehot(&[1, 0, 1], &[10.0, 20.0, 30.0, 40.0], 2, &mut ys);
+        assert!((ys[0] - yd[0] - 30.0).abs() < 1e-5 && (ys[3] - yd[3] - 20.0).abs() < 1e-5);
+        let mut dwo = [f32::NAN; 6];
+        onehot_weight_grad(&[1, 0, 1], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, &mut dwo);
+        assert_eq!(dwo, [3.0, 4.0, 6.0, 8.0, 0.0, 0.0]);
+    }
+}

@@ -1,0 +1,249 @@
+//! `cellvae train` and `cellvae eval`: the pipeline from a matrix to the files the
+//! browser loads.
+
+use cellvae::backend::{Backend, TrainState};
+use cellvae::data::CountMatrix;
+use cellvae::eval::{evaluate, knn_accuracy, latent};
+use cellvae::model::cpu_model::CpuBackend;
+use cellvae::model::io::{from_safetensors, read_config, to_safetensors, ModelFiles};
+use cellvae::model::{Dispersion, Likelihood, ModelConfig, Params};
+use cellvae::pipeline::{column_codes, prepare, PrepareOptions};
+use cellvae::train::{TrainConfig, Trainer};
+use cellvae::{Error, Result};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Everything `cellvae train` was asked to do.
+pub struct TrainJob {
+    pub matrix: CountMatrix,
+    pub epochs: Option<u32>,
+    pub n_latent: usize,
+    pub n_hidden: usize,
+    pub n_layers: usize,
+    pub likelihood: Likelihood,
+    pub dispersion: Dispersion,
+    pub batch_key: Option<String>,
+    pub label_key: Option<String>,
+    pub top_genes: Option<usize>,
+    pub lr: f32,
+    pub beta: f32,
+    pub kl_warmup: u32,
+    pub batch_size: usize,
+    pub holdout_every: Option<usize>,
+    pub seed: u64,
+    pub gpu: bool,
+    pub out: PathBuf,
+    pub eval_samples: usize,
+}
+
+fn now() -> f64 {
+    use std::sync::OnceLock;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::Io { file: path.display().to_string(), source: e })
+}
+
+fn json(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::Config(format!("cannot write JSON: {e}")))
+}
+
+/// Trains, evaluates and writes the output folder.
+pub fn train(job: TrainJob) -> Result<()> {
+    if job.gpu {
+        return Err(Error::Config(
+            "--backend gpu: the GPU training backend is not built yet; use --backend cpu".into(),
+        ));
+    }
+    let opts = PrepareOptions {
+        qc: cellvae::data::preprocess::QcOptions { n_top_genes: job.top_genes, ..Default::default() },
+        holdout_every: job.holdout_every,
+        batch_key: job.batch_key.clone(),
+        label_key: job.label_key.clone(),
+    };
+    let prep = prepare(&job.matrix, &opts)?;
+    for line in prep.report.to_lines() {
+        eprintln!("{line}");
+    }
+    let m = &prep.matrix;
+    let mut config = ModelConfig::scvi_defaults(m.n_genes, prep.batch_levels.len());
+    config.n_latent = job.n_latent;
+    config.n_hidden = job.n_hidden;
+    config.n_layers = job.n_layers;
+    config.likelihood = job.likelihood;
+    config.dispersion = job.dispersion;
+    if job.batch_key.is_none() && job.dispersion == Dispersion::GeneBatch {
+        return Err(Error::Config("--dispersion gene-batch needs --batch-key".into()));
+    }
+    let mut tc = TrainConfig::scvi_defaults(prep.train_cells.len());
+    if let Some(e) = job.epochs {
+        tc.epochs = e;
+    }
+    tc.lr = job.lr;
+    tc.max_kl_weight = job.beta;
+    tc.kl_warmup_epochs = job.kl_warmup;
+    tc.batch_size = job.batch_size;
+    tc.seed = job.seed;
+    let params = Params::init(&config, job.seed)?;
+    let backend = CpuBackend::new();
+    let adapter = backend.adapter();
+    let mut trainer = Trainer::new(backend, tc.clone(), TrainState::new(params), prep.train_cells.clone(), prep.batch_codes.clone(), now)?;
+    std::fs::create_dir_all(&job.out).map_err(|e| Error::Io { file: job.out.display().to_string(), source: e })?;
+    let bar = indicatif::ProgressBar::new(u64::from(tc.epochs));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}")
+            .map_err(|e| Error::Config(e.to_string()))?
+            .progress_chars("=> "),
+    );
+    let started = now();
+    trainer.run_epochs(m, tc.epochs, |r| {
+        bar.set_position(u64::from(r.epoch + 1));
+        bar.set_message(format!("elbo {:.1} kl {:.2} w {:.3}", r.elbo, r.kl, r.kl_weight));
+    })?;
+    bar.finish();
+    let seconds = now() - started;
+    for r in &trainer.recoveries {
+        eprintln!("note: non-finite values at step {}; restored the last good state and lowered the learning rate to {}", r.step, r.new_lr);
+    }
+    let params = trainer.params()?;
+    // latent.tsv: every input cell, in input order.
+    let all: Vec<usize> = (0..m.n_cells).collect();
+    let (mean, _) = latent(&params, m, &prep.batch_codes, &all);
+    let z = config.n_latent;
+    let mut tsv = String::from("cell_id");
+    for j in 1..=z {
+        let _ = write!(tsv, "\tz{j}");
+    }
+    tsv.push('\n');
+    for (c, id) in m.cell_ids.iter().enumerate() {
+        tsv.push_str(id);
+        for j in 0..z {
+            let _ = write!(tsv, "\t{}", mean[c * z + j]);
+        }
+        tsv.push('\n');
+    }
+    write(&job.out.join("latent.tsv"), tsv.as_bytes())?;
+    let mut csv = String::from("epoch,elbo,reconstruction,kl,kl_weight,seconds\n");
+    for r in &trainer.history {
+        let _ = writeln!(csv, "{},{},{},{},{},{}", r.epoch, r.elbo, r.reconstruction, r.kl, r.kl_weight, r.seconds);
+    }
+    write(&job.out.join("losses.csv"), csv.as_bytes())?;
+    let eval_cells = if prep.heldout_cells.is_empty() { &prep.train_cells } else { &prep.heldout_cells };
+    let metrics = evaluate(&params, m, &prep.batch_codes, eval_cells, job.eval_samples, job.seed);
+    let knn = prep.labels.as_ref().and_then(|(codes, _)| knn_accuracy(&mean, z, codes, 15, 5, job.seed));
+    let mut mj = serde_json::json!({
+        "n_cells": m.n_cells,
+        "n_genes": m.n_genes,
+        "n_train_cells": prep.train_cells.len(),
+        "n_heldout_cells": prep.heldout_cells.len(),
+        "epochs": trainer.epoch(),
+        "backend": trainer.backend.name(),
+        "adapter": adapter,
+        "seconds": seconds,
+        "seconds_per_epoch": seconds / f64::from(trainer.epoch().max(1)),
+        "heldout_elbo_per_cell": metrics.elbo_per_cell,
+        "heldout_log_px_iw100_per_cell": metrics.log_px_iw_per_cell,
+        "heldout_reconstruction_per_cell": metrics.reconstruction_per_cell,
+        "kl_per_dim": metrics.kl_per_dim,
+        "active_units": metrics.active_units,
+        "eval_samples": metrics.n_samples,
+        "evaluated_on": if prep.heldout_cells.is_empty() { "training cells (no --holdout-every)" } else { "held-out cells" },
+        "recoveries": trainer.recoveries.len(),
+    });
+    if let Some(k) = knn {
+        mj["knn15_accuracy"] = serde_json::json!(k);
+    }
+    write(&job.out.join("metrics.json"), json(&mj)?.as_bytes())?;
+    write(&job.out.join("model.safetensors"), &to_safetensors(&params)?)?;
+    let files = ModelFiles {
+        format: "cellvae-model".into(),
+        cellvae_version: env!("CARGO_PKG_VERSION").into(),
+        model: config,
+        gene_ids: m.gene_ids.clone(),
+        gene_names: m.gene_names.clone(),
+        batch_key: job.batch_key.clone(),
+        batch_levels: prep.batch_levels.clone(),
+        preprocessing: serde_json::to_value(&prep.report).unwrap_or_default(),
+        training: serde_json::to_value(&tc).unwrap_or_default(),
+    };
+    write(&job.out.join("config.json"), json(&files)?.as_bytes())?;
+    println!("{}", json(&mj)?);
+    Ok(())
+}
+
+/// Recomputes metrics of a saved model on data.
+pub fn eval(dir: &Path, data: &CountMatrix, holdout_every: Option<usize>, label_key: Option<&str>, samples: usize, seed: u64) -> Result<()> {
+    let cfg_path = dir.join("config.json");
+    let cfg_name = cfg_path.display().to_string();
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::Io { file: cfg_name.clone(), source: e })?;
+    let files = read_config(&text, &cfg_name)?;
+    let st_path = dir.join("model.safetensors");
+    let st_name = st_path.display().to_string();
+    let bytes = std::fs::read(&st_path).map_err(|e| Error::Io { file: st_name.clone(), source: e })?;
+    let params = from_safetensors(&bytes, &files.model, &st_name)?;
+    // The data's genes in the model's order.
+    let by_id: std::collections::HashMap<&str, usize> = data.gene_ids.iter().enumerate().map(|(i, g)| (g.as_str(), i)).collect();
+    let by_name: std::collections::HashMap<&str, usize> = data.gene_names.iter().enumerate().map(|(i, g)| (g.as_str(), i)).collect();
+    let mut cols = Vec::with_capacity(files.gene_ids.len());
+    let mut missing = Vec::new();
+    for (id, name) in files.gene_ids.iter().zip(&files.gene_names) {
+        match by_id.get(id.as_str()).or_else(|| by_name.get(name.as_str())) {
+            Some(&i) => cols.push(i),
+            None => missing.push(name.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Config(format!(
+            "the data lacks {} of the model's {} genes (e.g. {}); evaluate on data with the genes the model was trained on",
+            missing.len(),
+            files.gene_ids.len(),
+            missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let m = data.select_genes(&cols);
+    let batch_codes: Vec<u32> = match &files.batch_key {
+        Some(key) => {
+            let col = m.obs.get(key).ok_or_else(|| Error::Config(format!("the model was trained with batch column {key}, which the data lacks")))?;
+            let (codes, levels) = column_codes(col);
+            let mut out = Vec::with_capacity(codes.len());
+            for c in codes {
+                let level = c.map(|c| levels[c as usize].clone()).unwrap_or_default();
+                let k = files.batch_levels.iter().position(|l| *l == level).ok_or_else(|| {
+                    Error::Config(format!("batch {level:?} was not seen in training (the model knows: {})", files.batch_levels.join(", ")))
+                })?;
+                out.push(k as u32);
+            }
+            out
+        }
+        None => vec![0; m.n_cells],
+    };
+    let cells: Vec<usize> = match holdout_every {
+        Some(k) if k > 0 => (0..m.n_cells).filter(|i| i % k == 0).collect(),
+        _ => (0..m.n_cells).collect(),
+    };
+    let cells: Vec<usize> = cells.into_iter().filter(|&c| m.indptr[c] < m.indptr[c + 1]).collect();
+    let metrics = evaluate(&params, &m, &batch_codes, &cells, samples, seed);
+    let mut mj = serde_json::json!({
+        "n_cells": m.n_cells,
+        "n_genes": m.n_genes,
+        "n_evaluated_cells": cells.len(),
+        "heldout_elbo_per_cell": metrics.elbo_per_cell,
+        "heldout_log_px_iw100_per_cell": metrics.log_px_iw_per_cell,
+        "heldout_reconstruction_per_cell": metrics.reconstruction_per_cell,
+        "kl_per_dim": metrics.kl_per_dim,
+        "active_units": metrics.active_units,
+    });
+    if let Some(key) = label_key {
+        let col = m.obs.get(key).ok_or_else(|| Error::Config(format!("--label-key {key}: no such metadata column")))?;
+        let (codes, _) = column_codes(col);
+        let all: Vec<usize> = (0..m.n_cells).collect();
+        let (mean, _) = latent(&params, &m, &batch_codes, &all);
+        if let Some(k) = knn_accuracy(&mean, files.model.n_latent, &codes, 15, 5, seed) {
+            mj["knn15_accuracy"] = serde_json::json!(k);
+        }
+    }
+    println!("{}", json(&mj)?);
+    Ok(())
+}

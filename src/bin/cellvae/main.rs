@@ -1,0 +1,249 @@
+//! The `cellvae` command line: inspect, (later) train, evaluate and export headless.
+//!
+//! Every error is printed as one line naming the file, the place, the problem and what
+//! to do, and the exit code is non-zero.
+
+mod commands;
+
+use cellvae::model::{Dispersion, Likelihood};
+use cellvae::data::{load_paths, read_inputs, InputFile, Orientation, ReadOptions};
+use cellvae::summary::Summary;
+use cellvae::{Error, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "cellvae", version, about = "A single-cell VAE on WebGPU: read, train, evaluate, export")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OrientationArg {
+    Auto,
+    CellsAsRows,
+    CellsAsColumns,
+}
+
+#[derive(clap::Args)]
+struct InputArgs {
+    /// Count matrices: .h5ad, 10x .h5, 10x folders or matrix.mtx(.gz) with features/barcodes,
+    /// dense .csv/.tsv(.gz). Several inputs are joined over shared genes with a `sample` column.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Cell metadata table (CSV/TSV with a header; first column the cell id), joined by id.
+    #[arg(long)]
+    obs: Option<PathBuf>,
+    /// Orientation of dense CSV/TSV tables.
+    #[arg(long, value_enum, default_value = "auto")]
+    orientation: OrientationArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LikelihoodArg {
+    Nb,
+    Zinb,
+    Poisson,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DispersionArg {
+    Gene,
+    GeneBatch,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum BackendArg {
+    Cpu,
+    Gpu,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Epochs (default: scvi-tools' heuristic min(round(20000 / cells * 400), 400)).
+    #[arg(long)]
+    epochs: Option<u32>,
+    /// Latent dimensions.
+    #[arg(long, default_value_t = 10)]
+    n_latent: usize,
+    /// Hidden units per layer.
+    #[arg(long, default_value_t = 128)]
+    n_hidden: usize,
+    /// Hidden layers in encoder and decoder.
+    #[arg(long, default_value_t = 1)]
+    n_layers: usize,
+    /// Count likelihood.
+    #[arg(long, value_enum, default_value = "nb")]
+    likelihood: LikelihoodArg,
+    /// Dispersion per gene, or per gene and batch.
+    #[arg(long, value_enum, default_value = "gene")]
+    dispersion: DispersionArg,
+    /// Metadata column with the batch (sample) of each cell.
+    #[arg(long)]
+    batch_key: Option<String>,
+    /// Metadata column with labels, for the kNN accuracy of the latent space.
+    #[arg(long)]
+    label_key: Option<String>,
+    /// Keep only this many highly variable genes (seurat_v3 on raw counts).
+    #[arg(long)]
+    top_genes: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Maximum KL weight (beta), reached after the 400-epoch warm-up.
+    #[arg(long, default_value_t = 1.0)]
+    beta: f32,
+    /// Epochs of linear KL warm-up.
+    #[arg(long, default_value_t = 400)]
+    kl_warmup: u32,
+    /// Cells per minibatch.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Hold out the cell at input position i (0-based, before filtering) when i % K == 0.
+    #[arg(long)]
+    holdout_every: Option<usize>,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where the arithmetic runs.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendArg,
+    /// Output folder.
+    #[arg(long, default_value = "cellvae-out")]
+    out: PathBuf,
+    /// Importance samples for the held-out log p(x).
+    #[arg(long, default_value_t = 100)]
+    eval_samples: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model and write latent.tsv, losses.csv, metrics.json, model.safetensors, config.json.
+    Train(Box<TrainArgs>),
+    /// Recompute the metrics of a trained model on data.
+    Eval {
+        /// Folder with model.safetensors and config.json (as `train --out` wrote it).
+        model_dir: PathBuf,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Hold out the cell at input position i when i % K == 0 and evaluate those (default: all cells).
+        #[arg(long)]
+        holdout_every: Option<usize>,
+        /// Metadata column with labels, for the kNN accuracy.
+        #[arg(long)]
+        label_key: Option<String>,
+        /// Importance samples for log p(x).
+        #[arg(long, default_value_t = 100)]
+        eval_samples: usize,
+        /// Seed of the evaluation's draws.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Print the matrix as read, before any filtering.
+    Inspect {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Read values that are not raw counts (normalised data) to inspect them; training
+        /// still refuses them.
+        #[arg(long)]
+        allow_non_counts: bool,
+    },
+}
+
+fn read(input: &InputArgs, allow_non_counts: bool) -> Result<cellvae::CountMatrix> {
+    let files = load_paths(&input.paths)?;
+    let obs = match &input.obs {
+        Some(p) => {
+            let name = p.display().to_string();
+            let bytes = std::fs::read(p).map_err(|e| Error::Io { file: name.clone(), source: e })?;
+            Some(InputFile::new(name, bytes))
+        }
+        None => None,
+    };
+    let opts = ReadOptions {
+        allow_non_counts,
+        orientation: match input.orientation {
+            OrientationArg::Auto => Orientation::Auto,
+            OrientationArg::CellsAsRows => Orientation::CellsAsRows,
+            OrientationArg::CellsAsColumns => Orientation::CellsAsColumns,
+        },
+    };
+    read_inputs(&files, obs.as_ref(), &opts)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => commands::train(*args_into(&args)?),
+        Command::Eval { model_dir, input, holdout_every, label_key, eval_samples, seed } => {
+            let m = read(&input, false)?;
+            commands::eval(&model_dir, &m, holdout_every, label_key.as_deref(), eval_samples, seed)
+        }
+        Command::Inspect { input, json, allow_non_counts } => {
+            let m = read(&input, allow_non_counts)?;
+            let s = Summary::of(&m);
+            if json {
+                let text = serde_json::to_string_pretty(&s)
+                    .map_err(|e| Error::Config(format!("cannot write JSON: {e}")))?;
+                println!("{text}");
+            } else {
+                print!("{}", s.to_text());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn args_into(a: &TrainArgs) -> Result<Box<commands::TrainJob>> {
+    let m = read(&a.input, false)?;
+    Ok(Box::new(commands::TrainJob {
+        matrix: m,
+        epochs: a.epochs,
+        n_latent: a.n_latent,
+        n_hidden: a.n_hidden,
+        n_layers: a.n_layers,
+        likelihood: match a.likelihood {
+            LikelihoodArg::Nb => Likelihood::Nb,
+            LikelihoodArg::Zinb => Likelihood::Zinb,
+            LikelihoodArg::Poisson => Likelihood::Poisson,
+        },
+        dispersion: match a.dispersion {
+            DispersionArg::Gene => Dispersion::Gene,
+            DispersionArg::GeneBatch => Dispersion::GeneBatch,
+        },
+        batch_key: a.batch_key.clone(),
+        label_key: a.label_key.clone(),
+        top_genes: a.top_genes,
+        lr: a.lr,
+        beta: a.beta,
+        kl_warmup: a.kl_warmup,
+        batch_size: a.batch_size,
+        holdout_every: a.holdout_every,
+        seed: a.seed,
+        gpu: a.backend == BackendArg::Gpu,
+        out: a.out.clone(),
+        eval_samples: a.eval_samples,
+    }))
+}
+
+/// Errors are printed on one line, whatever a library put in them.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

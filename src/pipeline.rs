@@ -1,0 +1,125 @@
+//! From a matrix as read to what training needs, shared by the command line and the
+//! page: QC and gene selection (reported), the held-out split by input position, batch
+//! codes and label codes from metadata columns.
+
+use crate::data::preprocess::{preprocess, PreprocessReport, QcOptions};
+use crate::data::{CountMatrix, ObsColumn, ObsValues};
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+
+/// What to prepare.
+#[derive(Debug, Clone, Default)]
+pub struct PrepareOptions {
+    /// QC filters and highly variable genes.
+    pub qc: QcOptions,
+    /// Hold out the cell at input position i when i % K == 0 (None: hold out nothing).
+    pub holdout_every: Option<usize>,
+    /// Metadata column with the batch covariate.
+    pub batch_key: Option<String>,
+    /// Metadata column with labels (for kNN accuracy and colouring).
+    pub label_key: Option<String>,
+}
+
+/// The data ready for a model.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Every input cell (in input order), restricted to the model's genes.
+    pub matrix: CountMatrix,
+    /// Positions (rows of `matrix`) of the cells that train.
+    pub train_cells: Vec<usize>,
+    /// Positions of held-out cells that passed QC.
+    pub heldout_cells: Vec<usize>,
+    /// Batch code of every cell (all 0 without a batch column).
+    pub batch_codes: Vec<u32>,
+    /// Batch levels in code order (one unnamed level without a batch column).
+    pub batch_levels: Vec<String>,
+    /// Label code of every cell (None: missing), with the label levels.
+    pub labels: Option<(Vec<Option<u32>>, Vec<String>)>,
+    /// What QC and gene selection did.
+    pub report: PreprocessReport,
+}
+
+/// Codes and levels of a metadata column (text and numbers become categories).
+pub fn column_codes(col: &ObsColumn) -> (Vec<Option<u32>>, Vec<String>) {
+    match &col.values {
+        ObsValues::Categorical { levels, codes } => (codes.clone(), levels.clone()),
+        _ => {
+            let strings: Vec<String> = (0..col.len()).map(|i| col.value_string(i)).collect();
+            match ObsColumn::categorical_from_strings(&col.name, &strings).values {
+                ObsValues::Categorical { levels, codes } => (codes, levels),
+                _ => (vec![None; col.len()], Vec::new()),
+            }
+        }
+    }
+}
+
+fn find_column<'a>(m: &'a CountMatrix, key: &str, option: &str) -> Result<&'a ObsColumn> {
+    m.obs.get(key).ok_or_else(|| {
+        let names: Vec<&str> = m.obs.columns.iter().map(|c| c.name.as_str()).collect();
+        Error::Config(format!(
+            "{option} {key}: no such metadata column; the columns are: {}",
+            if names.is_empty() { "(none: give a table with --obs)".to_string() } else { names.join(", ") }
+        ))
+    })
+}
+
+/// Prepares a matrix for training. Held-out cells are chosen by input position before
+/// any filtering; QC removals and gene selection are in the report.
+pub fn prepare(m: &CountMatrix, opts: &PrepareOptions) -> Result<Prepared> {
+    if !m.is_integer_counts() {
+        return Err(Error::Config(
+            "the matrix holds values that are not non-negative integers: a count likelihood needs raw counts".into(),
+        ));
+    }
+    let mut qc = opts.qc.clone();
+    if qc.hvg_batch_key.is_none() {
+        qc.hvg_batch_key = opts.batch_key.clone();
+    }
+    let (filtered, report) = preprocess(m, &qc)?;
+    let gene_pos: HashMap<&str, usize> = m.gene_names.iter().enumerate().map(|(i, g)| (g.as_str(), i)).collect();
+    let genes: Vec<usize> = filtered.gene_names.iter().filter_map(|g| gene_pos.get(g.as_str()).copied()).collect();
+    let matrix = m.select_genes(&genes);
+    let kept: std::collections::HashSet<&str> = filtered.cell_ids.iter().map(String::as_str).collect();
+    let mut train_cells = Vec::new();
+    let mut heldout_cells = Vec::new();
+    for (i, id) in m.cell_ids.iter().enumerate() {
+        if !kept.contains(id.as_str()) {
+            continue;
+        }
+        match opts.holdout_every {
+            Some(k) if k > 0 && i % k == 0 => heldout_cells.push(i),
+            _ => train_cells.push(i),
+        }
+    }
+    if train_cells.len() < 2 {
+        return Err(Error::Config(format!(
+            "only {} cells are left to train on after QC and holding out; lower the filters or --holdout-every",
+            train_cells.len()
+        )));
+    }
+    let (batch_codes, batch_levels) = match &opts.batch_key {
+        Some(key) => {
+            let col = find_column(m, key, "--batch-key")?;
+            let (codes, levels) = column_codes(col);
+            let mut out = Vec::with_capacity(codes.len());
+            for (i, c) in codes.iter().enumerate() {
+                match c {
+                    Some(c) => out.push(*c),
+                    None => {
+                        return Err(Error::Config(format!(
+                            "--batch-key {key}: cell {} has no value; every cell needs a batch",
+                            m.cell_ids[i]
+                        )))
+                    }
+                }
+            }
+            (out, levels)
+        }
+        None => (vec![0; m.n_cells], vec![String::new()]),
+    };
+    let labels = match &opts.label_key {
+        Some(key) => Some(column_codes(find_column(m, key, "--label-key")?)),
+        None => None,
+    };
+    Ok(Prepared { matrix, train_cells, heldout_cells, batch_codes, batch_levels, labels, report })
+}

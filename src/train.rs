@@ -1,0 +1,265 @@
+//! The training loop, independent of the backend: minibatch order, KL warm-up, Adam
+//! settings, step-by-step control for the page (one step, N steps, change lr or beta
+//! mid-run), progress, checkpoints, and a guard against non-finite losses.
+
+use crate::backend::{Backend, StepHyper, StepLosses, TrainState};
+use crate::data::CountMatrix;
+use crate::error::{Error, Result};
+use crate::model::{Minibatch, Params};
+use crate::rng;
+use serde::{Deserialize, Serialize};
+
+/// Training settings (scvi-tools' defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Epochs to train.
+    pub epochs: u32,
+    /// Cells per minibatch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f32,
+    /// Adam epsilon.
+    pub adam_eps: f32,
+    /// L2 weight decay.
+    pub weight_decay: f32,
+    /// Epochs of linear KL warm-up (0: none).
+    pub kl_warmup_epochs: u32,
+    /// Maximum KL weight (beta).
+    pub max_kl_weight: f32,
+    /// Seed of every random draw.
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// scvi-tools' defaults, with its epoch heuristic min(round(20000 / n_cells * 400), 400).
+    pub fn scvi_defaults(n_cells: usize) -> TrainConfig {
+        TrainConfig {
+            epochs: default_epochs(n_cells),
+            batch_size: 128,
+            lr: 1e-3,
+            adam_eps: 1e-2,
+            weight_decay: 1e-6,
+            kl_warmup_epochs: 400,
+            max_kl_weight: 1.0,
+            seed: 0,
+        }
+    }
+
+    /// The KL weight during `epoch` (0-based), as scvi-tools computes it per epoch.
+    pub fn kl_weight(&self, epoch: u32) -> f32 {
+        if self.kl_warmup_epochs == 0 || epoch >= self.kl_warmup_epochs {
+            self.max_kl_weight
+        } else {
+            self.max_kl_weight * epoch as f32 / self.kl_warmup_epochs as f32
+        }
+    }
+}
+
+/// scvi-tools' default number of epochs for `n_cells` cells.
+pub fn default_epochs(n_cells: usize) -> u32 {
+    let e = (20_000.0 / n_cells.max(1) as f64 * 400.0).round();
+    e.clamp(1.0, 400.0) as u32
+}
+
+/// The record of one finished epoch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochRecord {
+    /// Epoch number, 0-based.
+    pub epoch: u32,
+    /// -ELBO-like training objective: mean reconstruction + KL (unweighted) per cell.
+    pub elbo: f64,
+    /// Mean reconstruction error per cell.
+    pub reconstruction: f64,
+    /// Mean KL per cell.
+    pub kl: f64,
+    /// KL weight used.
+    pub kl_weight: f32,
+    /// Wall-clock seconds of the epoch.
+    pub seconds: f64,
+}
+
+/// What the guard did, reported to the user.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recovery {
+    /// The step at which a non-finite value appeared.
+    pub step: u32,
+    /// The learning rate after lowering it.
+    pub new_lr: f32,
+}
+
+/// A training run over a matrix, driven step by step or epoch by epoch.
+pub struct Trainer<B: Backend> {
+    /// The backend doing the arithmetic.
+    pub backend: B,
+    /// The settings (lr and max_kl_weight may change mid-run).
+    pub config: TrainConfig,
+    cells: Vec<usize>,
+    order: Vec<u32>,
+    batch_codes: Vec<u32>,
+    position: usize,
+    epoch: u32,
+    steps: u32,
+    sums: (f64, f64, usize),
+    epoch_started: f64,
+    /// Finished epochs.
+    pub history: Vec<EpochRecord>,
+    /// Every recovery from a non-finite step.
+    pub recoveries: Vec<Recovery>,
+    last_good: TrainState,
+    minibatch: Minibatch,
+    clock: fn() -> f64,
+}
+
+impl<B: Backend> Trainer<B> {
+    /// A trainer over the cells `cells` of a matrix (the training set), starting from
+    /// `state`. `batch_codes` gives each cell's batch (empty: one batch). `clock` returns
+    /// seconds (the command line passes a monotonic clock, the page `performance.now`).
+    pub fn new(
+        mut backend: B,
+        config: TrainConfig,
+        state: TrainState,
+        cells: Vec<usize>,
+        batch_codes: Vec<u32>,
+        clock: fn() -> f64,
+    ) -> Result<Trainer<B>> {
+        if cells.is_empty() {
+            return Err(Error::Config("no cells to train on".into()));
+        }
+        if config.batch_size == 0 {
+            return Err(Error::Config("--batch-size must be at least 1".into()));
+        }
+        backend.load(&state)?;
+        let steps = state.steps;
+        let mut t = Trainer {
+            backend,
+            config,
+            order: Vec::new(),
+            cells,
+            batch_codes,
+            position: 0,
+            epoch: 0,
+            steps,
+            sums: (0.0, 0.0, 0),
+            epoch_started: clock(),
+            history: Vec::new(),
+            recoveries: Vec::new(),
+            last_good: state,
+            minibatch: Minibatch::default(),
+            clock,
+        };
+        t.order = rng::shuffle(t.config.seed, 0, t.cells.len());
+        Ok(t)
+    }
+
+    /// Epochs finished so far.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u32 {
+        self.steps
+    }
+
+    /// Whether the configured number of epochs is done.
+    pub fn finished(&self) -> bool {
+        self.epoch >= self.config.epochs
+    }
+
+    /// One optimisation step on the next minibatch. Returns the step's losses and, when
+    /// the step closed an epoch, that epoch's record.
+    pub fn step(&mut self, m: &CountMatrix) -> Result<(StepLosses, Option<EpochRecord>)> {
+        let n = self.cells.len();
+        let end = (self.position + self.config.batch_size).min(n);
+        // scvi-tools drops a last minibatch of fewer than 3 cells (batch norm needs rows).
+        let rows: Vec<usize> = self.order[self.position..end]
+            .iter()
+            .map(|&i| self.cells[i as usize])
+            .collect();
+        self.minibatch.gather_into(m, &self.batch_codes, &rows);
+        let kl_weight = self.config.kl_weight(self.epoch);
+        let hyper = StepHyper {
+            step: self.steps,
+            seed: self.config.seed,
+            lr: self.config.lr,
+            kl_weight,
+            adam_eps: self.config.adam_eps,
+            weight_decay: self.config.weight_decay,
+        };
+        let losses = self.backend.train_step(&self.minibatch, &hyper)?;
+        if !losses.finite || !losses.loss.is_finite() {
+            // Restore the last good state, lower the learning rate, report.
+            self.backend.load(&self.last_good)?;
+            self.steps = self.last_good.steps;
+            self.config.lr *= 0.5;
+            self.recoveries.push(Recovery { step: hyper.step, new_lr: self.config.lr });
+            if self.recoveries.len() > 20 {
+                return Err(Error::Config(format!(
+                    "training keeps producing non-finite values (20 recoveries, learning rate now {}); \
+                     try a lower --lr or check the data",
+                    self.config.lr
+                )));
+            }
+            return Ok((losses, None));
+        }
+        self.steps += 1;
+        let b = rows.len();
+        self.sums.0 += losses.reconstruction as f64 * b as f64;
+        self.sums.1 += losses.kl as f64 * b as f64;
+        self.sums.2 += b;
+        self.position = end;
+        let remaining = n - self.position;
+        let mut record = None;
+        if self.position >= n || (remaining < 3 && remaining < self.config.batch_size) {
+            let now = (self.clock)();
+            let cells = self.sums.2.max(1) as f64;
+            let r = EpochRecord {
+                epoch: self.epoch,
+                elbo: -(self.sums.0 + self.sums.1) / cells,
+                reconstruction: self.sums.0 / cells,
+                kl: self.sums.1 / cells,
+                kl_weight,
+                seconds: now - self.epoch_started,
+            };
+            self.history.push(r.clone());
+            record = Some(r);
+            self.epoch += 1;
+            self.position = 0;
+            self.sums = (0.0, 0.0, 0);
+            self.epoch_started = now;
+            self.order = rng::shuffle(self.config.seed, self.epoch, n);
+            self.last_good = self.backend.save()?;
+            self.last_good.steps = self.steps;
+        }
+        Ok((losses, record))
+    }
+
+    /// Runs until `n` more epochs have finished (or training is done), calling
+    /// `progress` after each epoch.
+    pub fn run_epochs(
+        &mut self,
+        m: &CountMatrix,
+        n: u32,
+        mut progress: impl FnMut(&EpochRecord),
+    ) -> Result<()> {
+        let target = (self.epoch + n).min(self.config.epochs);
+        while self.epoch < target {
+            if let (_, Some(r)) = self.step(m)? {
+                progress(&r);
+            }
+        }
+        Ok(())
+    }
+
+    /// The current state (a checkpoint).
+    pub fn checkpoint(&mut self) -> Result<TrainState> {
+        let mut s = self.backend.save()?;
+        s.steps = self.steps;
+        Ok(s)
+    }
+
+    /// The current parameters.
+    pub fn params(&mut self) -> Result<Params> {
+        Ok(self.backend.save()?.params)
+    }
+}
