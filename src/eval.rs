@@ -29,7 +29,12 @@ pub struct Metrics {
 }
 
 /// Latent means and variances of `cells` (eval mode), row-major N x Z.
-pub fn latent(params: &Params, m: &CountMatrix, batch_codes: &[u32], cells: &[usize]) -> (Vec<f32>, Vec<f32>) {
+pub fn latent(
+    params: &Params,
+    m: &CountMatrix,
+    batch_codes: &[u32],
+    cells: &[usize],
+) -> (Vec<f32>, Vec<f32>) {
     let mut p = params.clone();
     let mut ws = Workspace::default();
     let z = p.config.n_latent;
@@ -40,13 +45,24 @@ pub fn latent(params: &Params, m: &CountMatrix, batch_codes: &[u32], cells: &[us
         mb.gather_into(m, batch_codes, chunk);
         CpuModel::encode(&mut p, &mut ws, &mb, Mode::Eval);
         mean.extend_from_slice(&ws.qm[..chunk.len() * z]);
-        var.extend(ws.qv[..chunk.len() * z].iter().map(|&v| v.exp() + p.config.var_eps));
+        var.extend(
+            ws.qv[..chunk.len() * z]
+                .iter()
+                .map(|&v| v.exp() + p.config.var_eps),
+        );
     }
     (mean, var)
 }
 
 /// Evaluates `cells` with `n_samples` posterior samples per cell (seeded by `seed`).
-pub fn evaluate(params: &Params, m: &CountMatrix, batch_codes: &[u32], cells: &[usize], n_samples: usize, seed: u64) -> Metrics {
+pub fn evaluate(
+    params: &Params,
+    m: &CountMatrix,
+    batch_codes: &[u32],
+    cells: &[usize],
+    n_samples: usize,
+    seed: u64,
+) -> Metrics {
     let mut p = params.clone();
     let cfg = p.config.clone();
     let z = cfg.n_latent;
@@ -60,7 +76,10 @@ pub fn evaluate(params: &Params, m: &CountMatrix, batch_codes: &[u32], cells: &[
     let cells_per_chunk = (4096 / s_n).max(1);
     for (chunk_i, chunk) in cells.chunks(cells_per_chunk).enumerate() {
         // Each cell repeated S times.
-        let rows: Vec<usize> = chunk.iter().flat_map(|&c| std::iter::repeat_n(c, s_n)).collect();
+        let rows: Vec<usize> = chunk
+            .iter()
+            .flat_map(|&c| std::iter::repeat_n(c, s_n))
+            .collect();
         rep.gather_into(m, batch_codes, &rows);
         let b = rows.len();
         let mut log_q = vec![0.0f64; b];
@@ -76,7 +95,8 @@ pub fn evaluate(params: &Params, m: &CountMatrix, batch_codes: &[u32], cells: &[
                 for j in 0..z {
                     let mu = mean[cell_pos * z + j] as f64;
                     let v = var[cell_pos * z + j] as f64;
-                    let eps = rng::normal(seed, rng::SAMPLE, s as u32, (cell_pos * z + j) as u32) as f64;
+                    let eps =
+                        rng::normal(seed, rng::SAMPLE, s as u32, (cell_pos * z + j) as u32) as f64;
                     let zz = mu + v.sqrt() * eps;
                     ws.z[r * z + j] = zz as f32;
                     lq += -0.5 * eps * eps - 0.5 * (ln_2pi + v.ln());
@@ -105,7 +125,10 @@ pub fn evaluate(params: &Params, m: &CountMatrix, batch_codes: &[u32], cells: &[
             let mx = lw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let lse = mx + lw.iter().map(|&w| (w - mx).exp()).sum::<f64>().ln();
             sum_iw += lse - (s_n as f64).ln();
-            sum_rec += (0..s_n).map(|s| ws.loglik[ci * s_n + s] as f64).sum::<f64>() / s_n as f64;
+            sum_rec += (0..s_n)
+                .map(|s| ws.loglik[ci * s_n + s] as f64)
+                .sum::<f64>()
+                / s_n as f64;
         }
     }
     let n = cells.len().max(1) as f64;
@@ -133,7 +156,14 @@ pub fn evaluate(params: &Params, m: &CountMatrix, batch_codes: &[u32], cells: &[
 /// k-fold cross-validated kNN accuracy of `labels` (None: excluded) from the points
 /// `x` (N x d): for each fold, each held-out point takes the majority label of its `k`
 /// nearest training points (Euclidean; ties to the smallest label code, like scikit-learn).
-pub fn knn_accuracy(x: &[f32], d: usize, labels: &[Option<u32>], k: usize, folds: usize, seed: u64) -> Option<f64> {
+pub fn knn_accuracy(
+    x: &[f32],
+    d: usize,
+    labels: &[Option<u32>],
+    k: usize,
+    folds: usize,
+    seed: u64,
+) -> Option<f64> {
     let idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i].is_some()).collect();
     if idx.len() < folds.max(2) || d == 0 {
         return None;
@@ -146,7 +176,12 @@ pub fn knn_accuracy(x: &[f32], d: usize, labels: &[Option<u32>], k: usize, folds
         }
         f
     };
-    let n_labels = labels.iter().flatten().max().map(|&m| m as usize + 1).unwrap_or(0);
+    let n_labels = labels
+        .iter()
+        .flatten()
+        .max()
+        .map(|&m| m as usize + 1)
+        .unwrap_or(0);
     let mut correct = 0usize;
     let mut dists: Vec<(f32, u32)> = Vec::with_capacity(idx.len());
     for (a_pos, &a) in idx.iter().enumerate() {
@@ -167,7 +202,11 @@ pub fn knn_accuracy(x: &[f32], d: usize, labels: &[Option<u32>], k: usize, folds
         for &(_, l) in &dists[..kk] {
             votes[l as usize] += 1;
         }
-        let best = votes.iter().enumerate().max_by(|p, q| p.1.cmp(q.1).then(q.0.cmp(&p.0))).map(|(i, _)| i as u32);
+        let best = votes
+            .iter()
+            .enumerate()
+            .max_by(|p, q| p.1.cmp(q.1).then(q.0.cmp(&p.0)))
+            .map(|(i, _)| i as u32);
         if best == labels[a] {
             correct += 1;
         }

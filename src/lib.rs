@@ -14,15 +14,15 @@
 
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod data;
 pub mod error;
 pub mod eval;
-pub mod backend;
 pub mod model;
 pub mod pipeline;
+pub mod rng;
 pub mod summary;
 pub mod train;
-pub mod rng;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

@@ -58,7 +58,11 @@ fn find_column<'a>(m: &'a CountMatrix, key: &str, option: &str) -> Result<&'a Ob
         let names: Vec<&str> = m.obs.columns.iter().map(|c| c.name.as_str()).collect();
         Error::Config(format!(
             "{option} {key}: no such metadata column; the columns are: {}",
-            if names.is_empty() { "(none: give a table with --obs)".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "(none: give a table with --obs)".to_string()
+            } else {
+                names.join(", ")
+            }
         ))
     })
 }
@@ -72,14 +76,24 @@ pub fn prepare(m: &CountMatrix, opts: &PrepareOptions) -> Result<Prepared> {
         ));
     }
     let mut qc = opts.qc.clone();
-    if qc.hvg_batch_key.is_none() {
+    if qc.hvg_batch_key.is_none() && qc.n_top_genes.is_some() {
         qc.hvg_batch_key = opts.batch_key.clone();
     }
     let (filtered, report) = preprocess(m, &qc)?;
-    let gene_pos: HashMap<&str, usize> = m.gene_names.iter().enumerate().map(|(i, g)| (g.as_str(), i)).collect();
-    let genes: Vec<usize> = filtered.gene_names.iter().filter_map(|g| gene_pos.get(g.as_str()).copied()).collect();
+    let gene_pos: HashMap<&str, usize> = m
+        .gene_names
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.as_str(), i))
+        .collect();
+    let genes: Vec<usize> = filtered
+        .gene_names
+        .iter()
+        .filter_map(|g| gene_pos.get(g.as_str()).copied())
+        .collect();
     let matrix = m.select_genes(&genes);
-    let kept: std::collections::HashSet<&str> = filtered.cell_ids.iter().map(String::as_str).collect();
+    let kept: std::collections::HashSet<&str> =
+        filtered.cell_ids.iter().map(String::as_str).collect();
     let mut train_cells = Vec::new();
     let mut heldout_cells = Vec::new();
     for (i, id) in m.cell_ids.iter().enumerate() {
@@ -121,5 +135,13 @@ pub fn prepare(m: &CountMatrix, opts: &PrepareOptions) -> Result<Prepared> {
         Some(key) => Some(column_codes(find_column(m, key, "--label-key")?)),
         None => None,
     };
-    Ok(Prepared { matrix, train_cells, heldout_cells, batch_codes, batch_levels, labels, report })
+    Ok(Prepared {
+        matrix,
+        train_cells,
+        heldout_cells,
+        batch_codes,
+        batch_levels,
+        labels,
+        report,
+    })
 }

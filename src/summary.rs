@@ -79,9 +79,15 @@ impl Summary {
         } else {
             0.0
         };
-        s.push_str(&format!("non-zeros     {} ({density:.2}% dense)\n", self.nnz));
+        s.push_str(&format!(
+            "non-zeros     {} ({density:.2}% dense)\n",
+            self.nnz
+        ));
         s.push_str(&format!("total counts  {}\n", self.total_counts));
-        s.push_str(&format!("value range   {} .. {}\n", self.min_value, self.max_value));
+        s.push_str(&format!(
+            "value range   {} .. {}\n",
+            self.min_value, self.max_value
+        ));
         s.push_str(&format!(
             "raw counts    {}\n",
             if self.integer_counts {
@@ -99,7 +105,10 @@ impl Summary {
         } else {
             s.push_str("metadata\n");
             for c in &self.obs_columns {
-                s.push_str(&format!("  {:<24} {:<12} {} levels\n", c.name, c.kind, c.n_levels));
+                s.push_str(&format!(
+                    "  {:<24} {:<12} {} levels\n",
+                    c.name, c.kind, c.n_levels
+                ));
             }
         }
         for n in &self.notes {

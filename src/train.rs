@@ -192,7 +192,10 @@ impl<B: Backend> Trainer<B> {
             self.backend.load(&self.last_good)?;
             self.steps = self.last_good.steps;
             self.config.lr *= 0.5;
-            self.recoveries.push(Recovery { step: hyper.step, new_lr: self.config.lr });
+            self.recoveries.push(Recovery {
+                step: hyper.step,
+                new_lr: self.config.lr,
+            });
             if self.recoveries.len() > 20 {
                 return Err(Error::Config(format!(
                     "training keeps producing non-finite values (20 recoveries, learning rate now {}); \

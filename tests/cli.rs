@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -29,18 +31,36 @@ fn mtx_facts(path: &Path) -> Facts {
     let raw = std::fs::read(path).unwrap();
     let mut text = String::new();
     if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut text).unwrap();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_string(&mut text)
+            .unwrap();
     } else {
         text = String::from_utf8(raw).unwrap();
     }
     let mut lines = text.lines().filter(|l| !l.starts_with('%'));
-    let dims: Vec<usize> = lines.next().unwrap().split_whitespace().map(|x| x.parse().unwrap()).collect();
-    let total = lines.map(|l| l.split_whitespace().nth(2).unwrap().parse::<f64>().unwrap()).sum();
-    Facts { cells: dims[1], genes: dims[0], nnz: dims[2], total }
+    let dims: Vec<usize> = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let total = lines
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse::<f64>().unwrap())
+        .sum();
+    Facts {
+        cells: dims[1],
+        genes: dims[0],
+        nnz: dims[2],
+        total,
+    }
 }
 
 fn inspect(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cellvae")).arg("inspect").args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cellvae"))
+        .arg("inspect")
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -60,14 +80,23 @@ fn assert_facts(j: &serde_json::Value, f: &Facts, what: &str) {
     assert_eq!(j["n_cells"], f.cells, "{what}: n_cells");
     assert_eq!(j["n_genes"], f.genes, "{what}: n_genes");
     assert_eq!(j["nnz"], f.nnz, "{what}: nnz");
-    assert_eq!(j["total_counts"].as_f64().unwrap(), f.total, "{what}: total_counts");
+    assert_eq!(
+        j["total_counts"].as_f64().unwrap(),
+        f.total,
+        "{what}: total_counts"
+    );
     assert!(j["obs_columns"].is_array(), "{what}: obs_columns");
     assert!(j["format"].is_string(), "{what}: format");
 }
 
 #[test]
 fn every_10x_folder_reads_exactly() {
-    for folder in ["pbmc68k_reduced_700", "wu2020_200", "mouse_10k_1000", "scanpy_10x_v3_chr21/filtered_feature_bc_matrix"] {
+    for folder in [
+        "pbmc68k_reduced_700",
+        "wu2020_200",
+        "mouse_10k_1000",
+        "scanpy_10x_v3_chr21/filtered_feature_bc_matrix",
+    ] {
         let dir = data(folder);
         let j = inspect_json(&[dir.to_str().unwrap()]);
         assert_facts(&j, &mtx_facts(&dir.join("matrix.mtx.gz")), folder);
@@ -79,7 +108,9 @@ fn every_10x_folder_reads_exactly() {
 #[test]
 fn tenx_h5_reads_exactly_and_several_at_once() {
     let h5 = data("scanpy_10x_v3_chr21/filtered_feature_bc_matrix.h5");
-    let f = mtx_facts(&data("scanpy_10x_v3_chr21/filtered_feature_bc_matrix/matrix.mtx.gz"));
+    let f = mtx_facts(&data(
+        "scanpy_10x_v3_chr21/filtered_feature_bc_matrix/matrix.mtx.gz",
+    ));
     let j = inspect_json(&[h5.to_str().unwrap()]);
     assert_facts(&j, &f, "10x h5");
     assert_eq!(j["format"], "10x-h5");
@@ -91,26 +122,45 @@ fn tenx_h5_reads_exactly_and_several_at_once() {
     assert_eq!(j["n_genes"], f.genes);
     assert_eq!(j["total_counts"].as_f64().unwrap(), 2.0 * f.total);
     assert_eq!(j["format"], "10x-h5+10x-h5");
-    let sample = j["obs_columns"].as_array().unwrap().iter().find(|c| c["name"] == "sample").expect("sample column");
+    let sample = j["obs_columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sample")
+        .expect("sample column");
     assert_eq!(sample["n_levels"], 2);
 }
 
 #[test]
 fn h5ad_reads_exactly_with_obs() {
     let j = inspect_json(&[data("wu2020_200/wu2020_200_v0_11.h5ad").to_str().unwrap()]);
-    assert_facts(&j, &mtx_facts(&data("wu2020_200/matrix.mtx.gz")), "wu2020 h5ad");
+    assert_facts(
+        &j,
+        &mtx_facts(&data("wu2020_200/matrix.mtx.gz")),
+        "wu2020 h5ad",
+    );
     assert_eq!(j["format"], "h5ad");
     let cols = j["obs_columns"].as_array().unwrap();
-    let batch = cols.iter().find(|c| c["name"] == "batch").expect("batch column");
+    let batch = cols
+        .iter()
+        .find(|c| c["name"] == "batch")
+        .expect("batch column");
     assert_eq!(batch["n_levels"], 30);
 }
 
 #[test]
 fn obs_table_joins_by_id() {
     let dir = data("pbmc68k_reduced_700");
-    let j = inspect_json(&[dir.to_str().unwrap(), "--obs", dir.join("cells.tsv").to_str().unwrap()]);
+    let j = inspect_json(&[
+        dir.to_str().unwrap(),
+        "--obs",
+        dir.join("cells.tsv").to_str().unwrap(),
+    ]);
     let cols = j["obs_columns"].as_array().unwrap();
-    let ct = cols.iter().find(|c| c["name"] == "cell_type").expect("cell_type column");
+    let ct = cols
+        .iter()
+        .find(|c| c["name"] == "cell_type")
+        .expect("cell_type column");
     assert_eq!(ct["n_levels"], 10);
 }
 
@@ -121,7 +171,9 @@ fn dense_csv_reads_exactly() {
     let f = mtx_facts(&path);
     let raw = std::fs::read(&path).unwrap();
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut text).unwrap();
+    flate2::read::GzDecoder::new(&raw[..])
+        .read_to_string(&mut text)
+        .unwrap();
     let mut dense = vec![0u32; f.cells * f.genes];
     for l in text.lines().filter(|l| !l.starts_with('%')).skip(1) {
         let v: Vec<usize> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
@@ -155,7 +207,10 @@ fn normalised_h5ad_is_refused_with_the_reason() {
     let (ok, _, stderr) = inspect(&[p.to_str().unwrap()]);
     assert!(!ok);
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains("original_scanpy_10x_pbmc68k_reduced.h5ad"), "{stderr}");
+    assert!(
+        stderr.contains("original_scanpy_10x_pbmc68k_reduced.h5ad"),
+        "{stderr}"
+    );
     assert!(stderr.contains("raw counts"), "{stderr}");
     // With --allow-non-counts it can still be inspected, and says it is not counts.
     let j = inspect_json(&[p.to_str().unwrap(), "--allow-non-counts"]);
@@ -182,7 +237,11 @@ fn bad_inputs_exit_nonzero_with_one_clear_line() {
         std::fs::write(&p, bytes).unwrap();
         let (ok, _, stderr) = inspect(&[p.to_str().unwrap()]);
         assert!(!ok, "{name} was accepted");
-        assert_eq!(stderr.trim().lines().count(), 1, "{name}: not one line: {stderr}");
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{name}: not one line: {stderr}"
+        );
         assert!(stderr.starts_with("error: "), "{name}: {stderr}");
         for m in must {
             assert!(stderr.contains(m), "{name}: '{m}' missing from: {stderr}");

@@ -8,7 +8,9 @@ use cellvae::backend::gpu::{block_on, kernels, GpuContext};
 
 fn context() -> Option<GpuContext> {
     if std::env::var("CELLVAE_SKIP_GPU_TESTS").as_deref() == Ok("1") {
-        eprintln!("!!! CELLVAE_SKIP_GPU_TESTS=1: GPU tests are SKIPPED, nothing on the GPU was checked");
+        eprintln!(
+            "!!! CELLVAE_SKIP_GPU_TESTS=1: GPU tests are SKIPPED, nothing on the GPU was checked"
+        );
         return None;
     }
     match block_on(GpuContext::new()) {
@@ -25,7 +27,8 @@ fn assert_close(name: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) {
     assert_eq!(gpu.len(), cpu.len(), "{name}: length differs");
     let mut bad = Vec::new();
     for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
-        if !((g - c).abs() <= atol + rtol * c.abs()) {
+        let close = (g - c).abs() <= atol + rtol * c.abs();
+        if !close {
             bad.push(format!("[{i}] gpu {g} cpu {c}"));
         }
     }
@@ -71,11 +74,15 @@ fn every_shader_passes_naga_validation() {
         );
     }
     for (name, source) in kernels::SHADERS {
-        let module = naga::front::wgsl::parse_str(source)
-            .unwrap_or_else(|e| panic!("{name}.wgsl does not parse:\n{}", e.emit_to_string(source)));
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}.wgsl does not validate: {e:?}"));
+        let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| {
+            panic!("{name}.wgsl does not parse:\n{}", e.emit_to_string(source))
+        });
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}.wgsl does not validate: {e:?}"));
     }
 }
 
@@ -99,18 +106,26 @@ fn grid_stays_within_dispatch_limits() {
     for n in [1u32, 256, 257, 65_535 * 256, 65_535 * 256 + 1, u32::MAX] {
         let (x, y) = kernels::grid_for(n);
         assert!(x <= 65_535 && y <= 65_535, "n={n}: grid {x}x{y}");
-        assert!(u64::from(x) * u64::from(y) * 256 >= u64::from(n), "n={n}: grid too small");
+        assert!(
+            u64::from(x) * u64::from(y) * 256 >= u64::from(n),
+            "n={n}: grid too small"
+        );
     }
 }
 
 #[test]
 fn a_broken_shader_is_a_clear_error() {
     let Some(ctx) = context() else { return };
-    let broken = kernels::shader_source("log1p").unwrap().replace("log(u)", "log(u, u)");
+    let broken = kernels::shader_source("log1p")
+        .unwrap()
+        .replace("log(u)", "log(u, u)");
     let err = block_on(kernels::log1p_with_source(&ctx, &[1.0, 2.0], &broken))
         .expect_err("a shader that does not compile must fail");
     let msg = err.to_string();
-    assert!(msg.contains("log1p") && msg.contains("compile"), "unclear error: {msg}");
+    assert!(
+        msg.contains("log1p") && msg.contains("compile"),
+        "unclear error: {msg}"
+    );
 }
 
 #[test]

@@ -19,10 +19,19 @@ const DEMO_CELLS: &[u8] = include_bytes!("../www/demo/pbmc68k_reduced_700/cells.
 fn mtx_facts(gz: &[u8]) -> (usize, usize, usize, f64) {
     use std::io::Read;
     let mut text = String::new();
-    flate2::read::GzDecoder::new(gz).read_to_string(&mut text).unwrap();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_string(&mut text)
+        .unwrap();
     let mut lines = text.lines().filter(|l| !l.starts_with('%'));
-    let dims: Vec<usize> = lines.next().unwrap().split_whitespace().map(|x| x.parse().unwrap()).collect();
-    let total: f64 = lines.map(|l| l.split_whitespace().nth(2).unwrap().parse::<f64>().unwrap()).sum();
+    let dims: Vec<usize> = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let total: f64 = lines
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse::<f64>().unwrap())
+        .sum();
     (dims[1], dims[0], dims[2], total)
 }
 
@@ -47,11 +56,16 @@ async fn log1p_on_webgpu_matches_cpu() {
     let ctx = gpu::GpuContext::new()
         .await
         .expect("headless Chromium must expose a WebGPU adapter (SwiftShader flags)");
-    let x: Vec<f32> = (0..5000).map(|i| (i % 331) as f32 * 0.731 + 1e-6 * i as f32).collect();
+    let x: Vec<f32> = (0..5000)
+        .map(|i| (i % 331) as f32 * 0.731 + 1e-6 * i as f32)
+        .collect();
     let got = gpu::kernels::log1p(&ctx, &x).await.unwrap();
     let mut want = vec![0.0; x.len()];
     cpu::log1p::log1p(&x, &mut want);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert!((g - w).abs() <= 1e-6 + 1e-5 * w.abs(), "[{i}] gpu {g} cpu {w}");
+        assert!(
+            (g - w).abs() <= 1e-6 + 1e-5 * w.abs(),
+            "[{i}] gpu {g} cpu {w}"
+        );
     }
 }

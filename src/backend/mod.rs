@@ -84,6 +84,11 @@ impl TrainState {
     /// A fresh state (zero moments) for parameters.
     pub fn new(params: Params) -> TrainState {
         let n = params.values.len();
-        TrainState { params, adam_m: vec![0.0; n], adam_v: vec![0.0; n], steps: 0 }
+        TrainState {
+            params,
+            adam_m: vec![0.0; n],
+            adam_v: vec![0.0; n],
+            steps: 0,
+        }
     }
 }

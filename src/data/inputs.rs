@@ -2,7 +2,9 @@
 //! triplets, read every dataset, concatenate over shared genes with a `sample` column,
 //! and join an optional metadata table.
 
-use super::{dense, h5, mtx, obs, CountMatrix, InputFile, ObsColumn, ObsTable, ObsValues, ReadOptions};
+use super::{
+    dense, h5, mtx, obs, CountMatrix, InputFile, ObsColumn, ObsTable, ObsValues, ReadOptions,
+};
 use crate::error::{Error, Result};
 use std::collections::{HashMap, HashSet};
 
@@ -62,7 +64,9 @@ fn sample_name(key: &str) -> String {
     let trimmed = key.trim_end_matches(['/', '\\', '_', '-', '.']);
     let last = trimmed.rsplit(['/', '\\']).next().unwrap_or(trimmed);
     let mut name = last.to_string();
-    for ext in [".gz", ".h5ad", ".h5", ".hdf5", ".csv", ".tsv", ".txt", ".mtx"] {
+    for ext in [
+        ".gz", ".h5ad", ".h5", ".hdf5", ".csv", ".tsv", ".txt", ".mtx",
+    ] {
         if let Some(s) = name.strip_suffix(ext) {
             name = s.to_string();
         }
@@ -116,14 +120,24 @@ pub fn group_inputs(files: &[InputFile]) -> Result<Vec<(String, DatasetFiles<'_>
     }
     for (key, [matrix, features, barcodes]) in triplets {
         let Some(matrix) = matrix else {
-            let orphan = features.or(barcodes).map(|f| f.name.clone()).unwrap_or_default();
+            let orphan = features
+                .or(barcodes)
+                .map(|f| f.name.clone())
+                .unwrap_or_default();
             return Err(Error::input(
                 orphan,
                 "is a 10x side file but no matrix.mtx(.gz) with the same prefix was given; \
                  give the matrix, features and barcodes files together",
             ));
         };
-        out.push((sample_name(&key), DatasetFiles::Mtx { matrix, features, barcodes }));
+        out.push((
+            sample_name(&key),
+            DatasetFiles::Mtx {
+                matrix,
+                features,
+                barcodes,
+            },
+        ));
     }
     // Unique sample names.
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -139,9 +153,11 @@ pub fn group_inputs(files: &[InputFile]) -> Result<Vec<(String, DatasetFiles<'_>
 
 fn read_one(dataset: &DatasetFiles<'_>, opts: &ReadOptions) -> Result<CountMatrix> {
     let read = || match dataset {
-        DatasetFiles::Mtx { matrix, features, barcodes } => {
-            mtx::read_mtx(matrix, *features, *barcodes, opts)
-        }
+        DatasetFiles::Mtx {
+            matrix,
+            features,
+            barcodes,
+        } => mtx::read_mtx(matrix, *features, *barcodes, opts),
         DatasetFiles::TenxH5(f) => h5::read_10x_h5(f, opts),
         DatasetFiles::H5ad(f) => h5::read_h5ad(f, opts),
         DatasetFiles::Dense(f) => dense::read_dense(f, opts),
@@ -151,7 +167,9 @@ fn read_one(dataset: &DatasetFiles<'_>, opts: &ReadOptions) -> Result<CountMatri
         // A last safety net: a bug in a reader or a library must not crash the tool.
         let name = match dataset {
             DatasetFiles::Mtx { matrix, .. } => matrix.name.clone(),
-            DatasetFiles::TenxH5(f) | DatasetFiles::H5ad(f) | DatasetFiles::Dense(f) => f.name.clone(),
+            DatasetFiles::TenxH5(f) | DatasetFiles::H5ad(f) | DatasetFiles::Dense(f) => {
+                f.name.clone()
+            }
         };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
             Ok(r) => r,
@@ -169,7 +187,11 @@ fn read_one(dataset: &DatasetFiles<'_>, opts: &ReadOptions) -> Result<CountMatri
 /// Reads every input into one matrix: several datasets are concatenated over their
 /// shared genes (in the first dataset's order) with a `sample` column; `obs_file`, when
 /// given, is joined by cell id. The result is validated before it is returned.
-pub fn read_inputs(files: &[InputFile], obs_file: Option<&InputFile>, opts: &ReadOptions) -> Result<CountMatrix> {
+pub fn read_inputs(
+    files: &[InputFile],
+    obs_file: Option<&InputFile>,
+    opts: &ReadOptions,
+) -> Result<CountMatrix> {
     let groups = group_inputs(files)?;
     let mut parts = Vec::with_capacity(groups.len());
     for (sample, dataset) in &groups {
@@ -184,8 +206,11 @@ pub fn read_inputs(files: &[InputFile], obs_file: Option<&InputFile>, opts: &Rea
         let (ids, table) = obs::read_obs_table(f)?;
         obs::join_obs(&mut m, &ids, table, &f.name)?;
     }
-    m.validate()
-        .map_err(|e| Error::Config(format!("internal error: the matrix read is inconsistent ({e}); please report")))?;
+    m.validate().map_err(|e| {
+        Error::Config(format!(
+            "internal error: the matrix read is inconsistent ({e}); please report"
+        ))
+    })?;
     Ok(m)
 }
 
@@ -204,7 +229,11 @@ pub fn concatenate(parts: Vec<(String, CountMatrix)>) -> Result<CountMatrix> {
     let shared_in_first = |by_id: bool| -> Vec<usize> {
         let sets = key_sets(by_id);
         let first = &parts[0].1;
-        let keys = if by_id { &first.gene_ids } else { &first.gene_names };
+        let keys = if by_id {
+            &first.gene_ids
+        } else {
+            &first.gene_names
+        };
         (0..first.n_genes)
             .filter(|&g| sets.iter().all(|s| s.contains(keys[g].as_str())))
             .collect()
@@ -226,12 +255,21 @@ pub fn concatenate(parts: Vec<(String, CountMatrix)>) -> Result<CountMatrix> {
     let first = &parts[0].1;
     let keys_first: Vec<String> = shared
         .iter()
-        .map(|&g| if by_id { first.gene_ids[g].clone() } else { first.gene_names[g].clone() })
+        .map(|&g| {
+            if by_id {
+                first.gene_ids[g].clone()
+            } else {
+                first.gene_names[g].clone()
+            }
+        })
         .collect();
     let mut out = CountMatrix {
         n_genes: shared.len(),
         gene_ids: shared.iter().map(|&g| first.gene_ids[g].clone()).collect(),
-        gene_names: shared.iter().map(|&g| first.gene_names[g].clone()).collect(),
+        gene_names: shared
+            .iter()
+            .map(|&g| first.gene_names[g].clone())
+            .collect(),
         indptr: vec![0],
         ..Default::default()
     };
@@ -245,7 +283,10 @@ pub fn concatenate(parts: Vec<(String, CountMatrix)>) -> Result<CountMatrix> {
             .enumerate()
             .map(|(i, k)| (k.as_str(), i))
             .collect();
-        let order: Vec<usize> = keys_first.iter().filter_map(|k| key_index.get(k.as_str()).copied()).collect();
+        let order: Vec<usize> = keys_first
+            .iter()
+            .filter_map(|k| key_index.get(k.as_str()).copied())
+            .collect();
         let sub = m.select_genes(&order);
         let dropped = m.n_genes - sub.n_genes;
         if dropped > 0 {
@@ -281,7 +322,8 @@ pub fn concatenate(parts: Vec<(String, CountMatrix)>) -> Result<CountMatrix> {
     if out.obs.get("sample").is_some() {
         notes.push("the inputs' own `sample` column was replaced by the input names".into());
     }
-    out.obs.insert(ObsColumn::categorical_from_strings("sample", &samples));
+    out.obs
+        .insert(ObsColumn::categorical_from_strings("sample", &samples));
     out.format = formats.join("+");
     out.source = sources.join("+");
     out.notes = notes;
@@ -321,7 +363,11 @@ fn concat_obs(parts: &[(String, CountMatrix)], n_cells: usize) -> ObsTable {
                     v.push(c.map(|c| c.value_string(i)).unwrap_or_default());
                 }
             }
-            if cols.iter().flatten().any(|c| matches!(c.values, ObsValues::Categorical { .. })) {
+            if cols
+                .iter()
+                .flatten()
+                .any(|c| matches!(c.values, ObsValues::Categorical { .. }))
+            {
                 ObsColumn::categorical_from_strings(&name, &v).values
             } else {
                 ObsValues::Text(v)
@@ -340,7 +386,10 @@ pub fn load_paths(paths: &[std::path::PathBuf]) -> Result<Vec<InputFile>> {
     for p in paths {
         let shown = p.display().to_string();
         if p.is_dir() {
-            let entries = std::fs::read_dir(p).map_err(|e| Error::Io { file: shown.clone(), source: e })?;
+            let entries = std::fs::read_dir(p).map_err(|e| Error::Io {
+                file: shown.clone(),
+                source: e,
+            })?;
             let mut found: Vec<std::path::PathBuf> = entries
                 .flatten()
                 .map(|e| e.path())
@@ -361,11 +410,17 @@ pub fn load_paths(paths: &[std::path::PathBuf]) -> Result<Vec<InputFile>> {
             }
             for q in found {
                 let name = q.display().to_string();
-                let bytes = std::fs::read(&q).map_err(|e| Error::Io { file: name.clone(), source: e })?;
+                let bytes = std::fs::read(&q).map_err(|e| Error::Io {
+                    file: name.clone(),
+                    source: e,
+                })?;
                 files.push(InputFile::new(name, bytes));
             }
         } else {
-            let bytes = std::fs::read(p).map_err(|e| Error::Io { file: shown.clone(), source: e })?;
+            let bytes = std::fs::read(p).map_err(|e| Error::Io {
+                file: shown.clone(),
+                source: e,
+            })?;
             files.push(InputFile::new(shown, bytes));
         }
     }

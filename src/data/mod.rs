@@ -27,9 +27,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Read;
 
-pub use inputs::{concatenate, group_inputs, read_inputs};
 #[cfg(not(target_arch = "wasm32"))]
 pub use inputs::load_paths;
+pub use inputs::{concatenate, group_inputs, read_inputs};
 pub use obs::{ObsColumn, ObsTable, ObsValues};
 
 /// One file as the user gave it: its name (a path natively, a file name in the browser)
@@ -216,7 +216,11 @@ pub fn make_unique(names: &mut [String]) -> usize {
 impl CountMatrix {
     /// Builds a CSR matrix from (cell, gene, value) triplets. Triplets may come in any
     /// order; duplicates are summed; zeros are dropped. Indices must already be checked.
-    pub fn from_triplets(n_cells: usize, n_genes: usize, mut triplets: Vec<(u32, u32, f32)>) -> Self {
+    pub fn from_triplets(
+        n_cells: usize,
+        n_genes: usize,
+        mut triplets: Vec<(u32, u32, f32)>,
+    ) -> Self {
         triplets.sort_unstable_by_key(|&(c, g, _)| (c, g));
         let mut indptr = vec![0usize; n_cells + 1];
         let mut indices = Vec::with_capacity(triplets.len());
@@ -415,7 +419,9 @@ impl CountMatrix {
         if self.indptr.len() != self.n_cells + 1 {
             return Err("indptr length".into());
         }
-        if self.indices.len() != self.data.len() || *self.indptr.last().unwrap_or(&0) != self.data.len() {
+        if self.indices.len() != self.data.len()
+            || *self.indptr.last().unwrap_or(&0) != self.data.len()
+        {
             return Err("indices/data length".into());
         }
         if self.gene_ids.len() != self.n_genes || self.gene_names.len() != self.n_genes {

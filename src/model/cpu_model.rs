@@ -91,7 +91,15 @@ impl Workspace {
             size(&mut c.mean, h);
             size(&mut c.inv_std, h);
         }
-        for v in [&mut self.qm, &mut self.qv, &mut self.eps, &mut self.z, &mut self.d_z, &mut self.d_qm, &mut self.d_qv] {
+        for v in [
+            &mut self.qm,
+            &mut self.qv,
+            &mut self.eps,
+            &mut self.z,
+            &mut self.d_z,
+            &mut self.d_qm,
+            &mut self.d_qv,
+        ] {
             size(v, b * z);
         }
         for v in [&mut self.logits, &mut self.rho, &mut self.d_logits] {
@@ -101,7 +109,12 @@ impl Workspace {
             size(&mut self.pi, b * g);
             size(&mut self.d_pi, b * g);
         }
-        for v in [&mut self.loglik, &mut self.kl, &mut self.weights_lik, &mut self.weights_kl] {
+        for v in [
+            &mut self.loglik,
+            &mut self.kl,
+            &mut self.weights_lik,
+            &mut self.weights_kl,
+        ] {
             size(v, b);
         }
         for v in [&mut self.d_a, &mut self.d_b, &mut self.d_pre] {
@@ -118,7 +131,14 @@ impl Workspace {
 }
 
 /// Adds row `k` of the batch block of a weight (`[n_base + K, n_out]`) to every row of `y`.
-fn add_batch_rows(y: &mut [f32], w: &[f32], n_base: usize, n_out: usize, batch: &[u32], k_inputs: usize) {
+fn add_batch_rows(
+    y: &mut [f32],
+    w: &[f32],
+    n_base: usize,
+    n_out: usize,
+    batch: &[u32],
+    k_inputs: usize,
+) {
     if k_inputs == 0 {
         return;
     }
@@ -131,7 +151,14 @@ fn add_batch_rows(y: &mut [f32], w: &[f32], n_base: usize, n_out: usize, batch: 
 }
 
 /// Accumulates `dy` rows into the batch rows of a weight gradient.
-fn add_batch_grads(dw: &mut [f32], dy: &[f32], n_base: usize, n_out: usize, batch: &[u32], k_inputs: usize) {
+fn add_batch_grads(
+    dw: &mut [f32],
+    dy: &[f32],
+    n_base: usize,
+    n_out: usize,
+    batch: &[u32],
+    k_inputs: usize,
+) {
     if k_inputs == 0 {
         return;
     }
@@ -202,7 +229,11 @@ fn norm_act(
 }
 
 /// Two disjoint mutable ranges of one slice (`a` before `b`).
-fn split_two(v: &mut [f32], a: std::ops::Range<usize>, b: std::ops::Range<usize>) -> (&mut [f32], &mut [f32]) {
+fn split_two(
+    v: &mut [f32],
+    a: std::ops::Range<usize>,
+    b: std::ops::Range<usize>,
+) -> (&mut [f32], &mut [f32]) {
     let (lo, hi) = v.split_at_mut(b.start);
     (&mut lo[a], &mut hi[..b.len()])
 }
@@ -236,7 +267,14 @@ impl CpuModel {
                     &mut c.pre[..b * h],
                 );
                 if cfg.encode_batch {
-                    add_batch_rows(&mut c.pre, &p.values[layer.weight.clone()], cfg.n_genes, h, &mb.batch, cfg.batch_inputs());
+                    add_batch_rows(
+                        &mut c.pre,
+                        &p.values[layer.weight.clone()],
+                        cfg.n_genes,
+                        h,
+                        &mb.batch,
+                        cfg.batch_inputs(),
+                    );
                 }
             } else {
                 linear::forward(
@@ -250,14 +288,34 @@ impl CpuModel {
                 );
             }
             let stream = match mode {
-                Mode::Train { seed, step } => Some((seed, step, rng::DROPOUT_ENCODER + 16 * l as u32)),
+                Mode::Train { seed, step } => {
+                    Some((seed, step, rng::DROPOUT_ENCODER + 16 * l as u32))
+                }
                 Mode::Eval => None,
             };
-            norm_act(c, layer, &p.values, &mut p.buffers, &cfg, b, mode, cfg.dropout_rate, stream);
+            norm_act(
+                c,
+                layer,
+                &p.values,
+                &mut p.buffers,
+                &cfg,
+                b,
+                mode,
+                cfg.dropout_rate,
+                stream,
+            );
         }
         let last = &ws.enc[cfg.n_layers - 1].out[..b * h];
         for (head, out) in [(&lay.z_mean, &mut ws.qm), (&lay.z_var, &mut ws.qv)] {
-            linear::forward(last, &p.values[head.weight.clone()], &p.values[head.bias.clone()], b, h, z, &mut out[..b * z]);
+            linear::forward(
+                last,
+                &p.values[head.weight.clone()],
+                &p.values[head.bias.clone()],
+                b,
+                h,
+                z,
+                &mut out[..b * z],
+            );
         }
     }
 
@@ -271,9 +329,21 @@ impl CpuModel {
             let layer = &lay.decoder[l];
             let (before, rest) = ws.dec.split_at_mut(l);
             let c = &mut rest[0];
-            let (x, n_base): (&[f32], usize) = if l == 0 { (&ws.z[..b * z], z) } else { (&before[l - 1].out[..b * h], h) };
+            let (x, n_base): (&[f32], usize) = if l == 0 {
+                (&ws.z[..b * z], z)
+            } else {
+                (&before[l - 1].out[..b * h], h)
+            };
             let w = &p.values[layer.weight.clone()];
-            linear::forward(x, &w[..n_base * h], &p.values[layer.bias.clone()], b, n_base, h, &mut c.pre[..b * h]);
+            linear::forward(
+                x,
+                &w[..n_base * h],
+                &p.values[layer.bias.clone()],
+                b,
+                n_base,
+                h,
+                &mut c.pre[..b * h],
+            );
             add_batch_rows(&mut c.pre, w, n_base, h, batch, cfg.batch_inputs());
             // The decoder has no dropout (scvi-tools); batch norm follows `mode`.
             let m = match mode {
@@ -284,10 +354,26 @@ impl CpuModel {
         }
         let last = &ws.dec[cfg.n_layers - 1].out[..b * h];
         let s = &lay.scale;
-        linear::forward(last, &p.values[s.weight.clone()], &p.values[s.bias.clone()], b, h, g, &mut ws.logits[..b * g]);
+        linear::forward(
+            last,
+            &p.values[s.weight.clone()],
+            &p.values[s.bias.clone()],
+            b,
+            h,
+            g,
+            &mut ws.logits[..b * g],
+        );
         softmax::forward(&ws.logits[..b * g], b, g, &mut ws.rho[..b * g]);
         if let Some(d) = &lay.dropout {
-            linear::forward(last, &p.values[d.weight.clone()], &p.values[d.bias.clone()], b, h, g, &mut ws.pi[..b * g]);
+            linear::forward(
+                last,
+                &p.values[d.weight.clone()],
+                &p.values[d.bias.clone()],
+                b,
+                h,
+                g,
+                &mut ws.pi[..b * g],
+            );
         }
     }
 
@@ -298,21 +384,64 @@ impl CpuModel {
         let theta_row = theta_rows(cfg, &mb.batch);
         let lt = &p.values[p.layout.log_theta.clone()];
         match cfg.likelihood {
-            Likelihood::Nb => likelihood::nb_loglik(&mb.counts, &mb.library, &ws.rho[..b * g], lt, &theta_row, b, g, &mut ws.loglik[..b]),
-            Likelihood::Zinb => likelihood::zinb_loglik(&mb.counts, &mb.library, &ws.rho[..b * g], lt, &theta_row, &ws.pi[..b * g], b, g, &mut ws.loglik[..b]),
-            Likelihood::Poisson => likelihood::poisson_loglik(&mb.counts, &mb.library, &ws.rho[..b * g], b, g, &mut ws.loglik[..b]),
+            Likelihood::Nb => likelihood::nb_loglik(
+                &mb.counts,
+                &mb.library,
+                &ws.rho[..b * g],
+                lt,
+                &theta_row,
+                b,
+                g,
+                &mut ws.loglik[..b],
+            ),
+            Likelihood::Zinb => likelihood::zinb_loglik(
+                &mb.counts,
+                &mb.library,
+                &ws.rho[..b * g],
+                lt,
+                &theta_row,
+                &ws.pi[..b * g],
+                b,
+                g,
+                &mut ws.loglik[..b],
+            ),
+            Likelihood::Poisson => likelihood::poisson_loglik(
+                &mb.counts,
+                &mb.library,
+                &ws.rho[..b * g],
+                b,
+                g,
+                &mut ws.loglik[..b],
+            ),
         }
     }
 
     /// Forward and backward of the training loss on a minibatch; gradients in `ws.grads`.
     /// Returns the mean reconstruction and KL per cell.
-    pub fn forward_backward(p: &mut Params, ws: &mut Workspace, mb: &Minibatch, seed: u64, step: u32, kl_weight: f32) -> (f32, f32) {
+    pub fn forward_backward(
+        p: &mut Params,
+        ws: &mut Workspace,
+        mb: &Minibatch,
+        seed: u64,
+        step: u32,
+        kl_weight: f32,
+    ) -> (f32, f32) {
         let cfg = p.config.clone();
         let b = mb.n_rows;
         let (h, z, g) = (cfg.n_hidden, cfg.n_latent, cfg.n_genes);
         let mode = Mode::Train { seed, step };
         Self::encode(p, ws, mb, mode);
-        reparam::forward(&ws.qm[..b * z], &ws.qv[..b * z], b, z, seed, step, rng::REPARAM, &mut ws.eps[..b * z], &mut ws.z[..b * z]);
+        reparam::forward(
+            &ws.qm[..b * z],
+            &ws.qv[..b * z],
+            b,
+            z,
+            seed,
+            step,
+            rng::REPARAM,
+            &mut ws.eps[..b * z],
+            &mut ws.z[..b * z],
+        );
         Self::decode(p, ws, &mb.batch, b, mode);
         kl::forward(&ws.qm[..b * z], &ws.qv[..b * z], b, z, &mut ws.kl[..b]);
         let inv_b = 1.0 / b as f32;
@@ -324,10 +453,45 @@ impl CpuModel {
         let gr = &mut ws.grads;
         gr.fill(0.0);
         match cfg.likelihood {
-            Likelihood::Nb => likelihood::nb_forward_backward(&mb.counts, &mb.library, &ws.rho[..b * g], lt, &theta_row, &ws.weights_lik[..b], b, g, &mut ws.loglik[..b], &mut ws.d_logits[..b * g], &mut ws.d_theta),
-            Likelihood::Zinb => likelihood::zinb_forward_backward(&mb.counts, &mb.library, &ws.rho[..b * g], lt, &theta_row, &ws.pi[..b * g], &ws.weights_lik[..b], b, g, &mut ws.loglik[..b], &mut ws.d_logits[..b * g], &mut ws.d_theta, &mut ws.d_pi[..b * g]),
+            Likelihood::Nb => likelihood::nb_forward_backward(
+                &mb.counts,
+                &mb.library,
+                &ws.rho[..b * g],
+                lt,
+                &theta_row,
+                &ws.weights_lik[..b],
+                b,
+                g,
+                &mut ws.loglik[..b],
+                &mut ws.d_logits[..b * g],
+                &mut ws.d_theta,
+            ),
+            Likelihood::Zinb => likelihood::zinb_forward_backward(
+                &mb.counts,
+                &mb.library,
+                &ws.rho[..b * g],
+                lt,
+                &theta_row,
+                &ws.pi[..b * g],
+                &ws.weights_lik[..b],
+                b,
+                g,
+                &mut ws.loglik[..b],
+                &mut ws.d_logits[..b * g],
+                &mut ws.d_theta,
+                &mut ws.d_pi[..b * g],
+            ),
             Likelihood::Poisson => {
-                likelihood::poisson_forward_backward(&mb.counts, &mb.library, &ws.rho[..b * g], &ws.weights_lik[..b], b, g, &mut ws.loglik[..b], &mut ws.d_logits[..b * g]);
+                likelihood::poisson_forward_backward(
+                    &mb.counts,
+                    &mb.library,
+                    &ws.rho[..b * g],
+                    &ws.weights_lik[..b],
+                    b,
+                    g,
+                    &mut ws.loglik[..b],
+                    &mut ws.d_logits[..b * g],
+                );
                 ws.d_theta.fill(0.0);
             }
         }
@@ -336,10 +500,30 @@ impl CpuModel {
         let last = &ws.dec[cfg.n_layers - 1].out;
         let s = &lay.scale;
         let (dw, db) = split_two(gr, s.weight.clone(), s.bias.clone());
-        linear::backward(&last[..b * h], &p.values[s.weight.clone()], &ws.d_logits[..b * g], b, h, g, Some(&mut ws.d_a[..b * h]), dw, db);
+        linear::backward(
+            &last[..b * h],
+            &p.values[s.weight.clone()],
+            &ws.d_logits[..b * g],
+            b,
+            h,
+            g,
+            Some(&mut ws.d_a[..b * h]),
+            dw,
+            db,
+        );
         if let Some(d) = &lay.dropout {
             let (dw, db) = split_two(gr, d.weight.clone(), d.bias.clone());
-            linear::backward(&last[..b * h], &p.values[d.weight.clone()], &ws.d_pi[..b * g], b, h, g, Some(&mut ws.d_b[..b * h]), dw, db);
+            linear::backward(
+                &last[..b * h],
+                &p.values[d.weight.clone()],
+                &ws.d_pi[..b * g],
+                b,
+                h,
+                g,
+                Some(&mut ws.d_b[..b * h]),
+                dw,
+                db,
+            );
             for (a, &x) in ws.d_a[..b * h].iter_mut().zip(&ws.d_b[..b * h]) {
                 *a += x;
             }
@@ -348,16 +532,54 @@ impl CpuModel {
         for l in (0..cfg.n_layers).rev() {
             let layer = &lay.decoder[l];
             let c = &ws.dec[l];
-            activation::relu_dropout_backward(&ws.d_a[..b * h], &c.out[..b * h], b, h, 0.0, &mut ws.d_pre[..b * h]);
+            activation::relu_dropout_backward(
+                &ws.d_a[..b * h],
+                &c.out[..b * h],
+                b,
+                h,
+                0.0,
+                &mut ws.d_pre[..b * h],
+            );
             let (bn_g, bn_b) = layer.bn.clone().unwrap_or_default();
             let (dg, dbeta) = split_two(gr, bn_g.clone(), bn_b);
-            batchnorm::backward(&ws.d_pre[..b * h], &c.xhat[..b * h], &c.inv_std[..h], &p.values[bn_g], b, h, &mut ws.d_b[..b * h], dg, dbeta);
+            batchnorm::backward(
+                &ws.d_pre[..b * h],
+                &c.xhat[..b * h],
+                &c.inv_std[..h],
+                &p.values[bn_g],
+                b,
+                h,
+                &mut ws.d_b[..b * h],
+                dg,
+                dbeta,
+            );
             let n_base = if l == 0 { z } else { h };
-            let x: &[f32] = if l == 0 { &ws.z[..b * z] } else { &ws.dec[l - 1].out[..b * h] };
+            let x: &[f32] = if l == 0 {
+                &ws.z[..b * z]
+            } else {
+                &ws.dec[l - 1].out[..b * h]
+            };
             let (dw, dbias) = split_two(gr, layer.weight.clone(), layer.bias.clone());
             let w = &p.values[layer.weight.clone()];
-            linear::backward(x, &w[..n_base * h], &ws.d_b[..b * h], b, n_base, h, Some(&mut ws.d_in[..b * n_base]), &mut dw[..n_base * h], dbias);
-            add_batch_grads(dw, &ws.d_b[..b * h], n_base, h, &mb.batch, cfg.batch_inputs());
+            linear::backward(
+                x,
+                &w[..n_base * h],
+                &ws.d_b[..b * h],
+                b,
+                n_base,
+                h,
+                Some(&mut ws.d_in[..b * n_base]),
+                &mut dw[..n_base * h],
+                dbias,
+            );
+            add_batch_grads(
+                dw,
+                &ws.d_b[..b * h],
+                n_base,
+                h,
+                &mb.batch,
+                cfg.batch_inputs(),
+            );
             if l == 0 {
                 ws.d_z[..b * z].copy_from_slice(&ws.d_in[..b * z]);
             } else {
@@ -365,14 +587,50 @@ impl CpuModel {
             }
         }
         // Reparameterisation and KL.
-        reparam::backward(&ws.d_z[..b * z], &ws.eps[..b * z], &ws.qv[..b * z], b, z, &mut ws.d_qm[..b * z], &mut ws.d_qv[..b * z]);
-        kl::backward(&ws.qm[..b * z], &ws.qv[..b * z], &ws.weights_kl[..b], b, z, &mut ws.d_qm[..b * z], &mut ws.d_qv[..b * z]);
+        reparam::backward(
+            &ws.d_z[..b * z],
+            &ws.eps[..b * z],
+            &ws.qv[..b * z],
+            b,
+            z,
+            &mut ws.d_qm[..b * z],
+            &mut ws.d_qv[..b * z],
+        );
+        kl::backward(
+            &ws.qm[..b * z],
+            &ws.qv[..b * z],
+            &ws.weights_kl[..b],
+            b,
+            z,
+            &mut ws.d_qm[..b * z],
+            &mut ws.d_qv[..b * z],
+        );
         // Encoder heads.
         let last = &ws.enc[cfg.n_layers - 1].out;
         let (dw, db) = split_two(gr, lay.z_mean.weight.clone(), lay.z_mean.bias.clone());
-        linear::backward(&last[..b * h], &p.values[lay.z_mean.weight.clone()], &ws.d_qm[..b * z], b, h, z, Some(&mut ws.d_a[..b * h]), dw, db);
+        linear::backward(
+            &last[..b * h],
+            &p.values[lay.z_mean.weight.clone()],
+            &ws.d_qm[..b * z],
+            b,
+            h,
+            z,
+            Some(&mut ws.d_a[..b * h]),
+            dw,
+            db,
+        );
         let (dw, db) = split_two(gr, lay.z_var.weight.clone(), lay.z_var.bias.clone());
-        linear::backward(&last[..b * h], &p.values[lay.z_var.weight.clone()], &ws.d_qv[..b * z], b, h, z, Some(&mut ws.d_b[..b * h]), dw, db);
+        linear::backward(
+            &last[..b * h],
+            &p.values[lay.z_var.weight.clone()],
+            &ws.d_qv[..b * z],
+            b,
+            h,
+            z,
+            Some(&mut ws.d_b[..b * h]),
+            dw,
+            db,
+        );
         for (a, &x) in ws.d_a[..b * h].iter_mut().zip(&ws.d_b[..b * h]) {
             *a += x;
         }
@@ -380,19 +638,64 @@ impl CpuModel {
         for l in (0..cfg.n_layers).rev() {
             let layer = &lay.encoder[l];
             let c = &ws.enc[l];
-            activation::relu_dropout_backward(&ws.d_a[..b * h], &c.out[..b * h], b, h, cfg.dropout_rate, &mut ws.d_pre[..b * h]);
+            activation::relu_dropout_backward(
+                &ws.d_a[..b * h],
+                &c.out[..b * h],
+                b,
+                h,
+                cfg.dropout_rate,
+                &mut ws.d_pre[..b * h],
+            );
             let (bn_g, bn_b) = layer.bn.clone().unwrap_or_default();
             let (dg, dbeta) = split_two(gr, bn_g.clone(), bn_b);
-            batchnorm::backward(&ws.d_pre[..b * h], &c.xhat[..b * h], &c.inv_std[..h], &p.values[bn_g], b, h, &mut ws.d_b[..b * h], dg, dbeta);
+            batchnorm::backward(
+                &ws.d_pre[..b * h],
+                &c.xhat[..b * h],
+                &c.inv_std[..h],
+                &p.values[bn_g],
+                b,
+                h,
+                &mut ws.d_b[..b * h],
+                dg,
+                dbeta,
+            );
             let (dw, dbias) = split_two(gr, layer.weight.clone(), layer.bias.clone());
             if l == 0 {
-                linear::backward_sparse_weights(&mb.indptr, &mb.indices, &mb.values, &ws.rows[..b], f32::ln_1p, &ws.d_b[..b * h], layer.n_in, h, dw, dbias);
+                linear::backward_sparse_weights(
+                    &mb.indptr,
+                    &mb.indices,
+                    &mb.values,
+                    &ws.rows[..b],
+                    f32::ln_1p,
+                    &ws.d_b[..b * h],
+                    layer.n_in,
+                    h,
+                    dw,
+                    dbias,
+                );
                 if cfg.encode_batch {
-                    add_batch_grads(dw, &ws.d_b[..b * h], cfg.n_genes, h, &mb.batch, cfg.batch_inputs());
+                    add_batch_grads(
+                        dw,
+                        &ws.d_b[..b * h],
+                        cfg.n_genes,
+                        h,
+                        &mb.batch,
+                        cfg.batch_inputs(),
+                    );
                 }
             } else {
                 let x = &ws.enc[l - 1].out[..b * h];
-                linear::backward(x, &p.values[layer.weight.clone()], &ws.d_b[..b * h], b, h, h, Some(&mut ws.d_in[..b * h]), dw, dbias);
+                linear::backward(
+                    x,
+                    &p.values[layer.weight.clone()],
+                    &ws.d_b[..b * h],
+                    b,
+                    h,
+                    h,
+                    Some(&mut ws.d_in[..b * h]),
+                    dw,
+                    dbias,
+                );
                 ws.d_a[..b * h].copy_from_slice(&ws.d_in[..b * h]);
             }
         }
@@ -425,11 +728,16 @@ impl Default for CpuBackend {
 impl CpuBackend {
     /// A backend with no model loaded yet.
     pub fn new() -> CpuBackend {
-        CpuBackend { state: None, ws: Workspace::default() }
+        CpuBackend {
+            state: None,
+            ws: Workspace::default(),
+        }
     }
 
     fn state_mut(&mut self) -> crate::Result<&mut crate::backend::TrainState> {
-        self.state.as_mut().ok_or_else(|| crate::Error::Config("no model loaded into the CPU backend".into()))
+        self.state
+            .as_mut()
+            .ok_or_else(|| crate::Error::Config("no model loaded into the CPU backend".into()))
     }
 }
 
@@ -455,17 +763,41 @@ impl crate::backend::Backend for CpuBackend {
         let mut ws = std::mem::take(&mut self.ws);
         let st = self.state_mut()?;
         let saved_buffers = st.params.buffers.clone();
-        let (recon, klm) = CpuModel::forward_backward(&mut st.params, &mut ws, batch, hyper.seed, hyper.step, hyper.kl_weight);
+        let (recon, klm) = CpuModel::forward_backward(
+            &mut st.params,
+            &mut ws,
+            batch,
+            hyper.seed,
+            hyper.step,
+            hyper.kl_weight,
+        );
         let n = st.params.values.len();
-        let finite = recon.is_finite() && klm.is_finite() && ws.grads[..n].iter().all(|g| g.is_finite());
+        let finite =
+            recon.is_finite() && klm.is_finite() && ws.grads[..n].iter().all(|g| g.is_finite());
         if finite {
-            adam::step(&mut st.params.values, &ws.grads[..n], &mut st.adam_m, &mut st.adam_v, f64::from(hyper.lr), 0.9, 0.999, f64::from(hyper.adam_eps), f64::from(hyper.weight_decay), hyper.step + 1);
+            adam::step(
+                &mut st.params.values,
+                &ws.grads[..n],
+                &mut st.adam_m,
+                &mut st.adam_v,
+                f64::from(hyper.lr),
+                0.9,
+                0.999,
+                f64::from(hyper.adam_eps),
+                f64::from(hyper.weight_decay),
+                hyper.step + 1,
+            );
             st.steps = hyper.step + 1;
         } else {
             st.params.buffers = saved_buffers;
         }
         self.ws = ws;
-        Ok(StepLosses { loss: recon + hyper.kl_weight * klm, reconstruction: recon, kl: klm, finite })
+        Ok(StepLosses {
+            loss: recon + hyper.kl_weight * klm,
+            reconstruction: recon,
+            kl: klm,
+            finite,
+        })
     }
 
     fn encode(&mut self, batch: &Minibatch) -> crate::Result<Posterior> {
@@ -473,8 +805,14 @@ impl crate::backend::Backend for CpuBackend {
         let st = self.state_mut()?;
         CpuModel::encode(&mut st.params, &mut ws, batch, Mode::Eval);
         let n = batch.n_rows * st.params.config.n_latent;
-        let var = ws.qv[..n].iter().map(|&v| v.exp() + st.params.config.var_eps).collect();
-        let out = Posterior { mean: ws.qm[..n].to_vec(), var };
+        let var = ws.qv[..n]
+            .iter()
+            .map(|&v| v.exp() + st.params.config.var_eps)
+            .collect();
+        let out = Posterior {
+            mean: ws.qm[..n].to_vec(),
+            var,
+        };
         self.ws = ws;
         Ok(out)
     }

@@ -35,10 +35,18 @@ pub fn to_safetensors(p: &Params) -> Result<Vec<u8>> {
     let bytes_of = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for t in &p.layout.tensors {
-        owned.push((t.name.clone(), t.shape.clone(), bytes_of(&p.values[t.range()])));
+        owned.push((
+            t.name.clone(),
+            t.shape.clone(),
+            bytes_of(&p.values[t.range()]),
+        ));
     }
     for t in &p.layout.buffers {
-        owned.push((t.name.clone(), t.shape.clone(), bytes_of(&p.buffers[t.range()])));
+        owned.push((
+            t.name.clone(),
+            t.shape.clone(),
+            bytes_of(&p.buffers[t.range()]),
+        ));
     }
     let mut views = Vec::with_capacity(owned.len());
     for (name, shape, data) in &owned {
@@ -46,47 +54,80 @@ pub fn to_safetensors(p: &Params) -> Result<Vec<u8>> {
             .map_err(|e| Error::Config(format!("cannot write tensor {name}: {e}")))?;
         views.push((name.clone(), view));
     }
-    safetensors::tensor::serialize(views, None).map_err(|e| Error::Config(format!("cannot write the model: {e}")))
+    safetensors::tensor::serialize(views, None)
+        .map_err(|e| Error::Config(format!("cannot write the model: {e}")))
 }
 
 /// Reads parameters for `config` from safetensors bytes, checking every tensor's
 /// presence, dtype and shape. `file` names the file in errors.
 pub fn from_safetensors(bytes: &[u8], config: &ModelConfig, file: &str) -> Result<Params> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
-        Error::input(file, format!("is not a readable safetensors file ({e}); export the model again"))
+        Error::input(
+            file,
+            format!("is not a readable safetensors file ({e}); export the model again"),
+        )
     })?;
     let mut p = Params::init(config, 0)?;
     let layout = p.layout.clone();
-    for (spec, is_buffer) in layout.tensors.iter().map(|t| (t, false)).chain(layout.buffers.iter().map(|t| (t, true))) {
+    for (spec, is_buffer) in layout
+        .tensors
+        .iter()
+        .map(|t| (t, false))
+        .chain(layout.buffers.iter().map(|t| (t, true)))
+    {
         let t = st.tensor(&spec.name).map_err(|_| {
             Error::input(file, format!("has no tensor {} that config.json's architecture needs; the files do not belong together", spec.name))
         })?;
         if t.dtype() != Dtype::F32 || t.shape() != spec.shape.as_slice() {
             return Err(Error::input(
                 file,
-                format!("tensor {} is {:?} {:?}, expected F32 {:?}; the files do not belong together", spec.name, t.dtype(), t.shape(), spec.shape),
+                format!(
+                    "tensor {} is {:?} {:?}, expected F32 {:?}; the files do not belong together",
+                    spec.name,
+                    t.dtype(),
+                    t.shape(),
+                    spec.shape
+                ),
             ));
         }
-        let out = if is_buffer { &mut p.buffers[spec.range()] } else { &mut p.values[spec.range()] };
+        let out = if is_buffer {
+            &mut p.buffers[spec.range()]
+        } else {
+            &mut p.values[spec.range()]
+        };
         for (o, c) in out.iter_mut().zip(t.data().chunks_exact(4)) {
             *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
         }
     }
     if p.values.iter().chain(&p.buffers).any(|v| !v.is_finite()) {
-        return Err(Error::input(file, "holds non-finite parameters (NaN or infinity); the model is damaged"));
+        return Err(Error::input(
+            file,
+            "holds non-finite parameters (NaN or infinity); the model is damaged",
+        ));
     }
     Ok(p)
 }
 
 /// Reads `config.json` text.
 pub fn read_config(text: &str, file: &str) -> Result<ModelFiles> {
-    let m: ModelFiles = serde_json::from_str(text)
-        .map_err(|e| Error::input_at(file, format!("line {}, column {}", e.line(), e.column()), format!("is not a cellvae config.json: {e}")))?;
+    let m: ModelFiles = serde_json::from_str(text).map_err(|e| {
+        Error::input_at(
+            file,
+            format!("line {}, column {}", e.line(), e.column()),
+            format!("is not a cellvae config.json: {e}"),
+        )
+    })?;
     if m.format != "cellvae-model" {
-        return Err(Error::input(file, format!("has format {:?}, expected \"cellvae-model\"", m.format)));
+        return Err(Error::input(
+            file,
+            format!("has format {:?}, expected \"cellvae-model\"", m.format),
+        ));
     }
     if m.gene_ids.len() != m.model.n_genes || m.gene_names.len() != m.model.n_genes {
-        return Err(Error::input(file, "lists a different number of genes than its architecture; the file is damaged"));
+        return Err(Error::input(
+            file,
+            "lists a different number of genes than its architecture; the file is damaged",
+        ));
     }
     m.model.validate()?;
     Ok(m)

@@ -103,7 +103,12 @@ struct Builder {
 
 impl Builder {
     fn param(&mut self, name: String, shape: Vec<usize>, init: Init) -> Range<usize> {
-        let t = TensorSpec { name, shape, offset: self.n_params, init };
+        let t = TensorSpec {
+            name,
+            shape,
+            offset: self.n_params,
+            init,
+        };
         self.n_params += t.len();
         let r = t.range();
         self.tensors.push(t);
@@ -111,7 +116,12 @@ impl Builder {
     }
 
     fn buffer(&mut self, name: String, n: usize, init: Init) -> Range<usize> {
-        let t = TensorSpec { name, shape: vec![n], offset: self.n_buffers, init };
+        let t = TensorSpec {
+            name,
+            shape: vec![n],
+            offset: self.n_buffers,
+            init,
+        };
         self.n_buffers += n;
         let r = t.range();
         self.buffers.push(t);
@@ -120,7 +130,11 @@ impl Builder {
 
     fn layer(&mut self, prefix: &str, n_in: usize, n_out: usize, bn: bool) -> LayerRanges {
         let bound = 1.0 / (n_in as f32).sqrt();
-        let weight = self.param(format!("{prefix}.weight"), vec![n_in, n_out], Init::Uniform(bound));
+        let weight = self.param(
+            format!("{prefix}.weight"),
+            vec![n_in, n_out],
+            Init::Uniform(bound),
+        );
         let bias = self.param(format!("{prefix}.bias"), vec![n_out], Init::Uniform(bound));
         let (bn, bn_running) = if bn {
             let stem = prefix.trim_end_matches(".linear");
@@ -132,26 +146,56 @@ impl Builder {
         } else {
             (None, None)
         };
-        LayerRanges { n_in, n_out, weight, bias, bn, bn_running }
+        LayerRanges {
+            n_in,
+            n_out,
+            weight,
+            bias,
+            bn,
+            bn_running,
+        }
     }
 }
 
 impl ParamLayout {
     /// The layout for a configuration.
     pub fn new(cfg: &ModelConfig) -> ParamLayout {
-        let mut b = Builder { tensors: Vec::new(), buffers: Vec::new(), n_params: 0, n_buffers: 0 };
+        let mut b = Builder {
+            tensors: Vec::new(),
+            buffers: Vec::new(),
+            n_params: 0,
+            n_buffers: 0,
+        };
         let encoder = (0..cfg.n_layers)
-            .map(|l| b.layer(&format!("encoder.layers.{l}.linear"), cfg.encoder_in(l), cfg.n_hidden, true))
+            .map(|l| {
+                b.layer(
+                    &format!("encoder.layers.{l}.linear"),
+                    cfg.encoder_in(l),
+                    cfg.n_hidden,
+                    true,
+                )
+            })
             .collect();
         let z_mean = b.layer("encoder.mean", cfg.n_hidden, cfg.n_latent, false);
         let z_var = b.layer("encoder.var", cfg.n_hidden, cfg.n_latent, false);
         let decoder = (0..cfg.n_layers)
-            .map(|l| b.layer(&format!("decoder.layers.{l}.linear"), cfg.decoder_in(l), cfg.n_hidden, true))
+            .map(|l| {
+                b.layer(
+                    &format!("decoder.layers.{l}.linear"),
+                    cfg.decoder_in(l),
+                    cfg.n_hidden,
+                    true,
+                )
+            })
             .collect();
         let scale = b.layer("decoder.scale", cfg.n_hidden, cfg.n_genes, false);
         let dropout = (cfg.likelihood == Likelihood::Zinb)
             .then(|| b.layer("decoder.dropout", cfg.n_hidden, cfg.n_genes, false));
-        let log_theta = b.param("log_theta".into(), vec![cfg.theta_rows(), cfg.n_genes], Init::Normal);
+        let log_theta = b.param(
+            "log_theta".into(),
+            vec![cfg.theta_rows(), cfg.n_genes],
+            Init::Normal,
+        );
         ParamLayout {
             tensors: b.tensors,
             buffers: b.buffers,
@@ -169,7 +213,10 @@ impl ParamLayout {
 
     /// The tensor of this name (trainable or buffer).
     pub fn find(&self, name: &str) -> Option<&TensorSpec> {
-        self.tensors.iter().chain(&self.buffers).find(|t| t.name == name)
+        self.tensors
+            .iter()
+            .chain(&self.buffers)
+            .find(|t| t.name == name)
     }
 }
 
@@ -213,7 +260,12 @@ impl Params {
         for spec in &layout.buffers {
             fill(spec, &mut buffers[spec.range()], seed, u32::MAX);
         }
-        Ok(Params { config: config.clone(), layout, values, buffers })
+        Ok(Params {
+            config: config.clone(),
+            layout,
+            values,
+            buffers,
+        })
     }
 
     /// The values of a named tensor.
@@ -223,6 +275,10 @@ impl Params {
             .find(name)
             .ok_or_else(|| Error::Config(format!("the model has no tensor named {name}")))?;
         let is_buffer = self.layout.buffers.iter().any(|b| b.name == name);
-        Ok(if is_buffer { &self.buffers[spec.range()] } else { &self.values[spec.range()] })
+        Ok(if is_buffer {
+            &self.buffers[spec.range()]
+        } else {
+            &self.values[spec.range()]
+        })
     }
 }

@@ -52,29 +52,63 @@ fn test(args: &[String]) -> Result<(), String> {
         steps.push((name, t.elapsed().as_secs_f64()));
         r.map_err(|e| format!("{name}: {e}"))
     };
-    step("cargo fmt --check", &mut || setup::cargo(&["fmt", "--all", "--check"], &[]))?;
+    step("cargo fmt --check", &mut || {
+        setup::cargo(&["fmt", "--all", "--check"], &[])
+    })?;
     step("clippy (native)", &mut || {
-        setup::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])
+        setup::cargo(
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )
     })?;
     step("clippy (wasm32)", &mut || {
         setup::cargo(
             &[
-                "clippy", "--lib", "--test", "wasm", "--target", "wasm32-unknown-unknown",
-                "--no-default-features", "--", "-D", "warnings",
+                "clippy",
+                "--lib",
+                "--test",
+                "wasm",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--no-default-features",
+                "--",
+                "-D",
+                "warnings",
             ],
             &[],
         )
     })?;
     let gpu_env = setup::gpu_test_env()?;
-    let env_refs: Vec<(&str, &str)> = gpu_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    step("native tests", &mut || setup::cargo(&["test", "--workspace"], &env_refs))?;
+    let env_refs: Vec<(&str, &str)> = gpu_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    step("native tests", &mut || {
+        setup::cargo(&["test", "--workspace"], &env_refs)
+    })?;
     if !skip_browser {
         let wasm_env = setup::wasm_test_env()?;
-        let wasm_refs: Vec<(&str, &str)> =
-            wasm_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let wasm_refs: Vec<(&str, &str)> = wasm_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         step("wasm tests (headless Chromium, WebGPU)", &mut || {
             setup::cargo(
-                &["test", "--target", "wasm32-unknown-unknown", "--no-default-features", "--test", "wasm"],
+                &[
+                    "test",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                    "--no-default-features",
+                    "--test",
+                    "wasm",
+                ],
                 &wasm_refs,
             )
         })?;
@@ -82,7 +116,10 @@ fn test(args: &[String]) -> Result<(), String> {
     } else {
         eprintln!("\nxtask test: --skip-browser given: wasm and browser tests NOT run");
     }
-    eprintln!("\n=== xtask test: all steps passed in {:.0} s ===", started.elapsed().as_secs_f64());
+    eprintln!(
+        "\n=== xtask test: all steps passed in {:.0} s ===",
+        started.elapsed().as_secs_f64()
+    );
     for (name, secs) in steps {
         eprintln!("  {secs:>7.1} s  {name}");
     }

@@ -16,11 +16,14 @@ pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';
 pub fn serve_command() -> Result<(), String> {
     build_web(true)?;
     let port: u16 = match std::env::var("PORT") {
-        Ok(p) => p.parse().map_err(|_| format!("PORT={p} is not a port number"))?,
+        Ok(p) => p
+            .parse()
+            .map_err(|_| format!("PORT={p} is not a port number"))?,
         Err(_) => 8080,
     };
-    let listener = TcpListener::bind(("127.0.0.1", port))
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (set PORT to another port)"))?;
+    let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
+        format!("cannot listen on 127.0.0.1:{port}: {e} (set PORT to another port)")
+    })?;
     println!("cellvae is served at http://127.0.0.1:{port}/  (Ctrl-C stops)");
     serve_forever(listener, repo_root());
     Ok(())
@@ -66,20 +69,50 @@ fn handle(stream: TcpStream, root: &Path) -> std::io::Result<()> {
     let path = target.split(['?', '#']).next().unwrap_or("/");
     let mut out = stream;
     if method != "GET" && method != "HEAD" {
-        return respond(&mut out, "405 Method Not Allowed", "text/plain", b"GET only\n", method == "HEAD");
+        return respond(
+            &mut out,
+            "405 Method Not Allowed",
+            "text/plain",
+            b"GET only\n",
+            method == "HEAD",
+        );
     }
-    let relative = if path == "/" { "index.html" } else { path.trim_start_matches('/') };
+    let relative = if path == "/" {
+        "index.html"
+    } else {
+        path.trim_start_matches('/')
+    };
     let rel_path = Path::new(relative);
-    let safe = rel_path.components().all(|c| matches!(c, Component::Normal(_)));
+    let safe = rel_path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
     let allowed = relative == "index.html" || relative.starts_with("www/");
     let file = root.join(rel_path);
     match (safe && allowed).then(|| std::fs::read(&file)).transpose() {
-        Ok(Some(body)) => respond(&mut out, "200 OK", content_type(&file), &body, method == "HEAD"),
-        _ => respond(&mut out, "404 Not Found", "text/plain", b"not found\n", method == "HEAD"),
+        Ok(Some(body)) => respond(
+            &mut out,
+            "200 OK",
+            content_type(&file),
+            &body,
+            method == "HEAD",
+        ),
+        _ => respond(
+            &mut out,
+            "404 Not Found",
+            "text/plain",
+            b"not found\n",
+            method == "HEAD",
+        ),
     }
 }
 
-fn respond(out: &mut TcpStream, status: &str, ctype: &str, body: &[u8], head: bool) -> std::io::Result<()> {
+fn respond(
+    out: &mut TcpStream,
+    status: &str,
+    ctype: &str,
+    body: &[u8],
+    head: bool,
+) -> std::io::Result<()> {
     let header = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
          Content-Security-Policy: {CSP}\r\nX-Content-Type-Options: nosniff\r\n\
@@ -97,7 +130,8 @@ fn respond(out: &mut TcpStream, status: &str, ctype: &str, body: &[u8], head: bo
 /// (`node --test tests/e2e/`) against it, with WebGPU on and off.
 pub fn run_browser_tests() -> Result<(), String> {
     build_web(false)?;
-    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("cannot listen: {e}"))?;
+    let listener =
+        TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("cannot listen: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let root = repo_root();
     let served = root.clone();
@@ -111,7 +145,10 @@ pub fn run_browser_tests() -> Result<(), String> {
         &[
             ("CELLVAE_BASE_URL", base.as_str()),
             ("CELLVAE_ARTIFACTS", &artifacts.to_string_lossy()),
-            ("CELLVAE_SHARED_DATA", &root.join("../shared/data").to_string_lossy()),
+            (
+                "CELLVAE_SHARED_DATA",
+                &root.join("../shared/data").to_string_lossy(),
+            ),
         ],
         &root,
     )

@@ -42,7 +42,9 @@ fn output(program: &str, args: &[&str]) -> Option<String> {
 }
 
 fn is_root() -> bool {
-    output("id", &["-u"]).map(|s| s.trim() == "0").unwrap_or(false)
+    output("id", &["-u"])
+        .map(|s| s.trim() == "0")
+        .unwrap_or(false)
 }
 
 /// The wasm-bindgen version pinned in Cargo.lock.
@@ -52,7 +54,10 @@ pub fn wasm_bindgen_version() -> Result<String, String> {
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
         if line.trim() == "name = \"wasm-bindgen\"" {
-            if let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = \"")) {
+            if let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+            {
                 return Ok(v.trim_end_matches('"').to_string());
             }
         }
@@ -62,8 +67,16 @@ pub fn wasm_bindgen_version() -> Result<String, String> {
 
 fn ensure_wasm_tools() -> Result<(), String> {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
-    if !installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
-        run("rustup", &["target", "add", "wasm32-unknown-unknown"], &[], &repo_root())?;
+    if !installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
+        run(
+            "rustup",
+            &["target", "add", "wasm32-unknown-unknown"],
+            &[],
+            &repo_root(),
+        )?;
     }
     let want = wasm_bindgen_version()?;
     let have = output("wasm-bindgen", &["--version"]).unwrap_or_default();
@@ -71,21 +84,32 @@ fn ensure_wasm_tools() -> Result<(), String> {
     if !have.contains(&want) || !runner.contains(&want) {
         eprintln!("xtask: installing wasm-bindgen-cli {want} (about 4 minutes, once)");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        run(&cargo, &["install", "wasm-bindgen-cli", "--version", &want, "--force"], &[], &repo_root())?;
+        run(
+            &cargo,
+            &["install", "wasm-bindgen-cli", "--version", &want, "--force"],
+            &[],
+            &repo_root(),
+        )?;
     }
     Ok(())
 }
 
 /// Debian packages for GPU and browser tests: (package, a file it installs).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
-    ("mesa-vulkan-drivers", "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"),
+    (
+        "mesa-vulkan-drivers",
+        "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json",
+    ),
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
 ];
 
 fn lavapipe_present() -> bool {
     std::fs::read_dir("/usr/share/vulkan/icd.d")
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("lvp_icd")))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("lvp_icd"))
+        })
         .unwrap_or(false)
 }
 
@@ -94,7 +118,8 @@ fn ensure_debian_packages(browser: bool) -> Result<(), String> {
         .iter()
         .filter(|(pkg, file)| {
             (browser || *pkg == "mesa-vulkan-drivers")
-                && !(Path::new(file).exists() || (*pkg == "mesa-vulkan-drivers" && lavapipe_present()))
+                && !(Path::new(file).exists()
+                    || (*pkg == "mesa-vulkan-drivers" && lavapipe_present()))
         })
         .map(|(p, _)| *p)
         .collect();
@@ -116,7 +141,10 @@ fn ensure_debian_packages(browser: bool) -> Result<(), String> {
 
 fn ensure_npm_tools() -> Result<(), String> {
     let e2e = repo_root().join("tests/e2e");
-    if e2e.join("node_modules/playwright-core/package.json").exists() {
+    if e2e
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
         return Ok(());
     }
     run("npm", &["ci", "--no-audit", "--no-fund"], &[], &e2e)
@@ -191,7 +219,8 @@ pub fn wasm_test_env() -> Result<Vec<(String, String)>, String> {
     let dir = repo_root().join("target/wasm-test");
     let profile = dir.join("chromium-profile");
     let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile).map_err(|e| format!("cannot create {}: {e}", profile.display()))?;
+    std::fs::create_dir_all(&profile)
+        .map_err(|e| format!("cannot create {}: {e}", profile.display()))?;
     let args = chromium_args(&profile.to_string_lossy(), true);
     let quoted: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
     let json = format!(
@@ -202,7 +231,10 @@ pub fn wasm_test_env() -> Result<Vec<(String, String)>, String> {
     std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(vec![
         ("CHROMEDRIVER".into(), "/usr/bin/chromedriver".into()),
-        ("WASM_BINDGEN_TEST_WEBDRIVER_JSON".into(), path.to_string_lossy().to_string()),
+        (
+            "WASM_BINDGEN_TEST_WEBDRIVER_JSON".into(),
+            path.to_string_lossy().to_string(),
+        ),
         ("WASM_BINDGEN_TEST_TIMEOUT".into(), "300".into()),
         ("XDG_RUNTIME_DIR".into(), runtime_dir()?),
     ])
@@ -214,7 +246,14 @@ pub fn build_web(install: bool) -> Result<PathBuf, String> {
         ensure_wasm_tools()?;
     }
     cargo(
-        &["build", "--lib", "--release", "--target", "wasm32-unknown-unknown", "--no-default-features"],
+        &[
+            "build",
+            "--lib",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--no-default-features",
+        ],
         &[],
     )?;
     let root = repo_root();

@@ -46,10 +46,16 @@ pub async fn log1p(ctx: &GpuContext, x: &[f32]) -> Result<Vec<f32>> {
 
 /// As [`log1p`], with the shader source given (tests pass a broken one on purpose).
 pub async fn log1p_with_source(ctx: &GpuContext, x: &[f32], source: &str) -> Result<Vec<f32>> {
-    let n = u32::try_from(x.len())
-        .map_err(|_| Error::Gpu(format!("{} elements are too many for one dispatch", x.len())))?;
+    let n = u32::try_from(x.len()).map_err(|_| {
+        Error::Gpu(format!(
+            "{} elements are too many for one dispatch",
+            x.len()
+        ))
+    })?;
     let pipeline = ctx.compute_pipeline("log1p", source).await?;
-    let x_buf = ctx.storage_buffer("log1p.x", bytemuck::cast_slice(x), false).await?;
+    let x_buf = ctx
+        .storage_buffer("log1p.x", bytemuck::cast_slice(x), false)
+        .await?;
     let y_buf = ctx
         .storage_buffer("log1p.y", &vec![0u8; x.len() * 4], true)
         .await?;
@@ -60,20 +66,32 @@ pub async fn log1p_with_source(ctx: &GpuContext, x: &[f32], source: &str) -> Res
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    ctx.queue.write_buffer(&p_buf, 0, bytemuck::bytes_of(&params));
+    ctx.queue
+        .write_buffer(&p_buf, 0, bytemuck::bytes_of(&params));
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("log1p"),
         layout: &pipeline.get_bind_group_layout(0),
         entries: &[
-            wgpu::BindGroupEntry { binding: 0, resource: x_buf.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: y_buf.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: p_buf.as_entire_binding() },
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: x_buf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: y_buf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: p_buf.as_entire_binding(),
+            },
         ],
     });
     let mut encoder = ctx
         .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("log1p") });
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("log1p"),
+        });
     {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("log1p"),

@@ -115,7 +115,11 @@ impl GpuContext {
     /// Compiles a WGSL compute shader into a pipeline (entry point `main`, layout
     /// derived from the shader), turning validation errors into [`Error::Gpu`] that
     /// names the shader.
-    pub async fn compute_pipeline(&self, name: &str, source: &str) -> Result<wgpu::ComputePipeline> {
+    pub async fn compute_pipeline(
+        &self,
+        name: &str,
+        source: &str,
+    ) -> Result<wgpu::ComputePipeline> {
         self.check_lost()?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self
@@ -141,7 +145,12 @@ impl GpuContext {
     }
 
     /// Creates a storage buffer initialised with `data`, inside an out-of-memory scope.
-    pub async fn storage_buffer(&self, label: &str, data: &[u8], readable: bool) -> Result<wgpu::Buffer> {
+    pub async fn storage_buffer(
+        &self,
+        label: &str,
+        data: &[u8],
+        readable: bool,
+    ) -> Result<wgpu::Buffer> {
         self.check_lost()?;
         let size = (data.len().max(4) as u64).div_ceil(4) * 4;
         let max = self.device.limits().max_storage_buffer_binding_size;
@@ -165,7 +174,9 @@ impl GpuContext {
             self.queue.write_buffer(&buffer, 0, data);
         }
         if let Some(e) = scope.pop().await {
-            return Err(Error::Gpu(format!("out of GPU memory creating {label}: {e}")));
+            return Err(Error::Gpu(format!(
+                "out of GPU memory creating {label}: {e}"
+            )));
         }
         Ok(buffer)
     }
@@ -182,7 +193,9 @@ impl GpuContext {
         });
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
         let (sender, receiver) = futures_channel::oneshot::channel();

@@ -39,11 +39,17 @@ pub struct TrainJob {
 fn now() -> f64 {
     use std::sync::OnceLock;
     static START: OnceLock<std::time::Instant> = OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| Error::Io { file: path.display().to_string(), source: e })
+    std::fs::write(path, bytes).map_err(|e| Error::Io {
+        file: path.display().to_string(),
+        source: e,
+    })
 }
 
 fn json(v: &impl serde::Serialize) -> Result<String> {
@@ -58,7 +64,10 @@ pub fn train(job: TrainJob) -> Result<()> {
         ));
     }
     let opts = PrepareOptions {
-        qc: cellvae::data::preprocess::QcOptions { n_top_genes: job.top_genes, ..Default::default() },
+        qc: cellvae::data::preprocess::QcOptions {
+            n_top_genes: job.top_genes,
+            ..Default::default()
+        },
         holdout_every: job.holdout_every,
         batch_key: job.batch_key.clone(),
         label_key: job.label_key.clone(),
@@ -75,7 +84,9 @@ pub fn train(job: TrainJob) -> Result<()> {
     config.likelihood = job.likelihood;
     config.dispersion = job.dispersion;
     if job.batch_key.is_none() && job.dispersion == Dispersion::GeneBatch {
-        return Err(Error::Config("--dispersion gene-batch needs --batch-key".into()));
+        return Err(Error::Config(
+            "--dispersion gene-batch needs --batch-key".into(),
+        ));
     }
     let mut tc = TrainConfig::scvi_defaults(prep.train_cells.len());
     if let Some(e) = job.epochs {
@@ -89,18 +100,33 @@ pub fn train(job: TrainJob) -> Result<()> {
     let params = Params::init(&config, job.seed)?;
     let backend = CpuBackend::new();
     let adapter = backend.adapter();
-    let mut trainer = Trainer::new(backend, tc.clone(), TrainState::new(params), prep.train_cells.clone(), prep.batch_codes.clone(), now)?;
-    std::fs::create_dir_all(&job.out).map_err(|e| Error::Io { file: job.out.display().to_string(), source: e })?;
+    let mut trainer = Trainer::new(
+        backend,
+        tc.clone(),
+        TrainState::new(params),
+        prep.train_cells.clone(),
+        prep.batch_codes.clone(),
+        now,
+    )?;
+    std::fs::create_dir_all(&job.out).map_err(|e| Error::Io {
+        file: job.out.display().to_string(),
+        source: e,
+    })?;
     let bar = indicatif::ProgressBar::new(u64::from(tc.epochs));
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}")
-            .map_err(|e| Error::Config(e.to_string()))?
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}",
+        )
+        .map_err(|e| Error::Config(e.to_string()))?
+        .progress_chars("=> "),
     );
     let started = now();
     trainer.run_epochs(m, tc.epochs, |r| {
         bar.set_position(u64::from(r.epoch + 1));
-        bar.set_message(format!("elbo {:.1} kl {:.2} w {:.3}", r.elbo, r.kl, r.kl_weight));
+        bar.set_message(format!(
+            "elbo {:.1} kl {:.2} w {:.3}",
+            r.elbo, r.kl, r.kl_weight
+        ));
     })?;
     bar.finish();
     let seconds = now() - started;
@@ -127,12 +153,30 @@ pub fn train(job: TrainJob) -> Result<()> {
     write(&job.out.join("latent.tsv"), tsv.as_bytes())?;
     let mut csv = String::from("epoch,elbo,reconstruction,kl,kl_weight,seconds\n");
     for r in &trainer.history {
-        let _ = writeln!(csv, "{},{},{},{},{},{}", r.epoch, r.elbo, r.reconstruction, r.kl, r.kl_weight, r.seconds);
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{}",
+            r.epoch, r.elbo, r.reconstruction, r.kl, r.kl_weight, r.seconds
+        );
     }
     write(&job.out.join("losses.csv"), csv.as_bytes())?;
-    let eval_cells = if prep.heldout_cells.is_empty() { &prep.train_cells } else { &prep.heldout_cells };
-    let metrics = evaluate(&params, m, &prep.batch_codes, eval_cells, job.eval_samples, job.seed);
-    let knn = prep.labels.as_ref().and_then(|(codes, _)| knn_accuracy(&mean, z, codes, 15, 5, job.seed));
+    let eval_cells = if prep.heldout_cells.is_empty() {
+        &prep.train_cells
+    } else {
+        &prep.heldout_cells
+    };
+    let metrics = evaluate(
+        &params,
+        m,
+        &prep.batch_codes,
+        eval_cells,
+        job.eval_samples,
+        job.seed,
+    );
+    let knn = prep
+        .labels
+        .as_ref()
+        .and_then(|(codes, _)| knn_accuracy(&mean, z, codes, 15, 5, job.seed));
     let mut mj = serde_json::json!({
         "n_cells": m.n_cells,
         "n_genes": m.n_genes,
@@ -156,7 +200,10 @@ pub fn train(job: TrainJob) -> Result<()> {
         mj["knn15_accuracy"] = serde_json::json!(k);
     }
     write(&job.out.join("metrics.json"), json(&mj)?.as_bytes())?;
-    write(&job.out.join("model.safetensors"), &to_safetensors(&params)?)?;
+    write(
+        &job.out.join("model.safetensors"),
+        &to_safetensors(&params)?,
+    )?;
     let files = ModelFiles {
         format: "cellvae-model".into(),
         cellvae_version: env!("CARGO_PKG_VERSION").into(),
@@ -174,22 +221,48 @@ pub fn train(job: TrainJob) -> Result<()> {
 }
 
 /// Recomputes metrics of a saved model on data.
-pub fn eval(dir: &Path, data: &CountMatrix, holdout_every: Option<usize>, label_key: Option<&str>, samples: usize, seed: u64) -> Result<()> {
+pub fn eval(
+    dir: &Path,
+    data: &CountMatrix,
+    holdout_every: Option<usize>,
+    label_key: Option<&str>,
+    samples: usize,
+    seed: u64,
+) -> Result<()> {
     let cfg_path = dir.join("config.json");
     let cfg_name = cfg_path.display().to_string();
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::Io { file: cfg_name.clone(), source: e })?;
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::Io {
+        file: cfg_name.clone(),
+        source: e,
+    })?;
     let files = read_config(&text, &cfg_name)?;
     let st_path = dir.join("model.safetensors");
     let st_name = st_path.display().to_string();
-    let bytes = std::fs::read(&st_path).map_err(|e| Error::Io { file: st_name.clone(), source: e })?;
+    let bytes = std::fs::read(&st_path).map_err(|e| Error::Io {
+        file: st_name.clone(),
+        source: e,
+    })?;
     let params = from_safetensors(&bytes, &files.model, &st_name)?;
     // The data's genes in the model's order.
-    let by_id: std::collections::HashMap<&str, usize> = data.gene_ids.iter().enumerate().map(|(i, g)| (g.as_str(), i)).collect();
-    let by_name: std::collections::HashMap<&str, usize> = data.gene_names.iter().enumerate().map(|(i, g)| (g.as_str(), i)).collect();
+    let by_id: std::collections::HashMap<&str, usize> = data
+        .gene_ids
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.as_str(), i))
+        .collect();
+    let by_name: std::collections::HashMap<&str, usize> = data
+        .gene_names
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.as_str(), i))
+        .collect();
     let mut cols = Vec::with_capacity(files.gene_ids.len());
     let mut missing = Vec::new();
     for (id, name) in files.gene_ids.iter().zip(&files.gene_names) {
-        match by_id.get(id.as_str()).or_else(|| by_name.get(name.as_str())) {
+        match by_id
+            .get(id.as_str())
+            .or_else(|| by_name.get(name.as_str()))
+        {
             Some(&i) => cols.push(i),
             None => missing.push(name.clone()),
         }
@@ -205,14 +278,25 @@ pub fn eval(dir: &Path, data: &CountMatrix, holdout_every: Option<usize>, label_
     let m = data.select_genes(&cols);
     let batch_codes: Vec<u32> = match &files.batch_key {
         Some(key) => {
-            let col = m.obs.get(key).ok_or_else(|| Error::Config(format!("the model was trained with batch column {key}, which the data lacks")))?;
+            let col = m.obs.get(key).ok_or_else(|| {
+                Error::Config(format!(
+                    "the model was trained with batch column {key}, which the data lacks"
+                ))
+            })?;
             let (codes, levels) = column_codes(col);
             let mut out = Vec::with_capacity(codes.len());
             for c in codes {
                 let level = c.map(|c| levels[c as usize].clone()).unwrap_or_default();
-                let k = files.batch_levels.iter().position(|l| *l == level).ok_or_else(|| {
-                    Error::Config(format!("batch {level:?} was not seen in training (the model knows: {})", files.batch_levels.join(", ")))
-                })?;
+                let k = files
+                    .batch_levels
+                    .iter()
+                    .position(|l| *l == level)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "batch {level:?} was not seen in training (the model knows: {})",
+                            files.batch_levels.join(", ")
+                        ))
+                    })?;
                 out.push(k as u32);
             }
             out
@@ -223,7 +307,10 @@ pub fn eval(dir: &Path, data: &CountMatrix, holdout_every: Option<usize>, label_
         Some(k) if k > 0 => (0..m.n_cells).filter(|i| i % k == 0).collect(),
         _ => (0..m.n_cells).collect(),
     };
-    let cells: Vec<usize> = cells.into_iter().filter(|&c| m.indptr[c] < m.indptr[c + 1]).collect();
+    let cells: Vec<usize> = cells
+        .into_iter()
+        .filter(|&c| m.indptr[c] < m.indptr[c + 1])
+        .collect();
     let metrics = evaluate(&params, &m, &batch_codes, &cells, samples, seed);
     let mut mj = serde_json::json!({
         "n_cells": m.n_cells,
@@ -236,7 +323,10 @@ pub fn eval(dir: &Path, data: &CountMatrix, holdout_every: Option<usize>, label_
         "active_units": metrics.active_units,
     });
     if let Some(key) = label_key {
-        let col = m.obs.get(key).ok_or_else(|| Error::Config(format!("--label-key {key}: no such metadata column")))?;
+        let col = m
+            .obs
+            .get(key)
+            .ok_or_else(|| Error::Config(format!("--label-key {key}: no such metadata column")))?;
         let (codes, _) = column_codes(col);
         let all: Vec<usize> = (0..m.n_cells).collect();
         let (mean, _) = latent(&params, &m, &batch_codes, &all);

@@ -5,8 +5,8 @@
 
 mod commands;
 
-use cellvae::model::{Dispersion, Likelihood};
 use cellvae::data::{load_paths, read_inputs, InputFile, Orientation, ReadOptions};
+use cellvae::model::{Dispersion, Likelihood};
 use cellvae::summary::Summary;
 use cellvae::{Error, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "cellvae", version, about = "A single-cell VAE on WebGPU: read, train, evaluate, export")]
+#[command(
+    name = "cellvae",
+    version,
+    about = "A single-cell VAE on WebGPU: read, train, evaluate, export"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -162,7 +166,10 @@ fn read(input: &InputArgs, allow_non_counts: bool) -> Result<cellvae::CountMatri
     let obs = match &input.obs {
         Some(p) => {
             let name = p.display().to_string();
-            let bytes = std::fs::read(p).map_err(|e| Error::Io { file: name.clone(), source: e })?;
+            let bytes = std::fs::read(p).map_err(|e| Error::Io {
+                file: name.clone(),
+                source: e,
+            })?;
             Some(InputFile::new(name, bytes))
         }
         None => None,
@@ -181,11 +188,29 @@ fn read(input: &InputArgs, allow_non_counts: bool) -> Result<cellvae::CountMatri
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => commands::train(*args_into(&args)?),
-        Command::Eval { model_dir, input, holdout_every, label_key, eval_samples, seed } => {
+        Command::Eval {
+            model_dir,
+            input,
+            holdout_every,
+            label_key,
+            eval_samples,
+            seed,
+        } => {
             let m = read(&input, false)?;
-            commands::eval(&model_dir, &m, holdout_every, label_key.as_deref(), eval_samples, seed)
+            commands::eval(
+                &model_dir,
+                &m,
+                holdout_every,
+                label_key.as_deref(),
+                eval_samples,
+                seed,
+            )
         }
-        Command::Inspect { input, json, allow_non_counts } => {
+        Command::Inspect {
+            input,
+            json,
+            allow_non_counts,
+        } => {
             let m = read(&input, allow_non_counts)?;
             let s = Summary::of(&m);
             if json {

@@ -1,0 +1,272 @@
+//! `cellvae train` and `cellvae eval` end to end: the output files and their content,
+//! every input format, with and without a batch column, and clear errors for a model
+//! that does not fit the data or is damaged.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn data(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("train")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn cellvae(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_cellvae"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+fn metrics(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn train_writes_every_file_and_eval_reproduces_the_metrics() {
+    let out = out_dir("pbmc");
+    let o = out.display().to_string();
+    let pbmc = data("pbmc68k_reduced_700");
+    let obs = data("pbmc68k_reduced_700/cells.tsv");
+    let (ok, stdout, stderr) = cellvae(&[
+        "train",
+        &pbmc,
+        "--obs",
+        &obs,
+        "--epochs",
+        "3",
+        "--holdout-every",
+        "10",
+        "--label-key",
+        "cell_type",
+        "--eval-samples",
+        "20",
+        "--out",
+        &o,
+    ]);
+    assert!(ok, "{stderr}");
+    let m = metrics(&out);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap(),
+        m
+    );
+    for key in [
+        "n_cells",
+        "n_genes",
+        "epochs",
+        "backend",
+        "adapter",
+        "seconds_per_epoch",
+        "heldout_elbo_per_cell",
+        "heldout_log_px_iw100_per_cell",
+        "heldout_reconstruction_per_cell",
+        "active_units",
+        "knn15_accuracy",
+    ] {
+        assert!(!m[key].is_null(), "metrics.json lacks {key}");
+    }
+    assert_eq!(m["n_cells"], 700);
+    assert_eq!(m["n_heldout_cells"], 70);
+    assert_eq!(m["epochs"], 3);
+    assert_eq!(m["backend"], "cpu");
+    let (elbo, lpx) = (
+        m["heldout_elbo_per_cell"].as_f64().unwrap(),
+        m["heldout_log_px_iw100_per_cell"].as_f64().unwrap(),
+    );
+    assert!(
+        elbo < 0.0 && lpx < 0.0 && lpx >= elbo - 1.0,
+        "IW bound must not be below the ELBO: {elbo} {lpx}"
+    );
+    let knn = m["knn15_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&knn));
+    // latent.tsv: header + every cell in input order.
+    let latent = std::fs::read_to_string(out.join("latent.tsv")).unwrap();
+    let lines: Vec<&str> = latent.lines().collect();
+    assert_eq!(lines.len(), 701);
+    assert_eq!(lines[0], "cell_id\tz1\tz2\tz3\tz4\tz5\tz6\tz7\tz8\tz9\tz10");
+    let barcodes = std::fs::read_to_string(data("pbmc68k_reduced_700/barcodes.tsv")).unwrap();
+    for (line, bc) in lines[1..].iter().zip(barcodes.lines()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f[0], bc);
+        assert_eq!(f.len(), 11);
+        assert!(f[1..].iter().all(|v| v.parse::<f32>().unwrap().is_finite()));
+    }
+    let losses = std::fs::read_to_string(out.join("losses.csv")).unwrap();
+    assert_eq!(
+        losses.lines().next().unwrap(),
+        "epoch,elbo,reconstruction,kl,kl_weight,seconds"
+    );
+    assert_eq!(losses.lines().count(), 4);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["gene_names"].as_array().unwrap().len(), 765);
+    // eval recomputes the held-out metrics from the files, exactly.
+    let (ok, stdout, stderr) = cellvae(&[
+        "eval",
+        &o,
+        &pbmc,
+        "--holdout-every",
+        "10",
+        "--eval-samples",
+        "20",
+    ]);
+    assert!(ok, "{stderr}");
+    let e: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(e["n_evaluated_cells"], 70);
+    for key in [
+        "heldout_elbo_per_cell",
+        "heldout_log_px_iw100_per_cell",
+        "heldout_reconstruction_per_cell",
+    ] {
+        let (a, b) = (e[key].as_f64().unwrap(), m[key].as_f64().unwrap());
+        assert!(
+            (a - b).abs() < 1e-6 * b.abs(),
+            "{key}: eval {a} vs train {b}"
+        );
+    }
+}
+
+#[test]
+fn train_reads_every_format_with_and_without_batches() {
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "h5",
+            vec![data("scanpy_10x_v3_chr21/filtered_feature_bc_matrix.h5")],
+        ),
+        (
+            "h5ad-batch",
+            vec![
+                data("wu2020_200/wu2020_200_v0_11.h5ad"),
+                "--batch-key".into(),
+                "patient".into(),
+                "--dispersion".into(),
+                "gene-batch".into(),
+            ],
+        ),
+        (
+            "mtx-batch-zinb",
+            vec![
+                data("wu2020_200"),
+                "--obs".into(),
+                data("wu2020_200/cells.tsv"),
+                "--batch-key".into(),
+                "batch".into(),
+                "--likelihood".into(),
+                "zinb".into(),
+            ],
+        ),
+        (
+            "poisson",
+            vec![
+                data("pbmc68k_reduced_700"),
+                "--likelihood".into(),
+                "poisson".into(),
+                "--n-latent".into(),
+                "2".into(),
+            ],
+        ),
+    ];
+    for (name, args) in cases {
+        let out = out_dir(name);
+        let o = out.display().to_string();
+        let mut a: Vec<&str> = vec!["train"];
+        a.extend(args.iter().map(String::as_str));
+        a.extend([
+            "--epochs",
+            "2",
+            "--holdout-every",
+            "5",
+            "--eval-samples",
+            "5",
+            "--out",
+            &o,
+        ]);
+        let (ok, _, stderr) = cellvae(&a);
+        assert!(ok, "{name}: {stderr}");
+        let m = metrics(&out);
+        assert!(
+            m["heldout_elbo_per_cell"].as_f64().unwrap().is_finite(),
+            "{name}"
+        );
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        if name.contains("batch") {
+            assert!(
+                cfg["batch_levels"].as_array().unwrap().len() > 1,
+                "{name}: batch levels"
+            );
+        }
+    }
+}
+
+#[test]
+fn eval_refuses_mismatched_or_damaged_models() {
+    let out = out_dir("small");
+    let o = out.display().to_string();
+    let (ok, _, stderr) = cellvae(&[
+        "train",
+        &data("pbmc68k_reduced_700"),
+        "--epochs",
+        "1",
+        "--eval-samples",
+        "2",
+        "--out",
+        &o,
+    ]);
+    assert!(ok, "{stderr}");
+    // Other genes.
+    let (ok, _, stderr) = cellvae(&[
+        "eval",
+        &o,
+        &data("scanpy_10x_v3_chr21/filtered_feature_bc_matrix.h5"),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("genes"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    // A truncated model file.
+    let st = out.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
+    let (ok, _, stderr) = cellvae(&["eval", &o, &data("pbmc68k_reduced_700")]);
+    assert!(!ok);
+    assert!(stderr.contains("model.safetensors"), "{stderr}");
+    // A damaged config.
+    std::fs::write(out.join("config.json"), "{ not json").unwrap();
+    let (ok, _, stderr) = cellvae(&["eval", &o, &data("pbmc68k_reduced_700")]);
+    assert!(!ok);
+    assert!(stderr.contains("config.json"), "{stderr}");
+}
+
+#[test]
+fn gpu_backend_request_is_a_clear_error_until_it_exists() {
+    let out = out_dir("gpu");
+    let (ok, _, stderr) = cellvae(&[
+        "train",
+        &data("pbmc68k_reduced_700"),
+        "--epochs",
+        "1",
+        "--backend",
+        "gpu",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("--backend cpu"), "{stderr}");
+}
