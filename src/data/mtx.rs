@@ -178,8 +178,13 @@ pub fn read_mtx(
     finish(m, name, features, barcodes)
 }
 
-/// Keeps only `Gene Expression` features when the type column mixes them with others.
-fn keep_gene_expression(m: CountMatrix, types: &[String], features_name: &str) -> CountMatrix {
+/// Keeps only `Gene Expression` features when the type column mixes them with others
+/// (as scanpy's readers do by default); shared with the 10x `.h5` reader.
+pub(crate) fn keep_gene_expression(
+    m: CountMatrix,
+    types: &[String],
+    features_name: &str,
+) -> CountMatrix {
     const GEX: &str = "Gene Expression";
     let keep: Vec<usize> = types
         .iter()

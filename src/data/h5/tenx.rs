@@ -31,22 +31,11 @@ pub(super) fn read(h: &H5, opts: &ReadOptions) -> Result<CountMatrix> {
     };
     let gene_ids = h.strings_n(&id_path, n_genes, hint)?;
     let gene_names = h.strings_n(&name_path, n_genes, hint)?;
-    let mut notes = Vec::new();
     let tp = format!("{group}/features/feature_type");
-    if let Some(ds) = h.dataset(&tp)? {
-        let types = h.strings(&ds, &tp)?;
-        let other = types
-            .iter()
-            .filter(|t| t.as_str() != "Gene Expression")
-            .count();
-        if other > 0 {
-            notes.push(format!(
-                "{}: {other} of {n_genes} features are not Gene Expression (antibody capture, CRISPR \
-                 guides, ...); they are kept as genes",
-                h.name
-            ));
-        }
-    }
+    let types = match h.dataset(&tp)? {
+        Some(ds) => Some(h.strings(&ds, &tp)?),
+        None => None,
+    };
     let c = read_compressed(h, &group, n_cells, n_genes, "genes", hint)?;
     let m = assemble(c, true, n_cells, n_genes, opts.allow_non_counts)
         .map_err(|r| h.err(r.location, r.problem))?;
@@ -57,9 +46,13 @@ pub(super) fn read(h: &H5, opts: &ReadOptions) -> Result<CountMatrix> {
         obs: Default::default(),
         format: "10x-h5",
         source: group,
-        notes,
+        notes: Vec::new(),
     };
-    finish(h, m, fill)
+    let m = finish(h, m, fill)?;
+    Ok(match types {
+        Some(t) => crate::data::mtx::keep_gene_expression(m, &t, &h.name),
+        None => m,
+    })
 }
 
 /// The genome group of a Cell Ranger v2 file (a root group holding `genes`), or the
