@@ -42,7 +42,7 @@ impl Explorer {
 
     fn check(&self, z: &[f32], batch: u32, library: f32) -> Result<usize> {
         let zd = self.params.config.n_latent;
-        if z.is_empty() || z.len() % zd != 0 {
+        if z.is_empty() || !z.len().is_multiple_of(zd) {
             return Err(Error::Config(format!(
                 "latent points must have {zd} coordinates each"
             )));
