@@ -130,6 +130,7 @@ impl<B: Backend> Trainer<B> {
         }
         backend.load(&state)?;
         let steps = state.steps;
+        let epoch = state.epochs;
         let mut t = Trainer {
             backend,
             config,
@@ -137,7 +138,7 @@ impl<B: Backend> Trainer<B> {
             cells,
             batch_codes,
             position: 0,
-            epoch: 0,
+            epoch,
             steps,
             sums: (0.0, 0.0, 0),
             epoch_started: clock(),
@@ -147,7 +148,7 @@ impl<B: Backend> Trainer<B> {
             minibatch: Minibatch::default(),
             clock,
         };
-        t.order = rng::shuffle(t.config.seed, 0, t.cells.len());
+        t.order = rng::shuffle(t.config.seed, t.epoch, t.cells.len());
         Ok(t)
     }
 
@@ -191,6 +192,8 @@ impl<B: Backend> Trainer<B> {
             // Restore the last good state, lower the learning rate, report.
             self.backend.load(&self.last_good)?;
             self.steps = self.last_good.steps;
+            self.position = 0;
+            self.sums = (0.0, 0.0, 0);
             self.config.lr *= 0.5;
             self.recoveries.push(Recovery {
                 step: hyper.step,
@@ -233,6 +236,7 @@ impl<B: Backend> Trainer<B> {
             self.order = rng::shuffle(self.config.seed, self.epoch, n);
             self.last_good = self.backend.save()?;
             self.last_good.steps = self.steps;
+            self.last_good.epochs = self.epoch;
         }
         Ok((losses, record))
     }
@@ -254,10 +258,48 @@ impl<B: Backend> Trainer<B> {
         Ok(())
     }
 
+    /// Runs up to `n` steps (stopping early when training is done); returns the epoch
+    /// records finished on the way. The page calls this once per animation frame.
+    pub fn run_steps(&mut self, m: &CountMatrix, n: u32) -> Result<Vec<EpochRecord>> {
+        let mut done = Vec::new();
+        for _ in 0..n {
+            if self.finished() {
+                break;
+            }
+            if let (_, Some(r)) = self.step(m)? {
+                done.push(r);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Changes the learning rate from the next step on.
+    pub fn set_lr(&mut self, lr: f32) -> Result<()> {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(Error::Config(format!(
+                "the learning rate must be a positive number, not {lr}"
+            )));
+        }
+        self.config.lr = lr;
+        Ok(())
+    }
+
+    /// Changes the maximum KL weight (beta) from the next step on.
+    pub fn set_beta(&mut self, beta: f32) -> Result<()> {
+        if !(beta.is_finite() && beta >= 0.0) {
+            return Err(Error::Config(format!(
+                "beta must be a non-negative number, not {beta}"
+            )));
+        }
+        self.config.max_kl_weight = beta;
+        Ok(())
+    }
+
     /// The current state (a checkpoint).
     pub fn checkpoint(&mut self) -> Result<TrainState> {
         let mut s = self.backend.save()?;
         s.steps = self.steps;
+        s.epochs = self.epoch;
         Ok(s)
     }
 

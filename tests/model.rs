@@ -253,3 +253,103 @@ fn a_non_finite_step_is_recovered() {
     let (l, _) = t.step(&m).unwrap();
     assert!(l.finite);
 }
+
+#[test]
+fn a_checkpoint_file_continues_training_exactly() {
+    use cellvae::model::io::{checkpoint_from_safetensors, checkpoint_to_safetensors};
+    let m = pbmc();
+    let cfg = ModelConfig::scvi_defaults(m.n_genes, 1);
+    let mut tc = TrainConfig::scvi_defaults(260);
+    tc.epochs = 4;
+    tc.seed = 7;
+    let cells: Vec<usize> = (0..260).collect();
+    let fresh = || TrainState::new(Params::init(&cfg, 7).unwrap());
+    let mut straight = Trainer::new(
+        CpuBackend::new(),
+        tc.clone(),
+        fresh(),
+        cells.clone(),
+        vec![],
+        || 0.0,
+    )
+    .unwrap();
+    straight.run_epochs(&m, 4, |_| {}).unwrap();
+    let mut first = Trainer::new(
+        CpuBackend::new(),
+        tc.clone(),
+        fresh(),
+        cells.clone(),
+        vec![],
+        || 0.0,
+    )
+    .unwrap();
+    first.run_epochs(&m, 2, |_| {}).unwrap();
+    let bytes = checkpoint_to_safetensors(&first.checkpoint().unwrap()).unwrap();
+    let restored = checkpoint_from_safetensors(&bytes, &cfg, "checkpoint.safetensors").unwrap();
+    let again = first.checkpoint().unwrap();
+    assert_eq!(
+        (restored.steps, restored.epochs),
+        (again.steps, again.epochs)
+    );
+    assert!(
+        restored.params.values == again.params.values,
+        "parameters differ after the file"
+    );
+    assert!(
+        restored.params.buffers == again.params.buffers,
+        "buffers differ after the file"
+    );
+    assert!(
+        restored.adam_m == again.adam_m && restored.adam_v == again.adam_v,
+        "Adam moments differ"
+    );
+    assert_eq!(restored.epochs, 2);
+    let mut second = Trainer::new(CpuBackend::new(), tc, restored, cells, vec![], || 0.0).unwrap();
+    second.run_epochs(&m, 2, |_| {}).unwrap();
+    assert_eq!(second.epoch(), 4);
+    assert_eq!(
+        second.params().unwrap().values,
+        straight.params().unwrap().values,
+        "a resumed run must equal an uninterrupted one"
+    );
+    // A model file is not a checkpoint.
+    let model_only = cellvae::model::io::to_safetensors(&straight.params().unwrap()).unwrap();
+    let err = checkpoint_from_safetensors(&model_only, &cfg, "model.safetensors").unwrap_err();
+    assert!(
+        err.to_string().contains("not a training checkpoint"),
+        "{err}"
+    );
+}
+
+#[test]
+fn lr_and_beta_change_mid_run_and_steps_are_countable() {
+    let m = pbmc();
+    let cfg = ModelConfig::scvi_defaults(m.n_genes, 1);
+    let mut tc = TrainConfig::scvi_defaults(200);
+    tc.epochs = 2;
+    let mut t = Trainer::new(
+        CpuBackend::new(),
+        tc,
+        TrainState::new(Params::init(&cfg, 2).unwrap()),
+        (0..200).collect(),
+        vec![],
+        || 0.0,
+    )
+    .unwrap();
+    let done = t.run_steps(&m, 1).unwrap();
+    assert!(done.is_empty());
+    assert_eq!(t.steps(), 1);
+    t.set_lr(5e-3).unwrap();
+    t.set_beta(0.5).unwrap();
+    assert!(t.set_lr(-1.0).is_err());
+    assert!(t.set_beta(f32::NAN).is_err());
+    let done = t.run_steps(&m, 100).unwrap();
+    assert_eq!(
+        done.len(),
+        2,
+        "two epochs of 2 steps each (200 cells, 128 per step)"
+    );
+    assert!(t.finished());
+    assert_eq!(t.steps(), 4);
+    assert_eq!(t.config.lr, 5e-3);
+}

@@ -78,6 +78,8 @@ pub struct TrainState {
     pub adam_v: Vec<f32>,
     /// Steps taken (Adam's t).
     pub steps: u32,
+    /// Epochs finished (drives the KL warm-up when a run continues).
+    pub epochs: u32,
 }
 
 impl TrainState {
@@ -89,6 +91,7 @@ impl TrainState {
             adam_m: vec![0.0; n],
             adam_v: vec![0.0; n],
             steps: 0,
+            epochs: 0,
         }
     }
 }

@@ -58,6 +58,105 @@ pub fn to_safetensors(p: &Params) -> Result<Vec<u8>> {
         .map_err(|e| Error::Config(format!("cannot write the model: {e}")))
 }
 
+/// Serialises a whole training state (parameters, buffers, Adam moments as
+/// `adam_m.<name>` / `adam_v.<name>`, the step and epoch counts as `train.steps_epochs`)
+/// to safetensors.
+pub fn checkpoint_to_safetensors(state: &crate::backend::TrainState) -> Result<Vec<u8>> {
+    let p = &state.params;
+    let bytes_of = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let mut owned: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
+    for t in &p.layout.tensors {
+        owned.push((
+            t.name.clone(),
+            t.shape.clone(),
+            Dtype::F32,
+            bytes_of(&p.values[t.range()]),
+        ));
+        owned.push((
+            format!("adam_m.{}", t.name),
+            t.shape.clone(),
+            Dtype::F32,
+            bytes_of(&state.adam_m[t.range()]),
+        ));
+        owned.push((
+            format!("adam_v.{}", t.name),
+            t.shape.clone(),
+            Dtype::F32,
+            bytes_of(&state.adam_v[t.range()]),
+        ));
+    }
+    for t in &p.layout.buffers {
+        owned.push((
+            t.name.clone(),
+            t.shape.clone(),
+            Dtype::F32,
+            bytes_of(&p.buffers[t.range()]),
+        ));
+    }
+    let counters: Vec<u8> = [state.steps, state.epochs]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    owned.push(("train.steps_epochs".into(), vec![2], Dtype::U32, counters));
+    let mut views = Vec::with_capacity(owned.len());
+    for (name, shape, dtype, data) in &owned {
+        let view = TensorView::new(*dtype, shape.clone(), data)
+            .map_err(|e| Error::Config(format!("cannot write tensor {name}: {e}")))?;
+        views.push((name.clone(), view));
+    }
+    safetensors::tensor::serialize(views, None)
+        .map_err(|e| Error::Config(format!("cannot write the checkpoint: {e}")))
+}
+
+/// Reads a training state written by [`checkpoint_to_safetensors`].
+pub fn checkpoint_from_safetensors(
+    bytes: &[u8],
+    config: &ModelConfig,
+    file: &str,
+) -> Result<crate::backend::TrainState> {
+    let params = from_safetensors(bytes, config, file)?;
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::input(file, format!("is not a readable safetensors file ({e})")))?;
+    let mut state = crate::backend::TrainState::new(params);
+    let layout = state.params.layout.clone();
+    for t in &layout.tensors {
+        for (prefix, out) in [("adam_m", &mut state.adam_m), ("adam_v", &mut state.adam_v)] {
+            let name = format!("{prefix}.{}", t.name);
+            let v = st.tensor(&name).map_err(|_| {
+                Error::input(
+                    file,
+                    format!("has no tensor {name}: it is a model, not a training checkpoint"),
+                )
+            })?;
+            if v.dtype() != Dtype::F32 || v.shape() != t.shape.as_slice() {
+                return Err(Error::input(
+                    file,
+                    format!("tensor {name} has the wrong type or shape; the checkpoint is damaged"),
+                ));
+            }
+            for (o, c) in out[t.range()].iter_mut().zip(v.data().chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+    }
+    let counters = st.tensor("train.steps_epochs").map_err(|_| {
+        Error::input(
+            file,
+            "has no train.steps_epochs: it is not a training checkpoint",
+        )
+    })?;
+    let d = counters.data();
+    if counters.dtype() != Dtype::U32 || d.len() != 8 {
+        return Err(Error::input(
+            file,
+            "train.steps_epochs has the wrong type; the checkpoint is damaged",
+        ));
+    }
+    state.steps = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+    state.epochs = u32::from_le_bytes([d[4], d[5], d[6], d[7]]);
+    Ok(state)
+}
+
 /// Reads parameters for `config` from safetensors bytes, checking every tensor's
 /// presence, dtype and shape. `file` names the file in errors.
 pub fn from_safetensors(bytes: &[u8], config: &ModelConfig, file: &str) -> Result<Params> {

@@ -5,7 +5,9 @@ use cellvae::backend::{Backend, TrainState};
 use cellvae::data::CountMatrix;
 use cellvae::eval::{evaluate, knn_accuracy, latent};
 use cellvae::model::cpu_model::CpuBackend;
-use cellvae::model::io::{from_safetensors, read_config, to_safetensors, ModelFiles};
+use cellvae::model::io::{
+    checkpoint_to_safetensors, from_safetensors, read_config, to_safetensors, ModelFiles,
+};
 use cellvae::model::{Dispersion, Likelihood, ModelConfig, Params};
 use cellvae::pipeline::{column_codes, prepare, PrepareOptions};
 use cellvae::train::{TrainConfig, Trainer};
