@@ -18,6 +18,8 @@ pub struct PrepareOptions {
     pub batch_key: Option<String>,
     /// Metadata column with labels (for kNN accuracy and colouring).
     pub label_key: Option<String>,
+    /// Model exactly these genes (ids or names), in this order, before QC.
+    pub genes: Option<Vec<String>>,
 }
 
 /// The data ready for a model.
@@ -75,6 +77,14 @@ pub fn prepare(m: &CountMatrix, opts: &PrepareOptions) -> Result<Prepared> {
             "the matrix holds values that are not non-negative integers: a count likelihood needs raw counts".into(),
         ));
     }
+    let restricted;
+    let m = match &opts.genes {
+        Some(list) => {
+            restricted = restrict_genes(m, list)?;
+            &restricted
+        }
+        None => m,
+    };
     let mut qc = opts.qc.clone();
     if qc.hvg_batch_key.is_none() && qc.n_top_genes.is_some() {
         qc.hvg_batch_key = opts.batch_key.clone();
@@ -144,4 +154,47 @@ pub fn prepare(m: &CountMatrix, opts: &PrepareOptions) -> Result<Prepared> {
         labels,
         report,
     })
+}
+
+/// The matrix restricted to the listed genes (matched by id, then by name), in list order.
+pub fn restrict_genes(m: &CountMatrix, list: &[String]) -> Result<CountMatrix> {
+    let by_id: HashMap<&str, usize> = m
+        .gene_ids
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.as_str(), i))
+        .collect();
+    let by_name: HashMap<&str, usize> = m
+        .gene_names
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.as_str(), i))
+        .collect();
+    let mut cols = Vec::with_capacity(list.len());
+    let mut missing = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for g in list {
+        match by_id.get(g.as_str()).or_else(|| by_name.get(g.as_str())) {
+            Some(&i) => {
+                if seen.insert(i) {
+                    cols.push(i);
+                }
+            }
+            None => missing.push(g.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Config(format!(
+            "{} of the {} listed genes are not in the data (e.g. {}); check the gene list",
+            missing.len(),
+            list.len(),
+            missing
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(m.select_genes(&cols))
 }

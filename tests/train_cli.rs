@@ -142,6 +142,19 @@ fn train_writes_every_file_and_eval_reproduces_the_metrics() {
     }
 }
 
+/// A gene list file with 50 of pbmc's genes (ids), in reverse order.
+fn gene_list() -> String {
+    let features = std::fs::read_to_string(data("pbmc68k_reduced_700/features.tsv")).unwrap();
+    let ids: Vec<&str> = features
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .take(50)
+        .collect();
+    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("genes50.txt");
+    std::fs::write(&p, ids.iter().rev().cloned().collect::<Vec<_>>().join("\n")).unwrap();
+    p.display().to_string()
+}
+
 #[test]
 fn train_reads_every_format_with_and_without_batches() {
     let cases: Vec<(&str, Vec<String>)> = vec![
@@ -207,6 +220,11 @@ fn train_reads_every_format_with_and_without_batches() {
         let cfg: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
                 .unwrap();
+        if name == "gene-list" {
+            let names = cfg["gene_ids"].as_array().unwrap();
+            assert_eq!(names.len(), 50);
+            assert_eq!(names[0], "CTSS");
+        }
         if name.contains("batch") {
             assert!(
                 cfg["batch_levels"].as_array().unwrap().len() > 1,

@@ -27,6 +27,7 @@ pub struct TrainJob {
     pub batch_key: Option<String>,
     pub label_key: Option<String>,
     pub top_genes: Option<usize>,
+    pub genes: Option<Vec<String>>,
     pub lr: f32,
     pub beta: f32,
     pub kl_warmup: u32,
@@ -73,6 +74,7 @@ pub fn train(job: TrainJob) -> Result<()> {
         holdout_every: job.holdout_every,
         batch_key: job.batch_key.clone(),
         label_key: job.label_key.clone(),
+        genes: job.genes.clone(),
     };
     let prep = prepare(&job.matrix, &opts)?;
     for line in prep.report.to_lines() {
@@ -205,6 +207,10 @@ pub fn train(job: TrainJob) -> Result<()> {
     write(
         &job.out.join("model.safetensors"),
         &to_safetensors(&params)?,
+    )?;
+    write(
+        &job.out.join("checkpoint.safetensors"),
+        &checkpoint_to_safetensors(&trainer.checkpoint()?)?,
     )?;
     let files = ModelFiles {
         format: "cellvae-model".into(),

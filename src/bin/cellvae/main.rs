@@ -95,6 +95,9 @@ struct TrainArgs {
     /// Keep only this many highly variable genes (seurat_v3 on raw counts).
     #[arg(long)]
     top_genes: Option<usize>,
+    /// Model exactly the genes listed in this file (one id or name per line).
+    #[arg(long)]
+    genes: Option<PathBuf>,
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
@@ -256,6 +259,23 @@ fn args_into(a: &TrainArgs) -> Result<Box<commands::TrainJob>> {
         batch_key: a.batch_key.clone(),
         label_key: a.label_key.clone(),
         top_genes: a.top_genes,
+        genes: match &a.genes {
+            Some(p) => {
+                let name = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|e| Error::Io {
+                    file: name,
+                    source: e,
+                })?;
+                Some(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(String::from)
+                        .collect(),
+                )
+            }
+            None => None,
+        },
         lr: a.lr,
         beta: a.beta,
         kl_warmup: a.kl_warmup,
