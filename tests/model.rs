@@ -3,9 +3,10 @@
 //! golden test of the first training steps on a small real matrix.
 #![cfg(not(target_arch = "wasm32"))]
 
+use cellvae::backend::cpu::CpuBackend;
 use cellvae::backend::{Backend, TrainState};
 use cellvae::data::{read_inputs, CountMatrix, InputFile, ReadOptions};
-use cellvae::model::cpu_model::{CpuBackend, CpuModel, Workspace};
+use cellvae::model::cpu_model::{CpuModel, Workspace};
 use cellvae::model::{Dispersion, Likelihood, Minibatch, ModelConfig, Params};
 use cellvae::rng;
 use cellvae::train::{TrainConfig, Trainer};

@@ -194,6 +194,10 @@ fn train_reads_every_format_with_and_without_batches() {
                 "2".into(),
             ],
         ),
+        (
+            "gene-list",
+            vec![data("pbmc68k_reduced_700"), "--genes".into(), gene_list()],
+        ),
     ];
     for (name, args) in cases {
         let out = out_dir(name);

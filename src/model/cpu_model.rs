@@ -4,8 +4,7 @@
 
 use super::params::LayerRanges;
 use super::{Likelihood, Minibatch, ModelConfig, Params};
-use crate::backend::cpu::{activation, adam, batchnorm, kl, likelihood, linear, reparam, softmax};
-use crate::backend::{Posterior, StepHyper, StepLosses};
+use crate::backend::cpu::{activation, batchnorm, kl, likelihood, linear, reparam, softmax};
 use crate::rng;
 
 /// Whether a pass trains (batch statistics, dropout, running-statistics update) or
@@ -226,6 +225,13 @@ fn norm_act(
         _ => (0.0, 0, 0, 0),
     };
     activation::relu_dropout_inplace(&mut c.out[..b * n], b, n, p, seed, step, stream);
+}
+
+/// `a += b`, elementwise.
+fn add_into(a: &mut [f32], b: &[f32]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
 }
 
 /// Two disjoint mutable ranges of one slice (`a` before `b`).
@@ -496,63 +502,38 @@ impl CpuModel {
             }
         }
         gr[lay.log_theta.clone()].copy_from_slice(&ws.d_theta[..lay.log_theta.len()]);
-        // Decoder heads.
+        // Decoder heads: d(last decoder output) into ws.d_a.
+        let vals = &p.values;
         let last = &ws.dec[cfg.n_layers - 1].out;
-        let s = &lay.scale;
-        let (dw, db) = split_two(gr, s.weight.clone(), s.bias.clone());
-        linear::backward(
-            &last[..b * h],
-            &p.values[s.weight.clone()],
-            &ws.d_logits[..b * g],
+        linear_backward_into(
+            gr,
+            vals,
+            &lay.scale,
+            last,
+            &ws.d_logits,
             b,
-            h,
-            g,
             Some(&mut ws.d_a[..b * h]),
-            dw,
-            db,
         );
         if let Some(d) = &lay.dropout {
-            let (dw, db) = split_two(gr, d.weight.clone(), d.bias.clone());
-            linear::backward(
-                &last[..b * h],
-                &p.values[d.weight.clone()],
-                &ws.d_pi[..b * g],
-                b,
-                h,
-                g,
-                Some(&mut ws.d_b[..b * h]),
-                dw,
-                db,
-            );
-            for (a, &x) in ws.d_a[..b * h].iter_mut().zip(&ws.d_b[..b * h]) {
-                *a += x;
-            }
+            linear_backward_into(gr, vals, d, last, &ws.d_pi, b, Some(&mut ws.d_b[..b * h]));
+            add_into(&mut ws.d_a[..b * h], &ws.d_b[..b * h]);
         }
         // Decoder hidden layers, last to first. `ws.d_a` holds d(out) of layer l.
         for l in (0..cfg.n_layers).rev() {
             let layer = &lay.decoder[l];
-            let c = &ws.dec[l];
-            activation::relu_dropout_backward(
-                &ws.d_a[..b * h],
-                &c.out[..b * h],
-                b,
-                h,
+            act_bn_backward(
+                gr,
+                vals,
+                layer,
+                &ws.dec[l],
                 0.0,
-                &mut ws.d_pre[..b * h],
-            );
-            let (bn_g, bn_b) = layer.bn.clone().unwrap_or_default();
-            let (dg, dbeta) = split_two(gr, bn_g.clone(), bn_b);
-            batchnorm::backward(
-                &ws.d_pre[..b * h],
-                &c.xhat[..b * h],
-                &c.inv_std[..h],
-                &p.values[bn_g],
                 b,
-                h,
-                &mut ws.d_b[..b * h],
-                dg,
-                dbeta,
+                &ws.d_a,
+                &mut ws.d_pre,
+                &mut ws.d_b,
             );
+            // The input is [z or previous layer, one-hot batch]: the linear part sees the
+            // first n_base rows of the weight, the batch rows get the gradient rows.
             let n_base = if l == 0 { z } else { h };
             let x: &[f32] = if l == 0 {
                 &ws.z[..b * z]
@@ -560,7 +541,7 @@ impl CpuModel {
                 &ws.dec[l - 1].out[..b * h]
             };
             let (dw, dbias) = split_two(gr, layer.weight.clone(), layer.bias.clone());
-            let w = &p.values[layer.weight.clone()];
+            let w = &vals[layer.weight.clone()];
             linear::backward(
                 x,
                 &w[..n_base * h],
@@ -580,13 +561,14 @@ impl CpuModel {
                 &mb.batch,
                 cfg.batch_inputs(),
             );
-            if l == 0 {
-                ws.d_z[..b * z].copy_from_slice(&ws.d_in[..b * z]);
+            let target = if l == 0 {
+                &mut ws.d_z[..b * z]
             } else {
-                ws.d_a[..b * h].copy_from_slice(&ws.d_in[..b * h]);
-            }
+                &mut ws.d_a[..b * h]
+            };
+            target.copy_from_slice(&ws.d_in[..b * n_base]);
         }
-        // Reparameterisation and KL.
+        // Reparameterisation (writes d_qm, d_qv), then KL (adds).
         reparam::backward(
             &ws.d_z[..b * z],
             &ws.eps[..b * z],
@@ -605,62 +587,44 @@ impl CpuModel {
             &mut ws.d_qm[..b * z],
             &mut ws.d_qv[..b * z],
         );
-        // Encoder heads.
+        // Encoder heads: d(last encoder output) into ws.d_a.
         let last = &ws.enc[cfg.n_layers - 1].out;
-        let (dw, db) = split_two(gr, lay.z_mean.weight.clone(), lay.z_mean.bias.clone());
-        linear::backward(
-            &last[..b * h],
-            &p.values[lay.z_mean.weight.clone()],
-            &ws.d_qm[..b * z],
+        linear_backward_into(
+            gr,
+            vals,
+            &lay.z_mean,
+            last,
+            &ws.d_qm,
             b,
-            h,
-            z,
             Some(&mut ws.d_a[..b * h]),
-            dw,
-            db,
         );
-        let (dw, db) = split_two(gr, lay.z_var.weight.clone(), lay.z_var.bias.clone());
-        linear::backward(
-            &last[..b * h],
-            &p.values[lay.z_var.weight.clone()],
-            &ws.d_qv[..b * z],
+        linear_backward_into(
+            gr,
+            vals,
+            &lay.z_var,
+            last,
+            &ws.d_qv,
             b,
-            h,
-            z,
             Some(&mut ws.d_b[..b * h]),
-            dw,
-            db,
         );
-        for (a, &x) in ws.d_a[..b * h].iter_mut().zip(&ws.d_b[..b * h]) {
-            *a += x;
-        }
-        // Encoder hidden layers.
+        add_into(&mut ws.d_a[..b * h], &ws.d_b[..b * h]);
+        // Encoder hidden layers, last to first.
         for l in (0..cfg.n_layers).rev() {
             let layer = &lay.encoder[l];
-            let c = &ws.enc[l];
-            activation::relu_dropout_backward(
-                &ws.d_a[..b * h],
-                &c.out[..b * h],
-                b,
-                h,
+            act_bn_backward(
+                gr,
+                vals,
+                layer,
+                &ws.enc[l],
                 cfg.dropout_rate,
-                &mut ws.d_pre[..b * h],
-            );
-            let (bn_g, bn_b) = layer.bn.clone().unwrap_or_default();
-            let (dg, dbeta) = split_two(gr, bn_g.clone(), bn_b);
-            batchnorm::backward(
-                &ws.d_pre[..b * h],
-                &c.xhat[..b * h],
-                &c.inv_std[..h],
-                &p.values[bn_g],
                 b,
-                h,
-                &mut ws.d_b[..b * h],
-                dg,
-                dbeta,
+                &ws.d_a,
+                &mut ws.d_pre,
+                &mut ws.d_b,
             );
-            let (dw, dbias) = split_two(gr, layer.weight.clone(), layer.bias.clone());
             if l == 0 {
+                // The first layer reads the sparse log1p counts: weight gradients only.
+                let (dw, dbias) = split_two(gr, layer.weight.clone(), layer.bias.clone());
                 linear::backward_sparse_weights(
                     &mb.indptr,
                     &mb.indices,
@@ -684,17 +648,14 @@ impl CpuModel {
                     );
                 }
             } else {
-                let x = &ws.enc[l - 1].out[..b * h];
-                linear::backward(
-                    x,
-                    &p.values[layer.weight.clone()],
-                    &ws.d_b[..b * h],
+                linear_backward_into(
+                    gr,
+                    vals,
+                    layer,
+                    &ws.enc[l - 1].out,
+                    &ws.d_b,
                     b,
-                    h,
-                    h,
                     Some(&mut ws.d_in[..b * h]),
-                    dw,
-                    dbias,
                 );
                 ws.d_a[..b * h].copy_from_slice(&ws.d_in[..b * h]);
             }
@@ -705,115 +666,76 @@ impl CpuModel {
     }
 }
 
+/// Backward of a linear layer whose parameters live at `weight`/`bias` in the flat
+/// vectors: writes their gradients into `grads` and, when asked, `dx`.
+#[allow(clippy::too_many_arguments)]
+fn linear_backward_into(
+    grads: &mut [f32],
+    values: &[f32],
+    layer: &LayerRanges,
+    x: &[f32],
+    dy: &[f32],
+    b: usize,
+    dx: Option<&mut [f32]>,
+) {
+    let (n_in, n_out) = (layer.n_in, layer.n_out);
+    let (dw, db) = split_two(grads, layer.weight.clone(), layer.bias.clone());
+    linear::backward(
+        &x[..b * n_in],
+        &values[layer.weight.clone()],
+        &dy[..b * n_out],
+        b,
+        n_in,
+        n_out,
+        dx,
+        dw,
+        db,
+    );
+}
+
+/// Backward of ReLU (+ dropout) then batch norm of one hidden layer: from `d_out`
+/// (gradient w.r.t. the layer's output) to `d_lin` (w.r.t. its linear output), writing the
+/// batch-norm gradients into `grads`. `d_pre` is scratch.
+#[allow(clippy::too_many_arguments)]
+fn act_bn_backward(
+    grads: &mut [f32],
+    values: &[f32],
+    layer: &LayerRanges,
+    c: &LayerCache,
+    p_drop: f32,
+    b: usize,
+    d_out: &[f32],
+    d_pre: &mut [f32],
+    d_lin: &mut [f32],
+) {
+    let h = layer.n_out;
+    activation::relu_dropout_backward(
+        &d_out[..b * h],
+        &c.out[..b * h],
+        b,
+        h,
+        p_drop,
+        &mut d_pre[..b * h],
+    );
+    let (bn_g, bn_b) = layer.bn.clone().unwrap_or_default();
+    let (dg, dbeta) = split_two(grads, bn_g.clone(), bn_b);
+    batchnorm::backward(
+        &d_pre[..b * h],
+        &c.xhat[..b * h],
+        &c.inv_std[..h],
+        &values[bn_g],
+        b,
+        h,
+        &mut d_lin[..b * h],
+        dg,
+        dbeta,
+    );
+}
+
 /// Which row of the dispersion table each cell uses.
 pub fn theta_rows(cfg: &ModelConfig, batch: &[u32]) -> Vec<u32> {
     match cfg.dispersion {
         super::Dispersion::Gene => vec![0; batch.len()],
         super::Dispersion::GeneBatch => batch.to_vec(),
-    }
-}
-
-/// The reference backend: the VAE on the CPU with Adam.
-pub struct CpuBackend {
-    state: Option<crate::backend::TrainState>,
-    ws: Workspace,
-}
-
-impl Default for CpuBackend {
-    fn default() -> Self {
-        CpuBackend::new()
-    }
-}
-
-impl CpuBackend {
-    /// A backend with no model loaded yet.
-    pub fn new() -> CpuBackend {
-        CpuBackend {
-            state: None,
-            ws: Workspace::default(),
-        }
-    }
-
-    fn state_mut(&mut self) -> crate::Result<&mut crate::backend::TrainState> {
-        self.state
-            .as_mut()
-            .ok_or_else(|| crate::Error::Config("no model loaded into the CPU backend".into()))
-    }
-}
-
-impl crate::backend::Backend for CpuBackend {
-    fn name(&self) -> &'static str {
-        "cpu"
-    }
-
-    fn adapter(&self) -> String {
-        "CPU (pure Rust)".into()
-    }
-
-    fn load(&mut self, state: &crate::backend::TrainState) -> crate::Result<()> {
-        self.state = Some(state.clone());
-        Ok(())
-    }
-
-    fn save(&mut self) -> crate::Result<crate::backend::TrainState> {
-        Ok(self.state_mut()?.clone())
-    }
-
-    fn train_step(&mut self, batch: &Minibatch, hyper: &StepHyper) -> crate::Result<StepLosses> {
-        let mut ws = std::mem::take(&mut self.ws);
-        let st = self.state_mut()?;
-        let saved_buffers = st.params.buffers.clone();
-        let (recon, klm) = CpuModel::forward_backward(
-            &mut st.params,
-            &mut ws,
-            batch,
-            hyper.seed,
-            hyper.step,
-            hyper.kl_weight,
-        );
-        let n = st.params.values.len();
-        let finite =
-            recon.is_finite() && klm.is_finite() && ws.grads[..n].iter().all(|g| g.is_finite());
-        if finite {
-            adam::step(
-                &mut st.params.values,
-                &ws.grads[..n],
-                &mut st.adam_m,
-                &mut st.adam_v,
-                f64::from(hyper.lr),
-                0.9,
-                0.999,
-                f64::from(hyper.adam_eps),
-                f64::from(hyper.weight_decay),
-                hyper.step + 1,
-            );
-            st.steps = hyper.step + 1;
-        } else {
-            st.params.buffers = saved_buffers;
-        }
-        self.ws = ws;
-        Ok(StepLosses {
-            loss: recon + hyper.kl_weight * klm,
-            reconstruction: recon,
-            kl: klm,
-            finite,
-        })
-    }
-
-    fn encode(&mut self, batch: &Minibatch) -> crate::Result<Posterior> {
-        let mut ws = std::mem::take(&mut self.ws);
-        let st = self.state_mut()?;
-        CpuModel::encode(&mut st.params, &mut ws, batch, Mode::Eval);
-        let n = batch.n_rows * st.params.config.n_latent;
-        let var = ws.qv[..n]
-            .iter()
-            .map(|&v| v.exp() + st.params.config.var_eps)
-            .collect();
-        let out = Posterior {
-            mean: ws.qm[..n].to_vec(),
-            var,
-        };
-        self.ws = ws;
-        Ok(out)
     }
 }

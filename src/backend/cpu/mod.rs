@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod adam;
+pub mod backend;
 pub mod batchnorm;
 pub mod kl;
 pub mod likelihood;
@@ -11,3 +12,4 @@ pub mod log1p;
 pub mod reparam;
 pub mod softmax;
 pub mod special;
+pub use backend::CpuBackend;

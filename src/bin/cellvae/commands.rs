@@ -1,10 +1,10 @@
 //! `cellvae train` and `cellvae eval`: the pipeline from a matrix to the files the
 //! browser loads.
 
+use cellvae::backend::cpu::CpuBackend;
 use cellvae::backend::{Backend, TrainState};
 use cellvae::data::CountMatrix;
 use cellvae::eval::{evaluate, knn_accuracy, latent};
-use cellvae::model::cpu_model::CpuBackend;
 use cellvae::model::io::{
     checkpoint_to_safetensors, from_safetensors, read_config, to_safetensors, ModelFiles,
 };
