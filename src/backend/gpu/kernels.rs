@@ -1,12 +1,133 @@
-//! The WGSL kernels, embedded at build time, and their dispatch.
+//! The WGSL kernels, embedded at build time, their compiled [`Pipelines`] and the
+//! `#[repr(C)]` params structs their uniforms mirror.
 //!
 //! [`SHADERS`] lists every file in `shaders/` so that a test can run each through naga.
+//! Dispatch lives next to each kernel group (`linear`, `rowwise`, `likelihood`,
+//! `relu_dropout`, `optim`): an `encode_*` method records into a command encoder on
+//! resident buffers (the training path), and a slice method uploads, dispatches and
+//! reads back (the GPU-vs-CPU tests). `log1p` keeps its original free functions.
 
 use super::GpuContext;
 use crate::error::{Error, Result};
 
 /// Every WGSL kernel: (name, source). Keep in step with `shaders/`.
-pub const SHADERS: &[(&str, &str)] = &[("log1p", include_str!("../../../shaders/log1p.wgsl"))];
+pub const SHADERS: &[(&str, &str)] = &[
+    ("log1p", include_str!("../../../shaders/log1p.wgsl")),
+    (
+        "linear_forward",
+        include_str!("../../../shaders/linear_forward.wgsl"),
+    ),
+    (
+        "linear_backward",
+        include_str!("../../../shaders/linear_backward.wgsl"),
+    ),
+    ("softmax", include_str!("../../../shaders/softmax.wgsl")),
+    ("kl", include_str!("../../../shaders/kl.wgsl")),
+    ("reparam", include_str!("../../../shaders/reparam.wgsl")),
+    ("adam", include_str!("../../../shaders/adam.wgsl")),
+    ("nb_loglik", include_str!("../../../shaders/nb_loglik.wgsl")),
+    (
+        "relu_dropout",
+        include_str!("../../../shaders/relu_dropout.wgsl"),
+    ),
+    ("batchnorm", include_str!("../../../shaders/batchnorm.wgsl")),
+];
+
+/// Every training kernel compiled once: create with [`Pipelines::new`], then call the
+/// dispatch methods (defined next to their kernel group: `linear`, `rowwise`, `optim`).
+pub struct Pipelines {
+    pub(crate) linear_forward: wgpu::ComputePipeline,
+    pub(crate) linear_backward_dx: wgpu::ComputePipeline,
+    pub(crate) linear_backward_dw: wgpu::ComputePipeline,
+    pub(crate) linear_backward_dbias: wgpu::ComputePipeline,
+    pub(crate) softmax: wgpu::ComputePipeline,
+    pub(crate) kl: wgpu::ComputePipeline,
+    pub(crate) reparam: wgpu::ComputePipeline,
+    pub(crate) adam: wgpu::ComputePipeline,
+    pub(crate) nb_loglik: wgpu::ComputePipeline,
+    pub(crate) nb_loglik_theta: wgpu::ComputePipeline,
+    pub(crate) relu_dropout: wgpu::ComputePipeline,
+    pub(crate) relu_dropout_backward: wgpu::ComputePipeline,
+    pub(crate) reparam_backward: wgpu::ComputePipeline,
+    pub(crate) kl_backward: wgpu::ComputePipeline,
+    pub(crate) batchnorm_train: wgpu::ComputePipeline,
+    pub(crate) batchnorm_eval: wgpu::ComputePipeline,
+    pub(crate) batchnorm_backward: wgpu::ComputePipeline,
+}
+
+impl Pipelines {
+    /// Compiles every kernel (a shader that fails names itself in the error).
+    pub async fn new(ctx: &GpuContext) -> Result<Pipelines> {
+        let backward = shader_source("linear_backward")?;
+        Ok(Pipelines {
+            linear_forward: ctx
+                .compute_pipeline("linear_forward", shader_source("linear_forward")?)
+                .await?,
+            linear_backward_dx: ctx
+                .compute_pipeline_entry("linear_backward", backward, "dx_main")
+                .await?,
+            linear_backward_dw: ctx
+                .compute_pipeline_entry("linear_backward", backward, "dw_main")
+                .await?,
+            linear_backward_dbias: ctx
+                .compute_pipeline_entry("linear_backward", backward, "dbias_main")
+                .await?,
+            softmax: ctx
+                .compute_pipeline("softmax", shader_source("softmax")?)
+                .await?,
+            kl: ctx.compute_pipeline("kl", shader_source("kl")?).await?,
+            reparam: ctx
+                .compute_pipeline("reparam", shader_source("reparam")?)
+                .await?,
+            adam: ctx.compute_pipeline("adam", shader_source("adam")?).await?,
+            nb_loglik: ctx
+                .compute_pipeline("nb_loglik", shader_source("nb_loglik")?)
+                .await?,
+            nb_loglik_theta: ctx
+                .compute_pipeline_entry("nb_loglik", shader_source("nb_loglik")?, "theta_main")
+                .await?,
+            relu_dropout: ctx
+                .compute_pipeline("relu_dropout", shader_source("relu_dropout")?)
+                .await?,
+            relu_dropout_backward: ctx
+                .compute_pipeline_entry(
+                    "relu_dropout",
+                    shader_source("relu_dropout")?,
+                    "backward_main",
+                )
+                .await?,
+            reparam_backward: ctx
+                .compute_pipeline_entry("reparam", shader_source("reparam")?, "backward_main")
+                .await?,
+            kl_backward: ctx
+                .compute_pipeline_entry("kl", shader_source("kl")?, "backward_main")
+                .await?,
+            batchnorm_train: ctx
+                .compute_pipeline_entry("batchnorm", shader_source("batchnorm")?, "train_main")
+                .await?,
+            batchnorm_eval: ctx
+                .compute_pipeline_entry("batchnorm", shader_source("batchnorm")?, "eval_main")
+                .await?,
+            batchnorm_backward: ctx
+                .compute_pipeline_entry("batchnorm", shader_source("batchnorm")?, "backward_main")
+                .await?,
+        })
+    }
+}
+
+/// Mirrors `Params` in `shaders/linear_forward.wgsl` and `shaders/linear_backward.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LinearParams {
+    /// Rows of x and y (the minibatch B).
+    pub b: u32,
+    /// Inputs per row.
+    pub n_in: u32,
+    /// Outputs per row.
+    pub n_out: u32,
+    /// Padding to 16 bytes (uniform layout).
+    pub pad: u32,
+}
 
 /// Mirrors `Params` in `shaders/log1p.wgsl`.
 #[repr(C)]
@@ -16,6 +137,168 @@ pub struct Log1pParams {
     pub n: u32,
     /// Padding to 16 bytes (uniform layout).
     pub pad: [u32; 3],
+}
+
+/// Mirrors `Params` in `shaders/softmax.wgsl` (b = B, g = G) and `shaders/kl.wgsl`
+/// (b = B, g = Z): a row-wise kernel over a B x `g` matrix.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RowParams {
+    /// Rows (cells).
+    pub b: u32,
+    /// Values per row.
+    pub g: u32,
+    /// Padding to 16 bytes (uniform layout).
+    pub pad: [u32; 2],
+}
+
+/// Mirrors `Params` in `shaders/reparam.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ReparamParams {
+    /// Elements (B x Z).
+    pub n: u32,
+    /// Low word of the 64-bit seed (Philox key word 0).
+    pub seed_lo: u32,
+    /// High word of the seed (Philox key word 1).
+    pub seed_hi: u32,
+    /// Counter word 1: the optimiser step.
+    pub step: u32,
+    /// Counter word 2: the stream id (`rng::REPARAM`).
+    pub stream: u32,
+    /// Padding to 32 bytes (uniform layout).
+    pub pad: [u32; 3],
+}
+
+/// Mirrors `Hyper` in `shaders/adam.wgsl`: one Adam step's scalars, formed as
+/// `cpu::adam::step` forms them (f64, rounded to f32 once).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AdamParams {
+    /// Elements.
+    pub n: u32,
+    /// `lr / (1 - beta1^t)`.
+    pub step_size: f32,
+    /// `sqrt(1 - beta2^t)`.
+    pub bc2_sqrt: f32,
+    /// `1 - beta1`.
+    pub one_minus_beta1: f32,
+    /// `1 - beta2`.
+    pub one_minus_beta2: f32,
+    /// `beta2`.
+    pub beta2: f32,
+    /// Added after the bias-corrected square root.
+    pub eps: f32,
+    /// L2 weight decay added to the gradient.
+    pub weight_decay: f32,
+}
+
+impl AdamParams {
+    /// The scalars of step `t` (1-based; 0 is treated as 1) for `n` elements.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        n: u32,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+        t: u32,
+    ) -> AdamParams {
+        let t = t.max(1) as i32;
+        AdamParams {
+            n,
+            step_size: (lr / (1.0 - beta1.powi(t))) as f32,
+            bc2_sqrt: (1.0 - beta2.powi(t)).sqrt() as f32,
+            one_minus_beta1: (1.0 - beta1) as f32,
+            one_minus_beta2: (1.0 - beta2) as f32,
+            beta2: beta2 as f32,
+            eps: eps as f32,
+            weight_decay: weight_decay as f32,
+        }
+    }
+}
+
+/// Mirrors `Params` in `shaders/nb_loglik.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NbParams {
+    /// Cells (B).
+    pub b: u32,
+    /// Genes (G).
+    pub g: u32,
+    /// Rows of the dispersion table (K: 1 gene-wise, the number of batches gene-batch).
+    pub k: u32,
+    /// Padding to 16 bytes (uniform layout).
+    pub pad: u32,
+}
+
+/// Mirrors `Cell` in `shaders/nb_loglik.wgsl`: one cell's scalars, packed so that the
+/// kernel stays within 8 storage buffers.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NbCell {
+    /// Observed library size l (mu = l * rho).
+    pub library: f32,
+    /// Weight of this cell's log-likelihood in the gradients (e.g. -1/B).
+    pub weight: f32,
+    /// Row of the dispersion table this cell uses.
+    pub theta_row: u32,
+    /// Padding to 16 bytes.
+    pub pad: u32,
+}
+
+/// Mirrors `Params` in `shaders/relu_dropout.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DropoutParams {
+    /// Elements (B x n).
+    pub n: u32,
+    /// Low word of the 64-bit seed (Philox key word 0).
+    pub seed_lo: u32,
+    /// High word of the seed (Philox key word 1).
+    pub seed_hi: u32,
+    /// Counter word 1: the optimiser step.
+    pub step: u32,
+    /// Counter word 2: the stream id (`rng::DROPOUT_ENCODER`).
+    pub stream: u32,
+    /// Dropout probability (no random numbers are drawn when <= 0).
+    pub p_drop: f32,
+    /// `1 / (1 - p_drop)` in f32 (0 when p_drop >= 1), for `max(p_drop, 0)`.
+    pub scale: f32,
+    /// Padding to 32 bytes (uniform layout).
+    pub pad: u32,
+}
+
+impl DropoutParams {
+    /// The params for `n` elements, computing `scale` as `cpu::activation` does.
+    pub fn new(n: u32, p_drop: f32, seed: u64, step: u32, stream: u32) -> DropoutParams {
+        let p = p_drop.max(0.0);
+        DropoutParams {
+            n,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            step,
+            stream,
+            p_drop,
+            scale: if p >= 1.0 { 0.0 } else { 1.0 / (1.0 - p) },
+            pad: 0,
+        }
+    }
+}
+
+/// Mirrors `Params` in `shaders/batchnorm.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BnParams {
+    /// Rows (B).
+    pub b: u32,
+    /// Features (n).
+    pub n: u32,
+    /// Added to the variance (scvi-tools: 1e-3).
+    pub eps: f32,
+    /// Weight of the new batch in the running statistics (scvi-tools: 0.01).
+    pub momentum: f32,
 }
 
 /// The source of a kernel by name.

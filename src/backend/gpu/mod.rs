@@ -6,7 +6,17 @@
 //! stage, 256 invocations per workgroup, 128 MiB per storage binding) are what kernels
 //! are written for.
 
+mod batchnorm;
+pub mod dispatch;
 pub mod kernels;
+mod likelihood;
+mod linear;
+mod optim;
+mod relu_dropout;
+mod rowwise;
+
+pub use batchnorm::BnTrainOutput;
+pub use likelihood::NbBuffers;
 
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
@@ -120,6 +130,17 @@ impl GpuContext {
         name: &str,
         source: &str,
     ) -> Result<wgpu::ComputePipeline> {
+        self.compute_pipeline_entry(name, source, "main").await
+    }
+
+    /// As [`GpuContext::compute_pipeline`], for the entry point `entry` (shaders with
+    /// several kernels, e.g. `linear_backward`'s `dx`, `dw`, `dbias`).
+    pub async fn compute_pipeline_entry(
+        &self,
+        name: &str,
+        source: &str,
+        entry: &str,
+    ) -> Result<wgpu::ComputePipeline> {
         self.check_lost()?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self
@@ -134,12 +155,14 @@ impl GpuContext {
                 label: Some(name),
                 layout: None,
                 module: &module,
-                entry_point: Some("main"),
+                entry_point: Some(entry),
                 compilation_options: Default::default(),
                 cache: None,
             });
         if let Some(e) = scope.pop().await {
-            return Err(Error::Gpu(format!("shader {name} failed to compile: {e}")));
+            return Err(Error::Gpu(format!(
+                "shader {name} (entry {entry}) failed to compile: {e}"
+            )));
         }
         Ok(pipeline)
     }
