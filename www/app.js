@@ -1,6 +1,8 @@
 // cellvae page: loads the wasm core, detects WebGPU, reads counts through the core and
-// shows what was read. Text from a user's file is only ever set with textContent.
+// shows what was read, then trains on it (www/train.js). Text from a user's file is only
+// ever set with textContent.
 import init, { read_files, gpu_check } from './pkg/cellvae.js';
+import { setupTraining, reset as resetTraining, isRunning } from './train.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -24,6 +26,7 @@ window.cellvae = {
     epoch: state.epoch,
     step: state.step,
     elbo: state.elbo,
+    training: isRunning(),
     format: state.summary ? state.summary.format : null,
     total_counts: state.summary ? state.summary.total_counts : null,
   }),
@@ -117,6 +120,12 @@ async function load(files, obs, what) {
     state.summary = summary;
     renderSummary(summary);
     $('progress').textContent = `Read ${what} in ${((performance.now() - t0) / 1000).toFixed(2)} s.`;
+    // New data, new model: the old session goes whether or not this one can train.
+    try {
+      resetTraining(dataset);
+    } catch (e) {
+      $('train-status').textContent = `This data cannot be trained on: ${String(e && e.message ? e.message : e)}`;
+    }
   } catch (e) {
     $('progress').textContent = state.dataset ? 'The data loaded before is still there.' : '';
     showError(String(e && e.message ? e.message : e));
@@ -151,8 +160,15 @@ async function loadChosen(fileList) {
   await load(files, obs, files.map((f) => f.name).join(', '));
 }
 
+function onTrainStatus(s) {
+  state.epoch = s ? s.epoch : 0;
+  state.step = s ? s.step : 0;
+  state.elbo = s && s.elbo !== undefined ? s.elbo : null;
+}
+
 async function main() {
   await init();
+  setupTraining(onTrainStatus);
   $('demo-button').addEventListener('click', loadDemo);
   $('file-input').addEventListener('change', (e) => loadChosen(e.target.files));
   const zone = $('drop-zone');
