@@ -10,7 +10,8 @@
 use super::GpuContext;
 use crate::error::{Error, Result};
 
-/// Every WGSL kernel: (name, source). Keep in step with `shaders/`.
+/// Every WGSL kernel: (name, source). Keep in step with `shaders/`; kernels that draw
+/// random numbers get `shaders/lib/philox.wgsl` prepended (WGSL has no includes).
 pub const SHADERS: &[(&str, &str)] = &[
     ("log1p", include_str!("../../../shaders/log1p.wgsl")),
     (
@@ -23,12 +24,21 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("softmax", include_str!("../../../shaders/softmax.wgsl")),
     ("kl", include_str!("../../../shaders/kl.wgsl")),
-    ("reparam", include_str!("../../../shaders/reparam.wgsl")),
+    (
+        "reparam",
+        concat!(
+            include_str!("../../../shaders/lib/philox.wgsl"),
+            include_str!("../../../shaders/reparam.wgsl")
+        ),
+    ),
     ("adam", include_str!("../../../shaders/adam.wgsl")),
     ("nb_loglik", include_str!("../../../shaders/nb_loglik.wgsl")),
     (
         "relu_dropout",
-        include_str!("../../../shaders/relu_dropout.wgsl"),
+        concat!(
+            include_str!("../../../shaders/lib/philox.wgsl"),
+            include_str!("../../../shaders/relu_dropout.wgsl")
+        ),
     ),
     ("batchnorm", include_str!("../../../shaders/batchnorm.wgsl")),
 ];
