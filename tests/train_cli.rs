@@ -182,6 +182,7 @@ fn train_reads_every_format_with_and_without_batches() {
                 "batch".into(),
                 "--likelihood".into(),
                 "zinb".into(),
+                "--encode-batch".into(),
             ],
         ),
         (
@@ -228,6 +229,10 @@ fn train_reads_every_format_with_and_without_batches() {
             let names = cfg["gene_ids"].as_array().unwrap();
             assert_eq!(names.len(), 50);
             assert_eq!(names[0], "CTSS");
+        }
+        if name == "mtx-batch-zinb" {
+            assert_eq!(cfg["model"]["encode_batch"], true);
+            assert_eq!(cfg["model"]["likelihood"], "zinb");
         }
         if name.contains("batch") {
             assert!(

@@ -25,6 +25,7 @@ pub struct TrainJob {
     pub likelihood: Likelihood,
     pub dispersion: Dispersion,
     pub batch_key: Option<String>,
+    pub encode_batch: bool,
     pub label_key: Option<String>,
     pub top_genes: Option<usize>,
     pub genes: Option<Vec<String>>,
@@ -87,6 +88,10 @@ pub fn train(job: TrainJob) -> Result<()> {
     config.n_layers = job.n_layers;
     config.likelihood = job.likelihood;
     config.dispersion = job.dispersion;
+    config.encode_batch = job.encode_batch;
+    if job.batch_key.is_none() && job.encode_batch {
+        return Err(Error::Config("--encode-batch needs --batch-key".into()));
+    }
     if job.batch_key.is_none() && job.dispersion == Dispersion::GeneBatch {
         return Err(Error::Config(
             "--dispersion gene-batch needs --batch-key".into(),

@@ -89,6 +89,9 @@ struct TrainArgs {
     /// Metadata column with the batch (sample) of each cell.
     #[arg(long)]
     batch_key: Option<String>,
+    /// Also give the encoder the one-hot batch (scvi-tools' encode_covariates).
+    #[arg(long)]
+    encode_batch: bool,
     /// Metadata column with labels, for the kNN accuracy of the latent space.
     #[arg(long)]
     label_key: Option<String>,
@@ -257,6 +260,7 @@ fn args_into(a: &TrainArgs) -> Result<Box<commands::TrainJob>> {
             DispersionArg::GeneBatch => Dispersion::GeneBatch,
         },
         batch_key: a.batch_key.clone(),
+        encode_batch: a.encode_batch,
         label_key: a.label_key.clone(),
         top_genes: a.top_genes,
         genes: match &a.genes {
