@@ -6,6 +6,7 @@
 //! stage, 256 invocations per workgroup, 128 MiB per storage binding) are what kernels
 //! are written for.
 
+pub mod backend;
 mod batchnorm;
 pub mod dispatch;
 pub mod kernels;
@@ -15,6 +16,7 @@ mod optim;
 mod relu_dropout;
 mod rowwise;
 
+pub use backend::GpuBackend;
 pub use batchnorm::BnTrainOutput;
 pub use likelihood::NbBuffers;
 

@@ -1,0 +1,243 @@
+//! GPU backend vs CPU backend on a tiny model (lavapipe is slow): the same state, the
+//! same minibatches and hyper-parameters give the same losses, parameters, Adam moments,
+//! running statistics and posteriors. No adapter is a failure, not a skip; set
+//! `CELLVAE_SKIP_GPU_TESTS=1` to skip them locally.
+#![cfg(not(target_arch = "wasm32"))]
+
+use cellvae::backend::cpu::backend::CpuBackend;
+use cellvae::backend::gpu::{block_on, GpuBackend, GpuContext};
+use cellvae::backend::{Backend, StepHyper, TrainState};
+use cellvae::model::{Likelihood, Minibatch, ModelConfig, Params};
+
+const G: usize = 24;
+const B: usize = 10;
+
+fn backend() -> Option<GpuBackend> {
+    if std::env::var("CELLVAE_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        eprintln!(
+            "!!! CELLVAE_SKIP_GPU_TESTS=1: GPU tests are SKIPPED, nothing on the GPU was checked"
+        );
+        return None;
+    }
+    let ctx = match block_on(GpuContext::new()) {
+        Ok(ctx) => ctx,
+        Err(e) => panic!(
+            "{e}\nGPU tests need an adapter: on Debian install mesa-vulkan-drivers (lavapipe), \
+             or set CELLVAE_SKIP_GPU_TESTS=1 to skip them locally"
+        ),
+    };
+    Some(block_on(GpuBackend::with_context(ctx)).expect("kernels compile"))
+}
+
+fn config(n_layers: usize) -> ModelConfig {
+    let mut cfg = ModelConfig::scvi_defaults(G, 1);
+    cfg.n_hidden = 16;
+    cfg.n_latent = 3;
+    cfg.n_layers = n_layers;
+    cfg
+}
+
+/// Synthetic counts (SplitMix64), about half zeros, as a minibatch.
+fn minibatch(seed: u64) -> Minibatch {
+    let mut s = seed;
+    let mut next = || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut mb = Minibatch {
+        n_rows: B,
+        n_genes: G,
+        counts: vec![0.0; B * G],
+        indptr: vec![0],
+        ..Default::default()
+    };
+    for r in 0..B {
+        let mut total = 0.0f64;
+        for j in 0..G {
+            let u = next();
+            let c = if u % 2 == 0 {
+                0
+            } else {
+                (u >> 8) % (1 + 3 * (j as u64 % 5))
+            };
+            if c > 0 {
+                mb.counts[r * G + j] = c as f32;
+                mb.indices.push(j as u32);
+                mb.values.push(c as f32);
+                total += c as f64;
+            }
+        }
+        mb.indptr.push(mb.indices.len());
+        mb.library.push(total.max(1.0) as f32);
+        mb.batch.push(0);
+    }
+    mb
+}
+
+fn hyper(step: u32) -> StepHyper {
+    StepHyper {
+        step,
+        seed: 7,
+        lr: 1e-3,
+        kl_weight: 0.5,
+        adam_eps: 0.01,
+        weight_decay: 1e-6,
+    }
+}
+
+/// Max |a - b| and whether every value is within `atol + rtol * |b|`.
+fn compare(name: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(gpu.len(), cpu.len(), "{name}: lengths differ");
+    let max_abs = gpu
+        .iter()
+        .zip(cpu)
+        .map(|(&g, &c)| (g - c).abs())
+        .fold(0f32, f32::max);
+    let worst = gpu
+        .iter()
+        .zip(cpu)
+        .map(|(&g, &c)| (g - c).abs() / (atol + rtol * c.abs()))
+        .fold(0f32, f32::max);
+    eprintln!("{name}: max |gpu - cpu| = {max_abs:e}; worst / (atol + rtol|cpu|) = {worst:.3}");
+    let bad: Vec<String> = gpu
+        .iter()
+        .zip(cpu)
+        .enumerate()
+        .filter(|(_, (&g, &c))| {
+            let close = (g - c).abs() <= atol + rtol * c.abs();
+            !close
+        })
+        .take(5)
+        .map(|(i, (g, c))| format!("[{i}] gpu {g} cpu {c}"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{name}: differs beyond {atol} + {rtol}|cpu|: {bad:?}"
+    );
+}
+
+fn rel(a: f32, b: f32) -> f32 {
+    (a - b).abs() / b.abs().max(1e-6)
+}
+
+fn parity(n_layers: usize) {
+    let Some(mut gpu) = backend() else { return };
+    let params = Params::init(&config(n_layers), 3).unwrap();
+    let state = TrainState::new(params);
+    let mut cpu = CpuBackend::new();
+    cpu.load(&state).unwrap();
+    gpu.load(&state).unwrap();
+    assert_eq!(gpu.name(), "gpu");
+    eprintln!("adapter: {}", gpu.adapter());
+    for step in 0..3u32 {
+        let mb = minibatch(100 + u64::from(step));
+        let h = hyper(step);
+        let lc = cpu.train_step(&mb, &h).unwrap();
+        let lg = gpu.train_step(&mb, &h).unwrap();
+        eprintln!(
+            "step {step}: cpu {lc:?}\n        gpu {lg:?} ({} dispatches)",
+            gpu.last_dispatches
+        );
+        assert!(lc.finite && lg.finite);
+        for (what, g, c) in [
+            ("loss", lg.loss, lc.loss),
+            ("reconstruction", lg.reconstruction, lc.reconstruction),
+            ("kl", lg.kl, lc.kl),
+        ] {
+            eprintln!("step {step} {what}: rel diff {:e}", rel(g, c));
+            assert!(rel(g, c) <= 1e-4, "step {step} {what}: gpu {g} cpu {c}");
+        }
+    }
+    let sc = cpu.save().unwrap();
+    let sg = gpu.save().unwrap();
+    assert_eq!(sg.steps, 3);
+    assert_eq!(sg.steps, sc.steps);
+    assert_eq!(sg.params.layout, sc.params.layout);
+    // Training moved the parameters (the comparison below is not of two no-ops).
+    let moved = sg
+        .params
+        .values
+        .iter()
+        .zip(&state.params.values)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    eprintln!("largest parameter change over 3 steps: {moved:e}");
+    assert!(moved > 1e-4);
+    compare("params", &sg.params.values, &sc.params.values, 1e-5, 1e-3);
+    compare("adam m", &sg.adam_m, &sc.adam_m, 1e-6, 1e-3);
+    compare("adam v", &sg.adam_v, &sc.adam_v, 1e-8, 1e-3);
+    compare(
+        "bn running",
+        &sg.params.buffers,
+        &sc.params.buffers,
+        1e-5,
+        1e-3,
+    );
+
+    let mb = minibatch(999);
+    let pc = cpu.encode(&mb).unwrap();
+    let pg = gpu.encode(&mb).unwrap();
+    compare("posterior mean", &pg.mean, &pc.mean, 1e-5, 1e-3);
+    compare("posterior var", &pg.var, &pc.var, 1e-5, 1e-3);
+
+    // save -> load round-trips.
+    let mut again = backend().unwrap();
+    again.load(&sg).unwrap();
+    assert_eq!(again.save().unwrap(), sg);
+}
+
+#[test]
+fn gpu_backend_matches_cpu_one_layer() {
+    parity(1);
+}
+
+#[test]
+fn gpu_backend_matches_cpu_two_layers() {
+    parity(2);
+}
+
+#[test]
+fn unsupported_config_is_a_clear_error() {
+    let Some(mut gpu) = backend() else { return };
+    let mut cfg = config(1);
+    cfg.likelihood = Likelihood::Zinb;
+    let state = TrainState::new(Params::init(&cfg, 3).unwrap());
+    let err = gpu.load(&state).unwrap_err().to_string();
+    assert!(
+        err.contains("the GPU backend does not support") && err.contains("--backend cpu"),
+        "{err}"
+    );
+    let mut cfg = config(1);
+    cfg.n_batches = 3;
+    let state = TrainState::new(Params::init(&cfg, 3).unwrap());
+    let err = gpu.load(&state).unwrap_err().to_string();
+    assert!(err.contains("--backend cpu"), "{err}");
+}
+
+#[test]
+fn non_finite_step_is_skipped_like_the_cpu() {
+    let Some(mut gpu) = backend() else { return };
+    let mut params = Params::init(&config(1), 3).unwrap();
+    let lt = params.layout.log_theta.clone();
+    params.values[lt.start] = f32::NAN;
+    let state = TrainState::new(params);
+    let mut cpu = CpuBackend::new();
+    cpu.load(&state).unwrap();
+    gpu.load(&state).unwrap();
+    let mb = minibatch(5);
+    let lc = cpu.train_step(&mb, &hyper(0)).unwrap();
+    let lg = gpu.train_step(&mb, &hyper(0)).unwrap();
+    assert!(!lc.finite && !lg.finite, "cpu {lc:?} gpu {lg:?}");
+    let (sc, sg) = (cpu.save().unwrap(), gpu.save().unwrap());
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    // Nothing applied: parameters, moments and running statistics as loaded.
+    assert_eq!(bits(&sg.params.values), bits(&state.params.values));
+    assert_eq!(bits(&sc.params.values), bits(&state.params.values));
+    assert_eq!(sg.params.buffers, state.params.buffers);
+    assert_eq!(sc.params.buffers, state.params.buffers);
+    assert_eq!(sg.adam_m, state.adam_m);
+    assert_eq!(sg.steps, sc.steps);
+}
