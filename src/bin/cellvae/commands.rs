@@ -2,6 +2,7 @@
 //! browser loads.
 
 use cellvae::backend::cpu::CpuBackend;
+use cellvae::backend::gpu::GpuBackend;
 use cellvae::backend::{Backend, TrainState};
 use cellvae::data::CountMatrix;
 use cellvae::eval::{evaluate, knn_accuracy, latent};
@@ -62,11 +63,6 @@ fn json(v: &impl serde::Serialize) -> Result<String> {
 
 /// Trains, evaluates and writes the output folder.
 pub fn train(job: TrainJob) -> Result<()> {
-    if job.gpu {
-        return Err(Error::Config(
-            "--backend gpu: the GPU training backend is not built yet; use --backend cpu".into(),
-        ));
-    }
     let opts = PrepareOptions {
         qc: cellvae::data::preprocess::QcOptions {
             n_top_genes: job.top_genes,
@@ -107,7 +103,24 @@ pub fn train(job: TrainJob) -> Result<()> {
     tc.batch_size = job.batch_size;
     tc.seed = job.seed;
     let params = Params::init(&config, job.seed)?;
-    let backend = CpuBackend::new();
+    if job.gpu {
+        let backend = cellvae::backend::gpu::block_on(GpuBackend::create())?;
+        finish(job, &prep, config, tc, params, backend)
+    } else {
+        finish(job, &prep, config, tc, params, CpuBackend::new())
+    }
+}
+
+/// Trains with a backend, evaluates and writes the output folder.
+fn finish<B: Backend>(
+    job: TrainJob,
+    prep: &cellvae::pipeline::Prepared,
+    config: ModelConfig,
+    tc: TrainConfig,
+    params: Params,
+    backend: B,
+) -> Result<()> {
+    let m = &prep.matrix;
     let adapter = backend.adapter();
     let mut trainer = Trainer::new(
         backend,
