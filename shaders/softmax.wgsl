@@ -37,7 +37,8 @@ fn main(
         return;
     }
     let base = row * params.g;
-    var m = -3.4028235e38;
+    // -FLT_MAX by its bits: Chrome rejects the rounded decimal literal as out of range.
+    var m = bitcast<f32>(0xff7fffffu);
     for (var j = lid; j < params.g; j += WG) {
         m = max(m, logits[base + j]);
     }

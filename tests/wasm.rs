@@ -69,3 +69,64 @@ async fn log1p_on_webgpu_matches_cpu() {
         );
     }
 }
+
+/// A few training steps on the browser's WebGPU adapter land where the CPU backend does,
+/// in the same page (the real demo cells, a small model).
+#[wasm_bindgen_test]
+async fn gpu_training_steps_match_cpu_in_the_browser() {
+    use cellvae::backend::cpu::CpuBackend;
+    use cellvae::backend::gpu::GpuBackend;
+    use cellvae::backend::{Backend, StepHyper, TrainState};
+    use cellvae::model::{Minibatch, ModelConfig, Params};
+    let files = vec![
+        InputFile::new("demo/matrix.mtx.gz", DEMO_MATRIX.to_vec()),
+        InputFile::new("demo/features.tsv", DEMO_FEATURES.to_vec()),
+        InputFile::new("demo/barcodes.tsv", DEMO_BARCODES.to_vec()),
+    ];
+    let m = read_inputs(&files, None, &ReadOptions::default()).unwrap();
+    let mut cfg = ModelConfig::scvi_defaults(m.n_genes, 1);
+    cfg.n_hidden = 16;
+    cfg.n_latent = 3;
+    let state = TrainState::new(Params::init(&cfg, 3).unwrap());
+    let mut cpu = CpuBackend::new();
+    cpu.load(&state).unwrap();
+    let mut gpu = GpuBackend::create()
+        .await
+        .expect("headless Chromium must expose a WebGPU adapter (SwiftShader flags)");
+    gpu.load_async(&state).await.unwrap();
+    for step in 0..3u32 {
+        let rows: Vec<usize> = (0..24)
+            .map(|i| (i * 7 + step as usize * 3) % m.n_cells)
+            .collect();
+        let mb = Minibatch::gather(&m, &[], &rows);
+        let hyper = StepHyper {
+            step,
+            seed: 5,
+            lr: 1e-3,
+            kl_weight: 0.5,
+            adam_eps: 1e-2,
+            weight_decay: 1e-6,
+        };
+        let a = cpu.train_step(&mb, &hyper).unwrap();
+        let b = gpu.train_step_async(&mb, &hyper).await.unwrap();
+        assert!(a.finite && b.finite);
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-4 * a.loss.abs(),
+            "step {step}: cpu {} gpu {}",
+            a.loss,
+            b.loss
+        );
+    }
+    let (pc, pg) = (cpu.save().unwrap(), gpu.save_async().await.unwrap());
+    let worst = pc
+        .params
+        .values
+        .iter()
+        .zip(&pg.params.values)
+        .map(|(x, y)| (x - y).abs() / (1e-5 + 1e-3 * x.abs()))
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 1.0,
+        "parameters differ beyond 1e-5 + 1e-3*|cpu| (worst ratio {worst})"
+    );
+}
