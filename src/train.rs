@@ -107,6 +107,8 @@ pub struct Trainer<B: Backend> {
     pub recoveries: Vec<Recovery>,
     last_good: TrainState,
     minibatch: Minibatch,
+    /// The current minibatch's cells (reused: no allocation per step).
+    rows: Vec<usize>,
     clock: fn() -> f64,
 }
 
@@ -146,6 +148,7 @@ impl<B: Backend> Trainer<B> {
             recoveries: Vec::new(),
             last_good: state,
             minibatch: Minibatch::default(),
+            rows: Vec::new(),
             clock,
         };
         t.order = rng::shuffle(t.config.seed, t.epoch, t.cells.len());
@@ -173,11 +176,13 @@ impl<B: Backend> Trainer<B> {
         let n = self.cells.len();
         let end = (self.position + self.config.batch_size).min(n);
         // scvi-tools drops a last minibatch of fewer than 3 cells (batch norm needs rows).
-        let rows: Vec<usize> = self.order[self.position..end]
-            .iter()
-            .map(|&i| self.cells[i as usize])
-            .collect();
-        self.minibatch.gather_into(m, &self.batch_codes, &rows);
+        self.rows.clear();
+        self.rows.extend(
+            self.order[self.position..end]
+                .iter()
+                .map(|&i| self.cells[i as usize]),
+        );
+        self.minibatch.gather_into(m, &self.batch_codes, &self.rows);
         let kl_weight = self.config.kl_weight(self.epoch);
         let hyper = StepHyper {
             step: self.steps,
@@ -209,7 +214,7 @@ impl<B: Backend> Trainer<B> {
             return Ok((losses, None));
         }
         self.steps += 1;
-        let b = rows.len();
+        let b = self.rows.len();
         self.sums.0 += losses.reconstruction as f64 * b as f64;
         self.sums.1 += losses.kl as f64 * b as f64;
         self.sums.2 += b;

@@ -10,6 +10,7 @@ use crate::model::Minibatch;
 pub struct CpuBackend {
     state: Option<TrainState>,
     ws: Workspace,
+    saved_buffers: Vec<f32>,
 }
 
 impl Default for CpuBackend {
@@ -24,6 +25,7 @@ impl CpuBackend {
         CpuBackend {
             state: None,
             ws: Workspace::default(),
+            saved_buffers: Vec::new(),
         }
     }
 
@@ -54,8 +56,15 @@ impl Backend for CpuBackend {
 
     fn train_step(&mut self, batch: &Minibatch, hyper: &StepHyper) -> crate::Result<StepLosses> {
         let mut ws = std::mem::take(&mut self.ws);
-        let st = self.state_mut()?;
-        let saved_buffers = st.params.buffers.clone();
+        // Keep the running statistics in case the step turns out non-finite (the buffer
+        // is reused: no allocation per step).
+        let mut saved = std::mem::take(&mut self.saved_buffers);
+        let st = self
+            .state
+            .as_mut()
+            .ok_or_else(|| crate::Error::Config("no model loaded into the CPU backend".into()))?;
+        saved.clear();
+        saved.extend_from_slice(&st.params.buffers);
         let (recon, klm) = CpuModel::forward_backward(
             &mut st.params,
             &mut ws,
@@ -82,9 +91,10 @@ impl Backend for CpuBackend {
             );
             st.steps = hyper.step + 1;
         } else {
-            st.params.buffers = saved_buffers;
+            st.params.buffers.copy_from_slice(&saved);
         }
         self.ws = ws;
+        self.saved_buffers = saved;
         Ok(StepLosses {
             loss: recon + hyper.kl_weight * klm,
             reconstruction: recon,

@@ -92,6 +92,22 @@ struct Resident {
     acts: Option<Acts>,
 }
 
+impl Resident {
+    /// The resident tensor whose layout range is `r`. Layout offsets ascend, so a binary
+    /// search finds it; every range the layout hands out has a tensor (built from the
+    /// same layout in `load`).
+    fn tensor(&self, r: &Range<usize>) -> &Tensor {
+        let i = self.layout.tensors.partition_point(|s| s.offset < r.start);
+        &self.tensors[i]
+    }
+
+    /// The resident batch-norm buffer whose layout range is `r`.
+    fn buffer(&self, r: &Range<usize>) -> &wgpu::Buffer {
+        let i = self.layout.buffers.partition_point(|s| s.offset < r.start);
+        &self.buffers[i]
+    }
+}
+
 /// The VAE on a wgpu device (see the module documentation for what is supported).
 pub struct GpuBackend {
     ctx: GpuContext,
@@ -285,22 +301,8 @@ impl GpuBackend {
             0,
             bytemuck::cast_slice(&vec![hyper.kl_weight * inv_b; b]),
         );
-        let t = |r: &Range<usize>| -> &Tensor {
-            let i = lay
-                .tensors
-                .iter()
-                .position(|s| s.offset == r.start)
-                .expect("a range of the layout");
-            &m.tensors[i]
-        };
-        let bufi = |r: &Range<usize>| -> &wgpu::Buffer {
-            let i = lay
-                .buffers
-                .iter()
-                .position(|s| s.offset == r.start)
-                .expect("a buffer range of the layout");
-            &m.buffers[i]
-        };
+        let t = |r: &Range<usize>| m.tensor(r);
+        let bufi = |r: &Range<usize>| m.buffer(r);
         let mut n_disp = 0usize;
         submit(ctx, "train_step", |enc| {
             // Keep the running statistics in case the step turns out non-finite.
@@ -624,22 +626,8 @@ impl GpuBackend {
         let (cfg, lay) = (&m.config, &m.layout);
         let a = m.acts.as_ref().expect("prepared");
         let (h, z) = (cfg.n_hidden, cfg.n_latent);
-        let t = |r: &Range<usize>| -> &Tensor {
-            let i = lay
-                .tensors
-                .iter()
-                .position(|s| s.offset == r.start)
-                .expect("a range of the layout");
-            &m.tensors[i]
-        };
-        let bufi = |r: &Range<usize>| -> &wgpu::Buffer {
-            let i = lay
-                .buffers
-                .iter()
-                .position(|s| s.offset == r.start)
-                .expect("a buffer range of the layout");
-            &m.buffers[i]
-        };
+        let t = |r: &Range<usize>| m.tensor(r);
+        let bufi = |r: &Range<usize>| m.buffer(r);
         submit(ctx, "encode", |enc| {
             for l in 0..cfg.n_layers {
                 let layer = &lay.encoder[l];

@@ -73,13 +73,6 @@ pub fn grid(n: u32, per_group: u32) -> (u32, u32, u32) {
     }
 }
 
-/// One compute pass: the pipeline, its `(binding, buffer)` pairs, the workgroup grid.
-pub type Pass<'a> = (
-    &'a wgpu::ComputePipeline,
-    &'a [(u32, &'a wgpu::Buffer)],
-    (u32, u32, u32),
-);
-
 /// Records one compute pass of `pipeline` over `groups` with a bind group (group 0)
 /// made of `bindings` into `encoder`; a grid over the adapter's per-dimension limit is
 /// refused before anything is recorded.
@@ -140,17 +133,6 @@ where
         return Err(Error::Gpu(format!("dispatching {label} failed: {e}")));
     }
     Ok(())
-}
-
-/// Encodes `passes` in order into one command buffer and submits it (see [`submit`]).
-pub async fn run(ctx: &GpuContext, label: &str, passes: &[Pass<'_>]) -> Result<()> {
-    submit(ctx, label, |encoder| {
-        for &(pipeline, bindings, groups) in passes {
-            encode(ctx, encoder, label, pipeline, bindings, groups)?;
-        }
-        Ok(())
-    })
-    .await
 }
 
 #[cfg(test)]
