@@ -13,7 +13,8 @@
 // Integer counts up to 16 use exact finite sums (sum_j ln(t + j), sum_j 1/(t + j) and a
 // ln k! table) as the CPU does; other counts use lgamma and digamma by upward shift to
 // z >= 8 and a three-term Stirling series (twins `special::lgamma_f32`, `digamma_f32`).
-// ln(t / (t + mu)) is -log1p(mu / t), so it does not cancel when mu << t.
+// ln(t / (t + mu)) is -log1p(mu / t), so it does not cancel when mu << t. The element
+// functions (nb_elem and its helpers) are in lib/counts.wgsl, prepended at build time.
 //
 // Two entry points:
 //   main       one workgroup of 256 per cell, looping over G; dispatch grid(B, 1).
@@ -52,85 +53,8 @@ struct Cell {
 @group(0) @binding(8) var<uniform> params: Params;
 
 const WG: u32 = 256u;
-const LN_SQRT_2PI: f32 = 0.9189385;
-const MIN_NORMAL: f32 = 1.17549435e-38;
-
-// ln k! for k = 0..=16.
-const LN_FACT = array<f32, 17>(
-    0.0, 0.0, 0.6931472, 1.7917595, 3.1780539, 4.7874918, 6.5792512, 8.5251614,
-    10.6046029, 12.8018275, 15.1044126, 17.5023078, 19.9872145, 22.5521639, 25.1912212,
-    27.8992714, 30.6718601,
-);
-
 var<workgroup> sum_lp: array<f32, 256>;
 var<workgroup> sum_a: array<f32, 256>;
-
-// ln Gamma(x), x > 0 (twin of `special::lgamma_f32`).
-fn lgamma_f32(x: f32) -> f32 {
-    var z = x;
-    var prod = 1.0;
-    while (z < 8.0) {
-        prod *= z;
-        z += 1.0;
-    }
-    let r = 1.0 / z;
-    let r2 = r * r;
-    let series = r * (1.0 / 12.0 + r2 * (-1.0 / 360.0 + r2 * (1.0 / 1260.0)));
-    return (z - 0.5) * log(z) - z + LN_SQRT_2PI + series - log(prod);
-}
-
-// psi(x), x > 0 (twin of `special::digamma_f32`).
-fn digamma_f32(x: f32) -> f32 {
-    var z = x;
-    var acc = 0.0;
-    while (z < 8.0) {
-        acc -= 1.0 / z;
-        z += 1.0;
-    }
-    let r = 1.0 / z;
-    let r2 = r * r;
-    let series = r2 * (1.0 / 12.0 + r2 * (-1.0 / 120.0 + r2 * (1.0 / 252.0)));
-    return acc + log(z) - 0.5 * r - series;
-}
-
-// ln(1 + v) accurate for small v (as shaders/log1p.wgsl).
-fn log1p_f32(v: f32) -> f32 {
-    let u = 1.0 + v;
-    if (u == 1.0) {
-        return v;
-    }
-    return log(u) * v / (u - 1.0);
-}
-
-// (log p, d log p / d ln mu, t d log p / d t) for one count.
-fn nb_elem(xv: f32, ln_t: f32, mu_in: f32) -> vec3<f32> {
-    let mu = max(mu_in, MIN_NORMAL);
-    let t = exp(ln_t);
-    let r = log1p_f32(mu / t); // ln((t + mu) / t)
-    let ln_tm = ln_t + r;
-    var lp = -t * r;
-    var psi = 0.0;
-    if (xv > 0.0) {
-        var lg = 0.0;
-        var lf = 0.0;
-        if (xv <= 16.0 && xv == floor(xv)) {
-            let n = u32(xv);
-            for (var j = 0u; j < n; j++) {
-                let tj = t + f32(j);
-                lg += log(tj);
-                psi += 1.0 / tj;
-            }
-            lf = LN_FACT[n];
-        } else {
-            lg = lgamma_f32(xv + t) - lgamma_f32(t);
-            psi = digamma_f32(xv + t) - digamma_f32(t);
-            lf = lgamma_f32(xv + 1.0);
-        }
-        lp += xv * (log(mu) - ln_tm) + lg - lf;
-    }
-    let tm = t + mu;
-    return vec3<f32>(lp, t * (xv - mu) / tm, t * (psi + (mu - xv) / tm - r));
-}
 
 @compute @workgroup_size(256)
 fn main(

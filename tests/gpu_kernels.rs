@@ -304,13 +304,15 @@ fn adam_gpu_matches_cpu_over_steps() {
     assert_close("adam step 5 v", &gpu_v, &cpu_v, 1e-9, 1e-5);
 }
 
-#[test]
-fn nb_loglik_gpu_matches_cpu() {
-    let Some(ctx) = context() else { return };
-    let pipes = block_on(kernels::Pipelines::new(&ctx)).expect("kernels compile");
-    // G over one workgroup's 256, two dispersion rows (gene-batch), counts that take
-    // both paths: zeros, small integers (exact sums) and large ones (Stirling).
-    let (b, g, k) = (23, 301, 2);
+/// Inputs of the likelihood kernels: G over one workgroup's 256, K dispersion rows
+/// (cells alternate), counts that take every path: zeros, small integers (exact sums)
+/// and large ones (Stirling). Returns (x, library, rho, log_theta, theta_row, weight).
+#[allow(clippy::type_complexity)]
+fn count_inputs(
+    b: usize,
+    g: usize,
+    k: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<u32>, Vec<f32>) {
     let logits = signed_values(71, b * g, 3.0);
     let mut rho = vec![0.0; b * g];
     cpu::softmax::forward(&logits, b, g, &mut rho);
@@ -333,8 +335,115 @@ fn nb_loglik_gpu_matches_cpu() {
         })
         .collect();
     let log_theta = signed_values(74, k * g, 3.0);
-    let theta_row: Vec<u32> = (0..b as u32).map(|r| r % 2).collect();
+    let theta_row: Vec<u32> = (0..b as u32).map(|r| r % k as u32).collect();
     let weight = vec![-1.0 / b as f32; b];
+    (x, library, rho, log_theta, theta_row, weight)
+}
+
+#[test]
+fn zinb_loglik_gpu_matches_cpu() {
+    let Some(ctx) = context() else { return };
+    let pipes = block_on(kernels::Pipelines::new(&ctx)).expect("kernels compile");
+    let (b, g, k) = (19, 283, 3);
+    let (x, library, rho, log_theta, theta_row, weight) = count_inputs(b, g, k);
+    // Dropout logits over both signs and large magnitudes (both softplus branches).
+    let pi = signed_values(75, b * g, 8.0);
+    let (ll, dl, dt, dp) = block_on(pipes.zinb_forward_backward(
+        &ctx, &x, &library, &rho, &log_theta, &theta_row, &pi, &weight, b, g, k,
+    ))
+    .expect("zinb_loglik runs");
+    let (mut want_ll, mut want_dl, mut want_dt, mut want_dp) = (
+        vec![0.0; b],
+        vec![0.0; b * g],
+        vec![0.0; k * g],
+        vec![0.0; b * g],
+    );
+    cpu::likelihood::zinb_forward_backward(
+        &x,
+        &library,
+        &rho,
+        &log_theta,
+        &theta_row,
+        &pi,
+        &weight,
+        b,
+        g,
+        &mut want_ll,
+        &mut want_dl,
+        &mut want_dt,
+        &mut want_dp,
+    );
+    assert_close("zinb loglik", &ll, &want_ll, 1e-2, 1e-5);
+    assert_close("zinb d_logits", &dl, &want_dl, 1e-5, 1e-4);
+    assert_close("zinb d_log_theta", &dt, &want_dt, 1e-5, 1e-3);
+    assert_close("zinb d_pi", &dp, &want_dp, 1e-6, 1e-4);
+    // The per-cell log-likelihood is the sum of its parts, not the NB one.
+    let (nb_ll, _, _) = block_on(pipes.nb_forward_backward(
+        &ctx, &x, &library, &rho, &log_theta, &theta_row, &weight, b, g, k,
+    ))
+    .unwrap();
+    assert!(ll.iter().zip(&nb_ll).any(|(a, b)| (a - b).abs() > 1.0));
+}
+
+#[test]
+fn poisson_loglik_gpu_matches_cpu() {
+    let Some(ctx) = context() else { return };
+    let pipes = block_on(kernels::Pipelines::new(&ctx)).expect("kernels compile");
+    let (b, g) = (21, 517);
+    let (x, library, rho, _, _, weight) = count_inputs(b, g, 1);
+    let (ll, dl) =
+        block_on(pipes.poisson_forward_backward(&ctx, &x, &library, &rho, &weight, b, g))
+            .expect("poisson_loglik runs");
+    let (mut want_ll, mut want_dl) = (vec![0.0; b], vec![0.0; b * g]);
+    cpu::likelihood::poisson_forward_backward(
+        &x,
+        &library,
+        &rho,
+        &weight,
+        b,
+        g,
+        &mut want_ll,
+        &mut want_dl,
+    );
+    assert_close("poisson loglik", &ll, &want_ll, 1e-2, 1e-5);
+    assert_close("poisson d_logits", &dl, &want_dl, 1e-5, 1e-4);
+}
+
+#[test]
+fn onehot_gpu_matches_cpu() {
+    let Some(ctx) = context() else { return };
+    let pipes = block_on(kernels::Pipelines::new(&ctx)).expect("kernels compile");
+    // Category 3 of 5 is absent: its gradient rows must come back zero.
+    let (b, n_out, base, k) = (37, 45, 11, 5);
+    let codes: Vec<u32> = (0..b as u32)
+        .map(|r| [0, 1, 2, 4][r as usize % 4])
+        .collect();
+    let w = signed_values(76, (base + k) * n_out, 1.0);
+    let y = signed_values(77, b * n_out, 1.0);
+    let dy = signed_values(78, b * n_out, 1.0);
+    let (got_y, got_dw) =
+        block_on(pipes.onehot(&ctx, &codes, &w, &y, &dy, b, n_out, base, k)).expect("runs");
+    let mut want_y = y.clone();
+    cpu::linear::add_onehot(&codes, &w[base * n_out..], n_out, &mut want_y);
+    let mut want_dw = vec![0.0; (base + k) * n_out];
+    cpu::linear::onehot_weight_grad(&codes, &dy, n_out, &mut want_dw[base * n_out..]);
+    assert_close("onehot forward", &got_y, &want_y, 1e-6, 1e-6);
+    assert_close("onehot weight grad", &got_dw, &want_dw, 1e-6, 1e-6);
+    assert!(got_dw[(base + 3) * n_out..(base + 4) * n_out]
+        .iter()
+        .all(|&v| v == 0.0));
+    assert_ne!(got_y, y, "the one-hot rows were not added");
+    let err = block_on(pipes.onehot(&ctx, &[5], &w, &y[..n_out], &dy[..n_out], 1, n_out, base, k))
+        .expect_err("a category outside K");
+    assert!(err.to_string().contains("category 5"), "{err}");
+}
+
+#[test]
+fn nb_loglik_gpu_matches_cpu() {
+    let Some(ctx) = context() else { return };
+    let pipes = block_on(kernels::Pipelines::new(&ctx)).expect("kernels compile");
+    let (b, g, k) = (23, 301, 2);
+    let (x, library, rho, log_theta, theta_row, weight) = count_inputs(b, g, k);
     let (ll, dl, dt) = block_on(pipes.nb_forward_backward(
         &ctx, &x, &library, &rho, &log_theta, &theta_row, &weight, b, g, k,
     ))

@@ -11,7 +11,8 @@ use super::GpuContext;
 use crate::error::{Error, Result};
 
 /// Every WGSL kernel: (name, source). Keep in step with `shaders/`; kernels that draw
-/// random numbers get `shaders/lib/philox.wgsl` prepended (WGSL has no includes).
+/// random numbers get `shaders/lib/philox.wgsl` prepended, the likelihoods
+/// `shaders/lib/counts.wgsl` (WGSL has no includes).
 pub const SHADERS: &[(&str, &str)] = &[
     ("log1p", include_str!("../../../shaders/log1p.wgsl")),
     (
@@ -32,7 +33,28 @@ pub const SHADERS: &[(&str, &str)] = &[
         ),
     ),
     ("adam", include_str!("../../../shaders/adam.wgsl")),
-    ("nb_loglik", include_str!("../../../shaders/nb_loglik.wgsl")),
+    (
+        "nb_loglik",
+        concat!(
+            include_str!("../../../shaders/lib/counts.wgsl"),
+            include_str!("../../../shaders/nb_loglik.wgsl")
+        ),
+    ),
+    (
+        "zinb_loglik",
+        concat!(
+            include_str!("../../../shaders/lib/counts.wgsl"),
+            include_str!("../../../shaders/zinb_loglik.wgsl")
+        ),
+    ),
+    (
+        "poisson_loglik",
+        concat!(
+            include_str!("../../../shaders/lib/counts.wgsl"),
+            include_str!("../../../shaders/poisson_loglik.wgsl")
+        ),
+    ),
+    ("onehot", include_str!("../../../shaders/onehot.wgsl")),
     (
         "relu_dropout",
         concat!(
@@ -56,6 +78,10 @@ pub struct Pipelines {
     pub(crate) adam: wgpu::ComputePipeline,
     pub(crate) nb_loglik: wgpu::ComputePipeline,
     pub(crate) nb_loglik_theta: wgpu::ComputePipeline,
+    pub(crate) zinb_loglik: wgpu::ComputePipeline,
+    pub(crate) poisson_loglik: wgpu::ComputePipeline,
+    pub(crate) onehot: wgpu::ComputePipeline,
+    pub(crate) onehot_grad: wgpu::ComputePipeline,
     pub(crate) relu_dropout: wgpu::ComputePipeline,
     pub(crate) relu_dropout_backward: wgpu::ComputePipeline,
     pub(crate) reparam_backward: wgpu::ComputePipeline,
@@ -95,6 +121,18 @@ impl Pipelines {
                 .await?,
             nb_loglik_theta: ctx
                 .compute_pipeline_entry("nb_loglik", shader_source("nb_loglik")?, "theta_main")
+                .await?,
+            zinb_loglik: ctx
+                .compute_pipeline("zinb_loglik", shader_source("zinb_loglik")?)
+                .await?,
+            poisson_loglik: ctx
+                .compute_pipeline("poisson_loglik", shader_source("poisson_loglik")?)
+                .await?,
+            onehot: ctx
+                .compute_pipeline("onehot", shader_source("onehot")?)
+                .await?,
+            onehot_grad: ctx
+                .compute_pipeline_entry("onehot", shader_source("onehot")?, "grad_main")
                 .await?,
             relu_dropout: ctx
                 .compute_pipeline("relu_dropout", shader_source("relu_dropout")?)
@@ -137,6 +175,20 @@ pub struct LinearParams {
     pub n_out: u32,
     /// Padding to 16 bytes (uniform layout).
     pub pad: u32,
+}
+
+/// Mirrors `Params` in `shaders/onehot.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct OnehotParams {
+    /// Rows (B).
+    pub b: u32,
+    /// Outputs per row.
+    pub n_out: u32,
+    /// Weight rows before the one-hot block (the ordinary inputs).
+    pub base: u32,
+    /// Categories (K).
+    pub k: u32,
 }
 
 /// Mirrors `Params` in `shaders/log1p.wgsl`.
@@ -229,7 +281,8 @@ impl AdamParams {
     }
 }
 
-/// Mirrors `Params` in `shaders/nb_loglik.wgsl`.
+/// Mirrors `Params` in `shaders/nb_loglik.wgsl`, `zinb_loglik.wgsl` and
+/// `poisson_loglik.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct NbParams {

@@ -1,0 +1,82 @@
+// poisson_loglik: the Poisson log-likelihood per cell with its normalising constant,
+// fused with the gradient w.r.t. the softmax logits (twin:
+// `backend::cpu::likelihood::poisson_forward_backward`, f64 there, f32 here). Test:
+// tests/gpu_kernels.rs. The element function `poisson_elem` is in lib/counts.wgsl.
+//
+//   mu = library[r] * rho[r, g] (floored at the smallest normal f32)
+//   loglik[r]      = sum_g (x ln mu - mu - ln x!)                   (B)
+//   a              = w[r] (x - mu)
+//   d_logits[r, g] = a[r, g] - rho[r, g] sum_g' a[r, g']            (B x G)
+//
+// One workgroup of 256 per cell, looping over G; dispatch grid(B, 1).
+//
+// Bindings (in order): x (read, B x G), rho (read, B x G), cells (read, B structs of
+// (library, weight, theta_row, pad); theta_row unused), loglik (write, B), d_logits
+// (write, B x G), params (uniform; k unused).
+
+struct Params {
+    b: u32,
+    g: u32,
+    k: u32,
+    _pad0: u32,
+}
+
+struct Cell {
+    library: f32,
+    weight: f32,
+    theta_row: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> rho: array<f32>;
+@group(0) @binding(2) var<storage, read> cells: array<Cell>;
+@group(0) @binding(3) var<storage, read_write> loglik: array<f32>;
+@group(0) @binding(4) var<storage, read_write> d_logits: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+const WG: u32 = 256u;
+var<workgroup> sum_lp: array<f32, 256>;
+var<workgroup> sum_a: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = wg.x + wg.y * nwg.x;
+    if (row >= params.b) {
+        return;
+    }
+    let cell = cells[row];
+    let base = row * params.g;
+    var lp_acc = 0.0;
+    var a_acc = 0.0;
+    for (var j = lid; j < params.g; j += WG) {
+        let i = base + j;
+        let e = poisson_elem(x[i], cell.library * rho[i]);
+        lp_acc += e.x;
+        let a = cell.weight * e.y;
+        a_acc += a;
+        d_logits[i] = a;
+    }
+    sum_lp[lid] = lp_acc;
+    sum_a[lid] = a_acc;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            sum_lp[lid] += sum_lp[lid + s];
+            sum_a[lid] += sum_a[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total_a = sum_a[0];
+    for (var j = lid; j < params.g; j += WG) {
+        let i = base + j;
+        d_logits[i] -= rho[i] * total_a;
+    }
+    if (lid == 0u) {
+        loglik[row] = sum_lp[0];
+    }
+}
