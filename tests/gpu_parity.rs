@@ -7,7 +7,7 @@
 use cellvae::backend::cpu::backend::CpuBackend;
 use cellvae::backend::gpu::{block_on, GpuBackend, GpuContext};
 use cellvae::backend::{Backend, StepHyper, TrainState};
-use cellvae::model::{Likelihood, Minibatch, ModelConfig, Params};
+use cellvae::model::{Dispersion, Likelihood, Minibatch, ModelConfig, Params};
 
 const G: usize = 24;
 const B: usize = 10;
@@ -30,15 +30,25 @@ fn backend() -> Option<GpuBackend> {
 }
 
 fn config(n_layers: usize) -> ModelConfig {
-    let mut cfg = ModelConfig::scvi_defaults(G, 1);
+    config_batches(n_layers, 1)
+}
+
+fn config_batches(n_layers: usize, n_batches: usize) -> ModelConfig {
+    let mut cfg = ModelConfig::scvi_defaults(G, n_batches);
     cfg.n_hidden = 16;
     cfg.n_latent = 3;
     cfg.n_layers = n_layers;
     cfg
 }
 
-/// Synthetic counts (SplitMix64), about half zeros, as a minibatch.
+/// Synthetic counts (SplitMix64), about half zeros, as a minibatch of one batch.
 fn minibatch(seed: u64) -> Minibatch {
+    minibatch_of(seed, 1)
+}
+
+/// As [`minibatch`], cells in `n_batches` batches (the last batch gets no cell when
+/// there are more than two, so that an absent batch's gradient rows are checked too).
+fn minibatch_of(seed: u64, n_batches: u32) -> Minibatch {
     let mut s = seed;
     let mut next = || {
         s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -72,7 +82,12 @@ fn minibatch(seed: u64) -> Minibatch {
         }
         mb.indptr.push(mb.indices.len());
         mb.library.push(total.max(1.0) as f32);
-        mb.batch.push(0);
+        let used = if n_batches > 2 {
+            n_batches - 1
+        } else {
+            n_batches
+        };
+        mb.batch.push(r as u32 % used);
     }
     mb
 }
@@ -124,8 +139,17 @@ fn rel(a: f32, b: f32) -> f32 {
 }
 
 fn parity(n_layers: usize) {
+    parity_with(config(n_layers));
+}
+
+fn parity_with(cfg: ModelConfig) {
     let Some(mut gpu) = backend() else { return };
-    let params = Params::init(&config(n_layers), 3).unwrap();
+    let nb = cfg.n_batches as u32;
+    eprintln!(
+        "{:?} {:?}, {} batches, encode_batch {}, {} layers",
+        cfg.likelihood, cfg.dispersion, nb, cfg.encode_batch, cfg.n_layers
+    );
+    let params = Params::init(&cfg, 3).unwrap();
     let state = TrainState::new(params);
     let mut cpu = CpuBackend::new();
     cpu.load(&state).unwrap();
@@ -133,7 +157,7 @@ fn parity(n_layers: usize) {
     assert_eq!(gpu.name(), "gpu");
     eprintln!("adapter: {}", gpu.adapter());
     for step in 0..3u32 {
-        let mb = minibatch(100 + u64::from(step));
+        let mb = minibatch_of(100 + u64::from(step), nb);
         let h = hyper(step);
         let lc = cpu.train_step(&mb, &h).unwrap();
         let lg = gpu.train_step(&mb, &h).unwrap();
@@ -177,7 +201,7 @@ fn parity(n_layers: usize) {
         1e-3,
     );
 
-    let mb = minibatch(999);
+    let mb = minibatch_of(999, nb);
     let pc = cpu.encode(&mb).unwrap();
     let pg = gpu.encode(&mb).unwrap();
     compare("posterior mean", &pg.mean, &pc.mean, 1e-5, 1e-3);
@@ -200,21 +224,48 @@ fn gpu_backend_matches_cpu_two_layers() {
 }
 
 #[test]
+fn gpu_backend_matches_cpu_zinb_gene_batch_dispersion() {
+    let mut cfg = config_batches(1, 3);
+    cfg.likelihood = Likelihood::Zinb;
+    cfg.dispersion = Dispersion::GeneBatch;
+    parity_with(cfg);
+}
+
+#[test]
+fn gpu_backend_matches_cpu_poisson_two_layers_encode_batch() {
+    let mut cfg = config_batches(2, 2);
+    cfg.likelihood = Likelihood::Poisson;
+    cfg.encode_batch = true;
+    parity_with(cfg);
+}
+
+#[test]
+fn gpu_backend_matches_cpu_nb_batches() {
+    parity_with(config_batches(1, 4));
+}
+
+#[test]
 fn unsupported_config_is_a_clear_error() {
     let Some(mut gpu) = backend() else { return };
     let mut cfg = config(1);
-    cfg.likelihood = Likelihood::Zinb;
+    cfg.var_eps = 1e-3;
     let state = TrainState::new(Params::init(&cfg, 3).unwrap());
     let err = gpu.load(&state).unwrap_err().to_string();
     assert!(
         err.contains("the GPU backend does not support") && err.contains("--backend cpu"),
         "{err}"
     );
-    let mut cfg = config(1);
-    cfg.n_batches = 3;
-    let state = TrainState::new(Params::init(&cfg, 3).unwrap());
-    let err = gpu.load(&state).unwrap_err().to_string();
-    assert!(err.contains("--backend cpu"), "{err}");
+    // A cell of a batch the model does not have is an error, not a wild read.
+    let state = TrainState::new(Params::init(&config_batches(1, 2), 3).unwrap());
+    gpu.load(&state).unwrap();
+    let err = gpu
+        .train_step(&minibatch_of(1, 4), &hyper(0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("batch 2") && err.contains("2 batches"),
+        "{err}"
+    );
 }
 
 #[test]

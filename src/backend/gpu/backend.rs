@@ -22,7 +22,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use super::dispatch::{read_f32, submit};
-use super::kernels::{AdamParams, DropoutParams, NbCell, Pipelines};
+use super::kernels::{AdamParams, DropoutParams, Pipelines};
 use super::{GpuContext, NbBuffers};
 use crate::backend::{Posterior, StepHyper, StepLosses, TrainState};
 use crate::error::{Error, Result};
@@ -54,6 +54,8 @@ struct Acts {
     x: wgpu::Buffer,
     counts: wgpu::Buffer,
     cells: wgpu::Buffer,
+    /// Batch code per cell (u32), for the one-hot layers.
+    codes: wgpu::Buffer,
     enc: Vec<LayerActs>,
     dec: Vec<LayerActs>,
     qm: wgpu::Buffer,
@@ -62,6 +64,8 @@ struct Acts {
     z: wgpu::Buffer,
     logits: wgpu::Buffer,
     rho: wgpu::Buffer,
+    /// ZINB dropout logits (B x G), overwritten by their gradient in the loss kernel.
+    pi: wgpu::Buffer,
     loglik: wgpu::Buffer,
     kl: wgpu::Buffer,
     weights_kl: wgpu::Buffer,
@@ -101,6 +105,13 @@ impl Resident {
         &self.tensors[i]
     }
 
+    /// The minibatch buffers (allocated by `prepare`).
+    fn acts(&self) -> Result<&Acts> {
+        self.acts
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("internal: no minibatch buffers were prepared".into()))
+    }
+
     /// The resident batch-norm buffer whose layout range is `r`.
     fn buffer(&self, r: &Range<usize>) -> &wgpu::Buffer {
         let i = self.layout.buffers.partition_point(|s| s.offset < r.start);
@@ -117,8 +128,9 @@ pub struct GpuBackend {
     pub last_dispatches: usize,
 }
 
-fn buf(ctx: &GpuContext, label: &str, n: usize) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+/// A zeroed storage buffer of `n` 4-byte values (refused over the binding limit).
+fn buf(ctx: &GpuContext, label: &str, n: usize) -> Result<wgpu::Buffer> {
+    ctx.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: ((n.max(1) * 4) as u64).div_ceil(4) * 4,
         usage: wgpu::BufferUsages::STORAGE
@@ -128,12 +140,12 @@ fn buf(ctx: &GpuContext, label: &str, n: usize) -> wgpu::Buffer {
     })
 }
 
-fn buf_with(ctx: &GpuContext, label: &str, data: &[f32]) -> wgpu::Buffer {
-    let b = buf(ctx, label, data.len());
+fn buf_with(ctx: &GpuContext, label: &str, data: &[f32]) -> Result<wgpu::Buffer> {
+    let b = buf(ctx, label, data.len())?;
     if !data.is_empty() {
         ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
     }
-    b
+    Ok(b)
 }
 
 fn check_supported(cfg: &ModelConfig) -> Result<()> {
@@ -142,12 +154,6 @@ fn check_supported(cfg: &ModelConfig) -> Result<()> {
             "the GPU backend does not support {what} yet; use --backend cpu"
         )))
     };
-    if cfg.likelihood != Likelihood::Nb {
-        return refuse(&format!("the {:?} likelihood (only nb)", cfg.likelihood));
-    }
-    if cfg.batch_inputs() != 0 {
-        return refuse("more than one batch (batch covariates)");
-    }
     if (cfg.var_eps - 1e-4).abs() > 1e-9 {
         return refuse("a variance epsilon other than 1e-4");
     }
@@ -193,30 +199,15 @@ impl GpuBackend {
         }
         self.ctx.check_lost()?;
         let ctx = &self.ctx;
-        let tensors = layout
-            .tensors
-            .iter()
-            .map(|t| {
-                let r = t.range();
-                Tensor {
-                    value: buf_with(ctx, &t.name, &p.values[r.clone()]),
-                    grad: buf(ctx, &t.name, t.len()),
-                    m: buf_with(ctx, &t.name, &state.adam_m[r.clone()]),
-                    v: buf_with(ctx, &t.name, &state.adam_v[r]),
-                    len: t.len(),
-                }
-            })
-            .collect();
-        let buffers = layout
-            .buffers
-            .iter()
-            .map(|t| buf_with(ctx, &t.name, &p.buffers[t.range()]))
-            .collect();
-        let buffers_saved = layout
-            .buffers
-            .iter()
-            .map(|t| buf(ctx, &t.name, t.len()))
-            .collect();
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let built = upload_state(ctx, state);
+        let oom = scope.pop().await;
+        let (tensors, buffers, buffers_saved) = built?;
+        if let Some(e) = oom {
+            return Err(Error::Gpu(format!(
+                "out of GPU memory uploading the model: {e}"
+            )));
+        }
         self.model = Some(Resident {
             config: p.config.clone(),
             layout: layout.clone(),
@@ -281,19 +272,14 @@ impl GpuBackend {
                 "an empty minibatch cannot be trained on".into(),
             ));
         }
-        prepare(ctx, m, batch)?;
-        let (cfg, lay) = (&m.config, &m.layout);
-        let a = m.acts.as_ref().expect("prepared");
-        let (h, z, g) = (cfg.n_hidden, cfg.n_latent, cfg.n_genes);
+        prepare(ctx, m, batch).await?;
+        let m = &*m;
+        let a = m.acts()?;
+        let cfg = &m.config;
         let inv_b = 1.0 / b as f32;
-        let cells: Vec<NbCell> = (0..b)
-            .map(|r| NbCell {
-                library: batch.library[r],
-                weight: -inv_b,
-                theta_row: 0,
-                pad: 0,
-            })
-            .collect();
+        let theta_row = crate::model::cpu_model::theta_rows(cfg, &batch.batch[..b]);
+        let weight = vec![-inv_b; b];
+        let cells = super::likelihood::nb_cells(&batch.library, &weight, &theta_row, b);
         ctx.queue
             .write_buffer(&a.cells, 0, bytemuck::cast_slice(&cells));
         ctx.queue.write_buffer(
@@ -301,64 +287,20 @@ impl GpuBackend {
             0,
             bytemuck::cast_slice(&vec![hyper.kl_weight * inv_b; b]),
         );
-        let t = |r: &Range<usize>| m.tensor(r);
-        let bufi = |r: &Range<usize>| m.buffer(r);
-        let mut n_disp = 0usize;
+        let before = ctx.dispatches();
         submit(ctx, "train_step", |enc| {
             // Keep the running statistics in case the step turns out non-finite.
             for (src, dst) in m.buffers.iter().zip(&m.buffers_saved) {
                 enc.copy_buffer_to_buffer(src, 0, dst, 0, src.size());
             }
-            // Encoder.
-            for l in 0..cfg.n_layers {
-                let layer = &lay.encoder[l];
-                let c = &a.enc[l];
-                let x = if l == 0 { &a.x } else { &a.enc[l - 1].out };
-                pipes.encode_linear_forward(
-                    ctx,
-                    enc,
-                    x,
-                    &t(&layer.weight).value,
-                    &t(&layer.bias).value,
-                    &c.pre,
-                    b,
-                    layer.n_in,
-                    h,
-                )?;
-                n_disp += 1 + bn_relu_train(
-                    ctx,
-                    pipes,
-                    enc,
-                    cfg,
-                    layer,
-                    c,
-                    &t,
-                    &bufi,
-                    b,
-                    DropoutParams::new(
-                        (b * h) as u32,
-                        cfg.dropout_rate,
-                        hyper.seed,
-                        hyper.step,
-                        rng::DROPOUT_ENCODER + 16 * l as u32,
-                    ),
-                )?;
-            }
-            let last = &a.enc[cfg.n_layers - 1].out;
-            for (head, out) in [(&lay.z_mean, &a.qm), (&lay.z_var, &a.qv)] {
-                pipes.encode_linear_forward(
-                    ctx,
-                    enc,
-                    last,
-                    &t(&head.weight).value,
-                    &t(&head.bias).value,
-                    out,
-                    b,
-                    h,
-                    z,
-                )?;
-                n_disp += 1;
-            }
+            let rec = Rec {
+                ctx,
+                pipes,
+                m,
+                a,
+                b,
+            };
+            rec.encoder(enc, Some((hyper.seed, hyper.step)))?;
             pipes.encode_reparam(
                 ctx,
                 enc,
@@ -366,206 +308,15 @@ impl GpuBackend {
                 &a.qv,
                 &a.eps,
                 &a.z,
-                b * z,
+                b * cfg.n_latent,
                 hyper.seed,
                 hyper.step,
                 rng::REPARAM,
             )?;
-            n_disp += 1;
-            // Decoder (batch norm + ReLU, no dropout).
-            for l in 0..cfg.n_layers {
-                let layer = &lay.decoder[l];
-                let c = &a.dec[l];
-                let x = if l == 0 { &a.z } else { &a.dec[l - 1].out };
-                pipes.encode_linear_forward(
-                    ctx,
-                    enc,
-                    x,
-                    &t(&layer.weight).value,
-                    &t(&layer.bias).value,
-                    &c.pre,
-                    b,
-                    layer.n_in,
-                    h,
-                )?;
-                n_disp += 1 + bn_relu_train(
-                    ctx,
-                    pipes,
-                    enc,
-                    cfg,
-                    layer,
-                    c,
-                    &t,
-                    &bufi,
-                    b,
-                    DropoutParams::new((b * h) as u32, 0.0, 0, 0, 0),
-                )?;
-            }
-            let dlast = &a.dec[cfg.n_layers - 1].out;
-            let s = &lay.scale;
-            pipes.encode_linear_forward(
-                ctx,
-                enc,
-                dlast,
-                &t(&s.weight).value,
-                &t(&s.bias).value,
-                &a.logits,
-                b,
-                h,
-                g,
-            )?;
-            pipes.encode_softmax(ctx, enc, &a.logits, &a.rho, b, g)?;
-            pipes.encode_kl(ctx, enc, &a.qm, &a.qv, &a.kl, b, z)?;
-            let lt = t(&lay.log_theta);
-            pipes.encode_nb_forward_backward(
-                ctx,
-                enc,
-                &NbBuffers {
-                    x: &a.counts,
-                    rho: &a.rho,
-                    log_theta: &lt.value,
-                    cells: &a.cells,
-                    loglik: &a.loglik,
-                    d_logits: &a.d_logits,
-                    th_scratch: &a.th,
-                    d_log_theta: &lt.grad,
-                },
-                b,
-                g,
-                1,
-            )?;
-            n_disp += 5;
-            // Backward: decoder head, then decoder layers last to first.
-            pipes.encode_linear_backward(
-                ctx,
-                enc,
-                dlast,
-                &t(&s.weight).value,
-                &a.d_logits,
-                Some(&a.d_a),
-                &t(&s.weight).grad,
-                &t(&s.bias).grad,
-                b,
-                h,
-                g,
-            )?;
-            n_disp += 3;
-            for l in (0..cfg.n_layers).rev() {
-                let layer = &lay.decoder[l];
-                n_disp += act_bn_backward(ctx, pipes, enc, layer, &a.dec[l], &t, a, b, 0.0)?;
-                let (x, dx) = if l == 0 {
-                    (&a.z, &a.d_z)
-                } else {
-                    (&a.dec[l - 1].out, &a.d_a)
-                };
-                pipes.encode_linear_backward(
-                    ctx,
-                    enc,
-                    x,
-                    &t(&layer.weight).value,
-                    &a.d_b,
-                    Some(dx),
-                    &t(&layer.weight).grad,
-                    &t(&layer.bias).grad,
-                    b,
-                    layer.n_in,
-                    h,
-                )?;
-                n_disp += 3;
-            }
-            pipes.encode_reparam_backward(
-                ctx,
-                enc,
-                &a.d_z,
-                &a.eps,
-                &a.qv,
-                &a.d_qm,
-                &a.d_qv,
-                b * z,
-            )?;
-            pipes.encode_kl_backward(
-                ctx,
-                enc,
-                &a.qm,
-                &a.qv,
-                &a.weights_kl,
-                &a.d_qm,
-                &a.d_qv,
-                b,
-                z,
-            )?;
-            n_disp += 2;
-            // Encoder heads: d(last) = d_qm W_m^T + d_qv W_v^T.
-            for (head, dy, dx) in [
-                (&lay.z_mean, &a.d_qm, &a.d_a),
-                (&lay.z_var, &a.d_qv, &a.d_b),
-            ] {
-                pipes.encode_linear_backward(
-                    ctx,
-                    enc,
-                    last,
-                    &t(&head.weight).value,
-                    dy,
-                    Some(dx),
-                    &t(&head.weight).grad,
-                    &t(&head.bias).grad,
-                    b,
-                    h,
-                    z,
-                )?;
-                n_disp += 3;
-            }
-            let bh = (b * h * 4) as u64;
-            enc.copy_buffer_to_buffer(&a.d_a, 0, &a.stack, 0, bh);
-            enc.copy_buffer_to_buffer(&a.d_b, 0, &a.stack, bh, bh);
-            pipes.encode_linear_backward(
-                ctx,
-                enc,
-                &a.stack_eye,
-                &a.stack_eye,
-                &a.stack,
-                None,
-                &a.d_a,
-                &a.scratch_h,
-                2 * b,
-                b,
-                h,
-            )?;
-            n_disp += 2;
-            for l in (0..cfg.n_layers).rev() {
-                let layer = &lay.encoder[l];
-                n_disp += act_bn_backward(
-                    ctx,
-                    pipes,
-                    enc,
-                    layer,
-                    &a.enc[l],
-                    &t,
-                    a,
-                    b,
-                    cfg.dropout_rate,
-                )?;
-                let (x, dx) = if l == 0 {
-                    (&a.x, None)
-                } else {
-                    (&a.enc[l - 1].out, Some(&a.d_a))
-                };
-                pipes.encode_linear_backward(
-                    ctx,
-                    enc,
-                    x,
-                    &t(&layer.weight).value,
-                    &a.d_b,
-                    dx,
-                    &t(&layer.weight).grad,
-                    &t(&layer.bias).grad,
-                    b,
-                    layer.n_in,
-                    h,
-                )?;
-                n_disp += if l == 0 { 2 } else { 3 };
-            }
-            Ok(())
+            rec.decoder(enc)?;
+            pipes.encode_kl(ctx, enc, &a.qm, &a.qv, &a.kl, b, cfg.n_latent)?;
+            rec.likelihood(enc)?;
+            rec.backward(enc)
         })
         .await?;
         let loglik = read_f32(ctx, &a.loglik, b).await?;
@@ -590,8 +341,6 @@ impl GpuBackend {
                 Ok(())
             })
             .await?;
-            n_disp += m.tensors.len();
-            m.steps = hyper.step + 1;
         } else {
             submit(ctx, "restore running statistics", |enc| {
                 for (dst, src) in m.buffers.iter().zip(&m.buffers_saved) {
@@ -601,7 +350,12 @@ impl GpuBackend {
             })
             .await?;
         }
-        self.last_dispatches = n_disp;
+        self.last_dispatches = ctx.dispatches() - before;
+        if finite {
+            if let Some(m) = self.model.as_mut() {
+                m.steps = hyper.step + 1;
+            }
+        }
         Ok(StepLosses {
             loss: recon + hyper.kl_weight * klm,
             reconstruction: recon,
@@ -622,71 +376,58 @@ impl GpuBackend {
         if b == 0 {
             return Ok(Posterior::default());
         }
-        prepare(ctx, m, batch)?;
-        let (cfg, lay) = (&m.config, &m.layout);
-        let a = m.acts.as_ref().expect("prepared");
-        let (h, z) = (cfg.n_hidden, cfg.n_latent);
-        let t = |r: &Range<usize>| m.tensor(r);
-        let bufi = |r: &Range<usize>| m.buffer(r);
+        prepare(ctx, m, batch).await?;
+        let m = &*m;
+        let a = m.acts()?;
         submit(ctx, "encode", |enc| {
-            for l in 0..cfg.n_layers {
-                let layer = &lay.encoder[l];
-                let c = &a.enc[l];
-                let x = if l == 0 { &a.x } else { &a.enc[l - 1].out };
-                pipes.encode_linear_forward(
-                    ctx,
-                    enc,
-                    x,
-                    &t(&layer.weight).value,
-                    &t(&layer.bias).value,
-                    &c.pre,
-                    b,
-                    layer.n_in,
-                    h,
-                )?;
-                let ((gm, be), (rm, rv)) = bn_ranges(layer)?;
-                pipes.encode_batchnorm_eval(
-                    ctx,
-                    enc,
-                    &c.pre,
-                    &t(&gm).value,
-                    &t(&be).value,
-                    bufi(&rm),
-                    bufi(&rv),
-                    &c.out,
-                    b,
-                    h,
-                    cfg.bn_eps,
-                )?;
-                pipes.encode_relu_dropout(
-                    ctx,
-                    enc,
-                    &c.out,
-                    &DropoutParams::new((b * h) as u32, 0.0, 0, 0, 0),
-                )?;
+            Rec {
+                ctx,
+                pipes,
+                m,
+                a,
+                b,
             }
-            let last = &a.enc[cfg.n_layers - 1].out;
-            for (head, out) in [(&lay.z_mean, &a.qm), (&lay.z_var, &a.qv)] {
-                pipes.encode_linear_forward(
-                    ctx,
-                    enc,
-                    last,
-                    &t(&head.weight).value,
-                    &t(&head.bias).value,
-                    out,
-                    b,
-                    h,
-                    z,
-                )?;
-            }
-            Ok(())
+            .encoder(enc, None)
         })
         .await?;
+        let z = m.config.n_latent;
         let mean = read_f32(ctx, &a.qm, b * z).await?;
         let v = read_f32(ctx, &a.qv, b * z).await?;
-        let var = v.iter().map(|&v| v.exp() + cfg.var_eps).collect();
+        let var = v.iter().map(|&v| v.exp() + m.config.var_eps).collect();
         Ok(Posterior { mean, var })
     }
+}
+
+type Uploaded = (Vec<Tensor>, Vec<wgpu::Buffer>, Vec<wgpu::Buffer>);
+
+/// Buffers of every tensor (value, gradient, Adam moments) and batch-norm statistic.
+fn upload_state(ctx: &GpuContext, state: &TrainState) -> Result<Uploaded> {
+    let (p, layout) = (&state.params, &state.params.layout);
+    let tensors = layout
+        .tensors
+        .iter()
+        .map(|t| {
+            let r = t.range();
+            Ok(Tensor {
+                value: buf_with(ctx, &t.name, &p.values[r.clone()])?,
+                grad: buf(ctx, &t.name, t.len())?,
+                m: buf_with(ctx, &t.name, &state.adam_m[r.clone()])?,
+                v: buf_with(ctx, &t.name, &state.adam_v[r])?,
+                len: t.len(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let buffers = layout
+        .buffers
+        .iter()
+        .map(|t| buf_with(ctx, &t.name, &p.buffers[t.range()]))
+        .collect::<Result<_>>()?;
+    let buffers_saved = layout
+        .buffers
+        .iter()
+        .map(|t| buf(ctx, &t.name, t.len()))
+        .collect::<Result<_>>()?;
+    Ok((tensors, buffers, buffers_saved))
 }
 
 type BnRanges = ((Range<usize>, Range<usize>), (Range<usize>, Range<usize>));
@@ -698,88 +439,401 @@ fn bn_ranges(layer: &LayerRanges) -> Result<BnRanges> {
     }
 }
 
-/// Batch norm (training) then ReLU (+ dropout) in place on `c.out`. Returns dispatches.
-fn bn_relu_train<'a>(
-    ctx: &GpuContext,
-    pipes: &Pipelines,
-    enc: &mut wgpu::CommandEncoder,
-    cfg: &ModelConfig,
-    layer: &LayerRanges,
-    c: &LayerActs,
-    t: &dyn Fn(&Range<usize>) -> &'a Tensor,
-    bufi: &dyn Fn(&Range<usize>) -> &'a wgpu::Buffer,
+/// What recording a step needs: the kernels, the resident model, this minibatch's
+/// buffers and its size. The methods record in the order of
+/// `model::cpu_model::CpuModel::forward_backward`.
+struct Rec<'a> {
+    ctx: &'a GpuContext,
+    pipes: &'a Pipelines,
+    m: &'a Resident,
+    a: &'a Acts,
     b: usize,
-    drop: DropoutParams,
-) -> Result<usize> {
-    let h = layer.n_out;
-    let ((gm, be), (rm, rv)) = bn_ranges(layer)?;
-    pipes.encode_batchnorm_train(
-        ctx,
-        enc,
-        &c.pre,
-        &t(&gm).value,
-        &t(&be).value,
-        bufi(&rm),
-        bufi(&rv),
-        &c.out,
-        &c.xhat,
-        &c.stats,
-        b,
-        h,
-        cfg.bn_eps,
-        cfg.bn_momentum,
-    )?;
-    pipes.encode_relu_dropout(ctx, enc, &c.out, &drop)?;
-    Ok(2)
 }
 
-/// ReLU (+ dropout) backward in place on `a.d_a`, then batch-norm backward into `a.d_b`
-/// and the layer's gamma/beta gradients. Returns dispatches.
-fn act_bn_backward<'a>(
-    ctx: &GpuContext,
-    pipes: &Pipelines,
-    enc: &mut wgpu::CommandEncoder,
-    layer: &LayerRanges,
-    c: &LayerActs,
-    t: &dyn Fn(&Range<usize>) -> &'a Tensor,
-    a: &Acts,
-    b: usize,
-    p_drop: f32,
-) -> Result<usize> {
-    let h = layer.n_out;
-    let ((gm, be), _) = bn_ranges(layer)?;
-    pipes.encode_relu_dropout_backward(
-        ctx,
-        enc,
-        &c.out,
-        &a.d_a,
-        &DropoutParams::new((b * h) as u32, p_drop, 0, 0, 0),
-    )?;
-    pipes.encode_batchnorm_backward(
-        ctx,
-        enc,
-        &a.d_a,
-        &c.xhat,
-        &c.stats,
-        &t(&gm).value,
-        &a.d_b,
-        &t(&gm).grad,
-        &t(&be).grad,
-        b,
-        h,
-    )?;
-    Ok(2)
+impl Rec<'_> {
+    fn t(&self, r: &Range<usize>) -> &Tensor {
+        self.m.tensor(r)
+    }
+
+    /// `y = x W[..base] + bias` then, when the layer takes the one-hot batch, `y +=
+    /// W[base + batch]`.
+    fn linear_in(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        layer: &LayerRanges,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        base: usize,
+        with_batch: bool,
+    ) -> Result<()> {
+        let (ctx, a, b, h) = (self.ctx, self.a, self.b, layer.n_out);
+        let w = &self.t(&layer.weight).value;
+        let bias = &self.t(&layer.bias).value;
+        self.pipes
+            .encode_linear_forward(ctx, enc, x, w, bias, y, b, base, h)?;
+        let k = self.m.config.batch_inputs();
+        if with_batch && k > 0 {
+            self.pipes
+                .encode_onehot(ctx, enc, &a.codes, w, y, b, h, base, k)?;
+        }
+        Ok(())
+    }
+
+    /// Backward of [`Rec::linear_in`] from dy = `a.d_b`: weight and bias gradients (the
+    /// one-hot rows too) and, when given, `dx`.
+    fn linear_in_backward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        layer: &LayerRanges,
+        x: &wgpu::Buffer,
+        dx: Option<&wgpu::Buffer>,
+        base: usize,
+        with_batch: bool,
+    ) -> Result<()> {
+        let (ctx, a, b, h) = (self.ctx, self.a, self.b, layer.n_out);
+        let w = self.t(&layer.weight);
+        self.pipes.encode_linear_backward(
+            ctx,
+            enc,
+            x,
+            &w.value,
+            &a.d_b,
+            dx,
+            &w.grad,
+            &self.t(&layer.bias).grad,
+            b,
+            base,
+            h,
+        )?;
+        let k = self.m.config.batch_inputs();
+        if with_batch && k > 0 {
+            self.pipes
+                .encode_onehot_grad(ctx, enc, &a.codes, &a.d_b, &w.grad, b, h, base, k)?;
+        }
+        Ok(())
+    }
+
+    /// A dense head `y = x W + bias` (x B x H).
+    fn head(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        layer: &LayerRanges,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Result<()> {
+        self.pipes.encode_linear_forward(
+            self.ctx,
+            enc,
+            x,
+            &self.t(&layer.weight).value,
+            &self.t(&layer.bias).value,
+            y,
+            self.b,
+            layer.n_in,
+            layer.n_out,
+        )
+    }
+
+    /// Backward of [`Rec::head`]: parameter gradients and `dx`.
+    fn head_backward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        layer: &LayerRanges,
+        x: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
+        dx: &wgpu::Buffer,
+    ) -> Result<()> {
+        let w = self.t(&layer.weight);
+        self.pipes.encode_linear_backward(
+            self.ctx,
+            enc,
+            x,
+            &w.value,
+            dy,
+            Some(dx),
+            &w.grad,
+            &self.t(&layer.bias).grad,
+            self.b,
+            layer.n_in,
+            layer.n_out,
+        )
+    }
+
+    /// Batch norm then ReLU (+ dropout) in place on `c.out`: training mode (batch
+    /// statistics, running statistics updated) when `drop` is given, else eval mode.
+    fn norm_act(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        layer: &LayerRanges,
+        c: &LayerActs,
+        drop: Option<DropoutParams>,
+    ) -> Result<()> {
+        let (ctx, pipes, m, b, h) = (self.ctx, self.pipes, self.m, self.b, layer.n_out);
+        let cfg = &m.config;
+        let ((gm, be), (rm, rv)) = bn_ranges(layer)?;
+        let (gamma, beta) = (&self.t(&gm).value, &self.t(&be).value);
+        let (rmean, rvar) = (m.buffer(&rm), m.buffer(&rv));
+        match drop {
+            Some(drop) => {
+                pipes.encode_batchnorm_train(
+                    ctx,
+                    enc,
+                    &c.pre,
+                    gamma,
+                    beta,
+                    rmean,
+                    rvar,
+                    &c.out,
+                    &c.xhat,
+                    &c.stats,
+                    b,
+                    h,
+                    cfg.bn_eps,
+                    cfg.bn_momentum,
+                )?;
+                pipes.encode_relu_dropout(ctx, enc, &c.out, &drop)
+            }
+            None => {
+                pipes.encode_batchnorm_eval(
+                    ctx, enc, &c.pre, gamma, beta, rmean, rvar, &c.out, b, h, cfg.bn_eps,
+                )?;
+                pipes.encode_relu_dropout(
+                    ctx,
+                    enc,
+                    &c.out,
+                    &DropoutParams::new((b * h) as u32, 0.0, 0, 0, 0),
+                )
+            }
+        }
+    }
+
+    /// ReLU (+ dropout) backward in place on `a.d_a`, then batch-norm backward into
+    /// `a.d_b` and the layer's gamma/beta gradients.
+    fn norm_act_backward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        layer: &LayerRanges,
+        c: &LayerActs,
+        p_drop: f32,
+    ) -> Result<()> {
+        let (ctx, a, b, h) = (self.ctx, self.a, self.b, layer.n_out);
+        let ((gm, be), _) = bn_ranges(layer)?;
+        self.pipes.encode_relu_dropout_backward(
+            ctx,
+            enc,
+            &c.out,
+            &a.d_a,
+            &DropoutParams::new((b * h) as u32, p_drop, 0, 0, 0),
+        )?;
+        let gamma = self.t(&gm);
+        self.pipes.encode_batchnorm_backward(
+            ctx,
+            enc,
+            &a.d_a,
+            &c.xhat,
+            &c.stats,
+            &gamma.value,
+            &a.d_b,
+            &gamma.grad,
+            &self.t(&be).grad,
+            b,
+            h,
+        )
+    }
+
+    /// The encoder into `a.qm`, `a.qv`: training mode (dropout drawn with `(seed, step)`)
+    /// or eval mode (`None`).
+    fn encoder(&self, enc: &mut wgpu::CommandEncoder, train: Option<(u64, u32)>) -> Result<()> {
+        let (a, cfg, lay) = (self.a, &self.m.config, &self.m.layout);
+        let h = cfg.n_hidden;
+        for l in 0..cfg.n_layers {
+            let layer = &lay.encoder[l];
+            let c = &a.enc[l];
+            let (x, base) = if l == 0 {
+                (&a.x, cfg.n_genes)
+            } else {
+                (&a.enc[l - 1].out, h)
+            };
+            self.linear_in(enc, layer, x, &c.pre, base, l == 0 && cfg.encode_batch)?;
+            let drop = train.map(|(seed, step)| {
+                DropoutParams::new(
+                    (self.b * h) as u32,
+                    cfg.dropout_rate,
+                    seed,
+                    step,
+                    rng::DROPOUT_ENCODER + 16 * l as u32,
+                )
+            });
+            self.norm_act(enc, layer, c, drop)?;
+        }
+        let last = &a.enc[cfg.n_layers - 1].out;
+        self.head(enc, &lay.z_mean, last, &a.qm)?;
+        self.head(enc, &lay.z_var, last, &a.qv)
+    }
+
+    /// The decoder (training mode, no dropout) from `a.z`: logits, `rho` (softmax) and,
+    /// for ZINB, the dropout logits `pi`.
+    fn decoder(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        let (a, cfg, lay) = (self.a, &self.m.config, &self.m.layout);
+        let h = cfg.n_hidden;
+        for l in 0..cfg.n_layers {
+            let layer = &lay.decoder[l];
+            let (x, base) = if l == 0 {
+                (&a.z, cfg.n_latent)
+            } else {
+                (&a.dec[l - 1].out, h)
+            };
+            self.linear_in(enc, layer, x, &a.dec[l].pre, base, true)?;
+            let drop = DropoutParams::new((self.b * h) as u32, 0.0, 0, 0, 0);
+            self.norm_act(enc, layer, &a.dec[l], Some(drop))?;
+        }
+        let last = &a.dec[cfg.n_layers - 1].out;
+        self.head(enc, &lay.scale, last, &a.logits)?;
+        self.pipes
+            .encode_softmax(self.ctx, enc, &a.logits, &a.rho, self.b, cfg.n_genes)?;
+        if let Some(d) = &lay.dropout {
+            self.head(enc, d, last, &a.pi)?;
+        }
+        Ok(())
+    }
+
+    /// The count log-likelihood per cell with its gradients (d_logits, d_log_theta and,
+    /// for ZINB, d_pi in place of pi).
+    fn likelihood(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        let (ctx, a, cfg, b) = (self.ctx, self.a, &self.m.config, self.b);
+        let g = cfg.n_genes;
+        let lt = self.t(&self.m.layout.log_theta);
+        let bufs = NbBuffers {
+            x: &a.counts,
+            rho: &a.rho,
+            log_theta: &lt.value,
+            cells: &a.cells,
+            loglik: &a.loglik,
+            d_logits: &a.d_logits,
+            th_scratch: &a.th,
+            d_log_theta: &lt.grad,
+        };
+        let k = cfg.theta_rows();
+        match cfg.likelihood {
+            Likelihood::Nb => self
+                .pipes
+                .encode_nb_forward_backward(ctx, enc, &bufs, b, g, k),
+            Likelihood::Zinb => self
+                .pipes
+                .encode_zinb_forward_backward(ctx, enc, &bufs, &a.pi, b, g, k),
+            Likelihood::Poisson => self.pipes.encode_poisson_forward_backward(
+                ctx,
+                enc,
+                &a.counts,
+                &a.rho,
+                &a.cells,
+                &a.loglik,
+                &a.d_logits,
+                b,
+                g,
+            ),
+        }
+    }
+
+    /// `a.d_a += a.d_b` as one product: `[I; I]^T [d_a; d_b]` with the linear backward's
+    /// dw kernel (two copies and one dispatch).
+    fn add_d_b_into_d_a(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        let (a, b, h) = (self.a, self.b, self.m.config.n_hidden);
+        let bh = (b * h * 4) as u64;
+        enc.copy_buffer_to_buffer(&a.d_a, 0, &a.stack, 0, bh);
+        enc.copy_buffer_to_buffer(&a.d_b, 0, &a.stack, bh, bh);
+        self.pipes.encode_linear_backward(
+            self.ctx,
+            enc,
+            &a.stack_eye,
+            &a.stack_eye,
+            &a.stack,
+            None,
+            &a.d_a,
+            &a.scratch_h,
+            2 * b,
+            b,
+            h,
+        )
+    }
+
+    /// Every gradient, from the likelihood's and KL's back to the first layer.
+    fn backward(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        let (ctx, pipes, a, b) = (self.ctx, self.pipes, self.a, self.b);
+        let (cfg, lay) = (&self.m.config, &self.m.layout);
+        let (h, z) = (cfg.n_hidden, cfg.n_latent);
+        // Decoder heads: d(last decoder output) into d_a.
+        let dlast = &a.dec[cfg.n_layers - 1].out;
+        self.head_backward(enc, &lay.scale, dlast, &a.d_logits, &a.d_a)?;
+        if let Some(d) = &lay.dropout {
+            self.head_backward(enc, d, dlast, &a.pi, &a.d_b)?;
+            self.add_d_b_into_d_a(enc)?;
+        }
+        for l in (0..cfg.n_layers).rev() {
+            let layer = &lay.decoder[l];
+            self.norm_act_backward(enc, layer, &a.dec[l], 0.0)?;
+            let (x, dx, base) = if l == 0 {
+                (&a.z, &a.d_z, z)
+            } else {
+                (&a.dec[l - 1].out, &a.d_a, h)
+            };
+            self.linear_in_backward(enc, layer, x, Some(dx), base, true)?;
+        }
+        pipes.encode_reparam_backward(ctx, enc, &a.d_z, &a.eps, &a.qv, &a.d_qm, &a.d_qv, b * z)?;
+        pipes.encode_kl_backward(
+            ctx,
+            enc,
+            &a.qm,
+            &a.qv,
+            &a.weights_kl,
+            &a.d_qm,
+            &a.d_qv,
+            b,
+            z,
+        )?;
+        // Encoder heads: d(last) = d_qm W_m^T + d_qv W_v^T.
+        let last = &a.enc[cfg.n_layers - 1].out;
+        self.head_backward(enc, &lay.z_mean, last, &a.d_qm, &a.d_a)?;
+        self.head_backward(enc, &lay.z_var, last, &a.d_qv, &a.d_b)?;
+        self.add_d_b_into_d_a(enc)?;
+        for l in (0..cfg.n_layers).rev() {
+            let layer = &lay.encoder[l];
+            self.norm_act_backward(enc, layer, &a.enc[l], cfg.dropout_rate)?;
+            if l == 0 {
+                // The counts need no gradient.
+                self.linear_in_backward(enc, layer, &a.x, None, cfg.n_genes, cfg.encode_batch)?;
+            } else {
+                self.linear_in_backward(enc, layer, &a.enc[l - 1].out, Some(&a.d_a), h, false)?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// (Re)allocates the per-minibatch buffers for B cells and uploads the counts: log1p on
-/// the CPU for the encoder input, raw for the likelihood.
-fn prepare(ctx: &GpuContext, m: &mut Resident, batch: &Minibatch) -> Result<()> {
+/// (Re)allocates the per-minibatch buffers for B cells (inside an out-of-memory scope)
+/// and uploads the minibatch: log1p counts for the encoder, raw counts for the
+/// likelihood, batch codes for the one-hot layers. Only B x G buffers grow with the
+/// data, so any number of cells trains within the binding limits.
+async fn prepare(ctx: &GpuContext, m: &mut Resident, batch: &Minibatch) -> Result<()> {
     let cfg = &m.config;
     let (b, g, h, z) = (batch.n_rows, cfg.n_genes, cfg.n_hidden, cfg.n_latent);
-    if batch.n_genes != g || batch.counts.len() < b * g || batch.library.len() < b {
+    if batch.n_genes != g
+        || batch.counts.len() < b * g
+        || batch.library.len() < b
+        || batch.batch.len() < b
+    {
         return Err(Error::Config(format!(
             "the minibatch has {} genes, the model {g}",
             batch.n_genes
+        )));
+    }
+    if let Some(&bad) = batch.batch[..b]
+        .iter()
+        .find(|&&k| k as usize >= cfg.n_batches.max(1))
+    {
+        return Err(Error::Config(format!(
+            "a cell of batch {bad} was given to a model of {} batches",
+            cfg.n_batches
         )));
     }
     let limit = ctx.device.limits().max_storage_buffer_binding_size;
@@ -791,52 +845,83 @@ fn prepare(ctx: &GpuContext, m: &mut Resident, batch: &Minibatch) -> Result<()> 
         )));
     }
     if m.acts.as_ref().map(|a| a.b) != Some(b) {
-        let layer = |name: &str| LayerActs {
-            pre: buf(ctx, name, b * h),
-            out: buf(ctx, name, b * h),
-            xhat: buf(ctx, name, b * h),
-            stats: buf(ctx, name, 2 * h),
-        };
-        let mut eye = vec![0.0f32; 2 * b * b];
-        for r in 0..b {
-            eye[r * b + r] = 1.0;
-            eye[(b + r) * b + r] = 1.0;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let acts = alloc_acts(ctx, cfg, b, g, h, z);
+        let oom = scope.pop().await;
+        let acts = acts?;
+        if let Some(e) = oom {
+            return Err(Error::Gpu(format!(
+                "out of GPU memory allocating a minibatch of {b} cells: {e}"
+            )));
         }
-        m.acts = Some(Acts {
-            b,
-            x: buf(ctx, "x_log1p", b * g),
-            counts: buf(ctx, "counts", b * g),
-            cells: buf(ctx, "cells", 4 * b),
-            enc: (0..cfg.n_layers).map(|_| layer("enc")).collect(),
-            dec: (0..cfg.n_layers).map(|_| layer("dec")).collect(),
-            qm: buf(ctx, "qm", b * z),
-            qv: buf(ctx, "qv", b * z),
-            eps: buf(ctx, "eps", b * z),
-            z: buf(ctx, "z", b * z),
-            logits: buf(ctx, "logits", b * g),
-            rho: buf(ctx, "rho", b * g),
-            loglik: buf(ctx, "loglik", b),
-            kl: buf(ctx, "kl", b),
-            weights_kl: buf(ctx, "weights_kl", b),
-            d_logits: buf(ctx, "d_logits", b * g),
-            th: buf(ctx, "th", b * g),
-            d_a: buf(ctx, "d_a", b * h),
-            d_b: buf(ctx, "d_b", b * h),
-            d_z: buf(ctx, "d_z", b * z),
-            d_qm: buf(ctx, "d_qm", b * z),
-            d_qv: buf(ctx, "d_qv", b * z),
-            stack: buf(ctx, "stack", 2 * b * h),
-            stack_eye: buf_with(ctx, "stack_eye", &eye),
-            scratch_h: buf(ctx, "scratch_h", h),
-        });
+        m.acts = Some(acts);
     }
-    let a = m.acts.as_ref().expect("allocated");
+    let a = m.acts()?;
     let counts = &batch.counts[..b * g];
     let x: Vec<f32> = counts.iter().map(|&c| c.ln_1p()).collect();
     ctx.queue.write_buffer(&a.x, 0, bytemuck::cast_slice(&x));
     ctx.queue
         .write_buffer(&a.counts, 0, bytemuck::cast_slice(counts));
+    ctx.queue
+        .write_buffer(&a.codes, 0, bytemuck::cast_slice(&batch.batch[..b]));
     Ok(())
+}
+
+fn alloc_acts(
+    ctx: &GpuContext,
+    cfg: &ModelConfig,
+    b: usize,
+    g: usize,
+    h: usize,
+    z: usize,
+) -> Result<Acts> {
+    let layer = |name: &str| -> Result<LayerActs> {
+        Ok(LayerActs {
+            pre: buf(ctx, name, b * h)?,
+            out: buf(ctx, name, b * h)?,
+            xhat: buf(ctx, name, b * h)?,
+            stats: buf(ctx, name, 2 * h)?,
+        })
+    };
+    let mut eye = vec![0.0f32; 2 * b * b];
+    for r in 0..b {
+        eye[r * b + r] = 1.0;
+        eye[(b + r) * b + r] = 1.0;
+    }
+    let zinb = cfg.likelihood == Likelihood::Zinb;
+    Ok(Acts {
+        b,
+        x: buf(ctx, "x_log1p", b * g)?,
+        counts: buf(ctx, "counts", b * g)?,
+        cells: buf(ctx, "cells", 4 * b)?,
+        codes: buf(ctx, "batch codes", b)?,
+        enc: (0..cfg.n_layers)
+            .map(|_| layer("enc"))
+            .collect::<Result<_>>()?,
+        dec: (0..cfg.n_layers)
+            .map(|_| layer("dec"))
+            .collect::<Result<_>>()?,
+        qm: buf(ctx, "qm", b * z)?,
+        qv: buf(ctx, "qv", b * z)?,
+        eps: buf(ctx, "eps", b * z)?,
+        z: buf(ctx, "z", b * z)?,
+        logits: buf(ctx, "logits", b * g)?,
+        rho: buf(ctx, "rho", b * g)?,
+        pi: buf(ctx, "pi", if zinb { b * g } else { 1 })?,
+        loglik: buf(ctx, "loglik", b)?,
+        kl: buf(ctx, "kl", b)?,
+        weights_kl: buf(ctx, "weights_kl", b)?,
+        d_logits: buf(ctx, "d_logits", b * g)?,
+        th: buf(ctx, "th", b * g)?,
+        d_a: buf(ctx, "d_a", b * h)?,
+        d_b: buf(ctx, "d_b", b * h)?,
+        d_z: buf(ctx, "d_z", b * z)?,
+        d_qm: buf(ctx, "d_qm", b * z)?,
+        d_qv: buf(ctx, "d_qv", b * z)?,
+        stack: buf(ctx, "stack", 2 * b * h)?,
+        stack_eye: buf_with(ctx, "stack_eye", &eye)?,
+        scratch_h: buf(ctx, "scratch_h", h)?,
+    })
 }
 
 #[cfg(not(target_arch = "wasm32"))]

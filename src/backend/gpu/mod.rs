@@ -21,6 +21,7 @@ pub use batchnorm::BnTrainOutput;
 pub use likelihood::NbBuffers;
 
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What the user is told about the adapter in use.
@@ -45,6 +46,10 @@ pub struct GpuContext {
     /// Its queue.
     pub queue: wgpu::Queue,
     lost: Arc<Mutex<Option<String>>>,
+    /// Compute passes recorded so far (see [`GpuContext::dispatches`]).
+    dispatches: AtomicUsize,
+    /// Size in bytes of the largest buffer created so far.
+    largest_buffer: AtomicU64,
 }
 
 impl GpuContext {
@@ -93,6 +98,8 @@ impl GpuContext {
             device,
             queue,
             lost,
+            dispatches: AtomicUsize::new(0),
+            largest_buffer: AtomicU64::new(0),
         })
     }
 
@@ -114,6 +121,38 @@ impl GpuContext {
                 .trim()
                 .to_string(),
         }
+    }
+
+    /// Compute dispatches recorded on this context so far (the difference over a step is
+    /// that step's dispatch count).
+    pub fn dispatches(&self) -> usize {
+        self.dispatches.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_dispatch(&self) {
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The size in bytes of the largest buffer created on this context so far (the
+    /// 100,000-cell test checks it against WebGPU's default binding limit).
+    pub fn largest_buffer(&self) -> u64 {
+        self.largest_buffer.load(Ordering::Relaxed)
+    }
+
+    /// Creates a buffer, refusing sizes over the binding limit for storage buffers and
+    /// recording the largest size (no error scope: callers open one around a group).
+    pub(crate) fn create_buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> Result<wgpu::Buffer> {
+        let max = self.device.limits().max_storage_buffer_binding_size;
+        if desc.usage.contains(wgpu::BufferUsages::STORAGE) && desc.size > max {
+            return Err(Error::Gpu(format!(
+                "buffer {} needs {} bytes, over this adapter's limit of {max} bytes per \
+                 storage binding",
+                desc.label.unwrap_or("?"),
+                desc.size
+            )));
+        }
+        self.largest_buffer.fetch_max(desc.size, Ordering::Relaxed);
+        Ok(self.device.create_buffer(desc))
     }
 
     /// An error if the device has been lost (then the caller falls back to the CPU).
@@ -178,23 +217,24 @@ impl GpuContext {
     ) -> Result<wgpu::Buffer> {
         self.check_lost()?;
         let size = (data.len().max(4) as u64).div_ceil(4) * 4;
-        let max = self.device.limits().max_storage_buffer_binding_size;
-        if size > max {
-            return Err(Error::Gpu(format!(
-                "buffer {label} needs {size} bytes, over this adapter's limit of {max} bytes per storage binding"
-            )));
-        }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let mut usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
         if readable {
             usage |= wgpu::BufferUsages::COPY_SRC;
         }
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage,
             mapped_at_creation: false,
         });
+        let buffer = match buffer {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = scope.pop().await;
+                return Err(e);
+            }
+        };
         if !data.is_empty() {
             self.queue.write_buffer(&buffer, 0, data);
         }
