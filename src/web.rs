@@ -4,11 +4,12 @@
 
 use crate::backend::cpu::backend::CpuBackend;
 use crate::backend::{cpu, gpu, StepLosses, TrainState};
-use crate::data::preprocess::QcOptions;
+use crate::data::preprocess::{PreprocessReport, QcOptions};
 use crate::data::{read_inputs, InputFile, ReadOptions};
 use crate::eval::latent;
 use crate::explore::Explorer;
-use crate::model::{Likelihood, ModelConfig, Params};
+use crate::model::io::{from_safetensors, read_config, to_safetensors, ModelFiles};
+use crate::model::{Dispersion, Likelihood, ModelConfig, Params};
 use crate::pipeline::{column_codes, prepare, PrepareOptions, Prepared};
 use crate::summary::Summary;
 use crate::train::{TrainConfig, Trainer};
@@ -81,6 +82,33 @@ impl Dataset {
     pub fn cell_ids(&self) -> Vec<String> {
         self.matrix.cell_ids.clone()
     }
+
+    /// One gene's normalised expression in every cell (input order):
+    /// `log1p(count / total counts of the cell * 10^4)` (0 for a cell with no counts).
+    pub fn expression(&self, gene: &str) -> Result<Vec<f32>, JsError> {
+        let m = &self.matrix;
+        let g = m
+            .gene_names
+            .iter()
+            .position(|n| n == gene)
+            .or_else(|| m.gene_ids.iter().position(|n| n == gene))
+            .ok_or_else(|| JsError::new(&format!("{gene}: no such gene in the data")))?;
+        let sizes = m.library_sizes();
+        let mut out = vec![0.0f32; m.n_cells];
+        for (c, o) in out.iter_mut().enumerate() {
+            let (idx, val) = m.row(c);
+            if let Ok(k) = idx.binary_search(&(g as u32)) {
+                if sizes[c] > 0.0 {
+                    *o = (f64::from(val[k]) / sizes[c] * 1e4).ln_1p() as f32;
+                }
+            } else if let Some(k) = idx.iter().position(|&i| i as usize == g) {
+                if sizes[c] > 0.0 {
+                    *o = (f64::from(val[k]) / sizes[c] * 1e4).ln_1p() as f32;
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Reads the files a user dropped (`[{name, bytes}]`) and an optional metadata table
@@ -125,13 +153,20 @@ pub async fn gpu_check(n: usize) -> Result<JsValue, JsError> {
 struct SessionOptions {
     n_latent: usize,
     n_hidden: usize,
+    n_layers: usize,
     likelihood: Likelihood,
+    dispersion: Dispersion,
+    encode_batch: bool,
     lr: f32,
     beta: f32,
+    kl_warmup_epochs: Option<u32>,
     seed: u64,
     batch_size: usize,
     label_key: Option<String>,
+    batch_key: Option<String>,
     top_genes: Option<usize>,
+    min_counts: u64,
+    min_genes: usize,
     epochs: Option<u32>,
 }
 
@@ -140,13 +175,20 @@ impl Default for SessionOptions {
         SessionOptions {
             n_latent: 2,
             n_hidden: 128,
+            n_layers: 1,
             likelihood: Likelihood::Nb,
+            dispersion: Dispersion::Gene,
+            encode_batch: false,
             lr: 1e-3,
             beta: 1.0,
+            kl_warmup_epochs: None,
             seed: 0,
             batch_size: 128,
             label_key: None,
+            batch_key: None,
             top_genes: None,
+            min_counts: 0,
+            min_genes: 0,
             epochs: None,
         }
     }
@@ -164,6 +206,8 @@ struct StepStatus {
     finished: bool,
     lr: f32,
     epochs: u32,
+    beta: f32,
+    kl_warmup_epochs: u32,
 }
 
 fn seconds_now() -> f64 {
@@ -181,7 +225,29 @@ pub struct Session {
     last_kl_weight: Option<f32>,
     explorer: Option<Explorer>,
     label_key: Option<String>,
+    batch_key: Option<String>,
     n_latent: usize,
+    config: ModelConfig,
+    /// Latent means and variances of every cell, and the step they were computed at.
+    cache: Option<(u32, Vec<f32>, Vec<f32>)>,
+    /// Where the model came from (`"new"` or the imported config.json's description).
+    origin: String,
+}
+
+fn parse_options(options: JsValue) -> Result<SessionOptions, JsError> {
+    if options.is_null() || options.is_undefined() {
+        Ok(SessionOptions::default())
+    } else {
+        serde_wasm_bindgen::from_value(options)
+            .map_err(|e| JsError::new(&format!("session options: {e}")))
+    }
+}
+
+fn label_key_for(m: &CountMatrix, key: Option<String>) -> Option<String> {
+    match key {
+        Some(k) if !k.is_empty() => Some(k),
+        _ => m.obs.get("cell_type").map(|_| "cell_type".to_string()),
+    }
 }
 
 #[wasm_bindgen]
@@ -191,25 +257,21 @@ impl Session {
     /// label_key, top_genes, epochs}`, every field optional (undefined/null: defaults).
     #[wasm_bindgen(constructor)]
     pub fn new(dataset: &Dataset, options: JsValue) -> Result<Session, JsError> {
-        let opts: SessionOptions = if options.is_null() || options.is_undefined() {
-            SessionOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options)
-                .map_err(|e| JsError::new(&format!("session options: {e}")))?
-        };
+        let opts = parse_options(options)?;
         let m = &dataset.matrix;
-        let label_key = match opts.label_key {
-            Some(k) => Some(k),
-            None => m.obs.get("cell_type").map(|_| "cell_type".to_string()),
-        };
+        let label_key = label_key_for(m, opts.label_key.clone());
+        let batch_key = opts.batch_key.clone().filter(|k| !k.is_empty());
         let prep = prepare(
             m,
             &PrepareOptions {
                 qc: QcOptions {
-                    n_top_genes: opts.top_genes,
+                    n_top_genes: opts.top_genes.filter(|&n| n > 0),
+                    min_counts_per_cell: opts.min_counts,
+                    min_genes_per_cell: opts.min_genes,
                     ..Default::default()
                 },
                 label_key: label_key.clone(),
+                batch_key: batch_key.clone(),
                 ..Default::default()
             },
         )
@@ -217,15 +279,155 @@ impl Session {
         let mut config = ModelConfig::scvi_defaults(prep.matrix.n_genes, prep.batch_levels.len());
         config.n_latent = opts.n_latent;
         config.n_hidden = opts.n_hidden;
+        config.n_layers = opts.n_layers;
         config.likelihood = opts.likelihood;
+        config.dispersion = opts.dispersion;
+        config.encode_batch = opts.encode_batch;
         config.validate().map_err(to_js)?;
+        let params = Params::init(&config, opts.seed).map_err(to_js)?;
+        Session::build(prep, params, &opts, label_key, batch_key, "new".into())
+    }
+
+    /// A session around a saved model (`model.safetensors` bytes and `config.json` text,
+    /// as `cellvae train` writes them) on `dataset`: the data's genes are matched to the
+    /// model's (by id, then name; a missing gene is an error), batches by the model's
+    /// batch column. Training may continue (without KL warm-up). `options` as for
+    /// [`Session::new`]; only `label_key`, `lr`, `beta`, `seed`, `batch_size` and
+    /// `epochs` apply.
+    pub fn from_model(
+        dataset: &Dataset,
+        safetensors: Vec<u8>,
+        config_json: &str,
+        options: JsValue,
+    ) -> Result<Session, JsError> {
+        let mut opts = parse_options(options)?;
+        let files = read_config(config_json, "config.json").map_err(to_js)?;
+        let params =
+            from_safetensors(&safetensors, &files.model, "model.safetensors").map_err(to_js)?;
+        let data = &dataset.matrix;
+        let by_id: std::collections::HashMap<&str, usize> = data
+            .gene_ids
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.as_str(), i))
+            .collect();
+        let by_name: std::collections::HashMap<&str, usize> = data
+            .gene_names
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.as_str(), i))
+            .collect();
+        let mut cols = Vec::with_capacity(files.gene_ids.len());
+        let mut missing = Vec::new();
+        for (id, name) in files.gene_ids.iter().zip(&files.gene_names) {
+            match by_id
+                .get(id.as_str())
+                .or_else(|| by_name.get(name.as_str()))
+            {
+                Some(&i) => cols.push(i),
+                None => missing.push(name.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(JsError::new(&format!(
+                "the loaded data lacks {} of the model's {} genes (e.g. {}): load the data the model was trained on, or data with the same genes",
+                missing.len(),
+                files.gene_ids.len(),
+                missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let matrix = data.select_genes(&cols);
+        let batch_codes: Vec<u32> = match &files.batch_key {
+            Some(key) => {
+                let col = matrix.obs.get(key).ok_or_else(|| {
+                    JsError::new(&format!(
+                        "the model was trained with batch column {key}, which the loaded data lacks"
+                    ))
+                })?;
+                let (codes, levels) = column_codes(col);
+                let mut out = Vec::with_capacity(codes.len());
+                for c in codes {
+                    let level = c.map(|c| levels[c as usize].clone()).unwrap_or_default();
+                    let k = files
+                        .batch_levels
+                        .iter()
+                        .position(|l| *l == level)
+                        .ok_or_else(|| {
+                            JsError::new(&format!(
+                                "batch {level:?} was not seen in training (the model knows: {})",
+                                files.batch_levels.join(", ")
+                            ))
+                        })?;
+                    out.push(k as u32);
+                }
+                out
+            }
+            None => vec![0; matrix.n_cells],
+        };
+        let label_key = label_key_for(&matrix, opts.label_key.clone());
+        let labels = match &label_key {
+            Some(k) => Some(column_codes(matrix.obs.get(k).ok_or_else(|| {
+                JsError::new(&format!("{k}: no such metadata column"))
+            })?)),
+            None => None,
+        };
+        let train_cells: Vec<usize> = (0..matrix.n_cells)
+            .filter(|&c| matrix.indptr[c] < matrix.indptr[c + 1])
+            .collect();
+        if train_cells.is_empty() {
+            return Err(JsError::new(
+                "no cell of the loaded data has counts in the model's genes",
+            ));
+        }
+        let prep = Prepared {
+            matrix,
+            train_cells,
+            heldout_cells: Vec::new(),
+            batch_codes,
+            batch_levels: files.batch_levels.clone(),
+            labels,
+            report: PreprocessReport::default(),
+        };
+        // The model is trained: continuing starts at full beta.
+        opts.kl_warmup_epochs = Some(0);
+        opts.n_latent = files.model.n_latent;
+        let origin = format!(
+            "a model from config.json (cellvae {}: {} genes, {}-D latent, {} hidden x {} layers, {:?})",
+            files.cellvae_version,
+            files.model.n_genes,
+            files.model.n_latent,
+            files.model.n_hidden,
+            files.model.n_layers,
+            files.model.likelihood
+        );
+        Session::build(
+            prep,
+            params,
+            &opts,
+            label_key,
+            files.batch_key.clone(),
+            origin,
+        )
+    }
+
+    fn build(
+        prep: Prepared,
+        params: Params,
+        opts: &SessionOptions,
+        label_key: Option<String>,
+        batch_key: Option<String>,
+        origin: String,
+    ) -> Result<Session, JsError> {
+        let config = params.config.clone();
         let mut tc = TrainConfig::scvi_defaults(prep.train_cells.len());
         if let Some(e) = opts.epochs {
             tc.epochs = e;
         }
+        if let Some(w) = opts.kl_warmup_epochs {
+            tc.kl_warmup_epochs = w;
+        }
         tc.batch_size = opts.batch_size;
         tc.seed = opts.seed;
-        let params = Params::init(&config, opts.seed).map_err(to_js)?;
         let mut trainer = Trainer::new(
             CpuBackend::new(),
             tc,
@@ -246,7 +448,11 @@ impl Session {
             last_kl_weight: None,
             explorer: None,
             label_key,
-            n_latent: opts.n_latent,
+            batch_key,
+            n_latent: config.n_latent,
+            config,
+            cache: None,
+            origin,
         })
     }
 
@@ -278,6 +484,8 @@ impl Session {
             finished: self.trainer.finished(),
             lr: self.trainer.config.lr,
             epochs: self.trainer.config.epochs,
+            beta: self.trainer.config.max_kl_weight,
+            kl_warmup_epochs: self.trainer.config.kl_warmup_epochs,
         }
     }
 
@@ -316,16 +524,119 @@ impl Session {
         self.trainer.history.iter().map(|r| r.elbo).collect()
     }
 
+    fn ensure_latent(&mut self) -> Result<(), JsError> {
+        let step = self.trainer.steps();
+        if !matches!(&self.cache, Some((s, _, _)) if *s == step) {
+            let params = self.trainer.params().map_err(to_js)?;
+            let (mean, var) = latent(
+                &params,
+                &self.prep.matrix,
+                &self.prep.batch_codes,
+                &self.all_cells,
+            );
+            self.cache = Some((step, mean, var));
+        }
+        Ok(())
+    }
+
     /// Latent means of every cell (input order), row-major n_cells x n_latent.
     pub fn latent(&mut self) -> Result<Vec<f32>, JsError> {
+        self.ensure_latent()?;
+        Ok(self.cache.as_ref().map(|c| c.1.clone()).unwrap_or_default())
+    }
+
+    /// Mean KL(q(z|x) || N(0, I)) of each latent dimension over the training cells, in
+    /// nats (the closed form `eval::evaluate` uses, on the current encoder).
+    pub fn kl_per_dim(&mut self) -> Result<Vec<f64>, JsError> {
+        self.ensure_latent()?;
+        let z = self.n_latent;
+        let (_, mean, var) = self.cache.as_ref().expect("latent was just computed");
+        let mut kl = vec![0.0f64; z];
+        for &c in &self.prep.train_cells {
+            for (j, k) in kl.iter_mut().enumerate() {
+                let mu = f64::from(mean[c * z + j]);
+                let v = f64::from(var[c * z + j]);
+                *k += 0.5 * (v + mu * mu - 1.0 - v.ln());
+            }
+        }
+        let n = self.prep.train_cells.len().max(1) as f64;
+        Ok(kl.into_iter().map(|k| k / n).collect())
+    }
+
+    /// Total counts of every cell over the modelled genes (the library size the model
+    /// sees), input order.
+    pub fn library_sizes(&self) -> Vec<f32> {
+        self.prep
+            .matrix
+            .library_sizes()
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
+    }
+
+    /// Cell ids, input order (the rows of `latent`).
+    pub fn cell_ids(&self) -> Vec<String> {
+        self.prep.matrix.cell_ids.clone()
+    }
+
+    /// Whether each cell trains (false: removed by QC, or no counts in the model's genes).
+    pub fn trained_mask(&self) -> Vec<u8> {
+        let mut mask = vec![0u8; self.prep.matrix.n_cells];
+        for &c in &self.prep.train_cells {
+            mask[c] = 1;
+        }
+        mask
+    }
+
+    /// Batch levels in code order (one unnamed level without a batch column).
+    pub fn batch_levels(&self) -> Vec<String> {
+        self.prep.batch_levels.clone()
+    }
+
+    /// The batch column, when the model has one.
+    #[wasm_bindgen(getter)]
+    pub fn batch_key(&self) -> Option<String> {
+        self.batch_key.clone()
+    }
+
+    /// Where the model came from: `"new"`, or a description of the imported model.
+    #[wasm_bindgen(getter)]
+    pub fn origin(&self) -> String {
+        self.origin.clone()
+    }
+
+    /// The architecture: `{n_genes, n_batches, n_hidden, n_latent, n_layers, likelihood,
+    /// dispersion, ...}` (config.json's `model`).
+    pub fn model_config(&self) -> Result<JsValue, JsError> {
+        to_js_value(&self.config)
+    }
+
+    /// What QC and gene selection did, one line each.
+    pub fn preprocess_report(&self) -> Vec<String> {
+        self.prep.report.to_lines()
+    }
+
+    /// `model.safetensors` of the current parameters, byte for byte what `cellvae train`
+    /// writes.
+    pub fn model_safetensors(&mut self) -> Result<Vec<u8>, JsError> {
         let params = self.trainer.params().map_err(to_js)?;
-        let (mean, _) = latent(
-            &params,
-            &self.prep.matrix,
-            &self.prep.batch_codes,
-            &self.all_cells,
-        );
-        Ok(mean)
+        to_safetensors(&params).map_err(to_js)
+    }
+
+    /// `config.json` of the current model (the format `cellvae train` writes).
+    pub fn model_config_json(&self) -> Result<String, JsError> {
+        let files = ModelFiles {
+            format: "cellvae-model".into(),
+            cellvae_version: env!("CARGO_PKG_VERSION").into(),
+            model: self.config.clone(),
+            gene_ids: self.prep.matrix.gene_ids.clone(),
+            gene_names: self.prep.matrix.gene_names.clone(),
+            batch_key: self.batch_key.clone(),
+            batch_levels: self.prep.batch_levels.clone(),
+            preprocessing: serde_json::to_value(&self.prep.report).unwrap_or_default(),
+            training: serde_json::to_value(&self.trainer.config).unwrap_or_default(),
+        };
+        serde_json::to_string_pretty(&files).map_err(|e| JsError::new(&e.to_string()))
     }
 
     /// Latent dimensions.
@@ -411,6 +722,29 @@ impl Session {
         }
         let explorer = self.explorer.as_mut().expect("explorer was just set");
         Ok(explorer.decode(&z, batch, library).map_err(to_js)?.expected)
+    }
+
+    /// Like [`Session::decode`], but only the columns of the genes `genes` (indices into
+    /// `gene_names`): n x genes.len(), row-major.
+    pub fn decode_genes(
+        &mut self,
+        z: Vec<f32>,
+        batch: u32,
+        library: f32,
+        genes: Vec<u32>,
+    ) -> Result<Vec<f32>, JsError> {
+        let g = self.prep.matrix.n_genes;
+        if let Some(&bad) = genes.iter().find(|&&i| i as usize >= g) {
+            return Err(JsError::new(&format!(
+                "gene {bad} does not exist (the model has {g})"
+            )));
+        }
+        let expected = self.decode(z, batch, library)?;
+        let mut out = Vec::with_capacity(expected.len() / g.max(1) * genes.len());
+        for row in expected.chunks_exact(g) {
+            out.extend(genes.iter().map(|&i| row[i as usize]));
+        }
+        Ok(out)
     }
 
     /// Names of the modelled genes, in the order of `decode`'s columns.

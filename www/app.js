@@ -2,7 +2,7 @@
 // shows what was read, then trains on it (www/train.js). Text from a user's file is only
 // ever set with textContent.
 import init, { read_files, gpu_check } from './pkg/cellvae.js';
-import { setupTraining, reset as resetTraining, isRunning } from './train.js';
+import { setupTraining, reset as resetTraining, isRunning, info as trainInfo, decodePoint, benchmarkMap, cellPosition, timeRedraw } from './train.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -29,7 +29,12 @@ window.cellvae = {
     training: isRunning(),
     format: state.summary ? state.summary.format : null,
     total_counts: state.summary ? state.summary.total_counts : null,
+    ...trainInfo(),
   }),
+  decode: (z, batch, library) => decodePoint(z, batch, library),
+  benchmarkMap: (n, repeats) => benchmarkMap(n, repeats),
+  cellPosition: (c) => cellPosition(c),
+  timeRedraw: (repeats) => timeRedraw(repeats),
 };
 
 function el(tag, text, attrs = {}) {
@@ -122,7 +127,7 @@ async function load(files, obs, what) {
     $('progress').textContent = `Read ${what} in ${((performance.now() - t0) / 1000).toFixed(2)} s.`;
     // New data, new model: the old session goes whether or not this one can train.
     try {
-      resetTraining(dataset);
+      resetTraining(dataset, summary);
     } catch (e) {
       $('train-status').textContent = `This data cannot be trained on: ${String(e && e.message ? e.message : e)}`;
     }

@@ -1,0 +1,273 @@
+// cellvae page: the latent map's geometry and drawing. Projections of the latent means
+// to the plane (an axis pair, or PCA with stable orientation), the view (zoom and pan),
+// hit testing, and a fast point renderer (one pre-drawn sprite per colour, drawImage per
+// cell: no path per cell), so 10,000 cells redraw in a few milliseconds.
+
+// ---- projection --------------------------------------------------------------------------
+
+// The plane shown: p = (z - center) . [a1, a2]; `base` is the mean latent point.
+export function axisProjection(latent, n, d, i, j) {
+  const center = new Float64Array(d);
+  const a1 = new Float64Array(d);
+  const a2 = new Float64Array(d);
+  a1[i] = 1;
+  if (j < d) a2[j] = 1;
+  return { kind: 'axes', i, j, center, axes: [a1, a2], base: meanOf(latent, n, d) };
+}
+
+function meanOf(latent, n, d) {
+  const m = new Float64Array(d);
+  let k = 0;
+  for (let c = 0; c < n; c++) {
+    let ok = true;
+    for (let j = 0; j < d; j++) if (!Number.isFinite(latent[c * d + j])) ok = false;
+    if (!ok) continue;
+    for (let j = 0; j < d; j++) m[j] += latent[c * d + j];
+    k++;
+  }
+  if (k) for (let j = 0; j < d; j++) m[j] /= k;
+  return m;
+}
+
+function dot(a, b) {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+// Top eigenvector of a symmetric d x d matrix (row-major) by power iteration.
+function powerIteration(cov, d, start) {
+  let v = Float64Array.from(start);
+  if (!(Math.sqrt(dot(v, v)) > 0)) { v = new Float64Array(d); v[0] = 1; }
+  let lambda = 0;
+  for (let it = 0; it < 300; it++) {
+    const w = new Float64Array(d);
+    for (let r = 0; r < d; r++) {
+      let s = 0;
+      for (let c = 0; c < d; c++) s += cov[r * d + c] * v[c];
+      w[r] = s;
+    }
+    const norm = Math.sqrt(dot(w, w));
+    if (!(norm > 1e-30)) break;
+    for (let r = 0; r < d; r++) w[r] /= norm;
+    const diff = Math.abs(1 - Math.abs(dot(w, v)));
+    v = w;
+    lambda = norm;
+    if (diff < 1e-12) break;
+  }
+  return { v, lambda };
+}
+
+// PCA of the latent means (two components) by power iteration on the d x d covariance
+// with deflation. Each component's sign is aligned with `prev` (the last redraw's axes),
+// so the picture does not flip while training moves the points.
+export function pcaProjection(latent, n, d, prev) {
+  const mean = meanOf(latent, n, d);
+  const cov = new Float64Array(d * d);
+  let k = 0;
+  const row = new Float64Array(d);
+  for (let c = 0; c < n; c++) {
+    let ok = true;
+    for (let j = 0; j < d; j++) {
+      row[j] = latent[c * d + j] - mean[j];
+      if (!Number.isFinite(row[j])) ok = false;
+    }
+    if (!ok) continue;
+    k++;
+    for (let r = 0; r < d; r++) for (let s = r; s < d; s++) cov[r * d + s] += row[r] * row[s];
+  }
+  for (let r = 0; r < d; r++) {
+    for (let s = r; s < d; s++) {
+      cov[r * d + s] /= Math.max(1, k - 1);
+      cov[s * d + r] = cov[r * d + s];
+    }
+  }
+  const start1 = prev ? prev[0] : Float64Array.from({ length: d }, (_, i) => 1 / Math.sqrt(d) + i * 1e-3);
+  const { v: v1, lambda: l1 } = powerIteration(cov, d, start1);
+  const defl = Float64Array.from(cov);
+  for (let r = 0; r < d; r++) for (let s = 0; s < d; s++) defl[r * d + s] -= l1 * v1[r] * v1[s];
+  const start2 = prev ? prev[1] : Float64Array.from({ length: d }, (_, i) => (i % 2 ? 1 : -1) / Math.sqrt(d) + i * 1e-3);
+  let { v: v2, lambda: l2 } = powerIteration(defl, d, start2);
+  // Keep v2 orthogonal to v1 exactly.
+  const p = dot(v2, v1);
+  for (let r = 0; r < d; r++) v2[r] -= p * v1[r];
+  const n2 = Math.sqrt(dot(v2, v2));
+  if (n2 > 0) for (let r = 0; r < d; r++) v2[r] /= n2;
+  const axes = [v1, v2];
+  axes.forEach((v, i) => {
+    let flip;
+    if (prev) flip = dot(v, prev[i]) < 0;
+    else {
+      // First time: the largest coordinate positive.
+      let big = 0;
+      for (let r = 0; r < d; r++) if (Math.abs(v[r]) > Math.abs(v[big])) big = r;
+      flip = v[big] < 0;
+    }
+    if (flip) for (let r = 0; r < d; r++) v[r] = -v[r];
+  });
+  const total = Array.from({ length: d }, (_, r) => cov[r * d + r]).reduce((a, b) => a + b, 0);
+  return { kind: 'pca', center: mean, axes, base: mean, explained: total > 0 ? [l1 / total, l2 / total] : [0, 0] };
+}
+
+export function projectAll(latent, n, d, P, out) {
+  const proj = out && out.length === 2 * n ? out : new Float32Array(2 * n);
+  const [a1, a2] = P.axes;
+  if (P.kind === 'axes') {
+    for (let c = 0; c < n; c++) {
+      proj[2 * c] = latent[c * d + P.i];
+      proj[2 * c + 1] = P.j < d ? latent[c * d + P.j] : 0;
+    }
+    return proj;
+  }
+  for (let c = 0; c < n; c++) {
+    let x = 0, y = 0;
+    for (let j = 0; j < d; j++) {
+      const v = latent[c * d + j] - P.center[j];
+      x += v * a1[j];
+      y += v * a2[j];
+    }
+    proj[2 * c] = x;
+    proj[2 * c + 1] = y;
+  }
+  return proj;
+}
+
+export function projectPoint(z, P) {
+  let x = 0, y = 0;
+  for (let j = 0; j < z.length; j++) {
+    const v = z[j] - P.center[j];
+    x += v * P.axes[0][j];
+    y += v * P.axes[1][j];
+  }
+  return [x, y];
+}
+
+// The latent point that projects to (u, v) in the plane through `anchor` spanned by the
+// projection's axes.
+export function planePoint(u, v, anchor, P) {
+  const [pu, pv] = projectPoint(anchor, P);
+  const z = Float64Array.from(anchor);
+  for (let j = 0; j < z.length; j++) z[j] += (u - pu) * P.axes[0][j] + (v - pv) * P.axes[1][j];
+  return z;
+}
+
+// ---- view ----------------------------------------------------------------------------------
+
+export function fitView(proj, n) {
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (let c = 0; c < n; c++) {
+    const x = proj[2 * c], y = proj[2 * c + 1];
+    if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+    if (x < x0) x0 = x; if (x > x1) x1 = x;
+    if (y < y0) y0 = y; if (y > y1) y1 = y;
+  }
+  if (!Number.isFinite(x0)) return { x0: -1, x1: 1, y0: -1, y1: 1 };
+  const px = Math.max((x1 - x0) * 0.06, 1e-3), py = Math.max((y1 - y0) * 0.06, 1e-3);
+  return { x0: x0 - px, x1: x1 + px, y0: y0 - py, y1: y1 + py };
+}
+
+export function toPixel(v, W, H, x, y) {
+  return [((x - v.x0) / (v.x1 - v.x0)) * W, (1 - (y - v.y0) / (v.y1 - v.y0)) * H];
+}
+
+export function toPlane(v, W, H, px, py) {
+  return [v.x0 + (px / W) * (v.x1 - v.x0), v.y0 + (1 - py / H) * (v.y1 - v.y0)];
+}
+
+// Zoom by `factor` (< 1 zooms in) around the pixel (px, py).
+export function zoomView(v, W, H, px, py, factor) {
+  const [cx, cy] = toPlane(v, W, H, px, py);
+  return {
+    x0: cx + (v.x0 - cx) * factor, x1: cx + (v.x1 - cx) * factor,
+    y0: cy + (v.y0 - cy) * factor, y1: cy + (v.y1 - cy) * factor,
+  };
+}
+
+export function panView(v, W, H, dxPx, dyPx) {
+  const dx = (-dxPx / W) * (v.x1 - v.x0), dy = (dyPx / H) * (v.y1 - v.y0);
+  return { x0: v.x0 + dx, x1: v.x1 + dx, y0: v.y0 + dy, y1: v.y1 + dy };
+}
+
+// The cell nearest to pixel (px, py) within `radius` pixels, or -1.
+export function hitTest(proj, n, v, W, H, px, py, radius = 6) {
+  const sx = W / (v.x1 - v.x0), sy = H / (v.y1 - v.y0);
+  let best = -1, bestD = radius * radius;
+  for (let c = 0; c < n; c++) {
+    const dx = (proj[2 * c] - v.x0) * sx - px;
+    const dy = H - (proj[2 * c + 1] - v.y0) * sy - py;
+    const d2 = dx * dx + dy * dy;
+    if (d2 <= bestD) { bestD = d2; best = c; }
+  }
+  return best;
+}
+
+// The cell nearest to a point of the plane (no radius).
+export function nearestInPlane(proj, n, x, y) {
+  let best = -1, bestD = Infinity;
+  for (let c = 0; c < n; c++) {
+    const dx = proj[2 * c] - x, dy = proj[2 * c + 1] - y;
+    const d2 = dx * dx + dy * dy;
+    if (d2 < bestD) { bestD = d2; best = c; }
+  }
+  return best;
+}
+
+// ---- points --------------------------------------------------------------------------------
+
+// Pixels of a dot (radius 2.6) with their coverage, stamped straight into ImageData.
+const DOT = (() => {
+  const out = [];
+  const r = 2.6;
+  for (let dy = -3; dy <= 3; dy++) {
+    for (let dx = -3; dx <= 3; dx++) {
+      const d = Math.hypot(dx, dy);
+      const cover = Math.max(0, Math.min(1, r + 0.5 - d));
+      if (cover > 0) out.push([dx, dy, cover]);
+    }
+  }
+  return out;
+})();
+const ALPHA = 0.85;
+
+const rgbCache = new Map();
+function rgbOf(colour) {
+  let v = rgbCache.get(colour);
+  if (!v) {
+    const m = /^rgb\((\d+),\s*(\d+),\s*(\d+)\)$/.exec(colour);
+    v = m ? [Number(m[1]), Number(m[2]), Number(m[3])]
+      : [parseInt(colour.slice(1, 3), 16), parseInt(colour.slice(3, 5), 16), parseInt(colour.slice(5, 7), 16)];
+    rgbCache.set(colour, v);
+  }
+  return v;
+}
+
+// Draws every cell into the canvas's pixels: `colours.table` (CSS colours),
+// `colours.index` (per cell), `colours.order` (draw order, later on top). One
+// getImageData/putImageData per redraw and no canvas call per cell, so 10,000 cells
+// take a few milliseconds even on a software canvas.
+export function drawPoints(ctx, proj, n, v, W, H, colours) {
+  const img = ctx.getImageData(0, 0, W, H);
+  const px = img.data;
+  const table = colours.table.map(rgbOf);
+  const sx = W / (v.x1 - v.x0), sy = H / (v.y1 - v.y0);
+  const order = colours.order;
+  const nd = DOT.length;
+  for (let k = 0; k < n; k++) {
+    const c = order ? order[k] : k;
+    const x = Math.round((proj[2 * c] - v.x0) * sx);
+    const y = Math.round(H - (proj[2 * c + 1] - v.y0) * sy);
+    if (!(x > -4 && x < W + 4 && y > -4 && y < H + 4)) continue;
+    const [r, g, b] = table[colours.index[c]];
+    for (let q = 0; q < nd; q++) {
+      const o = DOT[q];
+      const xx = x + o[0], yy = y + o[1];
+      if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
+      const a = ALPHA * o[2];
+      const i = (yy * W + xx) * 4;
+      px[i] += a * (r - px[i]);
+      px[i + 1] += a * (g - px[i + 1]);
+      px[i + 2] += a * (b - px[i + 2]);
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+}
