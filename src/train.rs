@@ -87,6 +87,14 @@ pub struct Recovery {
     pub new_lr: f32,
 }
 
+/// A state read back from the backend and where in its epoch it was taken.
+#[derive(Debug, Clone)]
+struct ResumePoint {
+    state: TrainState,
+    position: usize,
+    sums: (f64, f64, usize),
+}
+
 /// A training run over a matrix, driven step by step or epoch by epoch.
 pub struct Trainer<B: Backend> {
     /// The backend doing the arithmetic.
@@ -105,7 +113,11 @@ pub struct Trainer<B: Backend> {
     pub history: Vec<EpochRecord>,
     /// Every recovery from a non-finite step.
     pub recoveries: Vec<Recovery>,
-    last_good: TrainState,
+    last_good: ResumePoint,
+    /// Also read the state back every this many steps within an epoch (0: only at the
+    /// end of each epoch). The state read back is where a switch to another backend
+    /// continues from (see [`Trainer::switch_backend`]).
+    pub snapshot_every: u32,
     minibatch: Minibatch,
     /// The current minibatch's cells (reused: no allocation per step).
     rows: Vec<usize>,
@@ -146,7 +158,12 @@ impl<B: Backend> Trainer<B> {
             epoch_started: clock(),
             history: Vec::new(),
             recoveries: Vec::new(),
-            last_good: state,
+            last_good: ResumePoint {
+                state,
+                position: 0,
+                sums: (0.0, 0.0, 0),
+            },
+            snapshot_every: 0,
             minibatch: Minibatch::default(),
             rows: Vec::new(),
             clock,
@@ -195,10 +212,10 @@ impl<B: Backend> Trainer<B> {
         let losses = self.backend.train_step(&self.minibatch, &hyper)?;
         if !losses.finite || !losses.loss.is_finite() {
             // Restore the last good state, lower the learning rate, report.
-            self.backend.load(&self.last_good)?;
-            self.steps = self.last_good.steps;
-            self.position = 0;
-            self.sums = (0.0, 0.0, 0);
+            self.backend.load(&self.last_good.state)?;
+            self.steps = self.last_good.state.steps;
+            self.position = self.last_good.position;
+            self.sums = self.last_good.sums;
             self.config.lr *= 0.5;
             self.recoveries.push(Recovery {
                 step: hyper.step,
@@ -239,11 +256,66 @@ impl<B: Backend> Trainer<B> {
             self.sums = (0.0, 0.0, 0);
             self.epoch_started = now;
             self.order = rng::shuffle(self.config.seed, self.epoch, n);
-            self.last_good = self.backend.save()?;
-            self.last_good.steps = self.steps;
-            self.last_good.epochs = self.epoch;
+            self.snapshot()?;
+        } else if self.snapshot_every > 0
+            && (self.steps - self.last_good.state.steps) >= self.snapshot_every
+        {
+            self.snapshot()?;
         }
         Ok((losses, record))
+    }
+
+    /// Reads the state back as the new resume point.
+    fn snapshot(&mut self) -> Result<()> {
+        let mut state = self.backend.save()?;
+        state.steps = self.steps;
+        state.epochs = self.epoch;
+        self.last_good = ResumePoint {
+            state,
+            position: self.position,
+            sums: self.sums,
+        };
+        Ok(())
+    }
+
+    /// The step the run continues from after [`Trainer::switch_backend`] (the last state
+    /// read back).
+    pub fn resume_step(&self) -> u32 {
+        self.last_good.state.steps
+    }
+
+    /// Moves the run to another backend (the CPU after a GPU error or device loss): the
+    /// new backend starts from the last state read back (the end of the last epoch, or
+    /// the last snapshot within it) and the steps since are taken again. Every random
+    /// draw and the minibatch order are keyed by (seed, step, epoch), so the replayed
+    /// steps compute what was lost: no training is lost. Finished epochs stay in the
+    /// history; settings changed mid-run (lr, beta) are kept.
+    pub fn switch_backend<C: Backend>(self, mut backend: C) -> Result<Trainer<C>> {
+        let resume = self.last_good;
+        backend.load(&resume.state)?;
+        let epoch = resume.state.epochs;
+        let mut history = self.history;
+        history.retain(|r| r.epoch < epoch);
+        let order = rng::shuffle(self.config.seed, epoch, self.cells.len());
+        Ok(Trainer {
+            backend,
+            config: self.config,
+            order,
+            cells: self.cells,
+            batch_codes: self.batch_codes,
+            position: resume.position,
+            epoch,
+            steps: resume.state.steps,
+            sums: resume.sums,
+            epoch_started: (self.clock)(),
+            history,
+            recoveries: self.recoveries,
+            last_good: resume,
+            snapshot_every: self.snapshot_every,
+            minibatch: self.minibatch,
+            rows: self.rows,
+            clock: self.clock,
+        })
     }
 
     /// Runs until `n` more epochs have finished (or training is done), calling

@@ -292,3 +292,147 @@ fn non_finite_step_is_skipped_like_the_cpu() {
     assert_eq!(sg.adam_m, state.adam_m);
     assert_eq!(sg.steps, sc.steps);
 }
+
+/// A synthetic count matrix (`n` cells x `g` genes, about `density` non-zero) with ids.
+fn matrix(n: usize, g: usize, density: f32, seed: u64) -> cellvae::data::CountMatrix {
+    let mut trip = Vec::new();
+    for c in 0..n {
+        for j in 0..g {
+            let u = cellvae::rng::uniform(seed, 9, c as u32, j as u32);
+            if u < density {
+                let v = 1.0 + (20.0 * u / density).floor();
+                trip.push((c as u32, j as u32, v));
+            }
+        }
+        trip.push((c as u32, (c % g) as u32, 2.0));
+    }
+    let mut m = cellvae::data::CountMatrix::from_triplets(n, g, trip);
+    m.gene_ids = (0..g).map(|j| format!("g{j}")).collect();
+    m.gene_names = m.gene_ids.clone();
+    m.cell_ids = (0..n).map(|c| format!("c{c}")).collect();
+    m
+}
+
+fn clock() -> f64 {
+    0.0
+}
+
+/// The device is lost in the middle of an epoch: training continues on the CPU from
+/// the last state read back, replays the steps since, and ends where a CPU-only run
+/// ends (the GPU's steps agree with the CPU's to ~1e-7, so the runs agree closely).
+#[test]
+fn device_loss_falls_back_to_cpu_without_losing_training() {
+    use cellvae::train::{TrainConfig, Trainer};
+    let Some(mut gpu) = backend() else { return };
+    let m = matrix(200, G, 0.5, 4);
+    let cells: Vec<usize> = (0..m.n_cells).collect();
+    let mut tc = TrainConfig::scvi_defaults(cells.len());
+    tc.epochs = 4;
+    tc.batch_size = 32;
+    tc.kl_warmup_epochs = 2;
+    tc.seed = 5;
+    let state = TrainState::new(Params::init(&config(1), 3).unwrap());
+    // 200 cells in minibatches of 32: 7 steps per epoch; step 17 is in epoch 2.
+    gpu.lose_device_at_step(17);
+    let mut t = Trainer::new(gpu, tc.clone(), state.clone(), cells.clone(), vec![], clock).unwrap();
+    t.snapshot_every = 3;
+    let err = t
+        .run_epochs(&m, 4, |_| {})
+        .expect_err("the device was lost");
+    let msg = err.to_string();
+    assert!(msg.contains("lost"), "unclear error: {msg}");
+    assert_eq!(t.history.len(), 2, "two epochs finished on the GPU");
+    let resume = t.resume_step();
+    assert!((15..=17).contains(&resume), "resumes from step {resume}");
+    let mut t = t.switch_backend(CpuBackend::new()).unwrap();
+    assert_eq!(t.steps(), resume);
+    t.run_epochs(&m, 4, |_| {}).unwrap();
+    assert!(t.finished());
+    let fell_back = t.checkpoint().unwrap();
+
+    let mut cpu = Trainer::new(CpuBackend::new(), tc, state, cells, vec![], clock).unwrap();
+    cpu.run_epochs(&m, 4, |_| {}).unwrap();
+    let reference = cpu.checkpoint().unwrap();
+    assert_eq!(
+        fell_back.steps, reference.steps,
+        "steps were lost or repeated"
+    );
+    assert_eq!(fell_back.epochs, 4);
+    assert_eq!(t.history.len(), cpu.history.len());
+    for (a, b) in t.history.iter().zip(&cpu.history) {
+        assert_eq!(a.epoch, b.epoch);
+        assert!(
+            (a.elbo - b.elbo).abs() <= 1e-4 * b.elbo.abs(),
+            "epoch {}: elbo {} (gpu then cpu) vs {} (cpu)",
+            a.epoch,
+            a.elbo,
+            b.elbo
+        );
+    }
+    compare(
+        "params after fallback",
+        &fell_back.params.values,
+        &reference.params.values,
+        1e-4,
+        1e-3,
+    );
+}
+
+/// 100,000 cells x 2,000 genes train and encode on a device opened with WebGPU's
+/// default limits: only minibatches go to the GPU, so no buffer nears the 128 MiB
+/// binding limit, however many cells there are.
+#[test]
+fn a_hundred_thousand_cells_stay_within_webgpu_limits() {
+    use cellvae::train::{TrainConfig, Trainer};
+    let Some(gpu) = backend() else { return };
+    let limits = gpu.context().device.limits();
+    let binding_limit = limits.max_storage_buffer_binding_size;
+    assert_eq!(
+        binding_limit,
+        wgpu::Limits::default().max_storage_buffer_binding_size,
+        "the device must be opened with WebGPU's default limits"
+    );
+    assert_eq!(limits.max_storage_buffers_per_shader_stage, 8);
+    let (n, g) = (100_000, 2_000);
+    let t0 = std::time::Instant::now();
+    let m = matrix(n, g, 0.03, 8);
+    eprintln!("matrix built in {:?}", t0.elapsed());
+    let cfg = ModelConfig::scvi_defaults(g, 1);
+    let state = TrainState::new(Params::init(&cfg, 1).unwrap());
+    let cells: Vec<usize> = (0..n).collect();
+    let mut tc = TrainConfig::scvi_defaults(n);
+    tc.seed = 2;
+    let mut t = Trainer::new(gpu, tc.clone(), state.clone(), cells.clone(), vec![], clock).unwrap();
+    let mut cpu = Trainer::new(CpuBackend::new(), tc, state, cells, vec![], clock).unwrap();
+    for step in 0..4 {
+        let (lg, _) = t.step(&m).unwrap();
+        let (lc, _) = cpu.step(&m).unwrap();
+        eprintln!("step {step}: gpu {lg:?}\n        cpu {lc:?}");
+        assert!(lg.finite);
+        assert!(rel(lg.loss, lc.loss) <= 1e-4, "gpu {lg:?} cpu {lc:?}");
+    }
+    eprintln!("trained in {:?}", t0.elapsed());
+    // Encode chunks of 1,024 cells from the start, middle and end (the latent map of
+    // every cell is the same call over every chunk; lavapipe is too slow for all 98).
+    let all: Vec<usize> = (0..n).collect();
+    let chunks: Vec<&[usize]> = all.chunks(1024).collect();
+    let params = t.params().unwrap();
+    for chunk in [
+        chunks[0],
+        chunks[chunks.len() / 2],
+        chunks[chunks.len() - 1],
+    ] {
+        let mb = Minibatch::gather(&m, &[], chunk);
+        let post = t.backend.encode(&mb).unwrap();
+        assert_eq!(post.mean.len(), chunk.len() * cfg.n_latent);
+        let (want, _) = cellvae::eval::latent(&params, &m, &[], chunk);
+        compare("posterior mean of a chunk", &post.mean, &want, 1e-4, 1e-3);
+    }
+    eprintln!("encoded in {:?}", t0.elapsed());
+    let largest = t.backend.context().largest_buffer();
+    eprintln!(
+        "largest buffer: {largest} bytes ({:.1} MiB) of {binding_limit} allowed per binding",
+        largest as f64 / (1 << 20) as f64
+    );
+    assert!(largest > 0 && largest <= binding_limit / 4, "{largest}");
+}

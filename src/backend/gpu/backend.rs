@@ -126,6 +126,9 @@ pub struct GpuBackend {
     model: Option<Resident>,
     /// Compute dispatches recorded by the last training step (forward, backward, Adam).
     pub last_dispatches: usize,
+    /// Fault injection for tests of the CPU fallback: the device is destroyed when this
+    /// step begins (see [`GpuBackend::lose_device_at_step`]).
+    lose_at: Option<u32>,
 }
 
 /// A zeroed storage buffer of `n` 4-byte values (refused over the binding limit).
@@ -175,12 +178,20 @@ impl GpuBackend {
             pipes,
             model: None,
             last_dispatches: 0,
+            lose_at: None,
         })
     }
 
     /// The context in use.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// Fault injection, for testing what callers do when the device goes away: the
+    /// device is destroyed as training step `step` begins, so that step and every later
+    /// call fail with the device-lost error, as after a driver reset.
+    pub fn lose_device_at_step(&mut self, step: u32) {
+        self.lose_at = Some(step);
     }
 
     /// Uploads a training state (see [`crate::backend::Backend::load`]).
@@ -260,6 +271,11 @@ impl GpuBackend {
         batch: &Minibatch,
         hyper: &StepHyper,
     ) -> Result<StepLosses> {
+        if self.lose_at == Some(hyper.step) {
+            self.ctx.device.destroy();
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = self.ctx.device.poll(wgpu::PollType::wait_indefinitely());
+        }
         let ctx = &self.ctx;
         let pipes = &self.pipes;
         let m = self

@@ -103,38 +103,105 @@ pub fn train(job: TrainJob) -> Result<()> {
     tc.batch_size = job.batch_size;
     tc.seed = job.seed;
     let params = Params::init(&config, job.seed)?;
-    if job.gpu {
-        let backend = cellvae::backend::gpu::block_on(GpuBackend::create())?;
-        finish(job, &prep, config, tc, params, backend)
-    } else {
-        finish(job, &prep, config, tc, params, CpuBackend::new())
-    }
-}
-
-/// Trains with a backend, evaluates and writes the output folder.
-fn finish<B: Backend>(
-    job: TrainJob,
-    prep: &cellvae::pipeline::Prepared,
-    config: ModelConfig,
-    tc: TrainConfig,
-    params: Params,
-    backend: B,
-) -> Result<()> {
     let m = &prep.matrix;
+    let state = TrainState::new(params);
+    let bar = progress_bar(tc.epochs)?;
+    let started = now();
+    if !job.gpu {
+        let backend = CpuBackend::new();
+        let adapter = backend.adapter();
+        let mut trainer = Trainer::new(
+            backend,
+            tc.clone(),
+            state,
+            prep.train_cells.clone(),
+            prep.batch_codes.clone(),
+            now,
+        )?;
+        run_all(&mut trainer, m, &bar)?;
+        let params = trainer.params()?;
+        return outputs(
+            &job,
+            &prep,
+            config,
+            &tc,
+            &mut trainer,
+            params,
+            &adapter,
+            now() - started,
+            None,
+        );
+    }
+    let mut backend = cellvae::backend::gpu::block_on(GpuBackend::create())?;
+    if let Ok(s) = std::env::var("CELLVAE_TEST_LOSE_GPU_AT_STEP") {
+        // Fault injection for the fallback test (tests/train_cli.rs).
+        let step = s.parse().map_err(|_| {
+            Error::Config(format!(
+                "CELLVAE_TEST_LOSE_GPU_AT_STEP={s}: not a step number"
+            ))
+        })?;
+        backend.lose_device_at_step(step);
+    }
     let adapter = backend.adapter();
     let mut trainer = Trainer::new(
         backend,
         tc.clone(),
-        TrainState::new(params),
+        state,
         prep.train_cells.clone(),
         prep.batch_codes.clone(),
         now,
     )?;
-    std::fs::create_dir_all(&job.out).map_err(|e| Error::Io {
-        file: job.out.display().to_string(),
-        source: e,
-    })?;
-    let bar = indicatif::ProgressBar::new(u64::from(tc.epochs));
+    // Read the state back every 50 steps too, so that a fallback replays little.
+    trainer.snapshot_every = 50;
+    let why = match run_all(&mut trainer, m, &bar).and_then(|()| trainer.params()) {
+        Ok(params) => {
+            return outputs(
+                &job,
+                &prep,
+                config,
+                &tc,
+                &mut trainer,
+                params,
+                &adapter,
+                now() - started,
+                None,
+            )
+        }
+        Err(Error::Gpu(why)) => why,
+        Err(e) => return Err(e),
+    };
+    let from_step = trainer.resume_step();
+    bar.suspend(|| {
+        eprintln!(
+            "warning: the GPU failed ({why}); continuing on the CPU from step {from_step}, the \
+             last state read back (the steps since are taken again: no training is lost)"
+        )
+    });
+    let mut trainer = trainer.switch_backend(CpuBackend::new())?;
+    run_all(&mut trainer, m, &bar)?;
+    let params = trainer.params()?;
+    let fallback = serde_json::json!({
+        "from": "gpu",
+        "adapter": adapter,
+        "reason": why,
+        "resumed_at_step": from_step,
+    });
+    let cpu = trainer.backend.adapter();
+    outputs(
+        &job,
+        &prep,
+        config,
+        &tc,
+        &mut trainer,
+        params,
+        &cpu,
+        now() - started,
+        Some(fallback),
+    )
+}
+
+fn progress_bar(epochs: u32) -> Result<indicatif::ProgressBar> {
+    let bar = indicatif::ProgressBar::new(u64::from(epochs));
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}",
@@ -142,8 +209,17 @@ fn finish<B: Backend>(
         .map_err(|e| Error::Config(e.to_string()))?
         .progress_chars("=> "),
     );
-    let started = now();
-    trainer.run_epochs(m, tc.epochs, |r| {
+    Ok(bar)
+}
+
+/// Trains until the configured epochs are done, updating the progress bar.
+fn run_all<B: Backend>(
+    trainer: &mut Trainer<B>,
+    m: &CountMatrix,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let left = trainer.config.epochs.saturating_sub(trainer.epoch());
+    trainer.run_epochs(m, left, |r| {
         bar.set_position(u64::from(r.epoch + 1));
         bar.set_message(format!(
             "elbo {:.1} kl {:.2} w {:.3}",
@@ -151,11 +227,26 @@ fn finish<B: Backend>(
         ));
     })?;
     bar.finish();
-    let seconds = now() - started;
+    Ok(())
+}
+
+/// Evaluates the trained model and writes the output folder.
+#[allow(clippy::too_many_arguments)]
+fn outputs<B: Backend>(
+    job: &TrainJob,
+    prep: &cellvae::pipeline::Prepared,
+    config: ModelConfig,
+    tc: &TrainConfig,
+    trainer: &mut Trainer<B>,
+    params: Params,
+    adapter: &str,
+    seconds: f64,
+    fallback: Option<serde_json::Value>,
+) -> Result<()> {
+    let m = &prep.matrix;
     for r in &trainer.recoveries {
         eprintln!("note: non-finite values at step {}; restored the last good state and lowered the learning rate to {}", r.step, r.new_lr);
     }
-    let params = trainer.params()?;
     // latent.tsv: every input cell, in input order.
     let all: Vec<usize> = (0..m.n_cells).collect();
     let (mean, _) = latent(&params, m, &prep.batch_codes, &all);
@@ -218,6 +309,9 @@ fn finish<B: Backend>(
         "evaluated_on": if prep.heldout_cells.is_empty() { "training cells (no --holdout-every)" } else { "held-out cells" },
         "recoveries": trainer.recoveries.len(),
     });
+    if let Some(f) = fallback {
+        mj["fallback"] = f;
+    }
     if let Some(k) = knn {
         mj["knn15_accuracy"] = serde_json::json!(k);
     }
@@ -239,7 +333,7 @@ fn finish<B: Backend>(
         batch_key: job.batch_key.clone(),
         batch_levels: prep.batch_levels.clone(),
         preprocessing: serde_json::to_value(&prep.report).unwrap_or_default(),
-        training: serde_json::to_value(&tc).unwrap_or_default(),
+        training: serde_json::to_value(tc).unwrap_or_default(),
     };
     write(&job.out.join("config.json"), json(&files)?.as_bytes())?;
     println!("{}", json(&mj)?);
