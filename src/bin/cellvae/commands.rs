@@ -105,6 +105,11 @@ pub fn train(job: TrainJob) -> Result<()> {
     let params = Params::init(&config, job.seed)?;
     let m = &prep.matrix;
     let state = TrainState::new(params);
+    // Fail on an unwritable --out before training, not after.
+    std::fs::create_dir_all(&job.out).map_err(|e| Error::Io {
+        file: job.out.display().to_string(),
+        source: e,
+    })?;
     let bar = progress_bar(tc.epochs)?;
     let started = now();
     if !job.gpu {
