@@ -11,8 +11,11 @@
 // One invocation per element. Dispatch `grid(n, 256)` workgroups
 // (i = gid.x + gid.y * num_workgroups.x * 256).
 //
+// Nothing is written when flag[0] is 0: the step's losses were not finite
+// (shaders/step_guard.wgsl decides it on the GPU, in the same command encoder).
+//
 // Bindings (in order): params (read_write), grads (read), m (read_write),
-// v (read_write), hyper (uniform).
+// v (read_write), hyper (uniform), flag (read, u32).
 
 struct Hyper {
     // Mirrors `backend::gpu::kernels::AdamParams` (#[repr(C)]).
@@ -31,11 +34,12 @@ struct Hyper {
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
 @group(0) @binding(4) var<uniform> hyper: Hyper;
+@group(0) @binding(5) var<storage, read> flag: array<u32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= hyper.n) {
+    if (i >= hyper.n || flag[0] == 0u) {
         return;
     }
     let p = params[i];

@@ -5,6 +5,7 @@ pub mod activation;
 pub mod adam;
 pub mod backend;
 pub mod batchnorm;
+pub mod guard;
 pub mod kl;
 pub mod likelihood;
 pub mod linear;

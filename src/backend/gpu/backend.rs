@@ -66,6 +66,11 @@ struct Acts {
     rho: wgpu::Buffer,
     /// ZINB dropout logits (B x G), overwritten by their gradient in the loss kernel.
     pi: wgpu::Buffer,
+    /// The step guard's verdict (u32: 1 = losses finite, Adam applies).
+    flag: wgpu::Buffer,
+    /// Where the step's losses and flag are copied for reading back: loglik (B), kl
+    /// (B), flag (1), in one mapping per step.
+    staging: wgpu::Buffer,
     loglik: wgpu::Buffer,
     kl: wgpu::Buffer,
     weights_kl: wgpu::Buffer,
@@ -332,32 +337,39 @@ impl GpuBackend {
             rec.decoder(enc)?;
             pipes.encode_kl(ctx, enc, &a.qm, &a.qv, &a.kl, b, cfg.n_latent)?;
             rec.likelihood(enc)?;
-            rec.backward(enc)
+            rec.backward(enc)?;
+            // Adam in the same encoder, skipped on the GPU when the losses are not finite.
+            pipes.encode_step_guard(ctx, enc, &a.loglik, &a.kl, &a.flag, b)?;
+            for tn in &m.tensors {
+                let hp = AdamParams::new(
+                    tn.len as u32,
+                    f64::from(hyper.lr),
+                    0.9,
+                    0.999,
+                    f64::from(hyper.adam_eps),
+                    f64::from(hyper.weight_decay),
+                    hyper.step + 1,
+                );
+                pipes
+                    .encode_adam_step(ctx, enc, &tn.value, &tn.grad, &tn.m, &tn.v, &hp, &a.flag)?;
+            }
+            let bb = (4 * b) as u64;
+            enc.copy_buffer_to_buffer(&a.loglik, 0, &a.staging, 0, bb);
+            enc.copy_buffer_to_buffer(&a.kl, 0, &a.staging, bb, bb);
+            enc.copy_buffer_to_buffer(&a.flag, 0, &a.staging, 2 * bb, 4);
+            Ok(())
         })
         .await?;
-        let loglik = read_f32(ctx, &a.loglik, b).await?;
-        let kl = read_f32(ctx, &a.kl, b).await?;
+        // The one wait of the step: losses and the guard's verdict.
+        let bytes = ctx.map_read(&a.staging, (8 * b + 4) as u64).await?;
+        let vals: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[..8 * b]);
+        let flag = bytemuck::pod_read_unaligned::<u32>(&bytes[8 * b..8 * b + 4]);
+        let (loglik, kl) = vals.split_at(b);
         let recon = (-loglik.iter().map(|&v| f64::from(v)).sum::<f64>() / b as f64) as f32;
         let klm = (kl.iter().map(|&v| f64::from(v)).sum::<f64>() / b as f64) as f32;
-        let finite = recon.is_finite() && klm.is_finite();
-        if finite {
-            submit(ctx, "adam", |enc| {
-                for tn in &m.tensors {
-                    let hp = AdamParams::new(
-                        tn.len as u32,
-                        f64::from(hyper.lr),
-                        0.9,
-                        0.999,
-                        f64::from(hyper.adam_eps),
-                        f64::from(hyper.weight_decay),
-                        hyper.step + 1,
-                    );
-                    pipes.encode_adam_step(ctx, enc, &tn.value, &tn.grad, &tn.m, &tn.v, &hp)?;
-                }
-                Ok(())
-            })
-            .await?;
-        } else {
+        let finite = flag == 1;
+        if !finite {
+            // Adam skipped itself; put the running statistics back as they were.
             submit(ctx, "restore running statistics", |enc| {
                 for (dst, src) in m.buffers.iter().zip(&m.buffers_saved) {
                     enc.copy_buffer_to_buffer(src, 0, dst, 0, src.size());
@@ -924,6 +936,13 @@ fn alloc_acts(
         logits: buf(ctx, "logits", b * g)?,
         rho: buf(ctx, "rho", b * g)?,
         pi: buf(ctx, "pi", if zinb { b * g } else { 1 })?,
+        flag: buf(ctx, "step flag", 4)?,
+        staging: ctx.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("losses readback"),
+            size: ((2 * b + 4) * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })?,
         loglik: buf(ctx, "loglik", b)?,
         kl: buf(ctx, "kl", b)?,
         weights_kl: buf(ctx, "weights_kl", b)?,

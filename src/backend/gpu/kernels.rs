@@ -34,6 +34,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("adam", include_str!("../../../shaders/adam.wgsl")),
     (
+        "step_guard",
+        include_str!("../../../shaders/step_guard.wgsl"),
+    ),
+    (
         "nb_loglik",
         concat!(
             include_str!("../../../shaders/lib/counts.wgsl"),
@@ -76,6 +80,7 @@ pub struct Pipelines {
     pub(crate) kl: wgpu::ComputePipeline,
     pub(crate) reparam: wgpu::ComputePipeline,
     pub(crate) adam: wgpu::ComputePipeline,
+    pub(crate) step_guard: wgpu::ComputePipeline,
     pub(crate) nb_loglik: wgpu::ComputePipeline,
     pub(crate) nb_loglik_theta: wgpu::ComputePipeline,
     pub(crate) zinb_loglik: wgpu::ComputePipeline,
@@ -116,6 +121,9 @@ impl Pipelines {
                 .compute_pipeline("reparam", shader_source("reparam")?)
                 .await?,
             adam: ctx.compute_pipeline("adam", shader_source("adam")?).await?,
+            step_guard: ctx
+                .compute_pipeline("step_guard", shader_source("step_guard")?)
+                .await?,
             nb_loglik: ctx
                 .compute_pipeline("nb_loglik", shader_source("nb_loglik")?)
                 .await?,

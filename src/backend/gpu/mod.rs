@@ -263,8 +263,14 @@ impl GpuContext {
             });
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
+        self.map_read(&staging, size).await
+    }
+
+    /// Maps a `MAP_READ` staging buffer whose copy has been submitted, copies `size`
+    /// bytes out and unmaps it (natively by polling; in the browser by awaiting).
+    pub async fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
         let (sender, receiver) = futures_channel::oneshot::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        staging.map_async(wgpu::MapMode::Read, ..size, move |r| {
             let _ = sender.send(r);
         });
         #[cfg(not(target_arch = "wasm32"))]
@@ -278,7 +284,7 @@ impl GpuContext {
         }
         self.check_lost()?;
         let view = staging
-            .get_mapped_range(..)
+            .get_mapped_range(..size)
             .map_err(|e| Error::Gpu(format!("mapping a buffer failed: {e}")))?;
         let bytes = view.to_vec();
         drop(view);
