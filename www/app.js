@@ -2,7 +2,7 @@
 // shows what was read, then trains on it (www/train.js). Text from a user's file is only
 // ever set with textContent.
 import init, { read_files, gpu_check } from './pkg/cellvae.js';
-import { setupTraining, reset as resetTraining, isRunning, info as trainInfo, decodePoint, benchmarkMap, cellPosition, timeRedraw } from './train.js';
+import { setupTraining, reset as resetTraining, isRunning, info as trainInfo, decodePoint, benchmarkMap, cellPosition, timeRedraw, latentOf } from './train.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -35,6 +35,7 @@ window.cellvae = {
   benchmarkMap: (n, repeats) => benchmarkMap(n, repeats),
   cellPosition: (c) => cellPosition(c),
   timeRedraw: (repeats) => timeRedraw(repeats),
+  latentOf: (c) => latentOf(c),
 };
 
 function el(tag, text, attrs = {}) {

@@ -47,6 +47,10 @@ const t = {
   trav: { shown: false, path: null, pos: 0, top: [], values: [], timer: null, A: null, B: null, stamp: 0 },
   field: { gene: -1, canvas: null, view: null, lo: 0, hi: 0, stamp: 0, timer: null, dirty: false },
   lastLatentAt: 0,
+  model: null,
+  nTrain: 0,
+  axesFor: 0,
+  colourFor: undefined,
   onStatus: () => {},
 };
 
@@ -151,7 +155,9 @@ function fillAxes() {
     for (let j = i + 1; j < t.d; j++) sel.append(option(`${i},${j}`, `z${i + 1} vs z${j + 1}`));
   }
   if (t.d < 2) sel.append(option('0,1', 'z1'));
-  if ([...sel.options].some((o) => o.value === prev)) sel.value = prev;
+  // Keep the choice while the dimensions stay; PCA first for a new space.
+  if (t.d === t.axesFor && [...sel.options].some((o) => o.value === prev)) sel.value = prev;
+  t.axesFor = t.d;
   $('axes-label').hidden = t.d <= 2;
 }
 
@@ -208,9 +214,11 @@ function fillColourBy() {
   sel.append(option('library', 'library size'));
   sel.append(option('gene', 'a gene’s expression…'));
   const key = t.session.label_key;
-  if ([...sel.options].some((o) => o.value === prev)) sel.value = prev;
+  // Keep the choice unless the label column changed.
+  if ((key || null) === t.colourFor && [...sel.options].some((o) => o.value === prev)) sel.value = prev;
   else if (key) sel.value = `obs:${key}`;
   else sel.value = 'library';
+  t.colourFor = key || null;
 }
 
 function buildColours() {
@@ -917,6 +925,8 @@ function adopt(session) {
   t.cellIds = session.cell_ids();
   t.libraries = session.library_sizes();
   t.meta = session.obs_columns().map((name) => ({ name, ...session.labels(name) }));
+  t.model = session.model_config();
+  t.nTrain = session.trained_mask().reduce((a, b) => a + b, 0);
   t.status = session.status();
   fillGeneList($('model-gene-list'), t.genes, '');
   fillAxes();
@@ -929,7 +939,9 @@ function adopt(session) {
   buildColours();
   const key = session.label_key;
   const origin = session.origin === 'new' ? '' : ` Loaded ${session.origin}.`;
-  $('train-what').textContent = `${session.n_cells} cells × ${session.n_genes} genes, ${t.d}-D latent space`
+  const qc = t.nTrain < session.n_cells ? ` (${t.nTrain} train; ${session.n_cells - t.nTrain} removed by QC or empty, shown but not trained on)` : '';
+  $('train-what').textContent = `${session.n_cells} cells${qc} × ${session.n_genes} genes, ${t.d}-D latent space, `
+    + `${t.model.likelihood.toUpperCase()} likelihood, ${t.model.n_hidden} hidden × ${t.model.n_layers} layer${t.model.n_layers > 1 ? 's' : ''}`
     + (key ? `, labels from ${key}` : '') + (session.batch_key ? `, batches from ${session.batch_key}` : '')
     + (t.d > 2 ? ' (two dimensions shown at a time)' : '') + '.' + origin;
 }
@@ -1237,6 +1249,14 @@ export function info() {
     traversal_position: t.trav.pos,
     pca_axes: t.P && t.P.kind === 'pca' ? t.P.axes.map((a) => Array.from(a)) : null,
     kl_bars: Number($('kl-dims-chart').dataset.bars || 0),
+    probe_cell: t.probeCell,
+    n_train_cells: t.nTrain,
+    model: t.model,
+    settings: t.status ? {
+      epochs: t.status.epochs, kl_warmup_epochs: t.status.kl_warmup_epochs, beta: t.status.beta, lr: t.status.lr,
+    } : null,
+    batch_key: t.session ? t.session.batch_key ?? null : null,
+    label_key: t.session ? t.session.label_key ?? null : null,
   };
 }
 
@@ -1245,6 +1265,12 @@ export function cellPosition(c) {
   if (!t.proj || !t.view || c < 0 || c >= t.n) return null;
   const [x, y] = toPixel(t.view, 1, 1, t.proj[2 * c], t.proj[2 * c + 1]);
   return [x, y];
+}
+
+/// The latent mean of cell `c` (for automation).
+export function latentOf(c) {
+  if (!t.latent || c < 0 || c >= t.n) return null;
+  return Array.from(t.latent.subarray(c * t.d, (c + 1) * t.d));
 }
 
 /// Decodes a latent point with the current model (expected counts per modelled gene).
