@@ -2,7 +2,7 @@
 // shows what was read, then trains on it (www/train.js). Text from a user's file is only
 // ever set with textContent.
 import init, { read_files, gpu_check } from './pkg/cellvae.js';
-import { setupTraining, reset as resetTraining, isRunning, info as trainInfo, decodePoint, benchmarkMap, cellPosition, timeRedraw, latentOf } from './train.js';
+import { setupTraining, reset as resetTraining, isRunning, info as trainInfo, decodePoint, benchmarkMap, cellPosition, timeRedraw, latentOf, modelGenes } from './train.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -36,6 +36,7 @@ window.cellvae = {
   cellPosition: (c) => cellPosition(c),
   timeRedraw: (repeats) => timeRedraw(repeats),
   latentOf: (c) => latentOf(c),
+  modelGenes: () => modelGenes(),
 };
 
 function el(tag, text, attrs = {}) {

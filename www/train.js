@@ -426,6 +426,7 @@ function drawCharts() {
   if (t.session && t.latent) {
     try { kl = Array.from(t.session.kl_per_dim()); } catch (e) { kl = []; }
   }
+  t.klDims = kl;
   barChart($('kl-dims-chart'), 'KL per latent dimension (nats per cell; grey: < 0.1, unused)', kl);
   const s = t.status;
   scheduleChart($('kl-schedule-chart'), s
@@ -1250,6 +1251,9 @@ export function info() {
     pca_axes: t.P && t.P.kind === 'pca' ? t.P.axes.map((a) => Array.from(a)) : null,
     kl_bars: Number($('kl-dims-chart').dataset.bars || 0),
     probe_cell: t.probeCell,
+    kl_per_dim: t.klDims || [],
+    traversal_path: t.trav.path ? Array.from({ length: TRAV_STEPS }, (_, s) => Array.from(t.trav.path.subarray(s * t.d, (s + 1) * t.d))) : null,
+    field_view: t.field.canvas && t.field.view ? { ...t.field.view } : null,
     n_train_cells: t.nTrain,
     model: t.model,
     settings: t.status ? {
@@ -1265,6 +1269,11 @@ export function cellPosition(c) {
   if (!t.proj || !t.view || c < 0 || c >= t.n) return null;
   const [x, y] = toPixel(t.view, 1, 1, t.proj[2 * c], t.proj[2 * c + 1]);
   return [x, y];
+}
+
+/// The modelled genes, in decode order (for automation).
+export function modelGenes() {
+  return [...t.genes];
 }
 
 /// The latent mean of cell `c` (for automation).
