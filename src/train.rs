@@ -95,10 +95,28 @@ struct ResumePoint {
     sums: (f64, f64, usize),
 }
 
-/// A training run over a matrix, driven step by step or epoch by epoch.
-pub struct Trainer<B: Backend> {
-    /// The backend doing the arithmetic.
-    pub backend: B,
+/// Steps recorded back to back before their losses are read (GPU backends queue them
+/// without waiting in between).
+pub const GROUP: usize = 8;
+
+/// What the backend must do after [`Schedule::apply`], before the next group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing.
+    Nothing,
+    /// A step was not finite: load [`Schedule::resume_state`] into the backend.
+    Restore,
+    /// Read the state back and hand it to [`Schedule::set_snapshot`] (end of an epoch,
+    /// or `snapshot_every` steps since the last one).
+    Snapshot,
+}
+
+/// The training loop without a backend ("sans-IO"): minibatch order, KL warm-up, step
+/// and epoch bookkeeping, recovery and snapshots. [`Trainer`] drives it with a
+/// synchronous [`Backend`]; the page drives it with the asynchronous GPU backend the
+/// same way: [`Schedule::plan`], train the planned minibatches, [`Schedule::apply`],
+/// then do what it returns ([`Need`]).
+pub struct Schedule {
     /// The settings (lr and max_kl_weight may change mid-run).
     pub config: TrainConfig,
     cells: Vec<usize>,
@@ -115,40 +133,40 @@ pub struct Trainer<B: Backend> {
     pub recoveries: Vec<Recovery>,
     last_good: ResumePoint,
     /// Also read the state back every this many steps within an epoch (0: only at the
-    /// end of each epoch). The state read back is where a switch to another backend
-    /// continues from (see [`Trainer::switch_backend`]).
+    /// end of each epoch). The state read back is where a recovery or a switch to
+    /// another backend continues from (see [`Trainer::switch_backend`]).
     pub snapshot_every: u32,
-    minibatch: Minibatch,
-    /// The current minibatch's cells (reused: no allocation per step).
+    /// Minibatches and hyper-parameters of the planned group (reused: no allocation
+    /// per step once the largest group has been seen).
+    batches: Vec<Minibatch>,
+    hypers: Vec<StepHyper>,
+    ends: Vec<usize>,
     rows: Vec<usize>,
     clock: fn() -> f64,
 }
 
-impl<B: Backend> Trainer<B> {
-    /// A trainer over the cells `cells` of a matrix (the training set), starting from
-    /// `state`. `batch_codes` gives each cell's batch (empty: one batch). `clock` returns
-    /// seconds (the command line passes a monotonic clock, the page `performance.now`).
+impl Schedule {
+    /// A schedule over the cells `cells` of a matrix (the training set), continuing from
+    /// `state` (its step and epoch counts). `batch_codes` gives each cell's batch (empty:
+    /// one batch). `clock` returns seconds.
     pub fn new(
-        mut backend: B,
         config: TrainConfig,
         state: TrainState,
         cells: Vec<usize>,
         batch_codes: Vec<u32>,
         clock: fn() -> f64,
-    ) -> Result<Trainer<B>> {
+    ) -> Result<Schedule> {
         if cells.is_empty() {
             return Err(Error::Config("no cells to train on".into()));
         }
         if config.batch_size == 0 {
             return Err(Error::Config("--batch-size must be at least 1".into()));
         }
-        backend.load(&state)?;
-        let steps = state.steps;
-        let epoch = state.epochs;
-        let mut t = Trainer {
-            backend,
+        let (steps, epoch) = (state.steps, state.epochs);
+        let order = rng::shuffle(config.seed, epoch, cells.len());
+        Ok(Schedule {
             config,
-            order: Vec::new(),
+            order,
             cells,
             batch_codes,
             position: 0,
@@ -164,12 +182,12 @@ impl<B: Backend> Trainer<B> {
                 sums: (0.0, 0.0, 0),
             },
             snapshot_every: 0,
-            minibatch: Minibatch::default(),
+            batches: Vec::new(),
+            hypers: Vec::new(),
+            ends: Vec::new(),
             rows: Vec::new(),
             clock,
-        };
-        t.order = rng::shuffle(t.config.seed, t.epoch, t.cells.len());
-        Ok(t)
+        })
     }
 
     /// Epochs finished so far.
@@ -187,87 +205,140 @@ impl<B: Backend> Trainer<B> {
         self.epoch >= self.config.epochs
     }
 
-    /// One optimisation step on the next minibatch. Returns the step's losses and, when
-    /// the step closed an epoch, that epoch's record.
-    pub fn step(&mut self, m: &CountMatrix) -> Result<(StepLosses, Option<EpochRecord>)> {
+    /// Whether a step ending at `position` ends the epoch: scvi-tools drops a last
+    /// minibatch of fewer than 3 cells (batch norm needs rows).
+    fn ends_epoch(&self, position: usize) -> bool {
         let n = self.cells.len();
-        let end = (self.position + self.config.batch_size).min(n);
-        // scvi-tools drops a last minibatch of fewer than 3 cells (batch norm needs rows).
-        self.rows.clear();
-        self.rows.extend(
-            self.order[self.position..end]
-                .iter()
-                .map(|&i| self.cells[i as usize]),
-        );
-        self.minibatch.gather_into(m, &self.batch_codes, &self.rows);
-        let kl_weight = self.config.kl_weight(self.epoch);
-        let hyper = StepHyper {
-            step: self.steps,
-            seed: self.config.seed,
-            lr: self.config.lr,
-            kl_weight,
-            adam_eps: self.config.adam_eps,
-            weight_decay: self.config.weight_decay,
-        };
-        let losses = self.backend.train_step(&self.minibatch, &hyper)?;
-        if !losses.finite || !losses.loss.is_finite() {
-            // Restore the last good state, lower the learning rate, report.
-            self.backend.load(&self.last_good.state)?;
-            self.steps = self.last_good.state.steps;
-            self.position = self.last_good.position;
-            self.sums = self.last_good.sums;
-            self.config.lr *= 0.5;
-            self.recoveries.push(Recovery {
-                step: hyper.step,
-                new_lr: self.config.lr,
-            });
-            if self.recoveries.len() > 20 {
-                return Err(Error::Config(format!(
-                    "training keeps producing non-finite values (20 recoveries, learning rate now {}); \
-                     try a lower --lr or check the data",
-                    self.config.lr
-                )));
-            }
-            return Ok((losses, None));
-        }
-        self.steps += 1;
-        let b = self.rows.len();
-        self.sums.0 += losses.reconstruction as f64 * b as f64;
-        self.sums.1 += losses.kl as f64 * b as f64;
-        self.sums.2 += b;
-        self.position = end;
-        let remaining = n - self.position;
-        let mut record = None;
-        if self.position >= n || (remaining < 3 && remaining < self.config.batch_size) {
-            let now = (self.clock)();
-            let cells = self.sums.2.max(1) as f64;
-            let r = EpochRecord {
-                epoch: self.epoch,
-                elbo: -(self.sums.0 + self.sums.1) / cells,
-                reconstruction: self.sums.0 / cells,
-                kl: self.sums.1 / cells,
-                kl_weight,
-                seconds: now - self.epoch_started,
-            };
-            self.history.push(r.clone());
-            record = Some(r);
-            self.epoch += 1;
-            self.position = 0;
-            self.sums = (0.0, 0.0, 0);
-            self.epoch_started = now;
-            self.order = rng::shuffle(self.config.seed, self.epoch, n);
-            self.snapshot()?;
-        } else if self.snapshot_every > 0
-            && (self.steps - self.last_good.state.steps) >= self.snapshot_every
-        {
-            self.snapshot()?;
-        }
-        Ok((losses, record))
+        let remaining = n - position;
+        position >= n || (remaining < 3 && remaining < self.config.batch_size)
     }
 
-    /// Reads the state back as the new resume point.
-    fn snapshot(&mut self) -> Result<()> {
-        let mut state = self.backend.save()?;
+    /// Plans up to `k` (at least 1) next steps, stopping at the end of the epoch:
+    /// gathers their minibatches and hyper-parameters, returned for the backend to
+    /// train in order.
+    pub fn plan(&mut self, m: &CountMatrix, k: usize) -> (&[Minibatch], &[StepHyper]) {
+        let n = self.cells.len();
+        let kl_weight = self.config.kl_weight(self.epoch);
+        self.hypers.clear();
+        self.ends.clear();
+        let mut pos = self.position;
+        while self.hypers.len() < k.max(1) {
+            let end = (pos + self.config.batch_size).min(n);
+            self.rows.clear();
+            self.rows
+                .extend(self.order[pos..end].iter().map(|&i| self.cells[i as usize]));
+            let i = self.hypers.len();
+            if self.batches.len() <= i {
+                self.batches.push(Minibatch::default());
+            }
+            self.batches[i].gather_into(m, &self.batch_codes, &self.rows);
+            self.hypers.push(StepHyper {
+                step: self.steps + i as u32,
+                seed: self.config.seed,
+                lr: self.config.lr,
+                kl_weight,
+                adam_eps: self.config.adam_eps,
+                weight_decay: self.config.weight_decay,
+            });
+            self.ends.push(end);
+            pos = end;
+            if self.ends_epoch(pos) {
+                break;
+            }
+        }
+        (&self.batches[..self.hypers.len()], &self.hypers)
+    }
+
+    /// Takes the losses of the planned steps (in order; a backend may stop after a
+    /// non-finite one) and returns each step's losses with the epoch record it closed,
+    /// and what the backend must do next.
+    #[allow(clippy::type_complexity)]
+    pub fn apply(
+        &mut self,
+        losses: &[StepLosses],
+    ) -> Result<(Vec<(StepLosses, Option<EpochRecord>)>, Need)> {
+        if losses.is_empty() || losses.len() > self.hypers.len() {
+            return Err(Error::Config(format!(
+                "the backend returned {} results for {} planned steps",
+                losses.len(),
+                self.hypers.len()
+            )));
+        }
+        let n = self.cells.len();
+        let mut out = Vec::with_capacity(losses.len());
+        for (i, &l) in losses.iter().enumerate() {
+            let hyper = self.hypers[i];
+            if !l.finite || !l.loss.is_finite() {
+                // Back to the last good state with a lower learning rate, reported.
+                self.steps = self.last_good.state.steps;
+                self.position = self.last_good.position;
+                self.sums = self.last_good.sums;
+                self.config.lr *= 0.5;
+                self.recoveries.push(Recovery {
+                    step: hyper.step,
+                    new_lr: self.config.lr,
+                });
+                out.push((l, None));
+                if self.recoveries.len() > 20 {
+                    return Err(Error::Config(format!(
+                        "training keeps producing non-finite values (20 recoveries, learning rate now {}); \
+                         try a lower --lr or check the data",
+                        self.config.lr
+                    )));
+                }
+                return Ok((out, Need::Restore));
+            }
+            self.steps += 1;
+            let end = self.ends[i];
+            let b = end - self.position;
+            self.sums.0 += l.reconstruction as f64 * b as f64;
+            self.sums.1 += l.kl as f64 * b as f64;
+            self.sums.2 += b;
+            self.position = end;
+            let mut record = None;
+            if self.ends_epoch(self.position) {
+                let now = (self.clock)();
+                let cells = self.sums.2.max(1) as f64;
+                let r = EpochRecord {
+                    epoch: self.epoch,
+                    elbo: -(self.sums.0 + self.sums.1) / cells,
+                    reconstruction: self.sums.0 / cells,
+                    kl: self.sums.1 / cells,
+                    kl_weight: hyper.kl_weight,
+                    seconds: now - self.epoch_started,
+                };
+                self.history.push(r.clone());
+                record = Some(r);
+                self.epoch += 1;
+                self.position = 0;
+                self.sums = (0.0, 0.0, 0);
+                self.epoch_started = now;
+                self.order = rng::shuffle(self.config.seed, self.epoch, n);
+            }
+            let closed = record.is_some();
+            out.push((l, record));
+            if closed {
+                // An epoch ends only at the last planned step.
+                return Ok((out, Need::Snapshot));
+            }
+        }
+        let due = self.snapshot_every > 0
+            && self.steps - self.last_good.state.steps >= self.snapshot_every;
+        Ok((out, if due { Need::Snapshot } else { Need::Nothing }))
+    }
+
+    /// The state a [`Need::Restore`] (or a switch of backend) loads.
+    pub fn resume_state(&self) -> &TrainState {
+        &self.last_good.state
+    }
+
+    /// The step the run continues from after a restore or a switch of backend.
+    pub fn resume_step(&self) -> u32 {
+        self.last_good.state.steps
+    }
+
+    /// Records the state read back for a [`Need::Snapshot`] as the new resume point.
+    pub fn set_snapshot(&mut self, mut state: TrainState) {
         state.steps = self.steps;
         state.epochs = self.epoch;
         self.last_good = ResumePoint {
@@ -275,79 +346,19 @@ impl<B: Backend> Trainer<B> {
             position: self.position,
             sums: self.sums,
         };
-        Ok(())
     }
 
-    /// The step the run continues from after [`Trainer::switch_backend`] (the last state
-    /// read back).
-    pub fn resume_step(&self) -> u32 {
-        self.last_good.state.steps
-    }
-
-    /// Moves the run to another backend (the CPU after a GPU error or device loss): the
-    /// new backend starts from the last state read back (the end of the last epoch, or
-    /// the last snapshot within it) and the steps since are taken again. Every random
-    /// draw and the minibatch order are keyed by (seed, step, epoch), so the replayed
-    /// steps compute what was lost: no training is lost. Finished epochs stay in the
-    /// history; settings changed mid-run (lr, beta) are kept.
-    pub fn switch_backend<C: Backend>(self, mut backend: C) -> Result<Trainer<C>> {
-        let resume = self.last_good;
-        backend.load(&resume.state)?;
-        let epoch = resume.state.epochs;
-        let mut history = self.history;
-        history.retain(|r| r.epoch < epoch);
-        let order = rng::shuffle(self.config.seed, epoch, self.cells.len());
-        Ok(Trainer {
-            backend,
-            config: self.config,
-            order,
-            cells: self.cells,
-            batch_codes: self.batch_codes,
-            position: resume.position,
-            epoch,
-            steps: resume.state.steps,
-            sums: resume.sums,
-            epoch_started: (self.clock)(),
-            history,
-            recoveries: self.recoveries,
-            last_good: resume,
-            snapshot_every: self.snapshot_every,
-            minibatch: self.minibatch,
-            rows: self.rows,
-            clock: self.clock,
-        })
-    }
-
-    /// Runs until `n` more epochs have finished (or training is done), calling
-    /// `progress` after each epoch.
-    pub fn run_epochs(
-        &mut self,
-        m: &CountMatrix,
-        n: u32,
-        mut progress: impl FnMut(&EpochRecord),
-    ) -> Result<()> {
-        let target = (self.epoch + n).min(self.config.epochs);
-        while self.epoch < target {
-            if let (_, Some(r)) = self.step(m)? {
-                progress(&r);
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs up to `n` steps (stopping early when training is done); returns the epoch
-    /// records finished on the way. The page calls this once per animation frame.
-    pub fn run_steps(&mut self, m: &CountMatrix, n: u32) -> Result<Vec<EpochRecord>> {
-        let mut done = Vec::new();
-        for _ in 0..n {
-            if self.finished() {
-                break;
-            }
-            if let (_, Some(r)) = self.step(m)? {
-                done.push(r);
-            }
-        }
-        Ok(done)
+    /// Rewinds to the resume point (after its state was loaded into a new backend):
+    /// the steps since are taken again. Finished epochs stay in the history.
+    fn rewind(&mut self) {
+        let epoch = self.last_good.state.epochs;
+        self.history.retain(|r| r.epoch < epoch);
+        self.order = rng::shuffle(self.config.seed, epoch, self.cells.len());
+        self.epoch = epoch;
+        self.steps = self.last_good.state.steps;
+        self.position = self.last_good.position;
+        self.sums = self.last_good.sums;
+        self.epoch_started = (self.clock)();
     }
 
     /// Changes the learning rate from the next step on.
@@ -370,6 +381,120 @@ impl<B: Backend> Trainer<B> {
         }
         self.config.max_kl_weight = beta;
         Ok(())
+    }
+}
+
+/// A training run over a matrix with a synchronous backend, driven step by step or
+/// epoch by epoch. Derefs to its [`Schedule`] (config, history, epoch, ...).
+pub struct Trainer<B: Backend> {
+    /// The backend doing the arithmetic.
+    pub backend: B,
+    /// The loop's bookkeeping.
+    pub schedule: Schedule,
+}
+
+impl<B: Backend> std::ops::Deref for Trainer<B> {
+    type Target = Schedule;
+    fn deref(&self) -> &Schedule {
+        &self.schedule
+    }
+}
+
+impl<B: Backend> std::ops::DerefMut for Trainer<B> {
+    fn deref_mut(&mut self) -> &mut Schedule {
+        &mut self.schedule
+    }
+}
+
+impl<B: Backend> Trainer<B> {
+    /// A trainer over the cells `cells` of a matrix (the training set), starting from
+    /// `state`. `batch_codes` gives each cell's batch (empty: one batch). `clock` returns
+    /// seconds (the command line passes a monotonic clock, the page `performance.now`).
+    pub fn new(
+        mut backend: B,
+        config: TrainConfig,
+        state: TrainState,
+        cells: Vec<usize>,
+        batch_codes: Vec<u32>,
+        clock: fn() -> f64,
+    ) -> Result<Trainer<B>> {
+        let schedule = Schedule::new(config, state, cells, batch_codes, clock)?;
+        backend.load(schedule.resume_state())?;
+        Ok(Trainer { backend, schedule })
+    }
+
+    /// Up to `k` steps (stopping at the end of the epoch or at a non-finite step),
+    /// queued in one group on backends that can (see [`Backend::train_steps`]).
+    pub fn step_group(
+        &mut self,
+        m: &CountMatrix,
+        k: usize,
+    ) -> Result<Vec<(StepLosses, Option<EpochRecord>)>> {
+        let (batches, hypers) = self.schedule.plan(m, k);
+        let losses = self.backend.train_steps(batches, hypers)?;
+        let (out, need) = self.schedule.apply(&losses)?;
+        match need {
+            Need::Nothing => {}
+            Need::Restore => self.backend.load(self.schedule.resume_state())?,
+            Need::Snapshot => {
+                let state = self.backend.save()?;
+                self.schedule.set_snapshot(state);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One optimisation step on the next minibatch. Returns the step's losses and, when
+    /// the step closed an epoch, that epoch's record.
+    pub fn step(&mut self, m: &CountMatrix) -> Result<(StepLosses, Option<EpochRecord>)> {
+        let mut out = self.step_group(m, 1)?;
+        out.pop()
+            .ok_or_else(|| Error::Config("internal: a step returned no losses".into()))
+    }
+
+    /// Runs until `n` more epochs have finished (or training is done), calling
+    /// `progress` after each epoch.
+    pub fn run_epochs(
+        &mut self,
+        m: &CountMatrix,
+        n: u32,
+        mut progress: impl FnMut(&EpochRecord),
+    ) -> Result<()> {
+        let target = (self.epoch + n).min(self.config.epochs);
+        while self.epoch < target {
+            for (_, r) in self.step_group(m, GROUP)? {
+                if let Some(r) = r {
+                    progress(&r);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs up to `n` steps (stopping early when training is done); returns the epoch
+    /// records finished on the way. The page calls this once per animation frame.
+    pub fn run_steps(&mut self, m: &CountMatrix, n: u32) -> Result<Vec<EpochRecord>> {
+        let mut done = Vec::new();
+        let mut left = n as usize;
+        while left > 0 && !self.finished() {
+            let out = self.step_group(m, left.min(GROUP))?;
+            left = left.saturating_sub(out.len());
+            done.extend(out.into_iter().filter_map(|(_, r)| r));
+        }
+        Ok(done)
+    }
+
+    /// Moves the run to another backend (the CPU after a GPU error or device loss): the
+    /// new backend starts from the last state read back (the end of the last epoch, or
+    /// the last snapshot within it) and the steps since are taken again. Every random
+    /// draw and the minibatch order are keyed by (seed, step, epoch), so the replayed
+    /// steps compute what was lost: no training is lost. Finished epochs stay in the
+    /// history; settings changed mid-run (lr, beta) are kept.
+    pub fn switch_backend<C: Backend>(self, mut backend: C) -> Result<Trainer<C>> {
+        let mut schedule = self.schedule;
+        backend.load(schedule.resume_state())?;
+        schedule.rewind();
+        Ok(Trainer { backend, schedule })
     }
 
     /// The current state (a checkpoint).

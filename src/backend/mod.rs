@@ -65,6 +65,24 @@ pub trait Backend {
     fn train_step(&mut self, batch: &Minibatch, hyper: &StepHyper) -> Result<StepLosses>;
     /// q(z|x) in eval mode.
     fn encode(&mut self, batch: &Minibatch) -> Result<Posterior>;
+    /// Several steps in order, stopping after the first non-finite one (its losses are
+    /// the last returned). Backends that can queue the steps without waiting for each
+    /// one's losses (the GPU) override this.
+    fn train_steps(
+        &mut self,
+        batches: &[Minibatch],
+        hypers: &[StepHyper],
+    ) -> Result<Vec<StepLosses>> {
+        let mut out = Vec::with_capacity(hypers.len());
+        for (batch, hyper) in batches.iter().zip(hypers) {
+            let l = self.train_step(batch, hyper)?;
+            out.push(l);
+            if !l.finite {
+                break;
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Everything a run needs to continue: parameters, buffers, Adam moments, step count.

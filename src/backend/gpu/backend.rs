@@ -48,9 +48,11 @@ struct LayerActs {
     stats: wgpu::Buffer,
 }
 
-/// Per-minibatch buffers, sized for B cells.
+/// Per-minibatch buffers, sized for up to `cap` cells (kernels are told the B in use).
 struct Acts {
-    b: usize,
+    cap: usize,
+    /// The B whose `[I_B; I_B]` is in `stack_eye`.
+    eye_b: usize,
     x: wgpu::Buffer,
     counts: wgpu::Buffer,
     cells: wgpu::Buffer,
@@ -68,9 +70,9 @@ struct Acts {
     pi: wgpu::Buffer,
     /// The step guard's verdict (u32: 1 = losses finite, Adam applies).
     flag: wgpu::Buffer,
-    /// Where the step's losses and flag are copied for reading back: loglik (B), kl
-    /// (B), flag (1), in one mapping per step.
-    staging: wgpu::Buffer,
+    /// Where each queued step's losses and flag are copied for reading back: loglik
+    /// (B), kl (B), flag (1), one mapping per step.
+    staging: Vec<wgpu::Buffer>,
     loglik: wgpu::Buffer,
     kl: wgpu::Buffer,
     weights_kl: wgpu::Buffer,
@@ -276,11 +278,103 @@ impl GpuBackend {
         batch: &Minibatch,
         hyper: &StepHyper,
     ) -> Result<StepLosses> {
-        if self.lose_at == Some(hyper.step) {
-            self.ctx.device.destroy();
-            #[cfg(not(target_arch = "wasm32"))]
-            let _ = self.ctx.device.poll(wgpu::PollType::wait_indefinitely());
+        let out = self
+            .train_steps_async(std::slice::from_ref(batch), std::slice::from_ref(hyper))
+            .await?;
+        out.into_iter()
+            .next()
+            .ok_or_else(|| Error::Gpu("internal: a step returned no losses".into()))
+    }
+
+    /// Several training steps queued back to back, each one command encoder (forward,
+    /// backward, step guard, Adam, losses copied to its own staging buffer), then the
+    /// losses of all of them read back: the GPU never waits for the CPU between the
+    /// steps of a group. Returns the losses in order, stopping after the first
+    /// non-finite step; the steps queued after it have run too, so the caller restores
+    /// a saved state then (the [`crate::train::Trainer`] does).
+    pub async fn train_steps_async(
+        &mut self,
+        batches: &[Minibatch],
+        hypers: &[StepHyper],
+    ) -> Result<Vec<StepLosses>> {
+        let n = batches.len().min(hypers.len());
+        if n == 0 {
+            return Ok(Vec::new());
         }
+        if batches[..n].iter().any(|b| b.n_rows == 0) {
+            return Err(Error::Config(
+                "an empty minibatch cannot be trained on".into(),
+            ));
+        }
+        let cap = batches[..n].iter().map(|b| b.n_rows).max().unwrap_or(1);
+        let before = self.ctx.dispatches();
+        {
+            let ctx = &self.ctx;
+            let m = self
+                .model
+                .as_mut()
+                .ok_or_else(|| Error::Config("no model loaded into the GPU backend".into()))?;
+            ensure_acts(ctx, m, cap, n).await?;
+        }
+        for (slot, (batch, hyper)) in batches[..n].iter().zip(hypers).enumerate() {
+            if self.lose_at == Some(hyper.step) {
+                self.ctx.device.destroy();
+                #[cfg(not(target_arch = "wasm32"))]
+                let _ = self.ctx.device.poll(wgpu::PollType::wait_indefinitely());
+            }
+            self.queue_step(batch, hyper, slot).await?;
+        }
+        let ctx = &self.ctx;
+        let m = self
+            .model
+            .as_mut()
+            .ok_or_else(|| Error::Config("no model loaded into the GPU backend".into()))?;
+        let mut out = Vec::with_capacity(n);
+        for (slot, (batch, hyper)) in batches[..n].iter().zip(hypers).enumerate() {
+            let b = batch.n_rows;
+            let a = m.acts()?;
+            // Waits for this step (the first wait covers the whole group).
+            let bytes = ctx.map_read(&a.staging[slot], (8 * b + 4) as u64).await?;
+            let vals: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[..8 * b]);
+            let flag = bytemuck::pod_read_unaligned::<u32>(&bytes[8 * b..8 * b + 4]);
+            let (loglik, kl) = vals.split_at(b);
+            let recon = (-loglik.iter().map(|&v| f64::from(v)).sum::<f64>() / b as f64) as f32;
+            let klm = (kl.iter().map(|&v| f64::from(v)).sum::<f64>() / b as f64) as f32;
+            let finite = flag == 1;
+            out.push(StepLosses {
+                loss: recon + hyper.kl_weight * klm,
+                reconstruction: recon,
+                kl: klm,
+                finite,
+            });
+            if !finite {
+                // Adam skipped itself; put the running statistics back as they were
+                // before this step (exact when it was the last one queued).
+                if slot + 1 == n {
+                    submit(ctx, "restore running statistics", |enc| {
+                        for (dst, src) in m.buffers.iter().zip(&m.buffers_saved) {
+                            enc.copy_buffer_to_buffer(src, 0, dst, 0, src.size());
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                }
+                break;
+            }
+            m.steps = hyper.step + 1;
+        }
+        self.last_dispatches = (self.ctx.dispatches() - before) / n;
+        Ok(out)
+    }
+
+    /// Uploads one minibatch and submits its whole step (one command encoder), the
+    /// losses and the guard's verdict copied to staging buffer `slot`.
+    async fn queue_step(
+        &mut self,
+        batch: &Minibatch,
+        hyper: &StepHyper,
+        slot: usize,
+    ) -> Result<()> {
         let ctx = &self.ctx;
         let pipes = &self.pipes;
         let m = self
@@ -288,12 +382,7 @@ impl GpuBackend {
             .as_mut()
             .ok_or_else(|| Error::Config("no model loaded into the GPU backend".into()))?;
         let b = batch.n_rows;
-        if b == 0 {
-            return Err(Error::Config(
-                "an empty minibatch cannot be trained on".into(),
-            ));
-        }
-        prepare(ctx, m, batch).await?;
+        upload(ctx, m, batch)?;
         let m = &*m;
         let a = m.acts()?;
         let cfg = &m.config;
@@ -308,7 +397,6 @@ impl GpuBackend {
             0,
             bytemuck::cast_slice(&vec![hyper.kl_weight * inv_b; b]),
         );
-        let before = ctx.dispatches();
         submit(ctx, "train_step", |enc| {
             // Keep the running statistics in case the step turns out non-finite.
             for (src, dst) in m.buffers.iter().zip(&m.buffers_saved) {
@@ -354,42 +442,13 @@ impl GpuBackend {
                     .encode_adam_step(ctx, enc, &tn.value, &tn.grad, &tn.m, &tn.v, &hp, &a.flag)?;
             }
             let bb = (4 * b) as u64;
-            enc.copy_buffer_to_buffer(&a.loglik, 0, &a.staging, 0, bb);
-            enc.copy_buffer_to_buffer(&a.kl, 0, &a.staging, bb, bb);
-            enc.copy_buffer_to_buffer(&a.flag, 0, &a.staging, 2 * bb, 4);
+            let staging = &a.staging[slot];
+            enc.copy_buffer_to_buffer(&a.loglik, 0, staging, 0, bb);
+            enc.copy_buffer_to_buffer(&a.kl, 0, staging, bb, bb);
+            enc.copy_buffer_to_buffer(&a.flag, 0, staging, 2 * bb, 4);
             Ok(())
         })
-        .await?;
-        // The one wait of the step: losses and the guard's verdict.
-        let bytes = ctx.map_read(&a.staging, (8 * b + 4) as u64).await?;
-        let vals: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[..8 * b]);
-        let flag = bytemuck::pod_read_unaligned::<u32>(&bytes[8 * b..8 * b + 4]);
-        let (loglik, kl) = vals.split_at(b);
-        let recon = (-loglik.iter().map(|&v| f64::from(v)).sum::<f64>() / b as f64) as f32;
-        let klm = (kl.iter().map(|&v| f64::from(v)).sum::<f64>() / b as f64) as f32;
-        let finite = flag == 1;
-        if !finite {
-            // Adam skipped itself; put the running statistics back as they were.
-            submit(ctx, "restore running statistics", |enc| {
-                for (dst, src) in m.buffers.iter().zip(&m.buffers_saved) {
-                    enc.copy_buffer_to_buffer(src, 0, dst, 0, src.size());
-                }
-                Ok(())
-            })
-            .await?;
-        }
-        self.last_dispatches = ctx.dispatches() - before;
-        if finite {
-            if let Some(m) = self.model.as_mut() {
-                m.steps = hyper.step + 1;
-            }
-        }
-        Ok(StepLosses {
-            loss: recon + hyper.kl_weight * klm,
-            reconstruction: recon,
-            kl: klm,
-            finite,
-        })
+        .await
     }
 
     /// q(z|x) in eval mode (see [`crate::backend::Backend::encode`]).
@@ -404,7 +463,8 @@ impl GpuBackend {
         if b == 0 {
             return Ok(Posterior::default());
         }
-        prepare(ctx, m, batch).await?;
+        ensure_acts(ctx, m, b, 0).await?;
+        upload(ctx, m, batch)?;
         let m = &*m;
         let a = m.acts()?;
         submit(ctx, "encode", |enc| {
@@ -838,13 +898,43 @@ impl Rec<'_> {
     }
 }
 
-/// (Re)allocates the per-minibatch buffers for B cells (inside an out-of-memory scope)
-/// and uploads the minibatch: log1p counts for the encoder, raw counts for the
-/// likelihood, batch codes for the one-hot layers. Only B x G buffers grow with the
-/// data, so any number of cells trains within the binding limits.
-async fn prepare(ctx: &GpuContext, m: &mut Resident, batch: &Minibatch) -> Result<()> {
+/// Makes sure the per-minibatch buffers hold `cap` cells and `slots` staging buffers
+/// (reallocating, inside an out-of-memory scope, only when they grow). Only B x G
+/// buffers grow with the data, so any number of cells trains within the binding limits.
+async fn ensure_acts(ctx: &GpuContext, m: &mut Resident, cap: usize, slots: usize) -> Result<()> {
     let cfg = &m.config;
-    let (b, g, h, z) = (batch.n_rows, cfg.n_genes, cfg.n_hidden, cfg.n_latent);
+    let (g, h, z) = (cfg.n_genes, cfg.n_hidden, cfg.n_latent);
+    let limit = ctx.device.limits().max_storage_buffer_binding_size;
+    let largest = (4 * cap * g.max(2 * h).max(2 * cap)) as u64;
+    if largest > limit {
+        return Err(Error::Gpu(format!(
+            "a minibatch of {cap} cells needs {largest}-byte buffers, over this adapter's \
+             limit of {limit} bytes per storage binding"
+        )));
+    }
+    let (have_cap, have_slots) = m.acts.as_ref().map_or((0, 0), |a| (a.cap, a.staging.len()));
+    if have_cap < cap || have_slots < slots {
+        let (cap, slots) = (cap.max(have_cap), slots.max(have_slots).max(1));
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let acts = alloc_acts(ctx, cfg, cap, g, h, z, slots);
+        let oom = scope.pop().await;
+        let acts = acts?;
+        if let Some(e) = oom {
+            return Err(Error::Gpu(format!(
+                "out of GPU memory allocating a minibatch of {cap} cells: {e}"
+            )));
+        }
+        m.acts = Some(acts);
+    }
+    Ok(())
+}
+
+/// Uploads a minibatch into the prepared buffers: log1p counts for the encoder, raw
+/// counts for the likelihood, batch codes for the one-hot layers, and the stacked
+/// identity of `Rec::add_d_b_into_d_a` when B changed.
+fn upload(ctx: &GpuContext, m: &mut Resident, batch: &Minibatch) -> Result<()> {
+    let cfg = &m.config;
+    let (b, g) = (batch.n_rows, cfg.n_genes);
     if batch.n_genes != g
         || batch.counts.len() < b * g
         || batch.library.len() < b
@@ -864,27 +954,26 @@ async fn prepare(ctx: &GpuContext, m: &mut Resident, batch: &Minibatch) -> Resul
             cfg.n_batches
         )));
     }
-    let limit = ctx.device.limits().max_storage_buffer_binding_size;
-    let largest = (4 * b * g.max(2 * h).max(2 * b)) as u64;
-    if largest > limit {
+    let a = m
+        .acts
+        .as_mut()
+        .ok_or_else(|| Error::Gpu("internal: no minibatch buffers were prepared".into()))?;
+    if b > a.cap {
         return Err(Error::Gpu(format!(
-            "a minibatch of {b} cells needs {largest}-byte buffers, over this adapter's \
-             limit of {limit} bytes per storage binding"
+            "internal: a minibatch of {b} cells in buffers for {}",
+            a.cap
         )));
     }
-    if m.acts.as_ref().map(|a| a.b) != Some(b) {
-        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let acts = alloc_acts(ctx, cfg, b, g, h, z);
-        let oom = scope.pop().await;
-        let acts = acts?;
-        if let Some(e) = oom {
-            return Err(Error::Gpu(format!(
-                "out of GPU memory allocating a minibatch of {b} cells: {e}"
-            )));
+    if a.eye_b != b {
+        let mut eye = vec![0.0f32; 2 * b * b];
+        for r in 0..b {
+            eye[r * b + r] = 1.0;
+            eye[(b + r) * b + r] = 1.0;
         }
-        m.acts = Some(acts);
+        ctx.queue
+            .write_buffer(&a.stack_eye, 0, bytemuck::cast_slice(&eye));
+        a.eye_b = b;
     }
-    let a = m.acts()?;
     let counts = &batch.counts[..b * g];
     let x: Vec<f32> = counts.iter().map(|&c| c.ln_1p()).collect();
     ctx.queue.write_buffer(&a.x, 0, bytemuck::cast_slice(&x));
@@ -902,6 +991,7 @@ fn alloc_acts(
     g: usize,
     h: usize,
     z: usize,
+    slots: usize,
 ) -> Result<Acts> {
     let layer = |name: &str| -> Result<LayerActs> {
         Ok(LayerActs {
@@ -911,14 +1001,10 @@ fn alloc_acts(
             stats: buf(ctx, name, 2 * h)?,
         })
     };
-    let mut eye = vec![0.0f32; 2 * b * b];
-    for r in 0..b {
-        eye[r * b + r] = 1.0;
-        eye[(b + r) * b + r] = 1.0;
-    }
     let zinb = cfg.likelihood == Likelihood::Zinb;
     Ok(Acts {
-        b,
+        cap: b,
+        eye_b: 0,
         x: buf(ctx, "x_log1p", b * g)?,
         counts: buf(ctx, "counts", b * g)?,
         cells: buf(ctx, "cells", 4 * b)?,
@@ -937,12 +1023,16 @@ fn alloc_acts(
         rho: buf(ctx, "rho", b * g)?,
         pi: buf(ctx, "pi", if zinb { b * g } else { 1 })?,
         flag: buf(ctx, "step flag", 4)?,
-        staging: ctx.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("losses readback"),
-            size: ((2 * b + 4) * 4) as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        })?,
+        staging: (0..slots)
+            .map(|_| {
+                ctx.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("losses readback"),
+                    size: ((2 * b + 4) * 4) as u64,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect::<Result<_>>()?,
         loglik: buf(ctx, "loglik", b)?,
         kl: buf(ctx, "kl", b)?,
         weights_kl: buf(ctx, "weights_kl", b)?,
@@ -954,7 +1044,7 @@ fn alloc_acts(
         d_qm: buf(ctx, "d_qm", b * z)?,
         d_qv: buf(ctx, "d_qv", b * z)?,
         stack: buf(ctx, "stack", 2 * b * h)?,
-        stack_eye: buf_with(ctx, "stack_eye", &eye)?,
+        stack_eye: buf(ctx, "stack_eye", 2 * b * b)?,
         scratch_h: buf(ctx, "scratch_h", h)?,
     })
 }
@@ -979,6 +1069,14 @@ impl crate::backend::Backend for GpuBackend {
 
     fn train_step(&mut self, batch: &Minibatch, hyper: &StepHyper) -> Result<StepLosses> {
         super::block_on(self.train_step_async(batch, hyper))
+    }
+
+    fn train_steps(
+        &mut self,
+        batches: &[Minibatch],
+        hypers: &[StepHyper],
+    ) -> Result<Vec<StepLosses>> {
+        super::block_on(self.train_steps_async(batches, hypers))
     }
 
     fn encode(&mut self, batch: &Minibatch) -> Result<Posterior> {
