@@ -6,6 +6,7 @@ use crate::backend::cpu::backend::CpuBackend;
 use crate::backend::{cpu, gpu, StepLosses, TrainState};
 use crate::data::preprocess::{PreprocessReport, QcOptions};
 use crate::data::{read_inputs, InputFile, ReadOptions};
+use crate::data::{ObsColumn, ObsTable, ObsValues};
 use crate::eval::latent;
 use crate::explore::Explorer;
 use crate::model::io::{from_safetensors, read_config, to_safetensors, ModelFiles};
@@ -83,6 +84,25 @@ impl Dataset {
         self.matrix.cell_ids.clone()
     }
 
+    /// The matrix as bytes, to hand a matrix read in a Web Worker to the page
+    /// ([`Dataset::from_bytes`] reads them back; same build only).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode_matrix(&self.matrix)
+    }
+
+    /// Reads what [`Dataset::to_bytes`] wrote.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Dataset, JsError> {
+        let matrix = decode_matrix(bytes).ok_or_else(|| {
+            JsError::new("the matrix handed over by the reading worker is damaged; reload the page")
+        })?;
+        matrix.validate().map_err(|e| {
+            JsError::new(&format!(
+                "the matrix handed over by the reading worker: {e}"
+            ))
+        })?;
+        Ok(Dataset { matrix })
+    }
+
     /// One gene's normalised expression in every cell (input order):
     /// `log1p(count / total counts of the cell * 10^4)` (0 for a cell with no counts).
     pub fn expression(&self, gene: &str) -> Result<Vec<f32>, JsError> {
@@ -109,6 +129,187 @@ impl Dataset {
         }
         Ok(out)
     }
+}
+
+const MATRIX_MAGIC: &[u8; 8] = b"CVMATRX1";
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u64(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_strs(out: &mut Vec<u8>, v: &[String]) {
+    put_u64(out, v.len() as u64);
+    for s in v {
+        put_str(out, s);
+    }
+}
+
+/// A private, versioned binary form of a matrix (worker -> page, same build).
+fn encode_matrix(m: &CountMatrix) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + m.indptr.len() * 8 + m.data.len() * 8);
+    out.extend_from_slice(MATRIX_MAGIC);
+    put_u64(&mut out, m.n_cells as u64);
+    put_u64(&mut out, m.n_genes as u64);
+    put_u64(&mut out, m.indptr.len() as u64);
+    for &p in &m.indptr {
+        put_u64(&mut out, p as u64);
+    }
+    put_u64(&mut out, m.indices.len() as u64);
+    for &i in &m.indices {
+        out.extend_from_slice(&i.to_le_bytes());
+    }
+    for &v in &m.data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    put_strs(&mut out, &m.gene_ids);
+    put_strs(&mut out, &m.gene_names);
+    put_strs(&mut out, &m.cell_ids);
+    put_str(&mut out, &m.format);
+    put_str(&mut out, &m.source);
+    put_strs(&mut out, &m.notes);
+    put_u64(&mut out, m.obs.columns.len() as u64);
+    for c in &m.obs.columns {
+        put_str(&mut out, &c.name);
+        match &c.values {
+            ObsValues::Categorical { levels, codes } => {
+                out.push(0);
+                put_strs(&mut out, levels);
+                put_u64(&mut out, codes.len() as u64);
+                for code in codes {
+                    out.extend_from_slice(&code.unwrap_or(u32::MAX).to_le_bytes());
+                }
+            }
+            ObsValues::Text(v) => {
+                out.push(1);
+                put_strs(&mut out, v);
+            }
+            ObsValues::Numeric(v) => {
+                out.push(2);
+                put_u64(&mut out, v.len() as u64);
+                for x in v {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
+    }
+    out
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn len(&mut self, each: usize) -> Option<usize> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        // Never trust a length beyond what the bytes can hold.
+        (n.checked_mul(each)? <= self.bytes.len() - self.at).then_some(n)
+    }
+    fn u32s(&mut self, n: usize) -> Option<Vec<u32>> {
+        let b = self.take(n.checked_mul(4)?)?;
+        Some(
+            b.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )
+    }
+    fn string(&mut self) -> Option<String> {
+        let n = self.len(1)?;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+    fn strings(&mut self) -> Option<Vec<String>> {
+        let n = self.len(8)?;
+        (0..n).map(|_| self.string()).collect()
+    }
+}
+
+fn decode_matrix(bytes: &[u8]) -> Option<CountMatrix> {
+    let mut r = Reader { bytes, at: 0 };
+    if r.take(8)? != MATRIX_MAGIC {
+        return None;
+    }
+    let n_cells = usize::try_from(r.u64()?).ok()?;
+    let n_genes = usize::try_from(r.u64()?).ok()?;
+    let np = r.len(8)?;
+    let indptr = (0..np)
+        .map(|_| r.u64().and_then(|v| usize::try_from(v).ok()))
+        .collect::<Option<Vec<usize>>>()?;
+    let nnz = r.len(8)?;
+    let indices = r.u32s(nnz)?;
+    let data = r
+        .u32s(nnz)?
+        .into_iter()
+        .map(f32::from_bits)
+        .collect::<Vec<f32>>();
+    let gene_ids = r.strings()?;
+    let gene_names = r.strings()?;
+    let cell_ids = r.strings()?;
+    let format = r.string()?;
+    let source = r.string()?;
+    let notes = r.strings()?;
+    let ncol = r.len(9)?;
+    let mut columns = Vec::with_capacity(ncol);
+    for _ in 0..ncol {
+        let name = r.string()?;
+        let kind = r.take(1)?[0];
+        let values = match kind {
+            0 => {
+                let levels = r.strings()?;
+                let n = r.len(4)?;
+                let codes = r
+                    .u32s(n)?
+                    .into_iter()
+                    .map(|c| (c != u32::MAX).then_some(c))
+                    .collect::<Vec<_>>();
+                if codes.iter().flatten().any(|&c| c as usize >= levels.len()) {
+                    return None;
+                }
+                ObsValues::Categorical { levels, codes }
+            }
+            1 => ObsValues::Text(r.strings()?),
+            2 => {
+                let n = r.len(8)?;
+                let v = (0..n)
+                    .map(|_| r.u64().map(f64::from_bits))
+                    .collect::<Option<Vec<f64>>>()?;
+                ObsValues::Numeric(v)
+            }
+            _ => return None,
+        };
+        columns.push(ObsColumn { name, values });
+    }
+    if r.at != bytes.len() {
+        return None;
+    }
+    Some(CountMatrix {
+        n_cells,
+        n_genes,
+        indptr,
+        indices,
+        data,
+        gene_ids,
+        gene_names,
+        cell_ids,
+        obs: ObsTable { columns },
+        format,
+        source,
+        notes,
+    })
 }
 
 /// Reads the files a user dropped (`[{name, bytes}]`) and an optional metadata table

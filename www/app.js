@@ -1,7 +1,7 @@
 // cellvae page: loads the wasm core, detects WebGPU, reads counts through the core and
 // shows what was read, then trains on it (www/train.js). Text from a user's file is only
 // ever set with textContent.
-import init, { read_files, gpu_check } from './pkg/cellvae.js';
+import init, { read_files, gpu_check, Dataset } from './pkg/cellvae.js';
 import { setupTraining, reset as resetTraining, isRunning, info as trainInfo, decodePoint, benchmarkMap, cellPosition, timeRedraw, latentOf, modelGenes } from './train.js';
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +14,7 @@ const state = {
   epoch: 0,
   step: 0,
   elbo: null,
+  load: null,      // the last load: {what, phase, in_worker, started_at, parsed_at, read_ms, parse_ms, log}
 };
 
 // For automation and the console.
@@ -29,6 +30,7 @@ window.cellvae = {
     training: isRunning(),
     format: state.summary ? state.summary.format : null,
     total_counts: state.summary ? state.summary.total_counts : null,
+    load: state.load ? { ...state.load, log: [...state.load.log] } : null,
     ...trainInfo(),
   }),
   decode: (z, batch, library) => decodePoint(z, batch, library),
@@ -113,20 +115,100 @@ function renderSummary(s) {
   }
 }
 
+function setProgress(text, fraction) {
+  $('progress').textContent = text;
+  const bar = $('load-progress');
+  if (fraction === undefined) {
+    bar.hidden = true;
+  } else {
+    bar.hidden = false;
+    if (fraction === null) bar.removeAttribute('value'); // indeterminate
+    else bar.value = fraction;
+  }
+  if (state.load) state.load.log.push(text);
+}
+
+function mb(n) {
+  return `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} MB`;
+}
+
+// Reads and parses in a Web Worker (the page stays responsive), reporting progress.
+// Entries are {name, file} (a File) or {name, bytes}. Resolves to a Dataset.
+function readInWorker(files, obs, what) {
+  return new Promise((resolve, reject) => {
+    let worker;
+    try {
+      worker = new Worker(new URL('./read-worker.js', import.meta.url), { type: 'module' });
+    } catch (e) {
+      reject(Object.assign(new Error(`no worker: ${e && e.message ? e.message : e}`), { noWorker: true }));
+      return;
+    }
+    const started = performance.now();
+    const tick = setInterval(() => {
+      if (state.load && state.load.phase === 'parsing') {
+        setProgress(`Parsing ${what}… ${((performance.now() - started) / 1000).toFixed(1)} s (the page stays usable)`, null);
+      }
+    }, 500);
+    const finish = () => { clearInterval(tick); worker.terminate(); };
+    worker.onerror = (e) => {
+      finish();
+      reject(Object.assign(new Error(`the reading worker failed: ${e.message || 'unknown error'}`), { noWorker: true }));
+    };
+    worker.onmessage = (e) => {
+      const m = e.data;
+      if (m.type === 'progress') {
+        state.load.phase = m.phase;
+        if (m.phase === 'reading') {
+          setProgress(`Reading ${m.file}: ${mb(m.loaded)} of ${mb(m.total)}`, m.total ? m.loaded / m.total : null);
+        } else {
+          setProgress(`Parsing ${what}… (the page stays usable)`, null);
+        }
+      } else if (m.type === 'done') {
+        finish();
+        state.load.parsed_at = performance.now();
+        state.load.read_ms = m.read_ms;
+        state.load.parse_ms = m.parse_ms;
+        try {
+          resolve(Dataset.from_bytes(m.bytes));
+        } catch (err) {
+          reject(err);
+        }
+      } else if (m.type === 'error') {
+        finish();
+        reject(new Error(m.message));
+      }
+    };
+    worker.postMessage({ files, obs });
+  });
+}
+
 async function load(files, obs, what) {
   clearError();
-  $('progress').textContent = `Reading ${what}…`;
-  // Let the message paint before the (synchronous) parse.
-  await new Promise((r) => setTimeout(r, 0));
+  state.load = { what, phase: 'reading', in_worker: true, started_at: performance.now(), parsed_at: null, read_ms: null, parse_ms: null, log: [] };
+  setProgress(`Reading ${what}…`, 0);
   const t0 = performance.now();
   try {
-    const dataset = read_files(files, obs);
+    let dataset;
+    try {
+      dataset = await readInWorker(files, obs, what);
+    } catch (e) {
+      if (!e.noWorker) throw e;
+      // No worker here: parse on the page (it may pause while parsing).
+      state.load.in_worker = false;
+      setProgress(`Reading ${what}…`, null);
+      await new Promise((r) => setTimeout(r, 0));
+      const bytesOf = async (f) => (f.bytes ? f : { name: f.name, bytes: new Uint8Array(await f.file.arrayBuffer()) });
+      const entries = await Promise.all(files.map(bytesOf));
+      dataset = read_files(entries, obs ? await bytesOf(obs) : null);
+      state.load.parsed_at = performance.now();
+    }
     const summary = dataset.summary();
     if (state.dataset) state.dataset.free();
     state.dataset = dataset;
     state.summary = summary;
     renderSummary(summary);
-    $('progress').textContent = `Read ${what} in ${((performance.now() - t0) / 1000).toFixed(2)} s.`;
+    state.load.phase = 'done';
+    setProgress(`Read ${what} in ${((performance.now() - t0) / 1000).toFixed(2)} s.`);
     // New data, new model: the old session goes whether or not this one can train.
     try {
       resetTraining(dataset, summary);
@@ -134,13 +216,14 @@ async function load(files, obs, what) {
       $('train-status').textContent = `This data cannot be trained on: ${String(e && e.message ? e.message : e)}`;
     }
   } catch (e) {
-    $('progress').textContent = state.dataset ? 'The data loaded before is still there.' : '';
+    state.load.phase = 'failed';
+    setProgress(state.dataset ? 'The data loaded before is still there.' : '');
     showError(String(e && e.message ? e.message : e));
   }
 }
 
-async function fileEntries(fileList) {
-  return Promise.all(Array.from(fileList).map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+function fileEntries(fileList) {
+  return Array.from(fileList).map((f) => ({ name: f.name, file: f }));
 }
 
 async function loadDemo() {
@@ -161,9 +244,9 @@ async function loadDemo() {
 
 async function loadChosen(fileList) {
   if (!fileList || !fileList.length) return;
-  const files = await fileEntries(fileList);
+  const files = fileEntries(fileList);
   const obsFiles = $('obs-input').files;
-  const obs = obsFiles && obsFiles.length ? (await fileEntries(obsFiles))[0] : null;
+  const obs = obsFiles && obsFiles.length ? fileEntries(obsFiles)[0] : null;
   await load(files, obs, files.map((f) => f.name).join(', '));
 }
 
