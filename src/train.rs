@@ -490,8 +490,13 @@ impl<B: Backend> Trainer<B> {
     /// draw and the minibatch order are keyed by (seed, step, epoch), so the replayed
     /// steps compute what was lost: no training is lost. Finished epochs stay in the
     /// history; settings changed mid-run (lr, beta) are kept.
-    pub fn switch_backend<C: Backend>(self, mut backend: C) -> Result<Trainer<C>> {
-        let mut schedule = self.schedule;
+    pub fn switch_backend<C: Backend>(self, backend: C) -> Result<Trainer<C>> {
+        Trainer::resume(backend, self.schedule)
+    }
+
+    /// A trainer continuing `schedule` (from another backend) on `backend`, from the
+    /// schedule's last state read back (see [`Trainer::switch_backend`]).
+    pub fn resume(mut backend: B, mut schedule: Schedule) -> Result<Trainer<B>> {
         backend.load(schedule.resume_state())?;
         schedule.rewind();
         Ok(Trainer { backend, schedule })

@@ -487,3 +487,42 @@ fn queued_steps_match_cpu_steps() {
         1e-3,
     );
 }
+
+/// The asynchronous GPU loop (what the page runs) hands over to the CPU after a device
+/// loss and ends where the CPU-only run ends.
+#[test]
+fn gpu_trainer_falls_back_like_the_trainer() {
+    use cellvae::backend::gpu::GpuTrainer;
+    use cellvae::train::{TrainConfig, Trainer};
+    let Some(mut gpu) = backend() else { return };
+    let m = matrix(150, G, 0.5, 6);
+    let cells: Vec<usize> = (0..m.n_cells).collect();
+    let mut tc = TrainConfig::scvi_defaults(cells.len());
+    tc.epochs = 3;
+    tc.batch_size = 32;
+    let state = TrainState::new(Params::init(&config(1), 3).unwrap());
+    gpu.lose_device_at_step(7);
+    let mut g = block_on(GpuTrainer::new(
+        gpu,
+        tc.clone(),
+        state.clone(),
+        cells.clone(),
+        vec![],
+        clock,
+    ))
+    .unwrap();
+    let err = block_on(g.run_steps(&m, 100)).expect_err("the device was lost");
+    assert!(err.to_string().contains("lost"), "{err}");
+    let mut t = g.into_cpu().unwrap();
+    t.run_epochs(&m, 3, |_| {}).unwrap();
+    let mut c = Trainer::new(CpuBackend::new(), tc, state, cells, vec![], clock).unwrap();
+    c.run_epochs(&m, 3, |_| {}).unwrap();
+    assert_eq!(t.steps(), c.steps());
+    compare(
+        "params after the async loop's fallback",
+        &t.checkpoint().unwrap().params.values,
+        &c.checkpoint().unwrap().params.values,
+        1e-4,
+        1e-3,
+    );
+}

@@ -130,3 +130,53 @@ async fn gpu_training_steps_match_cpu_in_the_browser() {
         "parameters differ beyond 1e-5 + 1e-3*|cpu| (worst ratio {worst})"
     );
 }
+
+/// The page's GPU training loop (GpuTrainer: queued groups of steps, async readback)
+/// follows the CPU Trainer step for step on the demo cells, across an epoch's end.
+#[wasm_bindgen_test]
+async fn gpu_trainer_follows_the_cpu_trainer_in_the_browser() {
+    use cellvae::backend::cpu::CpuBackend;
+    use cellvae::backend::gpu::{GpuBackend, GpuTrainer};
+    use cellvae::backend::TrainState;
+    use cellvae::model::{ModelConfig, Params};
+    use cellvae::train::{TrainConfig, Trainer};
+    let files = vec![
+        InputFile::new("demo/matrix.mtx.gz", DEMO_MATRIX.to_vec()),
+        InputFile::new("demo/features.tsv", DEMO_FEATURES.to_vec()),
+        InputFile::new("demo/barcodes.tsv", DEMO_BARCODES.to_vec()),
+    ];
+    let m = read_inputs(&files, None, &ReadOptions::default()).unwrap();
+    let mut cfg = ModelConfig::scvi_defaults(m.n_genes, 1);
+    cfg.n_hidden = 16;
+    cfg.n_latent = 2;
+    let state = TrainState::new(Params::init(&cfg, 4).unwrap());
+    let cells: Vec<usize> = (0..200).collect();
+    let mut tc = TrainConfig::scvi_defaults(cells.len());
+    tc.batch_size = 64;
+    tc.epochs = 3;
+    fn clock() -> f64 {
+        0.0
+    }
+    let gpu = GpuBackend::create().await.expect("a WebGPU adapter");
+    let mut g = GpuTrainer::new(gpu, tc.clone(), state.clone(), cells.clone(), vec![], clock)
+        .await
+        .unwrap();
+    let mut c = Trainer::new(CpuBackend::new(), tc, state, cells, vec![], clock).unwrap();
+    // 200 cells in 64s: 4 steps per epoch; 10 steps cross two epoch ends.
+    let got = g.run_steps(&m, 10).await.unwrap();
+    assert_eq!(got.len(), 10);
+    for (i, (lg, _)) in got.iter().enumerate() {
+        let (lc, _) = c.step(&m).unwrap();
+        assert!(
+            (lg.loss - lc.loss).abs() <= 1e-4 * lc.loss.abs(),
+            "step {i}: gpu {} cpu {}",
+            lg.loss,
+            lc.loss
+        );
+    }
+    assert_eq!(g.schedule.epoch(), 2);
+    assert_eq!(g.schedule.history.len(), c.history.len());
+    let z = g.latent(&m, &[], &[0, 1, 2, 3]).await.unwrap();
+    assert_eq!(z.len(), 8);
+    assert!(z.iter().all(|v| v.is_finite()));
+}

@@ -15,10 +15,12 @@ mod linear;
 mod optim;
 mod relu_dropout;
 mod rowwise;
+pub mod trainer;
 
 pub use backend::GpuBackend;
 pub use batchnorm::BnTrainOutput;
 pub use likelihood::NbBuffers;
+pub use trainer::GpuTrainer;
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
