@@ -8,7 +8,7 @@ use crate::data::preprocess::{PreprocessReport, QcOptions};
 use crate::data::{read_inputs, InputFile, ReadOptions};
 use crate::data::{ObsColumn, ObsTable, ObsValues};
 use crate::eval::latent;
-use crate::explore::Explorer;
+use crate::explore::{nearest_cells, Explorer};
 use crate::model::io::{from_safetensors, read_config, to_safetensors, ModelFiles};
 use crate::model::{Dispersion, Likelihood, ModelConfig, Params};
 use crate::pipeline::{column_codes, prepare, PrepareOptions, Prepared};
@@ -946,6 +946,57 @@ impl Session {
             out.extend(genes.iter().map(|&i| row[i as usize]));
         }
         Ok(out)
+    }
+
+    /// The `k` training cells nearest to the latent point `z` (by their latent means) and
+    /// their mean observed profile scaled to library size `library`
+    /// (mean over the cells of count / cell's total counts * library), for comparison with
+    /// the decoded profile: `{cells: [int], distances: [float], mean: [float]}` (mean per
+    /// modelled gene).
+    pub fn nearest_profile(
+        &mut self,
+        z: Vec<f32>,
+        k: usize,
+        library: f32,
+    ) -> Result<JsValue, JsError> {
+        if z.len() != self.n_latent {
+            return Err(JsError::new(&format!(
+                "a latent point has {} coordinates",
+                self.n_latent
+            )));
+        }
+        self.ensure_latent()?;
+        let (_, mean, _) = self.cache.as_ref().expect("latent was just computed");
+        let d = self.n_latent;
+        // Only cells that train (QC-removed cells are not part of the model's data).
+        let train = &self.prep.train_cells;
+        let mut pts = Vec::with_capacity(train.len() * d);
+        for &c in train {
+            pts.extend_from_slice(&mean[c * d..(c + 1) * d]);
+        }
+        let near = nearest_cells(&pts, d, &z, k);
+        let m = &self.prep.matrix;
+        let sizes = m.library_sizes();
+        let mut profile = vec![0.0f64; m.n_genes];
+        let mut used = 0usize;
+        for &(pos, _) in &near {
+            let c = train[pos];
+            if sizes[c] <= 0.0 {
+                continue;
+            }
+            let (idx, val) = m.row(c);
+            for (&g, &v) in idx.iter().zip(val) {
+                profile[g as usize] += f64::from(v) / sizes[c] * f64::from(library);
+            }
+            used += 1;
+        }
+        let n = used.max(1) as f64;
+        let result = serde_json::json!({
+            "cells": near.iter().map(|&(pos, _)| train[pos]).collect::<Vec<_>>(),
+            "distances": near.iter().map(|&(_, dist)| dist).collect::<Vec<_>>(),
+            "mean": profile.iter().map(|v| (v / n) as f32).collect::<Vec<_>>(),
+        });
+        to_js_value(&result)
     }
 
     /// Names of the modelled genes, in the order of `decode`'s columns.

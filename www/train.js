@@ -44,6 +44,8 @@ const t = {
   library: 1,
   batch: 0,
   lastProfile: null,
+  pins: [],          // pinned genes (indices into genes)
+  pinNames: [],      // their names, kept across models
   trav: { shown: false, path: null, pos: 0, top: [], values: [], timer: null, A: null, B: null, stamp: 0 },
   field: { gene: -1, canvas: null, view: null, lo: 0, hi: 0, stamp: 0, timer: null, dirty: false },
   lastLatentAt: 0,
@@ -440,6 +442,37 @@ function decodeAt(z) {
   return t.session.decode(Float32Array.from(z), t.batch, t.library);
 }
 
+const NEAREST = 15;
+
+function profileRow(g, expected, cells, top) {
+  const li = document.createElement('li');
+  li.dataset.gene = t.genes[g];
+  const name = document.createElement('span');
+  name.className = 'gene';
+  name.textContent = t.genes[g];
+  name.title = t.genes[g];
+  const track = document.createElement('span');
+  track.className = 'track';
+  const bar = document.createElement('span');
+  bar.className = 'bar';
+  bar.style.width = `${Math.min(100, Math.max(1, (100 * expected[g]) / top)).toFixed(1)}%`;
+  track.append(bar);
+  if (cells) {
+    const bar2 = document.createElement('span');
+    bar2.className = 'bar cells';
+    bar2.style.width = `${Math.min(100, Math.max(0.5, (100 * cells[g]) / top)).toFixed(1)}%`;
+    track.append(bar2);
+  }
+  const val = document.createElement('span');
+  val.className = 'value';
+  val.textContent = expected[g].toFixed(1);
+  const cv = document.createElement('span');
+  cv.className = 'cells-value';
+  cv.textContent = cells ? cells[g].toFixed(1) : '';
+  li.append(name, track, val, cv);
+  return li;
+}
+
 function renderProbe() {
   const root = $('probe-profile');
   root.replaceChildren();
@@ -452,9 +485,10 @@ function renderProbe() {
     setButtons();
     return;
   }
-  let expected;
+  let expected, near;
   try {
     expected = decodeAt(t.probeZ);
+    near = t.session.nearest_profile(Float32Array.from(t.probeZ), NEAREST, t.library);
   } catch (e) {
     const p = document.createElement('p');
     p.className = 'error';
@@ -462,35 +496,85 @@ function renderProbe() {
     root.append(p);
     return;
   }
-  t.lastProfile = { z: Array.from(t.probeZ), batch: t.batch, library: t.library, expected };
+  const cells = near.mean;
+  t.lastProfile = { z: Array.from(t.probeZ), batch: t.batch, library: t.library, expected, cells, nearest: near.cells };
   const order = Array.from(expected.keys()).sort((a, b) => expected[b] - expected[a]).slice(0, 10);
-  const top = expected[order[0]] || 1;
+  const shown = order.concat(t.pins);
+  const top = Math.max(1e-9, ...shown.map((g) => Math.max(expected[g], cells[g])));
   const head = document.createElement('p');
   head.className = 'probe-head';
   const zs = Array.from(t.probeZ).map((x) => x.toFixed(2));
   head.textContent = `z = (${zs.length > 6 ? `${zs.slice(0, 6).join(', ')}, …` : zs.join(', ')}), library ${Math.round(t.library)}: top 10 genes, expected counts`;
+  const key = document.createElement('p');
+  key.className = 'probe-key';
+  const k1 = document.createElement('span');
+  const s1 = document.createElement('span');
+  s1.className = 'key';
+  s1.style.background = '#2f6fde';
+  k1.append(s1, 'decoded at the probe');
+  const k2 = document.createElement('span');
+  const s2 = document.createElement('span');
+  s2.className = 'key';
+  s2.style.background = '#f79009';
+  k2.append(s2, `the ${near.cells.length} nearest cells (observed, same library size)`);
+  key.append(k1, k2);
   const list = document.createElement('ol');
   list.className = 'bars';
-  for (const g of order) {
+  for (const g of order) list.append(profileRow(g, expected, cells, top));
+  root.append(head, key, list);
+  if (t.pins.length) {
+    const sub = document.createElement('p');
+    sub.className = 'probe-sub';
+    sub.textContent = 'pinned genes';
+    const pinned = document.createElement('ol');
+    pinned.className = 'bars pinned';
+    pinned.dataset.testid = 'pinned-profile';
+    for (const g of t.pins) pinned.append(profileRow(g, expected, cells, top));
+    root.append(sub, pinned);
+  }
+  setButtons();
+}
+
+function renderPins() {
+  const root = $('pins');
+  root.replaceChildren();
+  for (const g of t.pins) {
     const li = document.createElement('li');
     const name = document.createElement('span');
-    name.className = 'gene';
     name.textContent = t.genes[g];
-    name.title = t.genes[g];
-    const track = document.createElement('span');
-    track.className = 'track';
-    const bar = document.createElement('span');
-    bar.className = 'bar';
-    bar.style.width = `${Math.max(1, (100 * expected[g]) / top).toFixed(1)}%`;
-    track.append(bar);
-    const val = document.createElement('span');
-    val.className = 'value';
-    val.textContent = expected[g].toFixed(1);
-    li.append(name, track, val);
-    list.append(li);
+    const x = document.createElement('button');
+    x.type = 'button';
+    x.textContent = '×';
+    x.title = `unpin ${t.genes[g]}`;
+    x.setAttribute('aria-label', `unpin ${t.genes[g]}`);
+    x.addEventListener('click', () => {
+      t.pins = t.pins.filter((p) => p !== g);
+      t.pinNames = t.pins.map((p) => t.genes[p]);
+      renderPins();
+      renderProbe();
+    });
+    li.append(name, x);
+    root.append(li);
   }
-  root.append(head, list);
-  setButtons();
+}
+
+function pinGene() {
+  const input = $('pin-gene');
+  const name = input.value.trim();
+  input.classList.remove('invalid');
+  input.title = '';
+  if (!name) return;
+  const g = t.genes.indexOf(name);
+  if (g < 0) {
+    input.classList.add('invalid');
+    input.title = `${name} is not one of the model's genes`;
+    return;
+  }
+  if (!t.pins.includes(g)) t.pins.push(g);
+  t.pinNames = t.pins.map((p) => t.genes[p]);
+  input.value = '';
+  renderPins();
+  renderProbe();
 }
 
 function canvasPoint(ev) {
@@ -923,6 +1007,8 @@ function adopt(session) {
   $('probe-batch').replaceChildren(...levels.map((l, i) => option(String(i), l || '(one batch)')));
   $('probe-batch').disabled = levels.length < 2;
   t.genes = session.gene_names();
+  t.pins = t.pinNames.map((n) => t.genes.indexOf(n)).filter((g) => g >= 0);
+  renderPins();
   t.cellIds = session.cell_ids();
   t.libraries = session.library_sizes();
   t.meta = session.obs_columns().map((name) => ({ name, ...session.labels(name) }));
@@ -1014,8 +1100,8 @@ function exportLatent() {
 function exportProbe() {
   const p = t.lastProfile;
   if (!p) return;
-  const lines = ['gene,expected_count'];
-  t.genes.forEach((g, i) => lines.push(`${csvField(g)},${num(p.expected[i])}`));
+  const lines = [`gene,expected_count,nearest_${p.nearest.length}_cells_mean`];
+  t.genes.forEach((g, i) => lines.push(`${csvField(g)},${num(p.expected[i])},${num(p.cells[i])}`));
   download('probe-profile.csv', new Blob([lines.join('\n') + '\n'], { type: 'text/csv' }));
 }
 
@@ -1105,6 +1191,12 @@ export function setupTraining(onStatus) {
     if (t.genes.includes(fieldInput.value.trim()) || !fieldInput.value.trim()) chooseFieldGene();
   });
   fieldInput.addEventListener('change', chooseFieldGene);
+  const pinInput = $('pin-gene');
+  pinInput.addEventListener('input', () => {
+    fillGeneList($('model-gene-list'), t.genes, pinInput.value);
+    if (t.genes.includes(pinInput.value.trim())) pinGene();
+  });
+  pinInput.addEventListener('change', pinGene);
 
   $('probe-batch').addEventListener('change', (e) => {
     t.batch = Number(e.target.value) || 0;
@@ -1251,6 +1343,8 @@ export function info() {
     pca_axes: t.P && t.P.kind === 'pca' ? t.P.axes.map((a) => Array.from(a)) : null,
     kl_bars: Number($('kl-dims-chart').dataset.bars || 0),
     probe_cell: t.probeCell,
+    pins: t.pins.map((g) => t.genes[g]),
+    nearest_cells: t.lastProfile ? Array.from(t.lastProfile.nearest) : null,
     kl_per_dim: t.klDims || [],
     traversal_path: t.trav.path ? Array.from({ length: TRAV_STEPS }, (_, s) => Array.from(t.trav.path.subarray(s * t.d, (s + 1) * t.d))) : null,
     field_view: t.field.canvas && t.field.view ? { ...t.field.view } : null,

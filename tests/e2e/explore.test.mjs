@@ -113,6 +113,42 @@ for (const webgpu of [true, false]) {
         await page.locator('section.traversal').screenshot({ path: screenshotPath(`traversal-${mode}.png`) });
       });
 
+      await t.test('probe: the nearest cells beside the decoded profile, pinned genes', async () => {
+        const box = await page.locator(MAP).boundingBox();
+        await page.locator(MAP).click({ position: { x: box.width * 0.5, y: box.height * 0.4 } });
+        await page.waitForFunction(() => document.querySelectorAll('[data-testid="probe-profile"] li').length === 10);
+        const s = await status(page);
+        // The nearest cells are the 15 cells whose latent means are closest to the probe.
+        const dists = await page.evaluate((z) => Array.from({ length: 700 }, (_, c) => {
+          const p = window.cellvae.latentOf(c);
+          return [Math.hypot(...p.map((v, j) => v - z[j])), c];
+        }), s.probe);
+        dists.sort((a, b) => a[0] - b[0]);
+        assert.deepEqual(new Set(s.nearest_cells), new Set(dists.slice(0, 15).map(([, c]) => c)));
+        assert.match(await page.textContent('[data-testid="probe-profile"]'), /the 15 nearest cells/);
+        const cellValues = await page.$$eval('[data-testid="probe-profile"] li .cells-value', (els) => els.map((e) => Number(e.textContent)));
+        assert.equal(cellValues.length, 10);
+        assert.ok(cellValues.every(Number.isFinite) && cellValues.some((v) => v > 0), `${cellValues}`);
+        // Pin two genes; they stay listed as the probe moves; unpin one.
+        for (const g of ['CD3E', 'MS4A1']) {
+          await page.fill('[data-testid="pin-gene"]', g);
+          await page.waitForFunction((name) => window.cellvae.status().pins.includes(name), g);
+        }
+        assert.equal(await page.inputValue('[data-testid="pin-gene"]'), '');
+        const pinned = () => page.$$eval('[data-testid="pinned-profile"] li', (els) => els.map((e) => e.dataset.gene));
+        assert.deepEqual(await pinned(), ['CD3E', 'MS4A1']);
+        const v1 = await page.textContent('[data-testid="pinned-profile"]');
+        await page.locator(MAP).click({ position: { x: box.width * 0.2, y: box.height * 0.8 } });
+        assert.deepEqual(await pinned(), ['CD3E', 'MS4A1']);
+        assert.notEqual(await page.textContent('[data-testid="pinned-profile"]'), v1);
+        assert.deepEqual(await page.$$eval('[data-testid="pins"] li span', (els) => els.map((e) => e.textContent)), ['CD3E', 'MS4A1']);
+        await page.click('[data-testid="pins"] button[aria-label="unpin CD3E"]');
+        assert.deepEqual(await pinned(), ['MS4A1']);
+        await page.locator('.side').screenshot({ path: screenshotPath(`probe-pins-${mode}.png`) });
+        await page.click('[data-testid="pins"] button[aria-label="unpin MS4A1"]');
+        assert.equal(await page.locator('[data-testid="pinned-profile"]').count(), 0);
+      });
+
       await t.test('decoder field: the background shows a decoded gene over the visible plane', async () => {
         const before = await pixels(page, 'latent-map');
         await page.fill('[data-testid="field-gene"]', 'CST3');

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { launch, openApp, status, screenshotPath, SHARED } from './browser.mjs';
 
@@ -104,11 +105,11 @@ for (const webgpu of [true, false]) {
         fs.writeFileSync(path.join(saved, 'config.json'), c.bytes);
       });
 
-      await t.test('the probe profile as CSV: every gene, the decoded values', async () => {
+      await t.test('the probe profile as CSV: every gene, decoded and the nearest cells observed', async () => {
         const { name, bytes } = await download(page, 'export-probe');
         assert.equal(name, 'probe-profile.csv');
         const lines = bytes.toString('utf8').trim().split('\n');
-        assert.equal(lines[0], 'gene,expected_count');
+        assert.equal(lines[0], 'gene,expected_count,nearest_15_cells_mean');
         assert.equal(lines.length, 766);
         const s = await status(page);
         const want = await page.evaluate((z) => window.cellvae.decode(z), s.probe);
@@ -117,6 +118,25 @@ for (const webgpu of [true, false]) {
         const top = rows.reduce((a, r) => (Number(r[1]) > Number(a[1]) ? r : a));
         const shownTop = await page.textContent('[data-testid="probe-profile"] li .gene');
         assert.equal(top[0], shownTop);
+        // The third column: mean of count / total * library over the 15 nearest cells,
+        // recomputed here from the Matrix Market file.
+        const mtx = zlib.gunzipSync(fs.readFileSync(path.join(SHARED, 'pbmc68k_reduced_700/matrix.mtx.gz'))).toString('utf8')
+          .split('\n').filter((l) => l && !l.startsWith('%')).slice(1).map((l) => l.trim().split(/\s+/).map(Number));
+        const cellsOf = new Map(s.nearest_cells.map((c) => [c, new Map()]));
+        const totals = new Map(s.nearest_cells.map((c) => [c, 0]));
+        for (const [g, c, v] of mtx) {
+          if (!cellsOf.has(c - 1)) continue;
+          cellsOf.get(c - 1).set(g - 1, v);
+          totals.set(c - 1, totals.get(c - 1) + v);
+        }
+        const library = Number(await page.inputValue('[data-testid="probe-library"]'));
+        assert.equal(s.nearest_cells.length, 15);
+        for (const g of [0, 100, 500, 764]) {
+          let sum = 0;
+          for (const c of s.nearest_cells) sum += ((cellsOf.get(c).get(g) || 0) / totals.get(c)) * library;
+          const got = Number(rows[g][2]);
+          assert.ok(close(got, sum / 15, 1e-4), `gene ${g}: ${got} vs ${sum / 15}`);
+        }
       });
 
       await t.test('the map and the charts as PNG', async () => {
