@@ -526,3 +526,41 @@ fn gpu_trainer_falls_back_like_the_trainer() {
         1e-3,
     );
 }
+
+/// After the first step for a minibatch size, a step creates no bind groups: every one
+/// is replayed from the context's tape (and the results still match the CPU).
+#[test]
+fn steps_replay_their_bind_groups() {
+    let Some(mut gpu) = backend() else { return };
+    let state = TrainState::new(Params::init(&config(1), 3).unwrap());
+    let mut cpu = CpuBackend::new();
+    cpu.load(&state).unwrap();
+    gpu.load(&state).unwrap();
+    let mut stats = Vec::new();
+    for step in 0..3u32 {
+        let mb = minibatch(700 + u64::from(step));
+        let lg = gpu.train_step(&mb, &hyper(step)).unwrap();
+        let lc = cpu.train_step(&mb, &hyper(step)).unwrap();
+        assert!(rel(lg.loss, lc.loss) <= 1e-4, "step {step}: {lg:?} {lc:?}");
+        stats.push(gpu.context().tape_stats());
+    }
+    eprintln!("(created, reused) bind groups after each step: {stats:?}");
+    let per_step = gpu.last_dispatches;
+    assert_eq!(
+        stats[0].0, per_step,
+        "the first step creates one per dispatch"
+    );
+    assert_eq!(
+        stats[1].0, stats[0].0,
+        "the second step created bind groups"
+    );
+    assert_eq!(stats[2].0, stats[0].0, "the third step created bind groups");
+    assert_eq!(stats[2].1, 2 * per_step);
+    compare(
+        "params with replayed bind groups",
+        &gpu.save().unwrap().params.values,
+        &cpu.save().unwrap().params.values,
+        1e-5,
+        1e-3,
+    );
+}

@@ -397,7 +397,10 @@ impl GpuBackend {
             0,
             bytemuck::cast_slice(&vec![hyper.kl_weight * inv_b; b]),
         );
-        submit(ctx, "train_step", |enc| {
+        // The same dispatches every step for a given B: replay their uniforms and bind
+        // groups instead of creating them.
+        ctx.begin_tape(1 << 32 | b as u64);
+        let recorded = submit(ctx, "train_step", |enc| {
             // Keep the running statistics in case the step turns out non-finite.
             for (src, dst) in m.buffers.iter().zip(&m.buffers_saved) {
                 enc.copy_buffer_to_buffer(src, 0, dst, 0, src.size());
@@ -448,7 +451,9 @@ impl GpuBackend {
             enc.copy_buffer_to_buffer(&a.flag, 0, staging, 2 * bb, 4);
             Ok(())
         })
-        .await
+        .await;
+        ctx.end_tape();
+        recorded
     }
 
     /// q(z|x) in eval mode (see [`crate::backend::Backend::encode`]).
@@ -467,7 +472,8 @@ impl GpuBackend {
         upload(ctx, m, batch)?;
         let m = &*m;
         let a = m.acts()?;
-        submit(ctx, "encode", |enc| {
+        ctx.begin_tape(2 << 32 | b as u64);
+        let recorded = submit(ctx, "encode", |enc| {
             Rec {
                 ctx,
                 pipes,
@@ -477,7 +483,9 @@ impl GpuBackend {
             }
             .encoder(enc, None)
         })
-        .await?;
+        .await;
+        ctx.end_tape();
+        recorded?;
         let z = m.config.n_latent;
         let mean = read_f32(ctx, &a.qm, b * z).await?;
         let v = read_f32(ctx, &a.qv, b * z).await?;

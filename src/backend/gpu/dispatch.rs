@@ -2,8 +2,12 @@
 //! bind groups built from `(binding, buffer)` pairs, and f32 readback.
 //!
 //! The upload-dispatch-readback methods on [`super::kernels::Pipelines`] are built from
-//! these; a training loop keeps its buffers resident and calls [`encode`] or [`run`]
-//! directly.
+//! these; a training loop keeps its buffers resident and calls [`encode`] directly.
+//!
+//! While a tape is active on the context ([`GpuContext::begin_tape`]), the n-th uniform
+//! buffer and the n-th bind group of a recording are reused from the last recording
+//! with the same key (the uniform rewritten in place, the bind group kept when its
+//! pipeline and buffers are the same): a training step then creates no GPU objects.
 
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -12,11 +16,16 @@ use crate::error::{Error, Result};
 /// its size rounded up to 16 bytes.
 pub fn uniform_buffer<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wgpu::Buffer {
     let bytes = bytemuck::bytes_of(value);
-    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size: (bytes.len() as u64).div_ceil(16) * 16,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
+    let size = (bytes.len() as u64).div_ceil(16) * 16;
+    let buffer = ctx.taped_uniform(size).unwrap_or_else(|| {
+        let b = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.tape_uniform(&b);
+        b
     });
     ctx.queue.write_buffer(&buffer, 0, bytes);
     buffer
@@ -90,17 +99,21 @@ pub fn encode(
             "{label}: a grid of {groups:?} workgroups is over the adapter's {limit} per dimension"
         )));
     }
-    let entries: Vec<wgpu::BindGroupEntry> = bindings
-        .iter()
-        .map(|&(binding, buffer)| wgpu::BindGroupEntry {
-            binding,
-            resource: buffer.as_entire_binding(),
-        })
-        .collect();
-    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(label),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
+    let bind_group = ctx.taped_bind_group(pipeline, bindings).unwrap_or_else(|| {
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
+                binding,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        ctx.tape_bind_group(pipeline, bindings, &bg);
+        bg
     });
     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
         label: Some(label),

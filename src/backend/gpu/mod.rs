@@ -52,6 +52,33 @@ pub struct GpuContext {
     dispatches: AtomicUsize,
     /// Size in bytes of the largest buffer created so far.
     largest_buffer: AtomicU64,
+    /// Recorded uniforms and bind groups, by tape key (see [`GpuContext::begin_tape`]).
+    tapes: Mutex<Tapes>,
+}
+
+/// A bind group and what it was made of.
+type TapedGroup = (
+    wgpu::ComputePipeline,
+    Vec<(u32, wgpu::Buffer)>,
+    wgpu::BindGroup,
+);
+
+/// One recording's uniforms and bind groups, in call order, with the replay cursors.
+#[derive(Default)]
+struct Tape {
+    uniforms: Vec<wgpu::Buffer>,
+    groups: Vec<TapedGroup>,
+    next_uniform: usize,
+    next_group: usize,
+}
+
+#[derive(Default)]
+struct Tapes {
+    active: Option<u64>,
+    tapes: std::collections::HashMap<u64, Tape>,
+    /// Bind groups created and reused while a tape was active (for tests).
+    created: usize,
+    reused: usize,
 }
 
 impl GpuContext {
@@ -102,6 +129,7 @@ impl GpuContext {
             lost,
             dispatches: AtomicUsize::new(0),
             largest_buffer: AtomicU64::new(0),
+            tapes: Mutex::new(Tapes::default()),
         })
     }
 
@@ -123,6 +151,115 @@ impl GpuContext {
                 .trim()
                 .to_string(),
         }
+    }
+
+    /// Starts (or replays) the tape `key`: until [`GpuContext::end_tape`], the n-th
+    /// uniform buffer and bind group requested are those of the last recording with this
+    /// key when they fit (same size; same pipeline and buffers). A recording that is the
+    /// same sequence of dispatches every time (a training step for a given minibatch
+    /// size) then creates no GPU objects after the first.
+    pub fn begin_tape(&self, key: u64) {
+        if let Ok(mut t) = self.tapes.lock() {
+            t.active = Some(key);
+            let tape = t.tapes.entry(key).or_default();
+            tape.next_uniform = 0;
+            tape.next_group = 0;
+        }
+    }
+
+    /// Stops the active tape.
+    pub fn end_tape(&self) {
+        if let Ok(mut t) = self.tapes.lock() {
+            t.active = None;
+        }
+    }
+
+    /// (bind groups created, bind groups reused) while tapes were active.
+    pub fn tape_stats(&self) -> (usize, usize) {
+        self.tapes.lock().map_or((0, 0), |t| (t.created, t.reused))
+    }
+
+    /// The active tape's next uniform buffer when it has `size` bytes.
+    pub(crate) fn taped_uniform(&self, size: u64) -> Option<wgpu::Buffer> {
+        let mut t = self.tapes.lock().ok()?;
+        let key = t.active?;
+        let tape = t.tapes.get_mut(&key)?;
+        let i = tape.next_uniform;
+        match tape.uniforms.get(i) {
+            Some(b) if b.size() == size => {
+                tape.next_uniform += 1;
+                Some(b.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Records a new uniform buffer at the active tape's cursor.
+    pub(crate) fn tape_uniform(&self, buffer: &wgpu::Buffer) {
+        let Ok(mut t) = self.tapes.lock() else { return };
+        let Some(key) = t.active else { return };
+        let Some(tape) = t.tapes.get_mut(&key) else {
+            return;
+        };
+        let i = tape.next_uniform;
+        if i < tape.uniforms.len() {
+            tape.uniforms[i] = buffer.clone();
+        } else {
+            tape.uniforms.push(buffer.clone());
+        }
+        tape.next_uniform += 1;
+    }
+
+    /// The active tape's next bind group when it was made from the same pipeline and
+    /// buffers.
+    pub(crate) fn taped_bind_group(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[(u32, &wgpu::Buffer)],
+    ) -> Option<wgpu::BindGroup> {
+        let mut t = self.tapes.lock().ok()?;
+        let key = t.active?;
+        let tape = t.tapes.get_mut(&key)?;
+        let (p, b, g) = tape.groups.get(tape.next_group)?;
+        let same = p == pipeline
+            && b.len() == bindings.len()
+            && b.iter()
+                .zip(bindings)
+                .all(|((i, x), (j, y))| i == j && x == *y);
+        if !same {
+            return None;
+        }
+        let g = g.clone();
+        tape.next_group += 1;
+        t.reused += 1;
+        Some(g)
+    }
+
+    /// Records a new bind group at the active tape's cursor.
+    pub(crate) fn tape_bind_group(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[(u32, &wgpu::Buffer)],
+        group: &wgpu::BindGroup,
+    ) {
+        let Ok(mut t) = self.tapes.lock() else { return };
+        let Some(key) = t.active else { return };
+        t.created += 1;
+        let Some(tape) = t.tapes.get_mut(&key) else {
+            return;
+        };
+        let entry = (
+            pipeline.clone(),
+            bindings.iter().map(|&(i, b)| (i, b.clone())).collect(),
+            group.clone(),
+        );
+        let i = tape.next_group;
+        if i < tape.groups.len() {
+            tape.groups[i] = entry;
+        } else {
+            tape.groups.push(entry);
+        }
+        tape.next_group += 1;
     }
 
     /// Compute dispatches recorded on this context so far (the difference over a step is
