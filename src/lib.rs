@@ -26,6 +26,8 @@ pub mod summary;
 pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+#[cfg(target_arch = "wasm32")]
+pub mod web_gpu;
 
 pub use data::{CountMatrix, InputFile, ReadOptions};
 pub use error::{Error, Result};

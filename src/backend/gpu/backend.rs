@@ -272,6 +272,30 @@ impl GpuBackend {
         })
     }
 
+    /// The parameters and batch-norm statistics only (no Adam moments): what the page
+    /// reads back after each group of steps to draw the map and decode.
+    pub async fn params_async(&self) -> Result<Params> {
+        let ctx = &self.ctx;
+        let m = self
+            .model
+            .as_ref()
+            .ok_or_else(|| Error::Config("no model loaded into the GPU backend".into()))?;
+        let mut values = Vec::with_capacity(m.layout.n_params);
+        for t in &m.tensors {
+            values.extend(read_f32(ctx, &t.value, t.len).await?);
+        }
+        let mut buffers = Vec::with_capacity(m.layout.n_buffers);
+        for (spec, b) in m.layout.buffers.iter().zip(&m.buffers) {
+            buffers.extend(read_f32(ctx, b, spec.len()).await?);
+        }
+        Ok(Params {
+            config: m.config.clone(),
+            layout: m.layout.clone(),
+            values,
+            buffers,
+        })
+    }
+
     /// One training step (see [`crate::backend::Backend::train_step`]).
     pub async fn train_step_async(
         &mut self,

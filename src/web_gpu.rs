@@ -1,0 +1,185 @@
+//! Training in the page on the GPU: a [`GpuTrainer`] shared with the promise that runs
+//! its steps, and a view of the run (status, history, parameters last read back) that
+//! the page's synchronous calls read while a group of steps is in flight. On a GPU
+//! error the run is handed to the CPU backend from its last state read back
+//! ([`GpuTrainer::into_cpu`]); the session picks it up with [`GpuRun::take_fallback`].
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::{GpuBackend, GpuTrainer};
+use crate::backend::{StepLosses, TrainState};
+use crate::data::CountMatrix;
+use crate::error::{Error, Result};
+use crate::model::Params;
+use crate::train::{EpochRecord, TrainConfig, Trainer};
+use std::cell::RefCell;
+
+/// What the page shows of a GPU run, as of the last finished group of steps.
+#[derive(Clone)]
+pub struct GpuView {
+    /// Epochs finished.
+    pub epoch: u32,
+    /// Steps taken.
+    pub steps: u32,
+    /// Whether the configured epochs are done.
+    pub finished: bool,
+    /// Finished epochs.
+    pub history: Vec<EpochRecord>,
+    /// The settings (lr and beta as last set).
+    pub config: TrainConfig,
+    /// Losses of the last finite step, with its KL weight.
+    pub last: Option<(StepLosses, f32)>,
+    /// The parameters read back after the last group.
+    pub params: Params,
+}
+
+/// A GPU training run owned by the page's session.
+pub struct GpuRun {
+    trainer: RefCell<Option<GpuTrainer>>,
+    view: RefCell<GpuView>,
+    matrix: CountMatrix,
+    pending: RefCell<(Option<f32>, Option<f32>)>,
+    fallback: RefCell<Option<(Trainer<CpuBackend>, String)>>,
+    /// The adapter, as the browser describes it.
+    pub adapter: String,
+}
+
+impl GpuRun {
+    /// Opens the browser's WebGPU adapter, compiles the kernels and uploads `state`; the
+    /// run trains `cells` of `matrix` (see [`Trainer::new`]).
+    pub async fn start(
+        matrix: CountMatrix,
+        config: TrainConfig,
+        state: TrainState,
+        cells: Vec<usize>,
+        batch_codes: Vec<u32>,
+        clock: fn() -> f64,
+    ) -> Result<GpuRun> {
+        let backend = GpuBackend::create().await?;
+        let a = backend.context().adapter_summary();
+        let adapter = [a.name.as_str(), a.driver.as_str(), a.backend.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" · ");
+        let params = state.params.clone();
+        let trainer = GpuTrainer::new(backend, config, state, cells, batch_codes, clock).await?;
+        let s = &trainer.schedule;
+        let view = GpuView {
+            epoch: s.epoch(),
+            steps: s.steps(),
+            finished: s.finished(),
+            history: s.history.clone(),
+            config: s.config.clone(),
+            last: None,
+            params,
+        };
+        Ok(GpuRun {
+            trainer: RefCell::new(Some(trainer)),
+            view: RefCell::new(view),
+            matrix,
+            pending: RefCell::new((None, None)),
+            fallback: RefCell::new(None),
+            adapter,
+        })
+    }
+
+    /// Reads the view.
+    pub fn with_view<T>(&self, f: impl FnOnce(&GpuView) -> T) -> T {
+        f(&self.view.borrow())
+    }
+
+    /// Whether a group of steps is in flight.
+    pub fn busy(&self) -> bool {
+        self.trainer.borrow().is_none() && self.fallback.borrow().is_none()
+    }
+
+    /// Changes the learning rate from the next group of steps on.
+    pub fn set_lr(&self, lr: f32) -> Result<()> {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(Error::Config(format!(
+                "the learning rate must be a positive number, not {lr}"
+            )));
+        }
+        self.pending.borrow_mut().0 = Some(lr);
+        self.view.borrow_mut().config.lr = lr;
+        Ok(())
+    }
+
+    /// Changes beta (the maximum KL weight) from the next group of steps on.
+    pub fn set_beta(&self, beta: f32) -> Result<()> {
+        if !(beta.is_finite() && beta >= 0.0) {
+            return Err(Error::Config(format!(
+                "beta must be a non-negative number, not {beta}"
+            )));
+        }
+        self.pending.borrow_mut().1 = Some(beta);
+        self.view.borrow_mut().config.max_kl_weight = beta;
+        Ok(())
+    }
+
+    /// The CPU trainer that took over after a GPU error, with the error, once.
+    pub fn take_fallback(&self) -> Option<(Trainer<CpuBackend>, String)> {
+        self.fallback.borrow_mut().take()
+    }
+
+    /// Runs up to `n` steps on the GPU (queued in groups), then reads the parameters
+    /// back into the view. A GPU error hands the run to the CPU backend (see
+    /// [`GpuRun::take_fallback`]) and is not an error here; other errors are.
+    pub async fn step(&self, n: u32) -> Result<()> {
+        let mut trainer = self
+            .trainer
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| Error::Config("a group of GPU steps is already running".into()))?;
+        let (lr, beta) = std::mem::take(&mut *self.pending.borrow_mut());
+        let mut applied = Ok(());
+        if let Some(lr) = lr {
+            applied = trainer.schedule.set_lr(lr);
+        }
+        if let Some(beta) = beta {
+            applied = applied.and(trainer.schedule.set_beta(beta));
+        }
+        let outcome = match applied {
+            Ok(()) => self.run(&mut trainer, n).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {
+                *self.trainer.borrow_mut() = Some(trainer);
+                Ok(())
+            }
+            Err(Error::Gpu(why)) => {
+                let cpu = trainer.into_cpu()?;
+                *self.fallback.borrow_mut() = Some((cpu, why));
+                Ok(())
+            }
+            Err(e) => {
+                *self.trainer.borrow_mut() = Some(trainer);
+                Err(e)
+            }
+        }
+    }
+
+    async fn run(&self, trainer: &mut GpuTrainer, n: u32) -> Result<()> {
+        let out = trainer.run_steps(&self.matrix, n).await?;
+        let params = trainer.backend.params_async().await?;
+        let s = &trainer.schedule;
+        let mut v = self.view.borrow_mut();
+        v.epoch = s.epoch();
+        v.steps = s.steps();
+        v.finished = s.finished();
+        if v.history.len() != s.history.len() {
+            v.history = s.history.clone();
+        }
+        v.config = s.config.clone();
+        if let Some(&(l, _)) = out.iter().rev().find(|(l, _)| l.finite) {
+            // The epoch of the last step: the previous one when it closed an epoch.
+            let closed = out.last().is_some_and(|(_, r)| r.is_some());
+            let epoch = s.epoch() - u32::from(closed && s.epoch() > 0);
+            v.last = Some((l, s.config.kl_weight(epoch)));
+        }
+        v.params = params;
+        Ok(())
+    }
+}
