@@ -740,6 +740,37 @@ impl Session {
         Ok(())
     }
 
+    /// The last computed latent means (computing them only if there are none yet), so the
+    /// charts and the probe's nearest cells match the map without re-encoding every cell.
+    fn latest_latent(&mut self) -> Result<(), JsError> {
+        if self.cache.is_none() {
+            self.ensure_latent()?;
+        }
+        Ok(())
+    }
+
+    /// Latent means of the cells `start..start + count` (clamped to the cells there are)
+    /// with the current parameters, row-major; they also replace those rows of the means
+    /// that [`Session::kl_per_dim`] and [`Session::nearest_profile`] use. The page
+    /// re-encodes a large data set a slice per frame with this, so no frame stalls.
+    pub fn latent_range(&mut self, start: usize, count: usize) -> Result<Vec<f32>, JsError> {
+        self.latest_latent()?;
+        let n = self.prep.matrix.n_cells;
+        let start = start.min(n);
+        let end = start.saturating_add(count).min(n);
+        let params = self.trainer.params().map_err(to_js)?;
+        let cells: Vec<usize> = (start..end).collect();
+        let (mean, var) = latent(&params, &self.prep.matrix, &self.prep.batch_codes, &cells);
+        let d = self.n_latent;
+        if let Some((step, m, v)) = self.cache.as_mut() {
+            m[start * d..end * d].copy_from_slice(&mean);
+            v[start * d..end * d].copy_from_slice(&var);
+            // Rows from different steps: the next `latent` call encodes every cell again.
+            *step = u32::MAX;
+        }
+        Ok(mean)
+    }
+
     /// Latent means of every cell (input order), row-major n_cells x n_latent.
     pub fn latent(&mut self) -> Result<Vec<f32>, JsError> {
         self.ensure_latent()?;
@@ -747,9 +778,10 @@ impl Session {
     }
 
     /// Mean KL(q(z|x) || N(0, I)) of each latent dimension over the training cells, in
-    /// nats (the closed form `eval::evaluate` uses, on the current encoder).
+    /// nats (the closed form `eval::evaluate` uses), for the encoder of the last
+    /// [`Session::latent`] call (the map's).
     pub fn kl_per_dim(&mut self) -> Result<Vec<f64>, JsError> {
-        self.ensure_latent()?;
+        self.latest_latent()?;
         let z = self.n_latent;
         let (_, mean, var) = self.cache.as_ref().expect("latent was just computed");
         let mut kl = vec![0.0f64; z];
@@ -948,7 +980,8 @@ impl Session {
         Ok(out)
     }
 
-    /// The `k` training cells nearest to the latent point `z` (by their latent means) and
+    /// The `k` training cells nearest to the latent point `z` (by the latent means of the
+    /// last [`Session::latent`] call, as on the map) and
     /// their mean observed profile scaled to library size `library`
     /// (mean over the cells of count / cell's total counts * library), for comparison with
     /// the decoded profile: `{cells: [int], distances: [float], mean: [float]}` (mean per
@@ -965,7 +998,7 @@ impl Session {
                 self.n_latent
             )));
         }
-        self.ensure_latent()?;
+        self.latest_latent()?;
         let (_, mean, _) = self.cache.as_ref().expect("latent was just computed");
         let d = self.n_latent;
         // Only cells that train (QC-removed cells are not part of the model's data).

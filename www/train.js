@@ -49,6 +49,9 @@ const t = {
   trav: { shown: false, path: null, pos: 0, top: [], values: [], timer: null, A: null, B: null, stamp: 0 },
   field: { gene: -1, canvas: null, view: null, lo: 0, hi: 0, stamp: 0, timer: null, dirty: false },
   lastLatentAt: 0,
+  rolling: { next: 0, perFrame: 1000 },
+  chartsAt: 0,
+  chartsEpoch: -1,
   model: null,
   nTrain: 0,
   axesFor: 0,
@@ -848,16 +851,37 @@ function refreshLatent() {
   computeProjection();
 }
 
+// Large data: re-encode a slice of the cells per frame (about 4 ms of work), round robin,
+// so no frame stalls; the map updates as the slices come in.
+const ROLLING_ABOVE = 3000;
+function refreshLatentSlice() {
+  const r = t.rolling;
+  const count = Math.max(200, Math.min(t.n, Math.round(r.perFrame)));
+  const t0 = performance.now();
+  const part = t.session.latent_range(r.next, count);
+  const ms = performance.now() - t0;
+  t.latent.set(part, r.next * t.d);
+  const got = part.length / t.d;
+  r.next = r.next + got >= t.n ? 0 : r.next + got;
+  // Aim for ~4 ms per frame (a training step of 128 cells takes ~20 ms on the CPU).
+  if (ms > 0) r.perFrame = Math.max(200, Math.min(t.n, (got * 4) / ms));
+  computeProjection();
+}
+
 function refresh(force = false) {
   if (t.session && t.status && t.status.step > 0) {
-    // Large data: re-encode every cell at most 4 times a second while training.
-    const every = t.n > 3000 ? 250 : 0;
-    if (force || performance.now() - t.lastLatentAt >= every) refreshLatent();
+    if (force || t.n <= ROLLING_ABOVE) refreshLatent();
+    else refreshLatentSlice();
   }
   drawMap();
-  drawCharts();
-  if (t.probeZ) renderProbe();
   const now = performance.now();
+  // The curves change once per epoch; KL per dimension slowly: 5 redraws a second do.
+  if (force || now - t.chartsAt > 200 || (t.status && t.status.epoch !== t.chartsEpoch)) {
+    drawCharts();
+    t.chartsAt = now;
+    t.chartsEpoch = t.status ? t.status.epoch : 0;
+  }
+  if (t.probeZ) renderProbe();
   if (t.trav.path && !t.trav.timer && (force || now - t.trav.stamp > 500)) computeTraversal();
   if (t.field.gene >= 0 && (force || now - t.field.stamp > 2000)) computeField();
   setStatusText(t.status ? describe(t.status) : '');

@@ -142,6 +142,20 @@ for (const webgpu of [true, false]) {
         const ms = await page.evaluate(() => window.cellvae.timeRedraw(10));
         assert.ok(ms < 33, `one redraw of the 10,000-cell map took ${ms.toFixed(1)} ms`);
         assert.equal((await status(page)).colour_by, 'library', 'no labels: coloured by library size');
+        // Training on 10,000 cells: the cells are re-encoded a slice per frame, so frames
+        // keep coming (a training step of 128 cells takes ~20 ms of each on the CPU).
+        await page.selectOption('[data-testid="steps-per-frame"]', '1');
+        await page.click('[data-testid="train-toggle"]');
+        await page.waitForFunction(() => window.cellvae.status().step > 5, null, { timeout: 60_000 });
+        const ts = await page.evaluate(() => new Promise((res) => {
+          const out = [];
+          const f = (x) => { out.push(x); if (out.length < 40) requestAnimationFrame(f); else res(out); };
+          requestAnimationFrame(f);
+        }));
+        await page.click('[data-testid="train-toggle"]');
+        await page.waitForFunction(() => !window.cellvae.status().training);
+        const gaps = ts.slice(1).map((x, i) => x - ts[i]).sort((a, c) => a - c);
+        assert.ok(gaps[gaps.length - 1] < 250, `a frame took ${gaps[gaps.length - 1].toFixed(0)} ms while training on 10,000 cells`);
         await page.locator('section.train').screenshot({ path: screenshotPath(`map-10k-${mode}.png`) });
       });
 
