@@ -14,7 +14,10 @@ use crate::model::{Dispersion, Likelihood, ModelConfig, Params};
 use crate::pipeline::{column_codes, prepare, PrepareOptions, Prepared};
 use crate::summary::Summary;
 use crate::train::{TrainConfig, Trainer};
+use crate::web_gpu::GpuRun;
 use crate::CountMatrix;
+use std::cell::RefCell;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(start)]
@@ -433,6 +436,10 @@ pub struct Session {
     cache: Option<(u32, Vec<f32>, Vec<f32>)>,
     /// Where the model came from (`"new"` or the imported config.json's description).
     origin: String,
+    /// The GPU run once [`Session::start_gpu`] has opened it (shared with its promises).
+    gpu: Rc<RefCell<Option<Rc<GpuRun>>>>,
+    /// The step the explorer's parameters are from.
+    explorer_step: u32,
 }
 
 fn parse_options(options: JsValue) -> Result<SessionOptions, JsError> {
@@ -654,10 +661,64 @@ impl Session {
             config,
             cache: None,
             origin,
+            gpu: Rc::new(RefCell::new(None)),
+            explorer_step: 0,
         })
     }
 
+    fn gpu_run(&self) -> Option<Rc<GpuRun>> {
+        self.gpu.borrow().clone()
+    }
+
+    /// The current parameters: the GPU run's last read back, or the CPU trainer's.
+    fn current_params(&mut self) -> Result<Params, JsError> {
+        match self.gpu_run() {
+            Some(run) => Ok(run.with_view(|v| v.params.clone())),
+            None => self.trainer.params().map_err(to_js),
+        }
+    }
+
+    /// Steps taken (on the GPU when it trains).
+    fn steps_now(&self) -> u32 {
+        match self.gpu_run() {
+            Some(run) => run.with_view(|v| v.steps),
+            None => self.trainer.steps(),
+        }
+    }
+
     fn status_value(&self) -> StepStatus {
+        if let Some(run) = self.gpu_run() {
+            return run.with_view(|v| {
+                let (elbo, reconstruction, kl, kl_weight) = match (v.history.last(), &v.last) {
+                    (Some(r), _) => (
+                        Some(r.elbo),
+                        Some(r.reconstruction),
+                        Some(r.kl),
+                        Some(r.kl_weight),
+                    ),
+                    (None, Some((l, w))) => (
+                        Some(-(f64::from(l.reconstruction) + f64::from(l.kl))),
+                        Some(f64::from(l.reconstruction)),
+                        Some(f64::from(l.kl)),
+                        Some(*w),
+                    ),
+                    (None, None) => (None, None, None, None),
+                };
+                StepStatus {
+                    epoch: v.epoch,
+                    step: v.steps,
+                    elbo,
+                    reconstruction,
+                    kl,
+                    kl_weight,
+                    finished: v.finished,
+                    lr: v.config.lr,
+                    epochs: v.config.epochs,
+                    beta: v.config.max_kl_weight,
+                    kl_warmup_epochs: v.config.kl_warmup_epochs,
+                }
+            });
+        }
         let (elbo, reconstruction, kl, kl_weight) = match self.trainer.history.last() {
             Some(r) => (
                 Some(r.elbo),
@@ -695,6 +756,9 @@ impl Session {
     /// (losses of the last finished epoch, or of the last step before the first epoch
     /// ends; `elbo` is -(reconstruction + kl) per cell, higher is better).
     pub fn step(&mut self, n_steps: u32) -> Result<JsValue, JsError> {
+        if self.gpu_run().is_some() {
+            return Err(JsError::new("this session trains on the GPU: use gpu_step"));
+        }
         for _ in 0..n_steps {
             if self.trainer.finished() {
                 break;
@@ -717,18 +781,89 @@ impl Session {
 
     /// Per-epoch history: `[{epoch, elbo, reconstruction, kl, kl_weight, seconds}]`.
     pub fn history(&self) -> Result<JsValue, JsError> {
-        to_js_value(&self.trainer.history)
+        match self.gpu_run() {
+            Some(run) => run.with_view(|v| to_js_value(&v.history)),
+            None => to_js_value(&self.trainer.history),
+        }
     }
 
     /// The ELBO of every finished epoch (for the chart).
     pub fn elbo_history(&self) -> Vec<f64> {
-        self.trainer.history.iter().map(|r| r.elbo).collect()
+        match self.gpu_run() {
+            Some(run) => run.with_view(|v| v.history.iter().map(|r| r.elbo).collect()),
+            None => self.trainer.history.iter().map(|r| r.elbo).collect(),
+        }
+    }
+
+    /// Opens the browser's WebGPU adapter and moves training there, from the current
+    /// state. The promise resolves with the adapter's description, or rejects with why
+    /// the GPU cannot be used (training then stays on the CPU).
+    pub fn start_gpu(&mut self) -> Result<js_sys::Promise, JsError> {
+        if let Some(run) = self.gpu_run() {
+            return Ok(js_sys::Promise::resolve(&JsValue::from_str(&run.adapter)));
+        }
+        let state = self.trainer.checkpoint().map_err(to_js)?;
+        let config = self.trainer.config.clone();
+        let matrix = self.prep.matrix.clone();
+        let cells = self.prep.train_cells.clone();
+        let codes = self.prep.batch_codes.clone();
+        let slot = self.gpu.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let run = GpuRun::start(matrix, config, state, cells, codes, seconds_now)
+                .await
+                .map_err(|e| JsValue::from(JsError::new(&e.to_string())))?;
+            let adapter = run.adapter.clone();
+            *slot.borrow_mut() = Some(Rc::new(run));
+            Ok(JsValue::from_str(&adapter))
+        }))
+    }
+
+    /// Runs up to `n` steps on the GPU; the promise resolves when they are done (read
+    /// `status` then). After a GPU error the run continues on the CPU: see
+    /// [`Session::take_gpu_fallback`].
+    pub fn gpu_step(&self, n: u32) -> Result<js_sys::Promise, JsError> {
+        let run = self
+            .gpu_run()
+            .ok_or_else(|| JsError::new("the GPU is not in use"))?;
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            run.step(n)
+                .await
+                .map_err(|e| JsValue::from(JsError::new(&e.to_string())))?;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    /// Whether a group of GPU steps is in flight.
+    pub fn gpu_busy(&self) -> bool {
+        self.gpu_run().is_some_and(|r| r.busy())
+    }
+
+    /// Where training runs: `"webgpu"` or `"cpu"`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        if self.gpu_run().is_some() {
+            "webgpu".into()
+        } else {
+            "cpu".into()
+        }
+    }
+
+    /// After a GPU error: the CPU takes the run over from its last state read back;
+    /// returns the error (once), or nothing when the GPU is fine.
+    pub fn take_gpu_fallback(&mut self) -> Option<String> {
+        let run = self.gpu_run()?;
+        let (trainer, why) = run.take_fallback()?;
+        self.trainer = trainer;
+        *self.gpu.borrow_mut() = None;
+        self.cache = None;
+        self.explorer = None;
+        Some(why)
     }
 
     fn ensure_latent(&mut self) -> Result<(), JsError> {
-        let step = self.trainer.steps();
+        let step = self.steps_now();
         if !matches!(&self.cache, Some((s, _, _)) if *s == step) {
-            let params = self.trainer.params().map_err(to_js)?;
+            let params = self.current_params()?;
             let (mean, var) = latent(
                 &params,
                 &self.prep.matrix,
@@ -758,7 +893,7 @@ impl Session {
         let n = self.prep.matrix.n_cells;
         let start = start.min(n);
         let end = start.saturating_add(count).min(n);
-        let params = self.trainer.params().map_err(to_js)?;
+        let params = self.current_params()?;
         let cells: Vec<usize> = (start..end).collect();
         let (mean, var) = latent(&params, &self.prep.matrix, &self.prep.batch_codes, &cells);
         let d = self.n_latent;
@@ -852,7 +987,7 @@ impl Session {
     /// `model.safetensors` of the current parameters, byte for byte what `cellvae train`
     /// writes.
     pub fn model_safetensors(&mut self) -> Result<Vec<u8>, JsError> {
-        let params = self.trainer.params().map_err(to_js)?;
+        let params = self.current_params()?;
         to_safetensors(&params).map_err(to_js)
     }
 
@@ -867,7 +1002,11 @@ impl Session {
             batch_key: self.batch_key.clone(),
             batch_levels: self.prep.batch_levels.clone(),
             preprocessing: serde_json::to_value(&self.prep.report).unwrap_or_default(),
-            training: serde_json::to_value(&self.trainer.config).unwrap_or_default(),
+            training: match self.gpu_run() {
+                Some(run) => run.with_view(|v| serde_json::to_value(&v.config)),
+                None => serde_json::to_value(&self.trainer.config),
+            }
+            .unwrap_or_default(),
         };
         serde_json::to_string_pretty(&files).map_err(|e| JsError::new(&e.to_string()))
     }
@@ -938,20 +1077,28 @@ impl Session {
 
     /// Changes the learning rate from the next step on.
     pub fn set_lr(&mut self, lr: f32) -> Result<(), JsError> {
-        self.trainer.set_lr(lr).map_err(to_js)
+        match self.gpu_run() {
+            Some(run) => run.set_lr(lr).map_err(to_js),
+            None => self.trainer.set_lr(lr).map_err(to_js),
+        }
     }
 
     /// Changes beta (the maximum KL weight) from the next step on.
     pub fn set_beta(&mut self, beta: f32) -> Result<(), JsError> {
-        self.trainer.set_beta(beta).map_err(to_js)
+        match self.gpu_run() {
+            Some(run) => run.set_beta(beta).map_err(to_js),
+            None => self.trainer.set_beta(beta).map_err(to_js),
+        }
     }
 
     /// Expected counts (n x genes) of latent points `z` (n x n_latent) decoded with the
     /// current parameters for batch `batch` and library size `library`.
     pub fn decode(&mut self, z: Vec<f32>, batch: u32, library: f32) -> Result<Vec<f32>, JsError> {
-        if self.explorer.is_none() {
-            let params = self.trainer.params().map_err(to_js)?;
+        let step = self.steps_now();
+        if self.explorer.is_none() || self.explorer_step != step {
+            let params = self.current_params()?;
             self.explorer = Some(Explorer::new(params));
+            self.explorer_step = step;
         }
         let explorer = self.explorer.as_mut().expect("explorer was just set");
         Ok(explorer.decode(&z, batch, library).map_err(to_js)?.expected)

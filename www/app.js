@@ -2,13 +2,14 @@
 // shows what was read, then trains on it (www/train.js). Text from a user's file is only
 // ever set with textContent.
 import init, { read_files, gpu_check, Dataset } from './pkg/cellvae.js';
-import { setupTraining, reset as resetTraining, isRunning, info as trainInfo, decodePoint, benchmarkMap, cellPosition, timeRedraw, latentOf, modelGenes } from './train.js';
+import { setupTraining, reset as resetTraining, isRunning, setGpuAvailable, info as trainInfo, decodePoint, benchmarkMap, cellPosition, timeRedraw, latentOf, modelGenes } from './train.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
   backend: 'cpu',
   adapter: null,
   gpuError: null,
+  softwareAdapter: false,
   dataset: null,   // the wasm Dataset currently loaded (kept when a new load fails)
   summary: null,
   epoch: 0,
@@ -77,7 +78,8 @@ async function detectBackend() {
     if (!(check.max_abs_diff < 1e-4)) throw new Error(`the GPU gave wrong results (max error ${check.max_abs_diff})`);
     state.backend = 'webgpu';
     state.adapter = name;
-    label.textContent = `GPU: WebGPU on ${name}`;
+    state.softwareAdapter = !!info.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe|software/i.test(name);
+    label.textContent = `GPU: WebGPU on ${name}` + (state.softwareAdapter ? ' (a software adapter)' : '');
   } catch (e) {
     state.backend = 'cpu';
     state.gpuError = String(e && e.message ? e.message : e);
@@ -272,6 +274,7 @@ async function main() {
   $('demo-button').disabled = false;
   $('file-input').disabled = false;
   await detectBackend();
+  setGpuAvailable(state.backend === 'webgpu', state.adapter, !!state.softwareAdapter);
   document.body.dataset.ready = 'true';
 }
 

@@ -49,6 +49,13 @@ const t = {
   trav: { shown: false, path: null, pos: 0, top: [], values: [], timer: null, A: null, B: null, stamp: 0 },
   field: { gene: -1, canvas: null, view: null, lo: 0, hi: 0, stamp: 0, timer: null, dirty: false },
   lastLatentAt: 0,
+  gpuAvailable: false,
+  gpuAdapter: null,
+  gpuSoftware: false,
+  gpu: { state: null },  // {state: 'starting' | 'on' | 'failed', adapter, error, start}
+  inFlight: Promise.resolve(),
+  busy: 0,
+  loop: null,
   rolling: { next: 0, perFrame: 1000 },
   chartsAt: 0,
   chartsEpoch: -1,
@@ -762,7 +769,10 @@ function computeField() {
     drawMap();
     return;
   }
-  const N = FIELD_GRID, d = t.d;
+  // Each decode costs ~hidden x genes: keep a grid's work bounded (smaller while training).
+  const budget = t.running ? 3e5 : 1.2e6;
+  const N = Math.max(8, Math.min(FIELD_GRID, Math.floor(Math.sqrt(budget / Math.max(1, t.genes.length)))));
+  const d = t.d;
   const v = { ...t.view };
   const base = t.d > 2 && t.probeAnchor ? t.probeAnchor : t.P.base;
   const zs = new Float32Array(N * N * d);
@@ -788,7 +798,7 @@ function computeField() {
     lo = Math.min(lo, logs[i]); hi = Math.max(hi, logs[i]);
   }
   const span = hi > lo ? hi - lo : 1;
-  const canvas = f.canvas && f.canvas.width === N ? f.canvas : document.createElement('canvas');
+  const canvas = f.canvas || document.createElement('canvas');
   canvas.width = N;
   canvas.height = N;
   const ctx = canvas.getContext('2d');
@@ -895,38 +905,108 @@ function stepsPerFrame() {
   return Number.isFinite(k) && k >= 1 ? Math.min(Math.floor(k), 50) : 1;
 }
 
-function runSteps(k) {
-  try {
-    t.status = t.session.step(k);
-    return true;
-  } catch (e) {
-    pause();
-    setStatusText(`Training stopped: ${message(e)}`);
-    return false;
-  }
+// ---- GPU -----------------------------------------------------------------------------------
+
+function updateBackendNote() {
+  const el = $('train-backend');
+  const g = t.gpu;
+  el.classList.remove('warn');
+  if (!t.session) el.textContent = '';
+  else if (g.state === 'starting') el.textContent = 'Starting the GPU (compiling the kernels)…';
+  else if (g.state === 'on') el.textContent = `Training runs on the GPU: ${t.gpuAdapter || g.adapter}.`;
+  else if (g.state === 'failed') {
+    el.textContent = `Training runs on the CPU: the GPU could not be used (${g.error}).`;
+    el.classList.add('warn');
+  } else if (t.gpuAvailable && $('opt-device').value === 'cpu') {
+    el.textContent = 'Training runs on the CPU, as chosen in the settings.';
+  } else if (t.gpuAvailable && t.gpuSoftware) {
+    el.textContent = `Training runs on the CPU: the only WebGPU adapter here is a software one (${t.gpuAdapter}), slower than the CPU path. Choose “GPU” under “train on” in the settings to use it anyway.`;
+  } else el.textContent = 'Training runs on the CPU (this browser offers no usable WebGPU).';
 }
 
-function frame() {
-  if (!t.running || !t.session) return;
-  if (!runSteps(stepsPerFrame())) return;
+// Moves `session`'s training to the GPU (it stays on the CPU if that fails).
+function startGpu(session) {
+  const g = { state: 'starting', adapter: null, error: null, start: null };
+  t.gpu = g;
+  updateBackendNote();
+  let p;
+  try {
+    p = session.start_gpu();
+  } catch (e) {
+    g.state = 'failed';
+    g.error = message(e);
+    updateBackendNote();
+    return;
+  }
+  g.start = p.then(
+    (adapter) => { if (t.gpu === g) { g.state = 'on'; g.adapter = adapter; updateBackendNote(); } },
+    (e) => { if (t.gpu === g) { g.state = 'failed'; g.error = message(e); updateBackendNote(); } },
+  );
+}
+
+// ---- training loop -------------------------------------------------------------------------
+
+// Runs a group of `k` steps on the current session, on the GPU or the CPU. Groups never
+// overlap; resolves to whether the steps ran (false: stopped, or the session changed).
+function runSteps(k) {
+  const session = t.session;
+  const run = async () => {
+    if (!session || t.session !== session) return false;
+    if (t.gpu.state === 'starting') await t.gpu.start;
+    if (t.session !== session) return false;
+    if (t.gpu.state === 'on') {
+      await session.gpu_step(k);
+      if (t.session !== session) return false;
+      const why = session.take_gpu_fallback();
+      if (why) {
+        t.gpu.state = 'failed';
+        t.gpu.error = `${why}; training continues on the CPU from the last state read back`;
+        updateBackendNote();
+      }
+      t.status = session.status();
+    } else {
+      t.status = session.step(k);
+    }
+    return true;
+  };
+  t.busy++;
+  const p = t.inFlight.then(run).catch((e) => {
+    if (t.session === session) {
+      pause();
+      setStatusText(`Training stopped: ${message(e)}`);
+    }
+    return false;
+  }).finally(() => { t.busy--; });
+  t.inFlight = p.then(() => undefined);
+  return p;
+}
+
+async function frame(token) {
+  if (token !== t.loop || !t.running || !t.session) return;
+  const session = t.session;
+  const ok = await runSteps(stepsPerFrame());
+  if (!ok || t.session !== session) return;
   refresh();
   if (t.status.finished) {
     pause();
     return;
   }
-  requestAnimationFrame(frame);
+  if (token === t.loop && t.running) requestAnimationFrame(() => frame(token));
 }
 
 function play() {
   if (!t.session || t.running) return;
   t.running = true;
+  const token = {};
+  t.loop = token;
   setButtons();
-  requestAnimationFrame(frame);
+  requestAnimationFrame(() => frame(token));
 }
 
 function pause() {
   const was = t.running;
   t.running = false;
+  t.loop = null;
   setButtons();
   if (was && t.session) refresh(true);
 }
@@ -1020,9 +1100,14 @@ function adopt(session) {
   $('legend').replaceChildren();
   $('map-tooltip').hidden = true;
   if (!session) {
+    t.gpu = { state: null };
+    updateBackendNote();
     $('train-what').textContent = '';
     return;
   }
+  t.gpu = { state: null };
+  if (wantGpu()) startGpu(session);
+  else updateBackendNote();
   t.d = session.n_latent;
   t.library = session.median_library();
   $('probe-library').value = String(Math.round(t.library));
@@ -1181,8 +1266,11 @@ export function setupTraining(onStatus) {
   t.onStatus = onStatus;
   $('train-toggle').addEventListener('click', () => (t.running ? pause() : play()));
   $('train-step').addEventListener('click', () => {
-    if (t.session && !t.running && runSteps(1)) refresh(true);
-    setButtons();
+    if (!t.session || t.running) return;
+    runSteps(1).then((ok) => {
+      if (ok) refresh(true);
+      setButtons();
+    });
   });
   $('train-reset').addEventListener('click', resetWithSettings);
   $('lr').addEventListener('change', (e) => applyNumber(e.target, (v) => t.session.set_lr(v), 'learning rate'));
@@ -1348,7 +1436,24 @@ export function reset(dataset, summary) {
 
 /// Whether a session is training now.
 export function isRunning() {
-  return t.running;
+  return t.running || t.busy > 0;
+}
+
+/// Whether the page found a working WebGPU adapter: sessions then train on the GPU.
+/// `software`: the adapter is a software rasteriser (SwiftShader, llvmpipe), slower than
+/// the CPU path, so it is only used when the settings ask for the GPU.
+export function setGpuAvailable(ok, adapter = null, software = false) {
+  t.gpuAvailable = ok;
+  t.gpuAdapter = adapter;
+  t.gpuSoftware = software;
+  if (wantGpu() && t.session && !t.gpu.state) startGpu(t.session);
+  else updateBackendNote();
+}
+
+function wantGpu() {
+  const choice = $('opt-device').value;
+  if (!t.gpuAvailable || choice === 'cpu') return false;
+  return choice === 'gpu' || !t.gpuSoftware;
 }
 
 /// State for `window.cellvae` (automation and the console).
@@ -1366,6 +1471,9 @@ export function info() {
     traversal_position: t.trav.pos,
     pca_axes: t.P && t.P.kind === 'pca' ? t.P.axes.map((a) => Array.from(a)) : null,
     kl_bars: Number($('kl-dims-chart').dataset.bars || 0),
+    training_backend: t.session ? t.session.backend : null,
+    gpu_state: t.gpu.state,
+    gpu_error: t.gpu.error || null,
     probe_cell: t.probeCell,
     pins: t.pins.map((g) => t.genes[g]),
     nearest_cells: t.lastProfile ? Array.from(t.lastProfile.nearest) : null,

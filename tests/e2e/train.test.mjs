@@ -54,6 +54,7 @@ for (const webgpu of [true, false]) {
         assert.equal(s2.step, s1.step, 'steps kept coming after Pause');
         assert.equal(await page.textContent('[data-testid="train-toggle"]'), 'Train');
         await page.click('[data-testid="train-step"]');
+        await page.waitForFunction((n) => window.cellvae.status().step >= n + 1 && !window.cellvae.status().training, s1.step);
         assert.equal((await status(page)).step, s1.step + 1, '"1 step" takes one step');
         await page.screenshot({ path: screenshotPath(`trained-${mode}.png`), fullPage: true });
         await page.locator('[data-testid="latent-map"]').screenshot({ path: screenshotPath(`latent-map-${mode}.png`) });
