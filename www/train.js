@@ -49,6 +49,8 @@ const t = {
   trav: { shown: false, path: null, pos: 0, top: [], values: [], timer: null, A: null, B: null, stamp: 0 },
   field: { gene: -1, canvas: null, view: null, lo: 0, hi: 0, stamp: 0, timer: null, dirty: false },
   lastLatentAt: 0,
+  dataGenes: [],          // the loaded data's gene names (for the colour-by search)
+  dataGeneSet: new Set(),
   gpuAvailable: false,
   gpuAdapter: null,
   gpuSoftware: false,
@@ -1279,9 +1281,8 @@ export function setupTraining(onStatus) {
   $('colour-by').addEventListener('change', () => { buildColours(); drawMap(); });
   const search = $('gene-search');
   search.addEventListener('input', () => {
-    fillGeneList($('gene-list'), t.dataset ? t.dataset.gene_names() : [], search.value);
-    const names = t.dataset ? t.dataset.gene_names() : [];
-    if (names.includes(search.value.trim())) { buildColours(); drawMap(); }
+    fillGeneList($('gene-list'), t.dataGenes, search.value);
+    if (t.dataGeneSet.has(search.value.trim())) { buildColours(); drawMap(); }
   });
   search.addEventListener('change', () => { buildColours(); drawMap(); });
   $('axes').addEventListener('change', () => {
@@ -1422,6 +1423,8 @@ export function setupTraining(onStatus) {
 /// core's message when the data cannot be trained on; the old session is gone either way.
 export function reset(dataset, summary) {
   t.dataset = dataset;
+  t.dataGenes = dataset ? dataset.gene_names() : [];
+  t.dataGeneSet = new Set(t.dataGenes);
   t.summary = summary || (dataset ? dataset.summary() : null);
   fillColumnSelects();
   showTrainError('');
