@@ -42,6 +42,32 @@ for (const webgpu of [true, false]) {
         assert.ok(gap < 150, `the page stalled ${gap.toFixed(0)} ms while the worker parsed for ${s.load.parse_ms.toFixed(0)} ms`);
       });
 
+      await t.test('dropping several .h5 samples joins them with a sample column to colour by', async () => {
+        const b64 = fs.readFileSync(path.join(SHARED, 'scanpy_10x_v3_chr21/filtered_feature_bc_matrix.h5')).toString('base64');
+        await page.evaluate(async (data) => {
+          const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+          const dt = new DataTransfer();
+          dt.items.add(new File([bytes], 'donor_a.h5'));
+          dt.items.add(new File([bytes], 'donor_b.h5'));
+          const zone = document.querySelector('[data-testid="drop-zone"]');
+          zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+          zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }, b64);
+        await page.waitForFunction(() => window.cellvae.status().n_cells === 2214, null, { timeout: 60_000 });
+        assert.match(await page.textContent('[data-testid="summary"]'), /sample \(2 levels\)/);
+        await page.selectOption('[data-testid="colour-by"]', 'obs:sample');
+        const legend = await page.textContent('[data-testid="legend"]');
+        assert.match(legend, /donor_a\S* \(1107\)/);
+        assert.match(legend, /donor_b\S* \(1107\)/);
+        // The sample column can be the batch.
+        await page.click('[data-testid="settings"] summary');
+        await page.selectOption('[data-testid="opt-batch-key"]', 'sample');
+        await page.click('[data-testid="train-reset"]');
+        await page.waitForFunction(() => window.cellvae.status().batch_key === 'sample', null, { timeout: 60_000 });
+        assert.equal((await status(page)).model.n_batches, 2);
+        await page.click('[data-testid="settings"] summary');
+      });
+
       await t.test('a damaged file shows its error and keeps the data loaded before', async () => {
         const before = await status(page);
         const gz = fs.readFileSync(path.join(SHARED, 'mouse_10k_1000/matrix.mtx.gz'));
