@@ -15,6 +15,7 @@ const state = {
   epoch: 0,
   step: 0,
   elbo: null,
+  chosen: null,    // the count files chosen last ([{name, file}]), read again with a metadata table
   load: null,      // the last load: {what, phase, in_worker, started_at, parsed_at, read_ms, parse_ms, log}
 };
 
@@ -247,9 +248,15 @@ async function loadDemo() {
 async function loadChosen(fileList) {
   if (!fileList || !fileList.length) return;
   const files = fileEntries(fileList);
+  state.chosen = files;
   const obsFiles = $('obs-input').files;
   const obs = obsFiles && obsFiles.length ? fileEntries(obsFiles)[0] : null;
-  await load(files, obs, files.map((f) => f.name).join(', '));
+  await load(files, obs, files.map((f) => f.name).join(', ') + (obs ? ` with ${obs.name}` : ''));
+}
+
+// A metadata table chosen after the counts: read the counts again with it.
+async function obsChosen() {
+  if (state.chosen) await loadChosen(state.chosen.map((f) => f.file));
 }
 
 function onTrainStatus(s) {
@@ -263,6 +270,7 @@ async function main() {
   setupTraining(onTrainStatus);
   $('demo-button').addEventListener('click', loadDemo);
   $('file-input').addEventListener('change', (e) => loadChosen(e.target.files));
+  $('obs-input').addEventListener('change', obsChosen);
   const zone = $('drop-zone');
   zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
   zone.addEventListener('dragleave', () => zone.classList.remove('over'));

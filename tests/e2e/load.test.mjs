@@ -68,6 +68,17 @@ for (const webgpu of [true, false]) {
         await page.click('[data-testid="settings"] summary');
       });
 
+      await t.test('a metadata table chosen after the counts is joined to them', async () => {
+        const dir = path.join(SHARED, 'pbmc68k_reduced_700');
+        await page.setInputFiles('[data-testid="file-input"]', ['matrix.mtx.gz', 'features.tsv', 'barcodes.tsv'].map((f) => path.join(dir, f)));
+        await page.waitForFunction(() => window.cellvae.status().n_cells === 700, null, { timeout: 60_000 });
+        assert.match(await page.textContent('[data-testid="summary"]'), /metadata columns\s*none/);
+        await page.setInputFiles('[data-testid="obs-input"]', path.join(dir, 'cells.tsv'));
+        await page.waitForFunction(() => /cell_type \(10 levels\)/.test(document.querySelector('[data-testid="summary"]').textContent), null, { timeout: 60_000 });
+        assert.equal((await status(page)).label_key, 'cell_type');
+        assert.match(await page.textContent('#progress'), /with cells\.tsv/);
+      });
+
       await t.test('a damaged file shows its error and keeps the data loaded before', async () => {
         const before = await status(page);
         const gz = fs.readFileSync(path.join(SHARED, 'mouse_10k_1000/matrix.mtx.gz'));
