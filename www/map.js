@@ -66,7 +66,9 @@ export function pcaProjection(latent, n, d, prev) {
   const cov = new Float64Array(d * d);
   let k = 0;
   const row = new Float64Array(d);
-  for (let c = 0; c < n; c++) {
+  // Many cells: the covariance of an even subsample of about 3,000 is plenty.
+  const stride = Math.max(1, Math.ceil(n / 3000));
+  for (let c = 0; c < n; c += stride) {
     let ok = true;
     for (let j = 0; j < d; j++) {
       row[j] = latent[c * d + j] - mean[j];

@@ -894,7 +894,8 @@ function refresh(force = false) {
     t.chartsEpoch = t.status ? t.status.epoch : 0;
   }
   if (t.probeZ) renderProbe();
-  if (t.trav.path && !t.trav.timer && (force || now - t.trav.stamp > 500)) computeTraversal();
+  // The heatmap follows training: twice a second once the walk is in use, else every 3 s.
+  if (t.trav.path && !t.trav.timer && (force || now - t.trav.stamp > (t.trav.shown ? 500 : 3000))) computeTraversal();
   if (t.field.gene >= 0 && (force || now - t.field.stamp > 2000)) computeField();
   setStatusText(t.status ? describe(t.status) : '');
   t.onStatus(t.status);
