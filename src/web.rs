@@ -119,12 +119,9 @@ impl Dataset {
         let sizes = m.library_sizes();
         let mut out = vec![0.0f32; m.n_cells];
         for (c, o) in out.iter_mut().enumerate() {
+            // Indices are sorted within a row (CountMatrix::validate).
             let (idx, val) = m.row(c);
             if let Ok(k) = idx.binary_search(&(g as u32)) {
-                if sizes[c] > 0.0 {
-                    *o = (f64::from(val[k]) / sizes[c] * 1e4).ln_1p() as f32;
-                }
-            } else if let Some(k) = idx.iter().position(|&i| i as usize == g) {
                 if sizes[c] > 0.0 {
                     *o = (f64::from(val[k]) / sizes[c] * 1e4).ln_1p() as f32;
                 }

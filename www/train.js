@@ -1103,6 +1103,7 @@ function adopt(session) {
   $('legend').replaceChildren();
   $('map-tooltip').hidden = true;
   if (!session) {
+    $('prep-report').hidden = true;
     t.gpu = { state: null };
     updateBackendNote();
     $('train-what').textContent = '';
@@ -1136,6 +1137,9 @@ function adopt(session) {
   t.n = Math.floor(t.latent.length / t.d);
   computeProjection();
   buildColours();
+  const lines = session.preprocess_report();
+  $('prep-lines').replaceChildren(...lines.map((l) => { const li = document.createElement('li'); li.textContent = l; return li; }));
+  $('prep-report').hidden = lines.length === 0;
   const key = session.label_key;
   const origin = session.origin === 'new' ? '' : ` Loaded ${session.origin}.`;
   const qc = t.nTrain < session.n_cells ? ` (${t.nTrain} train; ${session.n_cells - t.nTrain} removed by QC or empty, shown but not trained on)` : '';

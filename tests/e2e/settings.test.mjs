@@ -55,6 +55,14 @@ for (const webgpu of [true, false]) {
         assert.match(what, /700 cells \(\d+ train; \d+ removed by QC/);
         assert.match(what, /300 genes, 4-D latent space, ZINB likelihood, 32 hidden × 2 layers/);
         assert.equal(await page.textContent('[data-testid="train-error"]'), '');
+        // What QC and gene selection did, in words.
+        assert.equal(await page.isVisible('[data-testid="prep-report"]'), true);
+        const report = await page.textContent('[data-testid="prep-report"]');
+        assert.match(report, /dropped \d+ cells with fewer than 500 counts/);
+        assert.match(report, /dropped \d+ cells with fewer than 200 detected genes/);
+        assert.match(report, /kept 300 highly variable genes/);
+        const dropped = [...report.matchAll(/dropped (\d+) cells/g)].reduce((a, m) => a + Number(m[1]), 0);
+        assert.equal(700 - dropped, (await status(page)).n_train_cells, report);
       });
 
       await t.test('the seed is applied: same seed, same first step', async () => {
