@@ -218,6 +218,9 @@ async function load(files, obs, what) {
     } catch (e) {
       $('train-status').textContent = `This data cannot be trained on: ${String(e && e.message ? e.message : e)}`;
     }
+    // Next step: bring the Train button into view if it is off screen.
+    const r = $('train-toggle').getBoundingClientRect();
+    if (r.bottom > window.innerHeight || r.top < 0) $('train-title').scrollIntoView({ block: 'start' });
   } catch (e) {
     state.load.phase = 'failed';
     setProgress(state.dataset ? 'The data loaded before is still there.' : '');

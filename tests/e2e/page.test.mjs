@@ -33,6 +33,10 @@ for (const webgpu of [true, false]) {
         const summary = await page.textContent('[data-testid="summary"]');
         assert.match(summary, /700/);
         assert.match(summary, /cell_type \(10 levels\)/);
+        // The next step, Train, is on screen (a laptop-sized window).
+        const vp = page.viewportSize();
+        const box = await page.locator('[data-testid="train-toggle"]').boundingBox();
+        assert.ok(box.y >= 0 && box.y + box.height <= vp.height, `Train is off screen at y=${box.y} (window ${vp.height})`);
         await page.screenshot({ path: screenshotPath(`demo-${mode}.png`), fullPage: true });
       });
 
