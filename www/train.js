@@ -1386,6 +1386,40 @@ export function setupTraining(onStatus) {
     scheduleField();
   }, { passive: false });
 
+  // Keyboard: arrows move the probe (shift: farther), + and - zoom, 0 resets the view.
+  canvas.addEventListener('keydown', (e) => {
+    if (!t.view || !t.P) return;
+    const W = canvas.width, H = canvas.height;
+    const moves = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+    if (moves[e.key]) {
+      e.preventDefault();
+      const step = (e.shiftKey ? 0.1 : 0.02) * W;
+      let px = W / 2, py = H / 2;
+      if (t.probeZ) [px, py] = toPixel(t.view, W, H, ...projectPoint(t.probeZ, t.P));
+      const [dx, dy] = moves[e.key];
+      const [u, v] = toPlane(t.view, W, H, px + dx * step, py + dy * step);
+      if (!t.probeAnchor || t.d <= 2) t.probeAnchor = Float64Array.from(t.P.base);
+      if (t.d > 2 && t.probeCell < 0) {
+        const c = nearestInPlane(t.proj, t.n, u, v);
+        t.probeCell = c;
+        if (c >= 0) t.probeAnchor = Float64Array.from(t.latent.subarray(c * t.d, (c + 1) * t.d));
+        updatePlaneNote();
+      }
+      t.probeZ = planePoint(u, v, t.probeAnchor, t.P);
+      renderProbe();
+      drawMap();
+    } else if (e.key === '+' || e.key === '=' || e.key === '-') {
+      e.preventDefault();
+      t.view = zoomView(t.view, W, H, W / 2, H / 2, e.key === '-' ? 1.25 : 0.8);
+      t.autoView = false;
+      drawMap();
+      scheduleField();
+    } else if (e.key === '0') {
+      e.preventDefault();
+      $('reset-view').click();
+    }
+  });
+
   $('trav-mode').addEventListener('change', () => { t.trav.shown = true; computeTraversal(); if (t.trav.path) scrubTo(t.trav.pos); });
   $('trav-a').addEventListener('click', () => {
     if (!t.probeZ) { drawHeatmap('Place the probe on the map first, then press “A here”.'); return; }

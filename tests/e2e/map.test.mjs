@@ -128,6 +128,25 @@ for (const webgpu of [true, false]) {
         for (const k of ['x0', 'x1', 'y0', 'y1']) assert.ok(Math.abs(s3.view[k] - s0.view[k]) < 1e-9, k);
       });
 
+      await t.test('the keyboard moves the probe and zooms', async () => {
+        await page.focus(MAP);
+        await page.keyboard.press('ArrowRight');
+        await page.waitForFunction(() => document.querySelectorAll('[data-testid="probe-profile"] li').length === 10);
+        const a = (await status(page)).probe;
+        await page.keyboard.press('ArrowRight');
+        const b2 = (await status(page)).probe;
+        assert.ok(b2[0] > a[0] && Math.abs(b2[1] - a[1]) < 1e-9, `right: ${a} -> ${b2}`);
+        await page.keyboard.press('Shift+ArrowUp');
+        const c = (await status(page)).probe;
+        assert.ok(c[1] > b2[1] && Math.abs(c[0] - b2[0]) < 1e-9, `up: ${b2} -> ${c}`);
+        const v0 = (await status(page)).view;
+        await page.keyboard.press('+');
+        const v1 = (await status(page)).view;
+        assert.ok(v1.x1 - v1.x0 < v0.x1 - v0.x0);
+        await page.keyboard.press('0');
+        assert.equal((await status(page)).auto_view, true);
+      });
+
       await t.test('10,000 cells redraw at 30 frames per second or better', async () => {
         const ms = await page.evaluate(() => window.cellvae.benchmarkMap(10000, 10));
         assert.ok(ms < 33, `one redraw of 10,000 cells took ${ms.toFixed(1)} ms`);
