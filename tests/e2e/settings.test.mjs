@@ -102,6 +102,7 @@ for (const webgpu of [true, false]) {
         const axesOptions = await page.$$eval('[data-testid="axes"] option', (os) => os.map((o) => o.value));
         assert.deepEqual(axesOptions, ['pca', '0,1', '0,2', '0,3', '1,2', '1,3', '2,3']);
         assert.match(await page.textContent('[data-testid="plane-note"]'), /4-D latent space shown by its first two principal components/);
+        assert.equal((await status(page)).kl_bars, 4, 'KL per dimension: one bar per latent dimension');
         await page.selectOption('[data-testid="steps-per-frame"]', '5');
         await page.click('[data-testid="train-toggle"]');
         await page.waitForFunction(() => window.cellvae.status().epoch >= 3, null, { timeout: 60_000 });
