@@ -48,7 +48,6 @@ const t = {
   pinNames: [],      // their names, kept across models
   trav: { shown: false, path: null, pos: 0, top: [], values: [], timer: null, A: null, B: null, stamp: 0 },
   field: { gene: -1, canvas: null, view: null, lo: 0, hi: 0, stamp: 0, timer: null, dirty: false },
-  lastLatentAt: 0,
   dataGenes: [],          // the loaded data's gene names (for the colour-by search)
   dataGeneSet: new Set(),
   gpuAvailable: false,
@@ -859,7 +858,6 @@ function chooseFieldGene() {
 function refreshLatent() {
   t.latent = t.session.latent();
   t.n = Math.floor(t.latent.length / t.d);
-  t.lastLatentAt = performance.now();
   computeProjection();
 }
 
