@@ -28,6 +28,8 @@ pub mod train;
 pub mod web;
 #[cfg(target_arch = "wasm32")]
 pub mod web_gpu;
+#[cfg(target_arch = "wasm32")]
+pub mod web_plot;
 
 pub use data::{CountMatrix, InputFile, ReadOptions};
 pub use error::{Error, Result};

@@ -4,7 +4,7 @@
 // background), the probe, the training curves, latent traversals, and saving/loading.
 // Text from a user's file (labels, gene names, cell ids) is only ever set with
 // textContent or drawn on a canvas, never parsed as HTML.
-import { Session } from './pkg/cellvae.js';
+import { Session, draw_profile } from './pkg/cellvae.js';
 import {
   PALETTE, MISSING, SCALES, css, drawColourBar, fmtNumber, lineChart, barChart, scheduleChart, heatmap,
 } from './plot.js';
@@ -484,6 +484,28 @@ function profileRow(g, expected, cells, top) {
   return li;
 }
 
+// Sizes the canvas to its box (device pixels) and has plotters draw the bars.
+function drawProfileChart(canvas, genes, expected, cells) {
+  const dpr = window.devicePixelRatio || 1;
+  const width = Math.max(200, canvas.parentElement.clientWidth || 320);
+  const height = 34 + 20 * genes.length;
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  canvas.getContext('2d').setTransform(dpr, 0, 0, dpr, 0, 0);
+  try {
+    draw_profile(
+      canvas,
+      genes.map((g) => t.genes[g]),
+      Float32Array.from(genes.map((g) => expected[g])),
+      Float32Array.from(genes.map((g) => cells[g])),
+    );
+  } catch (e) {
+    console.error(e);
+  }
+}
+
 function renderProbe() {
   const root = $('probe-profile');
   root.replaceChildren();
@@ -529,10 +551,17 @@ function renderProbe() {
   s2.style.background = '#f79009';
   k2.append(s2, `the ${near.cells.length} nearest cells (observed, same library size)`);
   key.append(k1, k2);
+  // The bars: drawn by plotters (Rust) on a canvas; the list below gives the numbers.
+  const chart = document.createElement('canvas');
+  chart.className = 'probe-chart';
+  chart.dataset.testid = 'probe-chart';
+  chart.setAttribute('role', 'img');
+  chart.setAttribute('aria-label', 'decoded expression of the top genes at the probe');
   const list = document.createElement('ol');
   list.className = 'bars';
   for (const g of order) list.append(profileRow(g, expected, cells, top));
-  root.append(head, key, list);
+  root.append(head, key, chart, list);
+  drawProfileChart(chart, shown, expected, cells);
   if (t.pins.length) {
     const sub = document.createElement('p');
     sub.className = 'probe-sub';

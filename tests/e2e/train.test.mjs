@@ -66,6 +66,20 @@ for (const webgpu of [true, false]) {
         const profile = '[data-testid="probe-profile"]';
         await page.waitForFunction((sel) => document.querySelectorAll(`${sel} li`).length === 10, profile);
         const first = await page.textContent(profile);
+        // The bars are drawn by plotters on a canvas: blue bars (decoded) and orange
+        // ones (nearest cells) are on it.
+        const chartColours = () => page.evaluate(() => {
+          const c = document.querySelector('[data-testid="probe-chart"]');
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let blue = 0, orange = 0;
+          for (let i = 0; i < d.length; i += 4) {
+            if (d[i] === 0x2f && d[i + 1] === 0x6f && d[i + 2] === 0xde) blue++;
+            if (d[i] === 0xf7 && d[i + 1] === 0x90 && d[i + 2] === 0x09) orange++;
+          }
+          return { blue, orange, url: c.toDataURL() };
+        });
+        const chart1 = await chartColours();
+        assert.ok(chart1.blue > 200 && chart1.orange > 100, `bars on the chart: ${JSON.stringify({ ...chart1, url: undefined })}`);
         // Drag to another part of the map.
         const [x2, y2] = await mapPoint(page, 0.75, 0.7);
         await page.mouse.move(x1, y1);
@@ -75,6 +89,7 @@ for (const webgpu of [true, false]) {
         await page.mouse.up();
         const second = await page.textContent(profile);
         assert.notEqual(second, first, 'the profile did not change with the point');
+        assert.notEqual((await chartColours()).url, chart1.url, 'the chart did not change with the point');
         const values = await page.$$eval(`${profile} li .value`, (els) => els.map((e) => Number(e.textContent)));
         assert.equal(values.length, 10);
         for (let i = 1; i < values.length; i++) assert.ok(values[i] <= values[i - 1], `not sorted: ${values}`);
