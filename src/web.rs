@@ -830,6 +830,14 @@ impl Session {
         }))
     }
 
+    /// Fault injection for tests of the CPU fallback: the GPU device is lost when step
+    /// `step` begins, as after a driver reset. Does nothing when the GPU is not in use.
+    pub fn test_lose_gpu_at_step(&self, step: u32) {
+        if let Some(run) = self.gpu_run() {
+            run.lose_device_at_step(step);
+        }
+    }
+
     /// Whether a group of GPU steps is in flight.
     pub fn gpu_busy(&self) -> bool {
         self.gpu_run().is_some_and(|r| r.busy())

@@ -118,6 +118,14 @@ impl GpuRun {
         Ok(())
     }
 
+    /// Fault injection for the page's tests: the device is lost when step `step` begins
+    /// (see [`GpuBackend::lose_device_at_step`]). Ignored while steps are in flight.
+    pub fn lose_device_at_step(&self, step: u32) {
+        if let Some(t) = self.trainer.borrow_mut().as_mut() {
+            t.backend.lose_device_at_step(step);
+        }
+    }
+
     /// The CPU trainer that took over after a GPU error, with the error, once.
     pub fn take_fallback(&self) -> Option<(Trainer<CpuBackend>, String)> {
         self.fallback.borrow_mut().take()

@@ -2,7 +2,7 @@
 // shows what was read, then trains on it (www/train.js). Text from a user's file is only
 // ever set with textContent.
 import init, { read_files, gpu_check, Dataset } from './pkg/cellvae.js';
-import { setupTraining, reset as resetTraining, isRunning, setGpuAvailable, info as trainInfo, decodePoint, benchmarkMap, cellPosition, timeRedraw, latentOf, modelGenes } from './train.js';
+import { setupTraining, reset as resetTraining, isRunning, setGpuAvailable, info as trainInfo, decodePoint, benchmarkMap, cellPosition, timeRedraw, latentOf, modelGenes, testLoseGpuAtStep } from './train.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -41,6 +41,7 @@ window.cellvae = {
   timeRedraw: (repeats) => timeRedraw(repeats),
   latentOf: (c) => latentOf(c),
   modelGenes: () => modelGenes(),
+  testLoseGpuAtStep: (step) => testLoseGpuAtStep(step),
 };
 
 function el(tag, text, attrs = {}) {

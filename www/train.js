@@ -1571,6 +1571,11 @@ export function modelGenes() {
   return [...t.genes];
 }
 
+/// Fault injection (tests): the GPU device is lost when training step `step` begins.
+export function testLoseGpuAtStep(step) {
+  if (t.session) t.session.test_lose_gpu_at_step(step);
+}
+
 /// The latent mean of cell `c` (for automation).
 export function latentOf(c) {
   if (!t.latent || c < 0 || c >= t.n) return null;

@@ -85,6 +85,30 @@ for (const webgpu of [true, false]) {
           assert.equal(dl.suggestedFilename(), 'model.safetensors');
           await page.screenshot({ path: screenshotPath(`gpu-training-${mode}.png`), fullPage: true });
         });
+
+        await t.test('the GPU is lost mid-run: training goes on on the CPU, nothing lost', async () => {
+          await reset(page, 'gpu');
+          assert.equal((await status(page)).training_backend, 'webgpu');
+          // 200 genes, minibatches of 64 of the 630 training cells: 10 steps per epoch.
+          await page.evaluate(() => window.cellvae.testLoseGpuAtStep(13));
+          await page.click('[data-testid="train-toggle"]');
+          await page.waitForFunction(() => window.cellvae.status().gpu_state === 'failed', null, { timeout: 120_000 });
+          const s = await status(page);
+          assert.equal(s.training_backend, 'cpu');
+          assert.match(s.gpu_error, /lost/);
+          assert.match(await page.textContent('[data-testid="train-backend"]'), /training continues on the CPU/);
+          // The CPU continues from the last state read back (the end of epoch 1 at the
+          // latest) and takes the steps since again.
+          assert.ok(s.step >= 10, `resumed at step ${s.step}`);
+          assert.ok(s.epoch >= 1, `epoch ${s.epoch}`);
+          await page.waitForFunction(() => window.cellvae.status().step >= 25, null, { timeout: 120_000 });
+          await page.click('[data-testid="train-toggle"]');
+          await page.waitForFunction(() => !window.cellvae.status().training, null, { timeout: 60_000 });
+          const after = await status(page);
+          assert.ok(Number.isFinite(after.elbo) && after.elbo < 0, `elbo ${after.elbo}`);
+          assert.ok(after.epoch >= 2);
+          await page.screenshot({ path: screenshotPath(`gpu-fallback-${mode}.png`), fullPage: true });
+        });
       } else {
         await t.test('asking for the GPU without WebGPU trains on the CPU', async () => {
           await reset(page, 'gpu');

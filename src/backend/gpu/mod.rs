@@ -418,7 +418,15 @@ impl GpuContext {
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
         match receiver.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Gpu(format!("reading a buffer back failed: {e}"))),
+            Ok(Err(e)) => {
+                // A device that was just lost (the browser reports it asynchronously)
+                // shows up first as a failed mapping: say so.
+                self.check_lost()?;
+                return Err(Error::Gpu(format!(
+                    "reading results back from the GPU failed ({e}); the GPU device was \
+                     probably lost or reset"
+                )));
+            }
             Err(_) => return Err(Error::Gpu("reading a buffer back was cancelled".into())),
         }
         self.check_lost()?;
