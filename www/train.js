@@ -19,6 +19,10 @@ const TRAV_GENES = 12;
 const FIELD_GRID = 40;
 
 const t = {
+  // Milliseconds per training step (running mean) and frames since the last step, for
+  // "auto" steps per frame.
+  stepMs: 0,
+  framesIdle: 0,
   session: null,
   dataset: null,
   summary: null,
@@ -930,9 +934,31 @@ function refresh(force = false) {
 
 // ---- training loop -------------------------------------------------------------------------
 
+// Training time allowed per frame in "auto" mode: with the map's redraw (~10 ms for
+// 10,000 cells) a frame stays under 33 ms, so the map keeps 30 frames per second.
+const TRAIN_BUDGET_MS = 14;
+
 function stepsPerFrame() {
-  const k = Number($('steps-per-frame').value);
+  const v = $('steps-per-frame').value;
+  if (v === 'auto') {
+    const ms = t.stepMs || 4;
+    if (ms <= TRAIN_BUDGET_MS) return Math.max(1, Math.min(50, Math.floor(TRAIN_BUDGET_MS / ms)));
+    // A step slower than the budget runs every few frames; the map redraws in between.
+    t.framesIdle += 1;
+    if (t.framesIdle >= Math.ceil(ms / TRAIN_BUDGET_MS)) {
+      t.framesIdle = 0;
+      return 1;
+    }
+    return 0;
+  }
+  const k = Number(v);
   return Number.isFinite(k) && k >= 1 ? Math.min(Math.floor(k), 50) : 1;
+}
+
+// Folds the duration of `k` steps into the running mean of a step's time.
+function noteStepTime(ms, k) {
+  const per = ms / Math.max(1, k);
+  t.stepMs = t.stepMs ? 0.8 * t.stepMs + 0.2 * per : per;
 }
 
 // ---- GPU -----------------------------------------------------------------------------------
@@ -985,7 +1011,9 @@ function runSteps(k) {
     if (t.gpu.state === 'starting') await t.gpu.start;
     if (t.session !== session) return false;
     if (t.gpu.state === 'on') {
+      const t0 = performance.now();
       await session.gpu_step(k);
+      noteStepTime(performance.now() - t0, k);
       if (t.session !== session) return false;
       const why = session.take_gpu_fallback();
       if (why) {
@@ -995,7 +1023,9 @@ function runSteps(k) {
       }
       t.status = session.status();
     } else {
+      const t0 = performance.now();
       t.status = session.step(k);
+      noteStepTime(performance.now() - t0, k);
     }
     return true;
   };
@@ -1014,8 +1044,11 @@ function runSteps(k) {
 async function frame(token) {
   if (token !== t.loop || !t.running || !t.session) return;
   const session = t.session;
-  const ok = await runSteps(stepsPerFrame());
-  if (!ok || t.session !== session) return;
+  const k = stepsPerFrame();
+  if (k > 0) {
+    const ok = await runSteps(k);
+    if (!ok || t.session !== session) return;
+  }
   refresh();
   if (t.status.finished) {
     pause();
@@ -1488,6 +1521,8 @@ export function setupTraining(onStatus) {
 /// Starts a fresh session on `dataset` (null: none) with the current settings. Throws the
 /// core's message when the data cannot be trained on; the old session is gone either way.
 export function reset(dataset, summary) {
+  t.stepMs = 0;
+  t.framesIdle = 0;
   t.dataset = dataset;
   t.dataGenes = dataset ? dataset.gene_names() : [];
   t.dataGeneSet = new Set(t.dataGenes);

@@ -163,7 +163,8 @@ for (const webgpu of [true, false]) {
         assert.equal((await status(page)).colour_by, 'library', 'no labels: coloured by library size');
         // Training on 10,000 cells: the cells are re-encoded a slice per frame, so frames
         // keep coming (a training step of 128 cells takes ~20 ms of each on the CPU).
-        await page.selectOption('[data-testid="steps-per-frame"]', '1');
+        // "auto" steps per frame keeps training within each frame's budget.
+        await page.selectOption('[data-testid="steps-per-frame"]', 'auto');
         await page.click('[data-testid="train-toggle"]');
         await page.waitForFunction(() => window.cellvae.status().step > 5, null, { timeout: 60_000 });
         const ts = await page.evaluate(() => new Promise((res) => {
@@ -174,6 +175,9 @@ for (const webgpu of [true, false]) {
         await page.click('[data-testid="train-toggle"]');
         await page.waitForFunction(() => !window.cellvae.status().training);
         const gaps = ts.slice(1).map((x, i) => x - ts[i]).sort((a, c) => a - c);
+        const median = gaps[Math.floor(gaps.length / 2)];
+        // A figure, not a timed assertion (shared machines are noisy).
+        console.log(`10,000 cells training on the CPU, auto steps per frame: median frame ${median.toFixed(1)} ms (${(1000 / median).toFixed(0)} frames/s), slowest ${gaps[gaps.length - 1].toFixed(0)} ms`);
         assert.ok(gaps[gaps.length - 1] < 250, `a frame took ${gaps[gaps.length - 1].toFixed(0)} ms while training on 10,000 cells`);
         await page.locator('section.train').screenshot({ path: screenshotPath(`map-10k-${mode}.png`) });
       });
