@@ -49,6 +49,15 @@ for (const webgpu of [true, false]) {
         assert.match(msg, /HDF5/);
         const s = await status(page);
         assert.equal(s.n_cells, 700, 'the demo must still be loaded');
+        // A real h5ad without raw counts (scanpy's scaled pbmc68k_reduced): the error
+        // says where the non-counts are and what to do; the demo stays.
+        await page.setInputFiles('[data-testid="file-input"]', path.join(SHARED, 'pbmc68k_reduced_700/original_scanpy_10x_pbmc68k_reduced.h5ad'));
+        await page.waitForFunction(() => /holds no raw counts/.test(document.querySelector('[data-testid="error"]').textContent), null, { timeout: 60_000 });
+        const msg2 = await page.textContent('[data-testid="error"]');
+        assert.match(msg2, /original_scanpy_10x_pbmc68k_reduced\.h5ad/);
+        assert.match(msg2, /raw\.X holds non-integer values/);
+        assert.match(msg2, /layers\/counts/);
+        assert.equal((await status(page)).n_cells, 700, 'the demo must still be loaded');
         await page.screenshot({ path: screenshotPath(`bad-file-${mode}.png`), fullPage: true });
       });
 
