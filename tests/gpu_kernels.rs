@@ -8,6 +8,12 @@ use cellvae::backend::gpu::{block_on, kernels, GpuContext};
 
 fn context() -> Option<GpuContext> {
     if std::env::var("CELLVAE_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        // `cargo xtask test` (CI) sets CELLVAE_REQUIRE_GPU: a skip there is a failure.
+        assert_ne!(
+            std::env::var("CELLVAE_REQUIRE_GPU").as_deref(),
+            Ok("1"),
+            "CELLVAE_SKIP_GPU_TESTS=1 with CELLVAE_REQUIRE_GPU=1: the GPU tests must run here"
+        );
         eprintln!(
             "!!! CELLVAE_SKIP_GPU_TESTS=1: GPU tests are SKIPPED, nothing on the GPU was checked"
         );

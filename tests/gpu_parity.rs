@@ -14,6 +14,12 @@ const B: usize = 10;
 
 fn backend() -> Option<GpuBackend> {
     if std::env::var("CELLVAE_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        // `cargo xtask test` (CI) sets CELLVAE_REQUIRE_GPU: a skip there is a failure.
+        assert_ne!(
+            std::env::var("CELLVAE_REQUIRE_GPU").as_deref(),
+            Ok("1"),
+            "CELLVAE_SKIP_GPU_TESTS=1 with CELLVAE_REQUIRE_GPU=1: the GPU tests must run here"
+        );
         eprintln!(
             "!!! CELLVAE_SKIP_GPU_TESTS=1: GPU tests are SKIPPED, nothing on the GPU was checked"
         );
@@ -138,12 +144,13 @@ fn rel(a: f32, b: f32) -> f32 {
     (a - b).abs() / b.abs().max(1e-6)
 }
 
-fn parity(n_layers: usize) {
-    parity_with(config(n_layers));
+fn parity(n_layers: usize) -> Option<usize> {
+    parity_with(config(n_layers))
 }
 
-fn parity_with(cfg: ModelConfig) {
-    let Some(mut gpu) = backend() else { return };
+/// Returns the dispatches of the last step (None when GPU tests are skipped).
+fn parity_with(cfg: ModelConfig) -> Option<usize> {
+    let mut gpu = backend()?;
     let nb = cfg.n_batches as u32;
     eprintln!(
         "{:?} {:?}, {} batches, encode_batch {}, {} layers",
@@ -211,16 +218,22 @@ fn parity_with(cfg: ModelConfig) {
     let mut again = backend().unwrap();
     again.load(&sg).unwrap();
     assert_eq!(again.save().unwrap(), sg);
+    Some(gpu.last_dispatches)
 }
 
+/// The dispatch counts written down in docs/ARCHITECTURE.md.
 #[test]
 fn gpu_backend_matches_cpu_one_layer() {
-    parity(1);
+    if let Some(d) = parity(1) {
+        assert_eq!(d, 52, "dispatches per step, default model");
+    }
 }
 
 #[test]
 fn gpu_backend_matches_cpu_two_layers() {
-    parity(2);
+    if let Some(d) = parity(2) {
+        assert_eq!(d, 76, "dispatches per step, two hidden layers");
+    }
 }
 
 #[test]
@@ -228,7 +241,9 @@ fn gpu_backend_matches_cpu_zinb_gene_batch_dispersion() {
     let mut cfg = config_batches(1, 3);
     cfg.likelihood = Likelihood::Zinb;
     cfg.dispersion = Dispersion::GeneBatch;
-    parity_with(cfg);
+    if let Some(d) = parity_with(cfg) {
+        assert_eq!(d, 62, "dispatches per step, ZINB");
+    }
 }
 
 #[test]
@@ -239,9 +254,32 @@ fn gpu_backend_matches_cpu_poisson_two_layers_encode_batch() {
     parity_with(cfg);
 }
 
+/// Buffers over WebGPU's binding limit are refused with a clear error before wgpu sees
+/// them (no out-of-range allocation, no panic).
+#[test]
+fn a_buffer_over_the_binding_limit_is_refused() {
+    let Some(gpu) = backend() else { return };
+    let ctx = gpu.context();
+    let limit = ctx.device.limits().max_storage_buffer_binding_size as usize;
+    let err = block_on(ctx.storage_buffer("huge", &vec![0u8; limit + 4], false))
+        .expect_err("over the limit");
+    let msg = err.to_string();
+    assert!(msg.contains("huge") && msg.contains("limit"), "{msg}");
+    // And a minibatch too wide for the limit is refused by the backend.
+    let g = limit / (4 * 2) + 1;
+    let mut cfg = ModelConfig::scvi_defaults(g, 1);
+    cfg.n_hidden = 2;
+    cfg.n_latent = 2;
+    let mut gpu = backend().unwrap();
+    gpu.load(&TrainState::new(Params::init(&cfg, 1).unwrap()))
+        .expect_err("a first layer over the binding limit");
+}
+
 #[test]
 fn gpu_backend_matches_cpu_nb_batches() {
-    parity_with(config_batches(1, 4));
+    if let Some(d) = parity_with(config_batches(1, 4)) {
+        assert_eq!(d, 54, "dispatches per step, with batches");
+    }
 }
 
 #[test]

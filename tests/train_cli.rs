@@ -267,6 +267,19 @@ fn eval_refuses_mismatched_or_damaged_models() {
     assert!(!ok);
     assert!(stderr.contains("genes"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    // Batch levels that do not match the model's batches (would index out of range).
+    let cfg_path = out.join("config.json");
+    let original = std::fs::read_to_string(&cfg_path).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+    v["batch_levels"] = serde_json::json!(["a", "b", "c"]);
+    std::fs::write(&cfg_path, v.to_string()).unwrap();
+    let (ok, _, stderr) = cellvae(&["eval", &o, &data("pbmc68k_reduced_700")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("config.json") && stderr.contains("3 batch levels"),
+        "{stderr}"
+    );
+    std::fs::write(&cfg_path, original).unwrap();
     // A truncated model file.
     let st = out.join("model.safetensors");
     let bytes = std::fs::read(&st).unwrap();
@@ -310,16 +323,25 @@ fn gpu_backend_trains_like_the_cpu_backend() {
         got.push((
             m["heldout_elbo_per_cell"].as_f64().unwrap(),
             m["adapter"].as_str().unwrap().to_string(),
+            m["heldout_log_px_iw100_per_cell"].as_f64().unwrap(),
         ));
     }
     let (cpu, gpu) = (&got[0], &got[1]);
+    // The bar is 1%; the backends agree far closer (~1e-9 measured).
     assert!(
         (cpu.0 - gpu.0).abs() <= 1e-3 * cpu.0.abs(),
         "held-out ELBO: cpu {} gpu {}",
         cpu.0,
         gpu.0
     );
+    assert!(
+        (cpu.2 - gpu.2).abs() <= 1e-3 * cpu.2.abs(),
+        "held-out log p(x): cpu {} gpu {}",
+        cpu.2,
+        gpu.2
+    );
     assert_ne!(cpu.1, gpu.1, "metrics.json must name the GPU adapter");
+    assert!(!gpu.1.trim().is_empty(), "empty adapter name");
 
     // The device is lost at step 2: the run goes on on the CPU from the last state read
     // back (step 0 here), says so, and ends exactly where the CPU-only run ended.

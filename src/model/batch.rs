@@ -25,6 +25,20 @@ pub struct Minibatch {
 }
 
 impl Minibatch {
+    /// An error (not a panic in a kernel) when a cell's batch code is outside a model
+    /// of `n_batches` batches (0 or 1: one batch).
+    pub fn check_batches(&self, n_batches: usize) -> crate::Result<()> {
+        match self.batch[..self.n_rows.min(self.batch.len())]
+            .iter()
+            .find(|&&k| k as usize >= n_batches.max(1))
+        {
+            Some(&bad) => Err(crate::Error::Config(format!(
+                "a cell of batch {bad} was given to a model of {n_batches} batches"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Gathers `rows` of `m`; `batch_codes` gives each cell's batch (all 0 when empty).
     /// Buffers are reused when `self` already holds a minibatch (no per-step allocation
     /// once the largest batch has been seen).

@@ -228,6 +228,16 @@ pub fn read_config(text: &str, file: &str) -> Result<ModelFiles> {
             "lists a different number of genes than its architecture; the file is damaged",
         ));
     }
+    let nb = m.model.n_batches;
+    if (nb > 1 && m.batch_levels.len() != nb) || m.batch_levels.len() > nb.max(1) {
+        return Err(Error::input(
+            file,
+            format!(
+                "lists {} batch levels for a model of {nb} batches; the file is damaged",
+                m.batch_levels.len()
+            ),
+        ));
+    }
     m.model.validate()?;
     Ok(m)
 }

@@ -55,6 +55,9 @@ impl Backend for CpuBackend {
     }
 
     fn train_step(&mut self, batch: &Minibatch, hyper: &StepHyper) -> crate::Result<StepLosses> {
+        if let Some(st) = &self.state {
+            batch.check_batches(st.params.config.n_batches)?;
+        }
         let mut ws = std::mem::take(&mut self.ws);
         // Keep the running statistics in case the step turns out non-finite (the buffer
         // is reused: no allocation per step).
@@ -104,6 +107,7 @@ impl Backend for CpuBackend {
     }
 
     fn encode(&mut self, batch: &Minibatch) -> crate::Result<Posterior> {
+        batch.check_batches(self.state_mut()?.params.config.n_batches)?;
         let mut ws = std::mem::take(&mut self.ws);
         let st = self.state_mut()?;
         CpuModel::encode(&mut st.params, &mut ws, batch, Mode::Eval);

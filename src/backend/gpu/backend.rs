@@ -977,15 +977,7 @@ fn upload(ctx: &GpuContext, m: &mut Resident, batch: &Minibatch) -> Result<()> {
             batch.n_genes
         )));
     }
-    if let Some(&bad) = batch.batch[..b]
-        .iter()
-        .find(|&&k| k as usize >= cfg.n_batches.max(1))
-    {
-        return Err(Error::Config(format!(
-            "a cell of batch {bad} was given to a model of {} batches",
-            cfg.n_batches
-        )));
-    }
+    batch.check_batches(cfg.n_batches)?;
     let a = m
         .acts
         .as_mut()
