@@ -116,6 +116,7 @@ pub enum Need {
 /// synchronous [`Backend`]; the page drives it with the asynchronous GPU backend the
 /// same way: [`Schedule::plan`], train the planned minibatches, [`Schedule::apply`],
 /// then do what it returns ([`Need`]).
+#[derive(Clone)]
 pub struct Schedule {
     /// The settings (lr and max_kl_weight may change mid-run).
     pub config: TrainConfig,
@@ -198,6 +199,12 @@ impl Schedule {
     /// Steps taken so far.
     pub fn steps(&self) -> u32 {
         self.steps
+    }
+
+    /// Changes whenever the parameters may have: steps taken, and restores after a
+    /// non-finite step (which rewind the step count), so caches keyed by it are safe.
+    pub fn version(&self) -> u64 {
+        u64::from(self.steps) | (self.recoveries.len() as u64) << 32
     }
 
     /// Whether the configured number of epochs is done.

@@ -430,13 +430,13 @@ pub struct Session {
     n_latent: usize,
     config: ModelConfig,
     /// Latent means and variances of every cell, and the step they were computed at.
-    cache: Option<(u32, Vec<f32>, Vec<f32>)>,
+    cache: Option<(u64, Vec<f32>, Vec<f32>)>,
     /// Where the model came from (`"new"` or the imported config.json's description).
     origin: String,
     /// The GPU run once [`Session::start_gpu`] has opened it (shared with its promises).
     gpu: Rc<RefCell<Option<Rc<GpuRun>>>>,
     /// The step the explorer's parameters are from.
-    explorer_step: u32,
+    explorer_step: u64,
 }
 
 fn parse_options(options: JsValue) -> Result<SessionOptions, JsError> {
@@ -675,11 +675,12 @@ impl Session {
         }
     }
 
-    /// Steps taken (on the GPU when it trains).
-    fn steps_now(&self) -> u32 {
+    /// Changes whenever the parameters may have (steps, and restores after a non-finite
+    /// step); on the GPU when it trains. Caches of latent means and decoders key on it.
+    fn steps_now(&self) -> u64 {
         match self.gpu_run() {
-            Some(run) => run.with_view(|v| v.steps),
-            None => self.trainer.steps(),
+            Some(run) => run.with_view(|v| v.version),
+            None => self.trainer.version(),
         }
     }
 
@@ -800,13 +801,11 @@ impl Session {
             return Ok(js_sys::Promise::resolve(&JsValue::from_str(&run.adapter)));
         }
         let state = self.trainer.checkpoint().map_err(to_js)?;
-        let config = self.trainer.config.clone();
+        let schedule = self.trainer.schedule.clone();
         let matrix = self.prep.matrix.clone();
-        let cells = self.prep.train_cells.clone();
-        let codes = self.prep.batch_codes.clone();
         let slot = self.gpu.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let run = GpuRun::start(matrix, config, state, cells, codes, seconds_now)
+            let run = GpuRun::start(matrix, schedule, state)
                 .await
                 .map_err(|e| JsValue::from(JsError::new(&e.to_string())))?;
             let adapter = run.adapter.clone();
@@ -822,6 +821,16 @@ impl Session {
         let run = self
             .gpu_run()
             .ok_or_else(|| JsError::new("the GPU is not in use"))?;
+        // Learning rate and beta changed while the GPU was starting went to the CPU
+        // trainer (set_lr and set_beta keep both): carry them over.
+        let (lr, beta) = (self.trainer.config.lr, self.trainer.config.max_kl_weight);
+        let (run_lr, run_beta) = run.with_view(|v| (v.config.lr, v.config.max_kl_weight));
+        if lr != run_lr {
+            run.set_lr(lr).map_err(to_js)?;
+        }
+        if beta != run_beta {
+            run.set_beta(beta).map_err(to_js)?;
+        }
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             run.step(n)
                 .await
@@ -906,7 +915,7 @@ impl Session {
             m[start * d..end * d].copy_from_slice(&mean);
             v[start * d..end * d].copy_from_slice(&var);
             // Rows from different steps: the next `latent` call encodes every cell again.
-            *step = u32::MAX;
+            *step = u64::MAX;
         }
         Ok(mean)
     }
@@ -1082,18 +1091,22 @@ impl Session {
 
     /// Changes the learning rate from the next step on.
     pub fn set_lr(&mut self, lr: f32) -> Result<(), JsError> {
-        match self.gpu_run() {
-            Some(run) => run.set_lr(lr).map_err(to_js),
-            None => self.trainer.set_lr(lr).map_err(to_js),
+        // Both the CPU trainer and the GPU run (the CPU's is what a GPU run starting now
+        // picks up).
+        self.trainer.set_lr(lr).map_err(to_js)?;
+        if let Some(run) = self.gpu_run() {
+            run.set_lr(lr).map_err(to_js)?;
         }
+        Ok(())
     }
 
     /// Changes beta (the maximum KL weight) from the next step on.
     pub fn set_beta(&mut self, beta: f32) -> Result<(), JsError> {
-        match self.gpu_run() {
-            Some(run) => run.set_beta(beta).map_err(to_js),
-            None => self.trainer.set_beta(beta).map_err(to_js),
+        self.trainer.set_beta(beta).map_err(to_js)?;
+        if let Some(run) = self.gpu_run() {
+            run.set_beta(beta).map_err(to_js)?;
         }
+        Ok(())
     }
 
     /// Expected counts (n x genes) of latent points `z` (n x n_latent) decoded with the

@@ -10,7 +10,7 @@ use crate::backend::{StepLosses, TrainState};
 use crate::data::CountMatrix;
 use crate::error::{Error, Result};
 use crate::model::Params;
-use crate::train::{EpochRecord, TrainConfig, Trainer};
+use crate::train::{EpochRecord, Schedule, TrainConfig, Trainer};
 use std::cell::RefCell;
 
 /// What the page shows of a GPU run, as of the last finished group of steps.
@@ -20,6 +20,8 @@ pub struct GpuView {
     pub epoch: u32,
     /// Steps taken.
     pub steps: u32,
+    /// [`Schedule::version`] of the run: changes whenever the parameters may have.
+    pub version: u64,
     /// Whether the configured epochs are done.
     pub finished: bool,
     /// Finished epochs.
@@ -39,20 +41,20 @@ pub struct GpuRun {
     matrix: CountMatrix,
     pending: RefCell<(Option<f32>, Option<f32>)>,
     fallback: RefCell<Option<(Trainer<CpuBackend>, String)>>,
+    /// Set when the run could be neither continued on the GPU nor handed to the CPU.
+    failed: RefCell<Option<String>>,
     /// The adapter, as the browser describes it.
     pub adapter: String,
 }
 
 impl GpuRun {
-    /// Opens the browser's WebGPU adapter, compiles the kernels and uploads `state`; the
-    /// run trains `cells` of `matrix` (see [`Trainer::new`]).
+    /// Opens the browser's WebGPU adapter, compiles the kernels and uploads `state`, the
+    /// current state of the run `schedule` describes (a CPU run moving to the GPU: its
+    /// position in the epoch, history and settings carry over); `matrix` is its data.
     pub async fn start(
         matrix: CountMatrix,
-        config: TrainConfig,
+        schedule: Schedule,
         state: TrainState,
-        cells: Vec<usize>,
-        batch_codes: Vec<u32>,
-        clock: fn() -> f64,
     ) -> Result<GpuRun> {
         let backend = GpuBackend::create().await?;
         let a = backend.context().adapter_summary();
@@ -63,11 +65,14 @@ impl GpuRun {
             .collect::<Vec<_>>()
             .join(" · ");
         let params = state.params.clone();
-        let trainer = GpuTrainer::new(backend, config, state, cells, batch_codes, clock).await?;
+        let mut trainer = GpuTrainer::continue_schedule(backend, schedule, state).await?;
+        // Read the whole state back every 25 steps too, so a fallback replays little.
+        trainer.schedule.snapshot_every = 25;
         let s = &trainer.schedule;
         let view = GpuView {
             epoch: s.epoch(),
             steps: s.steps(),
+            version: s.version(),
             finished: s.finished(),
             history: s.history.clone(),
             config: s.config.clone(),
@@ -80,6 +85,7 @@ impl GpuRun {
             matrix,
             pending: RefCell::new((None, None)),
             fallback: RefCell::new(None),
+            failed: RefCell::new(None),
             adapter,
         })
     }
@@ -91,7 +97,9 @@ impl GpuRun {
 
     /// Whether a group of steps is in flight.
     pub fn busy(&self) -> bool {
-        self.trainer.borrow().is_none() && self.fallback.borrow().is_none()
+        self.trainer.borrow().is_none()
+            && self.fallback.borrow().is_none()
+            && self.failed.borrow().is_none()
     }
 
     /// Changes the learning rate from the next group of steps on.
@@ -135,6 +143,9 @@ impl GpuRun {
     /// back into the view. A GPU error hands the run to the CPU backend (see
     /// [`GpuRun::take_fallback`]) and is not an error here; other errors are.
     pub async fn step(&self, n: u32) -> Result<()> {
+        if let Some(why) = self.failed.borrow().as_ref() {
+            return Err(Error::Gpu(why.clone()));
+        }
         let mut trainer = self
             .trainer
             .borrow_mut()
@@ -157,11 +168,17 @@ impl GpuRun {
                 *self.trainer.borrow_mut() = Some(trainer);
                 Ok(())
             }
-            Err(Error::Gpu(why)) => {
-                let cpu = trainer.into_cpu()?;
-                *self.fallback.borrow_mut() = Some((cpu, why));
-                Ok(())
-            }
+            Err(Error::Gpu(why)) => match trainer.into_cpu() {
+                Ok(cpu) => {
+                    *self.fallback.borrow_mut() = Some((cpu, why));
+                    Ok(())
+                }
+                Err(e) => {
+                    let msg = format!("{why}; continuing on the CPU failed too: {e}");
+                    *self.failed.borrow_mut() = Some(msg.clone());
+                    Err(Error::Gpu(msg))
+                }
+            },
             Err(e) => {
                 *self.trainer.borrow_mut() = Some(trainer);
                 Err(e)
@@ -176,6 +193,7 @@ impl GpuRun {
         let mut v = self.view.borrow_mut();
         v.epoch = s.epoch();
         v.steps = s.steps();
+        v.version = s.version();
         v.finished = s.finished();
         if v.history.len() != s.history.len() {
             v.history = s.history.clone();

@@ -602,3 +602,53 @@ fn steps_replay_their_bind_groups() {
         1e-3,
     );
 }
+
+/// A CPU run moved to the GPU mid-epoch (what the page does when the GPU comes up
+/// after training began) continues where it was: same position, history and result as
+/// the CPU run alone.
+#[test]
+fn a_cpu_run_continues_on_the_gpu_mid_epoch() {
+    use cellvae::backend::gpu::GpuTrainer;
+    use cellvae::train::{TrainConfig, Trainer};
+    let Some(gpu) = backend() else { return };
+    let m = matrix(150, G, 0.5, 7);
+    let cells: Vec<usize> = (0..m.n_cells).collect();
+    let mut tc = TrainConfig::scvi_defaults(cells.len());
+    tc.epochs = 2;
+    tc.batch_size = 32;
+    let state = TrainState::new(Params::init(&config(1), 3).unwrap());
+    let mut cpu = Trainer::new(
+        CpuBackend::new(),
+        tc.clone(),
+        state.clone(),
+        cells.clone(),
+        vec![],
+        clock,
+    )
+    .unwrap();
+    for _ in 0..7 {
+        cpu.step(&m).unwrap();
+    }
+    assert_eq!(cpu.epoch(), 1, "5 steps per epoch: step 7 is in epoch 1");
+    let now = cpu.checkpoint().unwrap();
+    let mut g = block_on(GpuTrainer::continue_schedule(
+        gpu,
+        cpu.schedule.clone(),
+        now,
+    ))
+    .unwrap();
+    assert_eq!(g.schedule.steps(), 7);
+    assert_eq!(g.schedule.history.len(), 1);
+    block_on(g.run_steps(&m, 100)).unwrap();
+    let mut alone = Trainer::new(CpuBackend::new(), tc, state, cells, vec![], clock).unwrap();
+    alone.run_epochs(&m, 2, |_| {}).unwrap();
+    assert_eq!(g.schedule.steps(), alone.steps(), "steps lost or repeated");
+    assert_eq!(g.schedule.history.len(), 2);
+    compare(
+        "params after moving to the GPU mid-epoch",
+        &block_on(g.params()).unwrap().values,
+        &alone.params().unwrap().values,
+        1e-4,
+        1e-3,
+    );
+}

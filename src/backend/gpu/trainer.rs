@@ -35,6 +35,18 @@ impl GpuTrainer {
         Ok(GpuTrainer { backend, schedule })
     }
 
+    /// Continues `schedule` (a CPU run's, say) on the GPU from `state`, the run's
+    /// current state: position in the epoch, history and settings carry over.
+    pub async fn continue_schedule(
+        mut backend: GpuBackend,
+        mut schedule: Schedule,
+        state: TrainState,
+    ) -> Result<GpuTrainer> {
+        schedule.set_snapshot(state);
+        backend.load_async(schedule.resume_state()).await?;
+        Ok(GpuTrainer { backend, schedule })
+    }
+
     /// Up to `k` steps queued as one group (see [`Trainer::step_group`]).
     pub async fn step_group(
         &mut self,
