@@ -13,6 +13,9 @@ use crate::model::Params;
 use crate::train::{EpochRecord, Schedule, TrainConfig, Trainer};
 use std::cell::RefCell;
 
+/// How often (ms) the parameters are read back while training runs.
+const PARAMS_EVERY_MS: f64 = 150.0;
+
 /// What the page shows of a GPU run, as of the last finished group of steps.
 #[derive(Clone)]
 pub struct GpuView {
@@ -20,7 +23,7 @@ pub struct GpuView {
     pub epoch: u32,
     /// Steps taken.
     pub steps: u32,
-    /// [`Schedule::version`] of the run: changes whenever the parameters may have.
+    /// [`Schedule::version`] of the run when `params` were read back.
     pub version: u64,
     /// Whether the configured epochs are done.
     pub finished: bool,
@@ -43,6 +46,8 @@ pub struct GpuRun {
     fallback: RefCell<Option<(Trainer<CpuBackend>, String)>>,
     /// Set when the run could be neither continued on the GPU nor handed to the CPU.
     failed: RefCell<Option<String>>,
+    /// When the parameters were last read back (ms, `Date.now()`).
+    last_read: std::cell::Cell<f64>,
     /// The adapter, as the browser describes it.
     pub adapter: String,
 }
@@ -86,6 +91,7 @@ impl GpuRun {
             pending: RefCell::new((None, None)),
             fallback: RefCell::new(None),
             failed: RefCell::new(None),
+            last_read: std::cell::Cell::new(0.0),
             adapter,
         })
     }
@@ -188,12 +194,22 @@ impl GpuRun {
 
     async fn run(&self, trainer: &mut GpuTrainer, n: u32) -> Result<()> {
         let out = trainer.run_steps(&self.matrix, n).await?;
-        let params = trainer.backend.params_async().await?;
+        // Parameters stay on the GPU; a copy comes back for the map and the probe at
+        // most every PARAMS_EVERY_MS while training runs, and after single steps (n <= 1:
+        // "1 step", or 0 when the page pauses and wants the latest).
+        let now = js_sys::Date::now();
+        let due =
+            n <= 1 || trainer.schedule.finished() || now - self.last_read.get() >= PARAMS_EVERY_MS;
+        let params = if due {
+            self.last_read.set(now);
+            Some(trainer.backend.params_async().await?)
+        } else {
+            None
+        };
         let s = &trainer.schedule;
         let mut v = self.view.borrow_mut();
         v.epoch = s.epoch();
         v.steps = s.steps();
-        v.version = s.version();
         v.finished = s.finished();
         if v.history.len() != s.history.len() {
             v.history = s.history.clone();
@@ -205,7 +221,11 @@ impl GpuRun {
             let epoch = s.epoch() - u32::from(closed && s.epoch() > 0);
             v.last = Some((l, s.config.kl_weight(epoch)));
         }
-        v.params = params;
+        if let Some(p) = params {
+            v.params = p;
+            // Caches of latent means and decoders key on this: it moves with the params.
+            v.version = s.version();
+        }
         Ok(())
     }
 }

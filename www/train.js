@@ -957,6 +957,7 @@ function stepsPerFrame() {
 
 // Folds the duration of `k` steps into the running mean of a step's time.
 function noteStepTime(ms, k) {
+  if (k < 1) return;
   const per = ms / Math.max(1, k);
   t.stepMs = t.stepMs ? 0.8 * t.stepMs + 0.2 * per : per;
 }
@@ -1071,7 +1072,13 @@ function pause() {
   t.running = false;
   t.loop = null;
   setButtons();
-  if (was && t.session) refresh(true);
+  if (!was || !t.session) return;
+  if (t.gpu.state === 'on') {
+    // The GPU run reads its parameters back a few times a second while it trains: fetch
+    // the latest (a group of 0 steps) before the final redraw.
+    const session = t.session;
+    runSteps(0).then(() => { if (t.session === session && !t.running) refresh(true); });
+  } else refresh(true);
 }
 
 function applyNumber(input, setter, what) {
