@@ -71,22 +71,25 @@ async fn log1p_on_webgpu_matches_cpu() {
 }
 
 /// A few training steps on the browser's WebGPU adapter land where the CPU backend does,
-/// in the same page (the real demo cells, a small model).
-#[wasm_bindgen_test]
-async fn gpu_training_steps_match_cpu_in_the_browser() {
+/// in the same page (the real demo cells, a small model), for every likelihood and with
+/// batch covariates: between them these configurations run every WGSL kernel (linear,
+/// one-hot, batch norm, ReLU + dropout, reparameterisation, softmax, KL, NB, ZINB,
+/// Poisson, step guard, Adam) in Chromium against its CPU twin.
+async fn gpu_steps_match_cpu(cfg: cellvae::model::ModelConfig, what: &str) {
     use cellvae::backend::cpu::CpuBackend;
     use cellvae::backend::gpu::GpuBackend;
     use cellvae::backend::{Backend, StepHyper, TrainState};
-    use cellvae::model::{Minibatch, ModelConfig, Params};
+    use cellvae::model::{Minibatch, Params};
     let files = vec![
         InputFile::new("demo/matrix.mtx.gz", DEMO_MATRIX.to_vec()),
         InputFile::new("demo/features.tsv", DEMO_FEATURES.to_vec()),
         InputFile::new("demo/barcodes.tsv", DEMO_BARCODES.to_vec()),
     ];
     let m = read_inputs(&files, None, &ReadOptions::default()).unwrap();
-    let mut cfg = ModelConfig::scvi_defaults(m.n_genes, 1);
-    cfg.n_hidden = 16;
-    cfg.n_latent = 3;
+    assert_eq!(cfg.n_genes, m.n_genes);
+    let codes: Vec<u32> = (0..m.n_cells as u32)
+        .map(|c| c % cfg.n_batches.max(1) as u32)
+        .collect();
     let state = TrainState::new(Params::init(&cfg, 3).unwrap());
     let mut cpu = CpuBackend::new();
     cpu.load(&state).unwrap();
@@ -98,7 +101,7 @@ async fn gpu_training_steps_match_cpu_in_the_browser() {
         let rows: Vec<usize> = (0..24)
             .map(|i| (i * 7 + step as usize * 3) % m.n_cells)
             .collect();
-        let mb = Minibatch::gather(&m, &[], &rows);
+        let mb = Minibatch::gather(&m, &codes, &rows);
         let hyper = StepHyper {
             step,
             seed: 5,
@@ -109,10 +112,10 @@ async fn gpu_training_steps_match_cpu_in_the_browser() {
         };
         let a = cpu.train_step(&mb, &hyper).unwrap();
         let b = gpu.train_step_async(&mb, &hyper).await.unwrap();
-        assert!(a.finite && b.finite);
+        assert!(a.finite && b.finite, "{what}");
         assert!(
             (a.loss - b.loss).abs() <= 1e-4 * a.loss.abs(),
-            "step {step}: cpu {} gpu {}",
+            "{what} step {step}: cpu {} gpu {}",
             a.loss,
             b.loss
         );
@@ -127,8 +130,38 @@ async fn gpu_training_steps_match_cpu_in_the_browser() {
         .fold(0.0f32, f32::max);
     assert!(
         worst <= 1.0,
-        "parameters differ beyond 1e-5 + 1e-3*|cpu| (worst ratio {worst})"
+        "{what}: parameters differ beyond 1e-5 + 1e-3*|cpu| (worst ratio {worst})"
     );
+}
+
+fn small_config(n_batches: usize) -> cellvae::model::ModelConfig {
+    let mut cfg = cellvae::model::ModelConfig::scvi_defaults(765, n_batches);
+    cfg.n_hidden = 16;
+    cfg.n_latent = 3;
+    cfg
+}
+
+#[wasm_bindgen_test]
+async fn gpu_training_steps_match_cpu_in_the_browser() {
+    gpu_steps_match_cpu(small_config(1), "nb").await;
+}
+
+#[wasm_bindgen_test]
+async fn gpu_zinb_batches_two_layers_match_cpu_in_the_browser() {
+    use cellvae::model::{Dispersion, Likelihood};
+    let mut cfg = small_config(3);
+    cfg.likelihood = Likelihood::Zinb;
+    cfg.dispersion = Dispersion::GeneBatch;
+    cfg.n_layers = 2;
+    cfg.encode_batch = true;
+    gpu_steps_match_cpu(cfg, "zinb, gene-batch, 2 layers, encode batch").await;
+}
+
+#[wasm_bindgen_test]
+async fn gpu_poisson_batches_match_cpu_in_the_browser() {
+    let mut cfg = small_config(2);
+    cfg.likelihood = cellvae::model::Likelihood::Poisson;
+    gpu_steps_match_cpu(cfg, "poisson, 2 batches").await;
 }
 
 /// The page's GPU training loop (GpuTrainer: queued groups of steps, async readback)
