@@ -198,3 +198,67 @@ pub fn restrict_genes(m: &CountMatrix, list: &[String]) -> Result<CountMatrix> {
     }
     Ok(m.select_genes(&cols))
 }
+
+/// A saved model's view of new data: `data` restricted to the model's genes in the
+/// model's order (matched by id, then by name) and each cell's batch code by the model's
+/// batch column and levels (all 0 without one). What `cellvae eval` and the page's
+/// "load a model" both need; a missing gene, batch column or batch level is an error.
+pub fn fit_to_model(
+    files: &crate::model::io::ModelFiles,
+    data: &CountMatrix,
+) -> Result<(CountMatrix, Vec<u32>)> {
+    let index = |names: &[String]| -> HashMap<String, usize> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.clone(), i))
+            .collect()
+    };
+    let (by_id, by_name) = (index(&data.gene_ids), index(&data.gene_names));
+    let mut cols = Vec::with_capacity(files.gene_ids.len());
+    let mut missing = Vec::new();
+    for (id, name) in files.gene_ids.iter().zip(&files.gene_names) {
+        match by_id.get(id).or_else(|| by_name.get(name)) {
+            Some(&i) => cols.push(i),
+            None => missing.push(name.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Config(format!(
+            "the data lacks {} of the model's {} genes (e.g. {}); use data with the genes the model was trained on",
+            missing.len(),
+            files.gene_ids.len(),
+            missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let m = data.select_genes(&cols);
+    let codes = match &files.batch_key {
+        Some(key) => {
+            let col = m.obs.get(key).ok_or_else(|| {
+                Error::Config(format!(
+                    "the model was trained with batch column {key}, which the data lacks"
+                ))
+            })?;
+            let (codes, levels) = column_codes(col);
+            codes
+                .into_iter()
+                .map(|c| {
+                    let level = c.map(|c| levels[c as usize].clone()).unwrap_or_default();
+                    files
+                        .batch_levels
+                        .iter()
+                        .position(|l| *l == level)
+                        .map(|k| k as u32)
+                        .ok_or_else(|| {
+                            Error::Config(format!(
+                                "batch {level:?} was not seen in training (the model knows: {})",
+                                files.batch_levels.join(", ")
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<u32>>>()?
+        }
+        None => vec![0; m.n_cells],
+    };
+    Ok((m, codes))
+}

@@ -11,7 +11,7 @@ use crate::eval::latent;
 use crate::explore::{nearest_cells, Explorer};
 use crate::model::io::{from_safetensors, read_config, to_safetensors, ModelFiles};
 use crate::model::{Dispersion, Likelihood, ModelConfig, Params};
-use crate::pipeline::{column_codes, prepare, PrepareOptions, Prepared};
+use crate::pipeline::{column_codes, fit_to_model, prepare, PrepareOptions, Prepared};
 use crate::summary::Summary;
 use crate::train::{TrainConfig, Trainer};
 use crate::web_gpu::GpuRun;
@@ -509,66 +509,7 @@ impl Session {
         let files = read_config(config_json, "config.json").map_err(to_js)?;
         let params =
             from_safetensors(&safetensors, &files.model, "model.safetensors").map_err(to_js)?;
-        let data = &dataset.matrix;
-        let by_id: std::collections::HashMap<&str, usize> = data
-            .gene_ids
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (g.as_str(), i))
-            .collect();
-        let by_name: std::collections::HashMap<&str, usize> = data
-            .gene_names
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (g.as_str(), i))
-            .collect();
-        let mut cols = Vec::with_capacity(files.gene_ids.len());
-        let mut missing = Vec::new();
-        for (id, name) in files.gene_ids.iter().zip(&files.gene_names) {
-            match by_id
-                .get(id.as_str())
-                .or_else(|| by_name.get(name.as_str()))
-            {
-                Some(&i) => cols.push(i),
-                None => missing.push(name.clone()),
-            }
-        }
-        if !missing.is_empty() {
-            return Err(JsError::new(&format!(
-                "the loaded data lacks {} of the model's {} genes (e.g. {}): load the data the model was trained on, or data with the same genes",
-                missing.len(),
-                files.gene_ids.len(),
-                missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-        let matrix = data.select_genes(&cols);
-        let batch_codes: Vec<u32> = match &files.batch_key {
-            Some(key) => {
-                let col = matrix.obs.get(key).ok_or_else(|| {
-                    JsError::new(&format!(
-                        "the model was trained with batch column {key}, which the loaded data lacks"
-                    ))
-                })?;
-                let (codes, levels) = column_codes(col);
-                let mut out = Vec::with_capacity(codes.len());
-                for c in codes {
-                    let level = c.map(|c| levels[c as usize].clone()).unwrap_or_default();
-                    let k = files
-                        .batch_levels
-                        .iter()
-                        .position(|l| *l == level)
-                        .ok_or_else(|| {
-                            JsError::new(&format!(
-                                "batch {level:?} was not seen in training (the model knows: {})",
-                                files.batch_levels.join(", ")
-                            ))
-                        })?;
-                    out.push(k as u32);
-                }
-                out
-            }
-            None => vec![0; matrix.n_cells],
-        };
+        let (matrix, batch_codes) = fit_to_model(&files, &dataset.matrix).map_err(to_js)?;
         let label_key = label_key_for(&matrix, opts.label_key.clone());
         let labels = match &label_key {
             Some(k) => Some(column_codes(matrix.obs.get(k).ok_or_else(|| {

@@ -10,7 +10,7 @@ use cellvae::model::io::{
     checkpoint_to_safetensors, from_safetensors, read_config, to_safetensors, ModelFiles,
 };
 use cellvae::model::{Dispersion, Likelihood, ModelConfig, Params};
-use cellvae::pipeline::{column_codes, prepare, PrepareOptions};
+use cellvae::pipeline::{column_codes, fit_to_model, prepare, PrepareOptions};
 use cellvae::train::{TrainConfig, Trainer};
 use cellvae::{Error, Result};
 use std::fmt::Write as _;
@@ -368,66 +368,8 @@ pub fn eval(
         source: e,
     })?;
     let params = from_safetensors(&bytes, &files.model, &st_name)?;
-    // The data's genes in the model's order.
-    let by_id: std::collections::HashMap<&str, usize> = data
-        .gene_ids
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.as_str(), i))
-        .collect();
-    let by_name: std::collections::HashMap<&str, usize> = data
-        .gene_names
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.as_str(), i))
-        .collect();
-    let mut cols = Vec::with_capacity(files.gene_ids.len());
-    let mut missing = Vec::new();
-    for (id, name) in files.gene_ids.iter().zip(&files.gene_names) {
-        match by_id
-            .get(id.as_str())
-            .or_else(|| by_name.get(name.as_str()))
-        {
-            Some(&i) => cols.push(i),
-            None => missing.push(name.clone()),
-        }
-    }
-    if !missing.is_empty() {
-        return Err(Error::Config(format!(
-            "the data lacks {} of the model's {} genes (e.g. {}); evaluate on data with the genes the model was trained on",
-            missing.len(),
-            files.gene_ids.len(),
-            missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-        )));
-    }
-    let m = data.select_genes(&cols);
-    let batch_codes: Vec<u32> = match &files.batch_key {
-        Some(key) => {
-            let col = m.obs.get(key).ok_or_else(|| {
-                Error::Config(format!(
-                    "the model was trained with batch column {key}, which the data lacks"
-                ))
-            })?;
-            let (codes, levels) = column_codes(col);
-            let mut out = Vec::with_capacity(codes.len());
-            for c in codes {
-                let level = c.map(|c| levels[c as usize].clone()).unwrap_or_default();
-                let k = files
-                    .batch_levels
-                    .iter()
-                    .position(|l| *l == level)
-                    .ok_or_else(|| {
-                        Error::Config(format!(
-                            "batch {level:?} was not seen in training (the model knows: {})",
-                            files.batch_levels.join(", ")
-                        ))
-                    })?;
-                out.push(k as u32);
-            }
-            out
-        }
-        None => vec![0; m.n_cells],
-    };
+    // The data's genes in the model's order, and the model's batch codes.
+    let (m, batch_codes) = fit_to_model(&files, data)?;
     let cells: Vec<usize> = match holdout_every {
         Some(k) if k > 0 => (0..m.n_cells).filter(|i| i % k == 0).collect(),
         _ => (0..m.n_cells).collect(),
