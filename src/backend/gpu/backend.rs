@@ -21,8 +21,8 @@
 //! implements [`Backend`](crate::backend::Backend) by blocking on them.
 #![allow(clippy::too_many_arguments)]
 
-use super::dispatch::{read_f32, submit};
-use super::kernels::{AdamParams, DropoutParams, Pipelines};
+use super::dispatch::{read_f32, read_f32_concat, submit};
+use super::kernels::{AdamParams, DropoutParams, NbCell, Pipelines};
 use super::{GpuContext, NbBuffers};
 use crate::backend::{Posterior, StepHyper, StepLosses, TrainState};
 use crate::error::{Error, Result};
@@ -241,59 +241,54 @@ impl GpuBackend {
 
     /// Reads the training state back (see [`crate::backend::Backend::save`]).
     pub async fn save_async(&mut self) -> Result<TrainState> {
-        let ctx = &self.ctx;
-        let m = self
-            .model
-            .as_ref()
-            .ok_or_else(|| Error::Config("no model loaded into the GPU backend".into()))?;
-        let mut values = Vec::with_capacity(m.layout.n_params);
-        let mut adam_m = Vec::with_capacity(m.layout.n_params);
-        let mut adam_v = Vec::with_capacity(m.layout.n_params);
-        for t in &m.tensors {
-            values.extend(read_f32(ctx, &t.value, t.len).await?);
-            adam_m.extend(read_f32(ctx, &t.m, t.len).await?);
-            adam_v.extend(read_f32(ctx, &t.v, t.len).await?);
-        }
-        let mut buffers = Vec::with_capacity(m.layout.n_buffers);
-        for (spec, b) in m.layout.buffers.iter().zip(&m.buffers) {
-            buffers.extend(read_f32(ctx, b, spec.len()).await?);
-        }
+        let m = self.resident()?;
+        let n = m.layout.n_params;
+        let parts: Vec<(&wgpu::Buffer, usize)> = [
+            m.tensors.iter().map(|t| (&t.m, t.len)).collect::<Vec<_>>(),
+            m.tensors.iter().map(|t| (&t.v, t.len)).collect(),
+        ]
+        .concat();
+        let moments = read_f32_concat(&self.ctx, &parts).await?;
+        let (adam_m, adam_v) = moments.split_at(n);
         Ok(TrainState {
-            params: Params {
-                config: m.config.clone(),
-                layout: m.layout.clone(),
-                values,
-                buffers,
-            },
-            adam_m,
-            adam_v,
+            params: self.params_async().await?,
+            adam_m: adam_m.to_vec(),
+            adam_v: adam_v.to_vec(),
             steps: m.steps,
             epochs: m.epochs,
         })
     }
 
     /// The parameters and batch-norm statistics only (no Adam moments): what the page
-    /// reads back after each group of steps to draw the map and decode.
+    /// reads back to draw the map and decode. One copy and one wait.
     pub async fn params_async(&self) -> Result<Params> {
-        let ctx = &self.ctx;
-        let m = self
-            .model
-            .as_ref()
-            .ok_or_else(|| Error::Config("no model loaded into the GPU backend".into()))?;
-        let mut values = Vec::with_capacity(m.layout.n_params);
-        for t in &m.tensors {
-            values.extend(read_f32(ctx, &t.value, t.len).await?);
-        }
-        let mut buffers = Vec::with_capacity(m.layout.n_buffers);
-        for (spec, b) in m.layout.buffers.iter().zip(&m.buffers) {
-            buffers.extend(read_f32(ctx, b, spec.len()).await?);
-        }
+        let m = self.resident()?;
+        let parts: Vec<(&wgpu::Buffer, usize)> = m
+            .tensors
+            .iter()
+            .map(|t| (&t.value, t.len))
+            .chain(
+                m.layout
+                    .buffers
+                    .iter()
+                    .zip(&m.buffers)
+                    .map(|(s, b)| (b, s.len())),
+            )
+            .collect();
+        let mut values = read_f32_concat(&self.ctx, &parts).await?;
+        let buffers = values.split_off(m.layout.n_params);
         Ok(Params {
             config: m.config.clone(),
             layout: m.layout.clone(),
             values,
             buffers,
         })
+    }
+
+    fn resident(&self) -> Result<&Resident> {
+        self.model
+            .as_ref()
+            .ok_or_else(|| Error::Config("no model loaded into the GPU backend".into()))
     }
 
     /// One training step (see [`crate::backend::Backend::train_step`]).
@@ -411,9 +406,15 @@ impl GpuBackend {
         let a = m.acts()?;
         let cfg = &m.config;
         let inv_b = 1.0 / b as f32;
-        let theta_row = crate::model::cpu_model::theta_rows(cfg, &batch.batch[..b]);
-        let weight = vec![-inv_b; b];
-        let cells = super::likelihood::nb_cells(&batch.library, &weight, &theta_row, b);
+        let gene_batch = cfg.dispersion == crate::model::Dispersion::GeneBatch;
+        let cells: Vec<NbCell> = (0..b)
+            .map(|r| NbCell {
+                library: batch.library[r],
+                weight: -inv_b,
+                theta_row: if gene_batch { batch.batch[r] } else { 0 },
+                pad: 0,
+            })
+            .collect();
         ctx.queue
             .write_buffer(&a.cells, 0, bytemuck::cast_slice(&cells));
         ctx.queue.write_buffer(
@@ -766,6 +767,9 @@ impl Rec<'_> {
     fn encoder(&self, enc: &mut wgpu::CommandEncoder, train: Option<(u64, u32)>) -> Result<()> {
         let (a, cfg, lay) = (self.a, &self.m.config, &self.m.layout);
         let h = cfg.n_hidden;
+        // The encoder reads log1p of the counts, computed here from the uploaded counts.
+        self.pipes
+            .encode_log1p(self.ctx, enc, &a.counts, &a.x, self.b * cfg.n_genes)?;
         for l in 0..cfg.n_layers {
             let layer = &lay.encoder[l];
             let c = &a.enc[l];
@@ -961,8 +965,8 @@ async fn ensure_acts(ctx: &GpuContext, m: &mut Resident, cap: usize, slots: usiz
     Ok(())
 }
 
-/// Uploads a minibatch into the prepared buffers: log1p counts for the encoder, raw
-/// counts for the likelihood, batch codes for the one-hot layers, and the stacked
+/// Uploads a minibatch into the prepared buffers: the counts (the encoder's log1p is
+/// computed from them on the GPU), batch codes for the one-hot layers, and the stacked
 /// identity of `Rec::add_d_b_into_d_a` when B changed.
 fn upload(ctx: &GpuContext, m: &mut Resident, batch: &Minibatch) -> Result<()> {
     let cfg = &m.config;
@@ -998,11 +1002,8 @@ fn upload(ctx: &GpuContext, m: &mut Resident, batch: &Minibatch) -> Result<()> {
             .write_buffer(&a.stack_eye, 0, bytemuck::cast_slice(&eye));
         a.eye_b = b;
     }
-    let counts = &batch.counts[..b * g];
-    let x: Vec<f32> = counts.iter().map(|&c| c.ln_1p()).collect();
-    ctx.queue.write_buffer(&a.x, 0, bytemuck::cast_slice(&x));
     ctx.queue
-        .write_buffer(&a.counts, 0, bytemuck::cast_slice(counts));
+        .write_buffer(&a.counts, 0, bytemuck::cast_slice(&batch.counts[..b * g]));
     ctx.queue
         .write_buffer(&a.codes, 0, bytemuck::cast_slice(&batch.batch[..b]));
     Ok(())

@@ -53,6 +53,40 @@ pub async fn read_f32(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Resu
     Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)[..n].to_vec())
 }
 
+/// The first `n` f32 of each buffer in `parts`, concatenated in order: one copy into one
+/// staging buffer and one wait, however many buffers (a model's tensors).
+pub async fn read_f32_concat(
+    ctx: &GpuContext,
+    parts: &[(&wgpu::Buffer, usize)],
+) -> Result<Vec<f32>> {
+    let total: usize = parts.iter().map(|&(_, n)| n).sum();
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    ctx.check_lost()?;
+    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size: (total * 4) as u64,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("readback"),
+        });
+    let mut offset = 0u64;
+    for &(buffer, n) in parts {
+        if n > 0 {
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, offset, (n * 4) as u64);
+            offset += (n * 4) as u64;
+        }
+    }
+    ctx.queue.submit([encoder.finish()]);
+    let bytes = ctx.map_read(&staging, (total * 4) as u64).await?;
+    Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes))
+}
+
 /// `n` as a u32 for a params struct, or an error naming `what`.
 pub fn to_u32(n: usize, what: &str) -> Result<u32> {
     u32::try_from(n)

@@ -72,6 +72,7 @@ pub const SHADERS: &[(&str, &str)] = &[
 /// Every training kernel compiled once: create with [`Pipelines::new`], then call the
 /// dispatch methods (defined next to their kernel group: `linear`, `rowwise`, `optim`).
 pub struct Pipelines {
+    pub(crate) log1p: wgpu::ComputePipeline,
     pub(crate) linear_forward: wgpu::ComputePipeline,
     pub(crate) linear_backward_dx: wgpu::ComputePipeline,
     pub(crate) linear_backward_dw: wgpu::ComputePipeline,
@@ -101,6 +102,9 @@ impl Pipelines {
     pub async fn new(ctx: &GpuContext) -> Result<Pipelines> {
         let backward = shader_source("linear_backward")?;
         Ok(Pipelines {
+            log1p: ctx
+                .compute_pipeline("log1p", shader_source("log1p")?)
+                .await?,
             linear_forward: ctx
                 .compute_pipeline("linear_forward", shader_source("linear_forward")?)
                 .await?,
@@ -389,6 +393,33 @@ pub fn grid_for(n: u32) -> (u32, u32) {
         (groups, 1)
     } else {
         (65_535, groups.div_ceil(65_535))
+    }
+}
+
+impl Pipelines {
+    /// Records `y = ln(1 + x)` over `n` elements on resident buffers (the encoder's input
+    /// from the raw counts of the minibatch). One dispatch.
+    pub fn encode_log1p(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        n: usize,
+    ) -> Result<()> {
+        let p = Log1pParams {
+            n: super::dispatch::to_u32(n, "elements")?,
+            pad: [0; 3],
+        };
+        let p_buf = super::dispatch::uniform_buffer(ctx, "log1p.params", &p);
+        super::dispatch::encode(
+            ctx,
+            encoder,
+            "log1p",
+            &self.log1p,
+            &[(0, x), (1, y), (2, &p_buf)],
+            super::dispatch::grid(p.n, 256),
+        )
     }
 }
 

@@ -310,8 +310,8 @@ fn nb_params(b: usize, g: usize, k: usize) -> Result<NbParams> {
     })
 }
 
-/// The per-cell structs of the likelihood kernels.
-pub fn nb_cells(library: &[f32], weight: &[f32], theta_row: &[u32], b: usize) -> Vec<NbCell> {
+/// The per-cell structs of the likelihood kernels (the upload paths).
+fn nb_cells(library: &[f32], weight: &[f32], theta_row: &[u32], b: usize) -> Vec<NbCell> {
     (0..b)
         .map(|r| NbCell {
             library: library[r],
