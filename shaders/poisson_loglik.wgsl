@@ -14,30 +14,12 @@
 // (library, weight, theta_row, pad); theta_row unused), loglik (write, B), d_logits
 // (write, B x G), params (uniform; k unused).
 
-struct Params {
-    b: u32,
-    g: u32,
-    k: u32,
-    _pad0: u32,
-}
-
-struct Cell {
-    library: f32,
-    weight: f32,
-    theta_row: u32,
-    _pad0: u32,
-}
-
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> rho: array<f32>;
 @group(0) @binding(2) var<storage, read> cells: array<Cell>;
 @group(0) @binding(3) var<storage, read_write> loglik: array<f32>;
 @group(0) @binding(4) var<storage, read_write> d_logits: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
-
-const WG: u32 = 256u;
-var<workgroup> sum_lp: array<f32, 256>;
-var<workgroup> sum_a: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -61,22 +43,12 @@ fn main(
         a_acc += a;
         d_logits[i] = a;
     }
-    sum_lp[lid] = lp_acc;
-    sum_a[lid] = a_acc;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            sum_lp[lid] += sum_lp[lid + s];
-            sum_a[lid] += sum_a[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total_a = sum_a[0];
+    let total = workgroup_sums(lid, lp_acc, a_acc);
     for (var j = lid; j < params.g; j += WG) {
         let i = base + j;
-        d_logits[i] -= rho[i] * total_a;
+        d_logits[i] -= rho[i] * total.y;
     }
     if (lid == 0u) {
-        loglik[row] = sum_lp[0];
+        loglik[row] = total.x;
     }
 }

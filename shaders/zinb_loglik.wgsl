@@ -19,20 +19,6 @@
 // cells (read, B structs of (library, weight, theta_row, pad)), loglik (write, B),
 // d_logits (write, B x G), th (write, B x G), pi (read_write, B x G), params (uniform).
 
-struct Params {
-    b: u32,
-    g: u32,
-    k: u32,
-    _pad0: u32,
-}
-
-struct Cell {
-    library: f32,
-    weight: f32,
-    theta_row: u32,
-    _pad0: u32,
-}
-
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> rho: array<f32>;
 @group(0) @binding(2) var<storage, read> log_theta: array<f32>;
@@ -42,10 +28,6 @@ struct Cell {
 @group(0) @binding(6) var<storage, read_write> th: array<f32>;
 @group(0) @binding(7) var<storage, read_write> pi: array<f32>;
 @group(0) @binding(8) var<uniform> params: Params;
-
-const WG: u32 = 256u;
-var<workgroup> sum_lp: array<f32, 256>;
-var<workgroup> sum_a: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -72,22 +54,12 @@ fn main(
         th[i] = cell.weight * e.z;
         pi[i] = cell.weight * e.w;
     }
-    sum_lp[lid] = lp_acc;
-    sum_a[lid] = a_acc;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            sum_lp[lid] += sum_lp[lid + s];
-            sum_a[lid] += sum_a[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total_a = sum_a[0];
+    let total = workgroup_sums(lid, lp_acc, a_acc);
     for (var j = lid; j < params.g; j += WG) {
         let i = base + j;
-        d_logits[i] -= rho[i] * total_a;
+        d_logits[i] -= rho[i] * total.y;
     }
     if (lid == 0u) {
-        loglik[row] = sum_lp[0];
+        loglik[row] = total.x;
     }
 }

@@ -1,7 +1,45 @@
-// lib/counts.wgsl: count-distribution helpers shared by the likelihood kernels
-// (nb_loglik, zinb_loglik, poisson_loglik), prepended to each (WGSL has no includes).
+// lib/counts.wgsl: what the likelihood kernels (nb_loglik, zinb_loglik, poisson_loglik)
+// share, prepended to each (WGSL has no includes): their Params and per-cell Cell
+// structs, the per-cell workgroup reduction, and the count-distribution helpers.
 // Twins: `backend::cpu::likelihood` (nb_elem, zinb_elem, poisson_elem, count_terms) and
 // `backend::cpu::special` (lgamma_f32, digamma_f32).
+
+// Mirrors `backend::gpu::kernels::NbParams`.
+struct Params {
+    b: u32,
+    g: u32,
+    k: u32,
+    _pad0: u32,
+}
+
+// One cell's scalars, packed so that the kernels stay within 8 storage buffers; mirrors
+// `backend::gpu::kernels::NbCell`.
+struct Cell {
+    library: f32,
+    weight: f32,
+    theta_row: u32,
+    _pad0: u32,
+}
+
+const WG: u32 = 256u;
+var<workgroup> sum_lp: array<f32, 256>;
+var<workgroup> sum_a: array<f32, 256>;
+
+// (sum of lp, sum of a) over the 256 invocations of the workgroup (one cell), returned
+// to every invocation. Call from uniform control flow.
+fn workgroup_sums(lid: u32, lp: f32, a: f32) -> vec2<f32> {
+    sum_lp[lid] = lp;
+    sum_a[lid] = a;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            sum_lp[lid] += sum_lp[lid + s];
+            sum_a[lid] += sum_a[lid + s];
+        }
+        workgroupBarrier();
+    }
+    return vec2<f32>(sum_lp[0], sum_a[0]);
+}
 
 const LN_SQRT_2PI: f32 = 0.9189385;
 const MIN_NORMAL: f32 = 1.17549435e-38;
