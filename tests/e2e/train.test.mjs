@@ -107,7 +107,12 @@ for (const webgpu of [true, false]) {
         await page.fill('[data-testid="beta"]', '0.5');
         await page.dispatchEvent('[data-testid="beta"]', 'change');
         assert.doesNotMatch((await page.getAttribute('[data-testid="beta"]', 'class')) || '', /invalid/);
+        // The session took the values, and a step with them trains.
+        const s0 = await status(page);
+        assert.ok(Math.abs(s0.settings.lr - 0.002) < 1e-9, `lr ${s0.settings.lr}`);
+        assert.ok(Math.abs(s0.settings.beta - 0.5) < 1e-9, `beta ${s0.settings.beta}`);
         await page.click('[data-testid="train-step"]');
+        await page.waitForFunction((k) => window.cellvae.status().step === k + 1, s0.step, { timeout: 60_000 });
         assert.ok(Number.isFinite((await status(page)).elbo));
       });
 

@@ -29,46 +29,19 @@ impl Pipelines {
         g: usize,
         k: usize,
     ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-        check_len("nb x", x.len(), b * g)?;
-        check_len("nb rho", rho.len(), b * g)?;
-        check_len("nb log_theta", log_theta.len(), k * g)?;
-        check_len("nb library", library.len(), b)?;
-        check_len("nb theta_row", theta_row.len(), b)?;
-        check_len("nb weight", weight.len(), b)?;
-        if let Some(&bad) = theta_row[..b].iter().find(|&&r| r as usize >= k) {
-            return Err(Error::Gpu(format!(
-                "nb: theta_row {bad} is outside the {k} rows of the dispersion table"
-            )));
-        }
-        let cells = nb_cells(library, weight, theta_row, b);
-        let x_buf = f32_buffer(ctx, "nb.x", &x[..b * g], false).await?;
-        let rho_buf = f32_buffer(ctx, "nb.rho", &rho[..b * g], false).await?;
-        let lt_buf = f32_buffer(ctx, "nb.log_theta", &log_theta[..k * g], false).await?;
-        let cell_buf = ctx
-            .storage_buffer("nb.cells", bytemuck::cast_slice(&cells), false)
-            .await?;
-        let ll_buf = f32_output(ctx, "nb.loglik", b).await?;
-        let dl_buf = f32_output(ctx, "nb.d_logits", b * g).await?;
-        let th_buf = f32_output(ctx, "nb.th", b * g).await?;
-        let dt_buf = f32_output(ctx, "nb.d_log_theta", k * g).await?;
-        let bufs = NbBuffers {
-            x: &x_buf,
-            rho: &rho_buf,
-            log_theta: &lt_buf,
-            cells: &cell_buf,
-            loglik: &ll_buf,
-            d_logits: &dl_buf,
-            th_scratch: &th_buf,
-            d_log_theta: &dt_buf,
-        };
+        let u = Uploaded::new(
+            ctx, "nb", x, library, rho, log_theta, theta_row, weight, b, g, k,
+        )
+        .await?;
         submit(ctx, "nb_loglik", |enc| {
-            self.encode_nb_forward_backward(ctx, enc, &bufs, b, g, k)
+            self.encode_nb_forward_backward(ctx, enc, &u.bufs(), b, g, k)
         })
         .await?;
-        let loglik = read_f32(ctx, &ll_buf, b).await?;
-        let d_logits = read_f32(ctx, &dl_buf, b * g).await?;
-        let d_log_theta = read_f32(ctx, &dt_buf, k * g).await?;
-        Ok((loglik, d_logits, d_log_theta))
+        Ok((
+            read_f32(ctx, &u.loglik, b).await?,
+            read_f32(ctx, &u.d_logits, b * g).await?,
+            read_f32(ctx, &u.d_log_theta, k * g).await?,
+        ))
     }
 
     /// ZINB log-likelihood per cell with gradients, shapes as in
@@ -88,48 +61,20 @@ impl Pipelines {
         g: usize,
         k: usize,
     ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
-        check_len("zinb x", x.len(), b * g)?;
-        check_len("zinb rho", rho.len(), b * g)?;
         check_len("zinb pi", pi.len(), b * g)?;
-        check_len("zinb log_theta", log_theta.len(), k * g)?;
-        check_len("zinb library", library.len(), b)?;
-        check_len("zinb theta_row", theta_row.len(), b)?;
-        check_len("zinb weight", weight.len(), b)?;
-        if let Some(&bad) = theta_row[..b].iter().find(|&&r| r as usize >= k) {
-            return Err(Error::Gpu(format!(
-                "zinb: theta_row {bad} is outside the {k} rows of the dispersion table"
-            )));
-        }
-        let cells = nb_cells(library, weight, theta_row, b);
-        let x_buf = f32_buffer(ctx, "zinb.x", &x[..b * g], false).await?;
-        let rho_buf = f32_buffer(ctx, "zinb.rho", &rho[..b * g], false).await?;
-        let lt_buf = f32_buffer(ctx, "zinb.log_theta", &log_theta[..k * g], false).await?;
+        let u = Uploaded::new(
+            ctx, "zinb", x, library, rho, log_theta, theta_row, weight, b, g, k,
+        )
+        .await?;
         let pi_buf = f32_buffer(ctx, "zinb.pi", &pi[..b * g], true).await?;
-        let cell_buf = ctx
-            .storage_buffer("zinb.cells", bytemuck::cast_slice(&cells), false)
-            .await?;
-        let ll_buf = f32_output(ctx, "zinb.loglik", b).await?;
-        let dl_buf = f32_output(ctx, "zinb.d_logits", b * g).await?;
-        let th_buf = f32_output(ctx, "zinb.th", b * g).await?;
-        let dt_buf = f32_output(ctx, "zinb.d_log_theta", k * g).await?;
-        let bufs = NbBuffers {
-            x: &x_buf,
-            rho: &rho_buf,
-            log_theta: &lt_buf,
-            cells: &cell_buf,
-            loglik: &ll_buf,
-            d_logits: &dl_buf,
-            th_scratch: &th_buf,
-            d_log_theta: &dt_buf,
-        };
         submit(ctx, "zinb_loglik", |enc| {
-            self.encode_zinb_forward_backward(ctx, enc, &bufs, &pi_buf, b, g, k)
+            self.encode_zinb_forward_backward(ctx, enc, &u.bufs(), &pi_buf, b, g, k)
         })
         .await?;
         Ok((
-            read_f32(ctx, &ll_buf, b).await?,
-            read_f32(ctx, &dl_buf, b * g).await?,
-            read_f32(ctx, &dt_buf, k * g).await?,
+            read_f32(ctx, &u.loglik, b).await?,
+            read_f32(ctx, &u.d_logits, b * g).await?,
+            read_f32(ctx, &u.d_log_theta, k * g).await?,
             read_f32(ctx, &pi_buf, b * g).await?,
         ))
     }
@@ -146,27 +91,26 @@ impl Pipelines {
         b: usize,
         g: usize,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        check_len("poisson x", x.len(), b * g)?;
-        check_len("poisson rho", rho.len(), b * g)?;
-        check_len("poisson library", library.len(), b)?;
-        check_len("poisson weight", weight.len(), b)?;
-        let cells = nb_cells(library, weight, &vec![0; b], b);
-        let x_buf = f32_buffer(ctx, "poisson.x", &x[..b * g], false).await?;
-        let rho_buf = f32_buffer(ctx, "poisson.rho", &rho[..b * g], false).await?;
-        let cell_buf = ctx
-            .storage_buffer("poisson.cells", bytemuck::cast_slice(&cells), false)
-            .await?;
-        let ll_buf = f32_output(ctx, "poisson.loglik", b).await?;
-        let dl_buf = f32_output(ctx, "poisson.d_logits", b * g).await?;
+        // No dispersion: one (unused) row of zeros.
+        let (lt, rows) = (vec![0.0; g], vec![0; b.min(library.len())]);
+        let u = Uploaded::new(ctx, "poisson", x, library, rho, &lt, &rows, weight, b, g, 1).await?;
         submit(ctx, "poisson_loglik", |enc| {
             self.encode_poisson_forward_backward(
-                ctx, enc, &x_buf, &rho_buf, &cell_buf, &ll_buf, &dl_buf, b, g,
+                ctx,
+                enc,
+                &u.x,
+                &u.rho,
+                &u.cells,
+                &u.loglik,
+                &u.d_logits,
+                b,
+                g,
             )
         })
         .await?;
         Ok((
-            read_f32(ctx, &ll_buf, b).await?,
-            read_f32(ctx, &dl_buf, b * g).await?,
+            read_f32(ctx, &u.loglik, b).await?,
+            read_f32(ctx, &u.d_logits, b * g).await?,
         ))
     }
 
@@ -310,16 +254,79 @@ fn nb_params(b: usize, g: usize, k: usize) -> Result<NbParams> {
     })
 }
 
-/// The per-cell structs of the likelihood kernels (the upload paths).
-fn nb_cells(library: &[f32], weight: &[f32], theta_row: &[u32], b: usize) -> Vec<NbCell> {
-    (0..b)
-        .map(|r| NbCell {
-            library: library[r],
-            weight: weight[r],
-            theta_row: theta_row[r],
-            pad: 0,
+/// The likelihood kernels' inputs uploaded and outputs allocated, after checking the
+/// shapes (the upload-dispatch-readback paths the tests use).
+struct Uploaded {
+    x: wgpu::Buffer,
+    rho: wgpu::Buffer,
+    log_theta: wgpu::Buffer,
+    cells: wgpu::Buffer,
+    loglik: wgpu::Buffer,
+    d_logits: wgpu::Buffer,
+    th: wgpu::Buffer,
+    d_log_theta: wgpu::Buffer,
+}
+
+impl Uploaded {
+    async fn new(
+        ctx: &GpuContext,
+        name: &str,
+        x: &[f32],
+        library: &[f32],
+        rho: &[f32],
+        log_theta: &[f32],
+        theta_row: &[u32],
+        weight: &[f32],
+        b: usize,
+        g: usize,
+        k: usize,
+    ) -> Result<Uploaded> {
+        check_len(&format!("{name} x"), x.len(), b * g)?;
+        check_len(&format!("{name} rho"), rho.len(), b * g)?;
+        check_len(&format!("{name} log_theta"), log_theta.len(), k * g)?;
+        check_len(&format!("{name} library"), library.len(), b)?;
+        check_len(&format!("{name} theta_row"), theta_row.len(), b)?;
+        check_len(&format!("{name} weight"), weight.len(), b)?;
+        if let Some(&bad) = theta_row[..b].iter().find(|&&r| r as usize >= k) {
+            return Err(Error::Gpu(format!(
+                "{name}: theta_row {bad} is outside the {k} rows of the dispersion table"
+            )));
+        }
+        let cells: Vec<NbCell> = (0..b)
+            .map(|r| NbCell {
+                library: library[r],
+                weight: weight[r],
+                theta_row: theta_row[r],
+                pad: 0,
+            })
+            .collect();
+        let label = |what: &str| format!("{name}.{what}");
+        Ok(Uploaded {
+            x: f32_buffer(ctx, &label("x"), &x[..b * g], false).await?,
+            rho: f32_buffer(ctx, &label("rho"), &rho[..b * g], false).await?,
+            log_theta: f32_buffer(ctx, &label("log_theta"), &log_theta[..k * g], false).await?,
+            cells: ctx
+                .storage_buffer(&label("cells"), bytemuck::cast_slice(&cells), false)
+                .await?,
+            loglik: f32_output(ctx, &label("loglik"), b).await?,
+            d_logits: f32_output(ctx, &label("d_logits"), b * g).await?,
+            th: f32_output(ctx, &label("th"), b * g).await?,
+            d_log_theta: f32_output(ctx, &label("d_log_theta"), k * g).await?,
         })
-        .collect()
+    }
+
+    fn bufs(&self) -> NbBuffers<'_> {
+        NbBuffers {
+            x: &self.x,
+            rho: &self.rho,
+            log_theta: &self.log_theta,
+            cells: &self.cells,
+            loglik: &self.loglik,
+            d_logits: &self.d_logits,
+            th_scratch: &self.th,
+            d_log_theta: &self.d_log_theta,
+        }
+    }
 }
 
 /// The resident buffers of the NB kernel, in binding order (shapes as in
