@@ -1,11 +1,27 @@
+// @ts-check
 // cellvae page: the latent map's geometry and drawing. Projections of the latent means
 // to the plane (an axis pair, or PCA with stable orientation), the view (zoom and pan),
 // hit testing, and a fast point renderer (one pre-drawn sprite per colour, drawImage per
-// cell: no path per cell), so 10,000 cells redraw in a few milliseconds.
+// cell: no path per cell), so 10,000 cells redraw in a few milliseconds. Pure functions of
+// their arguments; the map's size is whatever the canvas is (any aspect ratio).
+
+/**
+ * The plane shown: p = (z - center) . [a1, a2]; `base` is the mean latent point.
+ * @typedef {{kind: 'axes', i: number, j: number, center: Float64Array, axes: Float64Array[], base: Float64Array}
+ *   | {kind: 'pca', center: Float64Array, axes: Float64Array[], base: Float64Array, explained: number[]}} Projection
+ * The part of the plane shown on the canvas.
+ * @typedef {{x0: number, x1: number, y0: number, y1: number}} View
+ * Colours of the cells: `table` (CSS colours), `index` (a colour per cell), `order` (draw
+ * order, later on top; null: cell order), `values` (continuous colourings), `legend`.
+ * @typedef {{table: string[], index: Uint16Array, order: Uint32Array | null, values?: ArrayLike<number>, legend?: Legend}} Colours
+ * @typedef {{kind: 'categorical', title: string, levels: string[], counts: number[], table: string[]}
+ *   | {kind: 'continuous', title: string, lo: number, hi: number, scale: number[][]}
+ *   | {kind: 'none', title: string}} Legend
+ */
 
 // ---- projection --------------------------------------------------------------------------
 
-// The plane shown: p = (z - center) . [a1, a2]; `base` is the mean latent point.
+/** @param {Float32Array} latent @param {number} n @param {number} d @param {number} i @param {number} j @returns {Projection} */
 export function axisProjection(latent, n, d, i, j) {
   const center = new Float64Array(d);
   const a1 = new Float64Array(d);
@@ -15,6 +31,7 @@ export function axisProjection(latent, n, d, i, j) {
   return { kind: 'axes', i, j, center, axes: [a1, a2], base: meanOf(latent, n, d) };
 }
 
+/** @param {Float32Array} latent @param {number} n @param {number} d */
 function meanOf(latent, n, d) {
   const m = new Float64Array(d);
   let k = 0;
@@ -29,6 +46,7 @@ function meanOf(latent, n, d) {
   return m;
 }
 
+/** @param {ArrayLike<number>} a @param {ArrayLike<number>} b */
 function dot(a, b) {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
@@ -36,6 +54,7 @@ function dot(a, b) {
 }
 
 // Top eigenvector of a symmetric d x d matrix (row-major) by power iteration.
+/** @param {Float64Array} cov @param {number} d @param {ArrayLike<number>} start */
 function powerIteration(cov, d, start) {
   let v = Float64Array.from(start);
   if (!(Math.sqrt(dot(v, v)) > 0)) { v = new Float64Array(d); v[0] = 1; }
@@ -61,6 +80,7 @@ function powerIteration(cov, d, start) {
 // PCA of the latent means (two components) by power iteration on the d x d covariance
 // with deflation. Each component's sign is aligned with `prev` (the last redraw's axes),
 // so the picture does not flip while training moves the points.
+/** @param {Float32Array} latent @param {number} n @param {number} d @param {Float64Array[] | null} prev @returns {Projection} */
 export function pcaProjection(latent, n, d, prev) {
   const mean = meanOf(latent, n, d);
   const cov = new Float64Array(d * d);
@@ -111,6 +131,7 @@ export function pcaProjection(latent, n, d, prev) {
   return { kind: 'pca', center: mean, axes, base: mean, explained: total > 0 ? [l1 / total, l2 / total] : [0, 0] };
 }
 
+/** @param {Float32Array} latent @param {number} n @param {number} d @param {Projection} P @param {Float32Array | null} out */
 export function projectAll(latent, n, d, P, out) {
   const proj = out && out.length === 2 * n ? out : new Float32Array(2 * n);
   const [a1, a2] = P.axes;
@@ -134,6 +155,7 @@ export function projectAll(latent, n, d, P, out) {
   return proj;
 }
 
+/** @param {ArrayLike<number>} z @param {Projection} P @returns {[number, number]} */
 export function projectPoint(z, P) {
   let x = 0, y = 0;
   for (let j = 0; j < z.length; j++) {
@@ -146,6 +168,7 @@ export function projectPoint(z, P) {
 
 // The latent point that projects to (u, v) in the plane through `anchor` spanned by the
 // projection's axes.
+/** @param {number} u @param {number} v @param {Float64Array} anchor @param {Projection} P */
 export function planePoint(u, v, anchor, P) {
   const [pu, pv] = projectPoint(anchor, P);
   const z = Float64Array.from(anchor);
@@ -155,7 +178,12 @@ export function planePoint(u, v, anchor, P) {
 
 // ---- view ----------------------------------------------------------------------------------
 
-export function fitView(proj, n) {
+/**
+ * The view that shows every cell with a margin, at equal x and y scale on a W x H canvas
+ * (the shorter extent widened), so a non-square map does not stretch the latent space.
+ * @param {Float32Array} proj @param {number} n @param {number} W @param {number} H @returns {View}
+ */
+export function fitView(proj, n, W, H) {
   let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
   for (let c = 0; c < n; c++) {
     const x = proj[2 * c], y = proj[2 * c + 1];
@@ -163,20 +191,42 @@ export function fitView(proj, n) {
     if (x < x0) x0 = x; if (x > x1) x1 = x;
     if (y < y0) y0 = y; if (y > y1) y1 = y;
   }
-  if (!Number.isFinite(x0)) return { x0: -1, x1: 1, y0: -1, y1: 1 };
+  if (!Number.isFinite(x0)) return equalScale({ x0: -1, x1: 1, y0: -1, y1: 1 }, W, H);
   const px = Math.max((x1 - x0) * 0.06, 1e-3), py = Math.max((y1 - y0) * 0.06, 1e-3);
-  return { x0: x0 - px, x1: x1 + px, y0: y0 - py, y1: y1 + py };
+  return equalScale({ x0: x0 - px, x1: x1 + px, y0: y0 - py, y1: y1 + py }, W, H);
 }
 
+/** Widens the shorter extent of `v` (about its centre) so x and y have one scale on W x H. @param {View} v @param {number} W @param {number} H @returns {View} */
+export function equalScale(v, W, H) {
+  const sx = (v.x1 - v.x0) / W, sy = (v.y1 - v.y0) / H;
+  if (!(W > 0 && H > 0) || !(sx > 0 && sy > 0)) return v;
+  if (sx > sy) {
+    const cy = (v.y0 + v.y1) / 2, h = (sx * H) / 2;
+    return { x0: v.x0, x1: v.x1, y0: cy - h, y1: cy + h };
+  }
+  const cx = (v.x0 + v.x1) / 2, w = (sy * W) / 2;
+  return { x0: cx - w, x1: cx + w, y0: v.y0, y1: v.y1 };
+}
+
+/** The view kept at its centre and x scale when the canvas changes to W x H. @param {View} v @param {number} oldW @param {number} W @param {number} H @returns {View} */
+export function resizeView(v, oldW, W, H) {
+  const scale = (v.x1 - v.x0) / Math.max(1, oldW);
+  const cx = (v.x0 + v.x1) / 2, cy = (v.y0 + v.y1) / 2;
+  return { x0: cx - (scale * W) / 2, x1: cx + (scale * W) / 2, y0: cy - (scale * H) / 2, y1: cy + (scale * H) / 2 };
+}
+
+/** @param {View} v @param {number} W @param {number} H @param {number} x @param {number} y @returns {[number, number]} */
 export function toPixel(v, W, H, x, y) {
   return [((x - v.x0) / (v.x1 - v.x0)) * W, (1 - (y - v.y0) / (v.y1 - v.y0)) * H];
 }
 
+/** @param {View} v @param {number} W @param {number} H @param {number} px @param {number} py @returns {[number, number]} */
 export function toPlane(v, W, H, px, py) {
   return [v.x0 + (px / W) * (v.x1 - v.x0), v.y0 + (1 - py / H) * (v.y1 - v.y0)];
 }
 
 // Zoom by `factor` (< 1 zooms in) around the pixel (px, py).
+/** @param {View} v @param {number} W @param {number} H @param {number} px @param {number} py @param {number} factor @returns {View} */
 export function zoomView(v, W, H, px, py, factor) {
   const [cx, cy] = toPlane(v, W, H, px, py);
   return {
@@ -185,12 +235,14 @@ export function zoomView(v, W, H, px, py, factor) {
   };
 }
 
+/** @param {View} v @param {number} W @param {number} H @param {number} dxPx @param {number} dyPx @returns {View} */
 export function panView(v, W, H, dxPx, dyPx) {
   const dx = (-dxPx / W) * (v.x1 - v.x0), dy = (dyPx / H) * (v.y1 - v.y0);
   return { x0: v.x0 + dx, x1: v.x1 + dx, y0: v.y0 + dy, y1: v.y1 + dy };
 }
 
 // The cell nearest to pixel (px, py) within `radius` pixels, or -1.
+/** @param {Float32Array} proj @param {number} n @param {View} v @param {number} W @param {number} H @param {number} px @param {number} py @param {number} [radius] */
 export function hitTest(proj, n, v, W, H, px, py, radius = 6) {
   const sx = W / (v.x1 - v.x0), sy = H / (v.y1 - v.y0);
   let best = -1, bestD = radius * radius;
@@ -204,6 +256,7 @@ export function hitTest(proj, n, v, W, H, px, py, radius = 6) {
 }
 
 // The cell nearest to a point of the plane (no radius).
+/** @param {Float32Array} proj @param {number} n @param {number} x @param {number} y */
 export function nearestInPlane(proj, n, x, y) {
   let best = -1, bestD = Infinity;
   for (let c = 0; c < n; c++) {
@@ -218,6 +271,7 @@ export function nearestInPlane(proj, n, x, y) {
 
 // Pixels of a dot (radius 2.6) with their coverage, stamped straight into ImageData.
 const DOT = (() => {
+  /** @type {number[][]} */
   const out = [];
   const r = 2.6;
   for (let dy = -3; dy <= 3; dy++) {
@@ -231,7 +285,9 @@ const DOT = (() => {
 })();
 const ALPHA = 0.85;
 
+/** @type {Map<string, number[]>} */
 const rgbCache = new Map();
+/** @param {string} colour */
 function rgbOf(colour) {
   let v = rgbCache.get(colour);
   if (!v) {
@@ -247,6 +303,7 @@ function rgbOf(colour) {
 // `colours.index` (per cell), `colours.order` (draw order, later on top). One
 // getImageData/putImageData per redraw and no canvas call per cell, so 10,000 cells
 // take a few milliseconds even on a software canvas.
+/** @param {CanvasRenderingContext2D} ctx @param {Float32Array} proj @param {number} n @param {View} v @param {number} W @param {number} H @param {Colours} colours */
 export function drawPoints(ctx, proj, n, v, W, H, colours) {
   const img = ctx.getImageData(0, 0, W, H);
   const px = img.data;

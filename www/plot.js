@@ -1,3 +1,4 @@
+// @ts-check
 // cellvae page: colours and the small canvas charts (line charts, bars, the KL weight
 // schedule, the traversal heatmap). Canvas text is drawn with fillText, never parsed as
 // HTML, so gene names from a user's file are safe here.
@@ -14,13 +15,16 @@ const VIRIDIS = ['#440154', '#482878', '#3e4989', '#31688e', '#26828e', '#1f9e89
 const EXPRESSION = ['#d9dde4', '#fde0a3', '#fdae61', '#f46d43', '#d73027', '#a50026'];
 const FIELD = ['#ffffff', '#e8f0fb', '#c6dbef', '#9ecae1', '#6baed6', '#3182bd', '#08519c'];
 
+/** @param {string} h @returns {number[]} */
 function hexToRgb(h) {
   return [parseInt(h.slice(1, 3), 16), parseInt(h.slice(3, 5), 16), parseInt(h.slice(5, 7), 16)];
 }
 
 // `n` colours interpolated along the stops, as [r, g, b] triples.
+/** @param {string[]} stops @param {number} n @returns {number[][]} */
 function ramp(stops, n) {
   const rgb = stops.map(hexToRgb);
+  /** @type {number[][]} */
   const out = [];
   for (let i = 0; i < n; i++) {
     const x = (i / (n - 1)) * (rgb.length - 1);
@@ -37,11 +41,13 @@ export const SCALES = {
   field: ramp(FIELD, 64),
 };
 
+/** @param {number[]} rgb */
 export const css = ([r, g, b]) => `rgb(${r},${g},${b})`;
 
 // A horizontal colour bar of a scale on a canvas.
+/** @param {HTMLCanvasElement} canvas @param {number[][]} scale */
 export function drawColourBar(canvas, scale) {
-  const ctx = canvas.getContext('2d');
+  const ctx = ctx2d(canvas);
   const w = canvas.width, h = canvas.height;
   for (let x = 0; x < w; x++) {
     ctx.fillStyle = css(scale[Math.min(scale.length - 1, Math.floor((x / w) * scale.length))]);
@@ -49,6 +55,7 @@ export function drawColourBar(canvas, scale) {
   }
 }
 
+/** @param {number} x */
 export function fmtNumber(x) {
   if (!Number.isFinite(x)) return '–';
   const a = Math.abs(x);
@@ -59,8 +66,16 @@ export function fmtNumber(x) {
   return x.toPrecision(2);
 }
 
-function clear(canvas) {
+/** The 2-D context of a canvas. @param {HTMLCanvasElement} canvas */
+export function ctx2d(canvas) {
   const ctx = canvas.getContext('2d');
+  if (!ctx) throw new Error('this browser gives no 2-D canvas');
+  return ctx;
+}
+
+/** @param {HTMLCanvasElement} canvas */
+function clear(canvas) {
+  const ctx = ctx2d(canvas);
   ctx.fillStyle = '#ffffff';
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   ctx.font = '12px system-ui, sans-serif';
@@ -71,6 +86,8 @@ function clear(canvas) {
 // Line chart of one or more series over epochs: series = [{name, colour, values}].
 // With `independent`, each series gets its own vertical scale (its last value is shown
 // in the legend instead of a shared axis).
+/** @typedef {{name: string, colour: string, values: number[]}} Series */
+/** @param {HTMLCanvasElement} canvas @param {string} title @param {Series[]} series @param {{empty?: string, independent?: boolean}} [opts] */
 export function lineChart(canvas, title, series, { empty = 'no finished epoch yet', independent = false } = {}) {
   if (independent) return independentChart(canvas, title, series, empty);
   const ctx = clear(canvas);
@@ -123,6 +140,7 @@ export function lineChart(canvas, title, series, { empty = 'no finished epoch ye
   }
 }
 
+/** @param {HTMLCanvasElement} canvas @param {string} title @param {Series[]} series @param {string} empty */
 function independentChart(canvas, title, series, empty) {
   const ctx = clear(canvas);
   const W = canvas.width, H = canvas.height;
@@ -167,6 +185,7 @@ function independentChart(canvas, title, series, empty) {
 }
 
 // Bar chart: one bar per value, labelled z1..zd.
+/** @param {HTMLCanvasElement} canvas @param {string} title @param {number[]} values */
 export function barChart(canvas, title, values) {
   const ctx = clear(canvas);
   const W = canvas.width, H = canvas.height;
@@ -199,6 +218,7 @@ export function barChart(canvas, title, values) {
 }
 
 // The KL weight over epochs: beta * min(epoch / warmup, 1), with the current epoch marked.
+/** @param {HTMLCanvasElement} canvas @param {{epochs: number, warmup: number, beta: number, epoch: number}} s */
 export function scheduleChart(canvas, { epochs, warmup, beta, epoch }) {
   const ctx = clear(canvas);
   const W = canvas.width, H = canvas.height;
@@ -214,9 +234,9 @@ export function scheduleChart(canvas, { epochs, warmup, beta, epoch }) {
   ctx.fillText('0', 4, B);
   ctx.textAlign = 'right';
   ctx.fillText(`${epochs} epochs`, R, H - 4);
-  const w = (e) => (warmup > 0 && e < warmup ? (beta * e) / warmup : beta);
-  const px = (e) => L + (e / epochs) * (R - L);
-  const py = (v) => B - (v / top) * (B - T);
+  const w = (/** @type {number} */ e) => (warmup > 0 && e < warmup ? (beta * e) / warmup : beta);
+  const px = (/** @type {number} */ e) => L + (e / epochs) * (R - L);
+  const py = (/** @type {number} */ v) => B - (v / top) * (B - T);
   ctx.strokeStyle = '#7a5af8';
   ctx.lineWidth = 1.5;
   ctx.beginPath();
@@ -236,6 +256,7 @@ export function scheduleChart(canvas, { epochs, warmup, beta, epoch }) {
 }
 
 // Heatmap: rows = genes (names drawn left), columns = path positions; values row-scaled.
+/** @param {HTMLCanvasElement} canvas @param {{genes: string[], values: number[][], steps: number, position: number, title: string}} h */
 export function heatmap(canvas, { genes, values, steps, position, title }) {
   const ctx = clear(canvas);
   const W = canvas.width, H = canvas.height;

@@ -48,15 +48,18 @@ for (const webgpu of [true, false]) {
         const sched = await pixels(page, 'kl-schedule-chart');
         await page.fill('[data-testid="beta"]', '0.5');
         await page.dispatchEvent('[data-testid="beta"]', 'change');
-        assert.equal((await status(page)).settings.beta, 0.5);
+        await page.waitForFunction(() => window.cellvae.status().settings.beta === 0.5);
         assert.notEqual(await pixels(page, 'kl-schedule-chart'), sched);
         await page.fill('[data-testid="beta"]', '1');
         await page.dispatchEvent('[data-testid="beta"]', 'change');
+        await page.waitForFunction(() => window.cellvae.status().settings.beta === 1);
         await page.locator('section.charts').screenshot({ path: screenshotPath(`charts-${mode}.png`) });
       });
 
       await t.test('traversal along an axis: the heatmap lists the genes that change most', async () => {
         await page.selectOption('[data-testid="trav-mode"]', 'axis:1');
+        // The path is decoded by the engine: wait for the heatmap's genes.
+        await page.waitForFunction(() => window.cellvae.status().traversal_genes.length === 12 && document.querySelector('[data-testid="traversal-heatmap"]').dataset.rows === '12');
         const s = await status(page);
         const path = s.traversal_path;
         assert.equal(path.length, 25);
@@ -64,7 +67,7 @@ for (const webgpu of [true, false]) {
         assert.ok(path.every((p) => Math.abs(p[0] - path[0][0]) < 1e-6));
         assert.ok(path[24][1] > path[0][1]);
         // The listed genes are the 12 largest log1p ranges over the path's decodes.
-        const decoded = await page.evaluate((ps) => ps.map((p) => window.cellvae.decode(p)), path);
+        const decoded = await page.evaluate((ps) => Promise.all(ps.map((p) => window.cellvae.decode(p))), path);
         const G = decoded[0].length;
         const range = Array.from({ length: G }, (_, g) => {
           const v = decoded.map((row) => Math.log1p(row[g]));
@@ -116,7 +119,8 @@ for (const webgpu of [true, false]) {
       await t.test('probe: the nearest cells beside the decoded profile, pinned genes', async () => {
         const box = await page.locator(MAP).boundingBox();
         await page.locator(MAP).click({ position: { x: box.width * 0.5, y: box.height * 0.4 } });
-        await page.waitForFunction(() => document.querySelectorAll('[data-testid="probe-profile"] li').length === 10);
+        // The engine answers for the new point (the last point's profile shows meanwhile).
+        await page.waitForFunction(() => window.cellvae.status().probe_ready && document.querySelectorAll('[data-testid="probe-profile"] li').length === 10);
         const s = await status(page);
         // The nearest cells are the 15 cells whose latent means are closest to the probe.
         const dists = await page.evaluate((z) => Array.from({ length: 700 }, (_, c) => {
@@ -139,8 +143,9 @@ for (const webgpu of [true, false]) {
         assert.deepEqual(await pinned(), ['CD3E', 'MS4A1']);
         const v1 = await page.textContent('[data-testid="pinned-profile"]');
         await page.locator(MAP).click({ position: { x: box.width * 0.2, y: box.height * 0.8 } });
+        // The new profile comes from the engine: wait for it, then check.
+        await page.waitForFunction((v) => document.querySelector('[data-testid="pinned-profile"]').textContent !== v, v1);
         assert.deepEqual(await pinned(), ['CD3E', 'MS4A1']);
-        assert.notEqual(await page.textContent('[data-testid="pinned-profile"]'), v1);
         assert.deepEqual(await page.$$eval('[data-testid="pins"] li span', (els) => els.map((e) => e.textContent)), ['CD3E', 'MS4A1']);
         await page.click('[data-testid="pins"] button[aria-label="unpin CD3E"]');
         assert.deepEqual(await pinned(), ['MS4A1']);

@@ -4,6 +4,9 @@
 // says the CPU trains. WebGPU on and off.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { launch, openApp, status, screenshotPath } from './browser.mjs';
 
 async function reset(page, device) {
@@ -67,7 +70,7 @@ for (const webgpu of [true, false]) {
           // Training runs in a loop on the GPU, the map and the probe follow, lr and beta apply.
           await page.fill('[data-testid="lr"]', '0.002');
           await page.dispatchEvent('[data-testid="lr"]', 'change');
-          assert.ok(Math.abs((await status(page)).settings.lr - 0.002) < 1e-9);
+          await page.waitForFunction(() => Math.abs(window.cellvae.status().settings.lr - 0.002) < 1e-9);
           const map = await page.evaluate(() => document.querySelector('[data-testid="latent-map"]').toDataURL());
           await page.click('[data-testid="train-toggle"]');
           await page.waitForFunction(() => window.cellvae.status().step >= 12, null, { timeout: 90_000 });
@@ -80,10 +83,29 @@ for (const webgpu of [true, false]) {
           const after = await status(page);
           assert.equal(after.training_backend, 'webgpu');
           assert.ok(Number.isFinite(after.elbo));
-          // The model saved from a GPU run is the one on the map.
-          const [dl] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid="export-model-weights"]')]);
-          assert.equal(dl.suggestedFilename(), 'model.safetensors');
           await page.screenshot({ path: screenshotPath(`gpu-training-${mode}.png`), fullPage: true });
+          // The model saved from a GPU run is the one on the map: loaded back, it gives
+          // the latent means the map showed and decodes the probe's point the same way.
+          const cells = [0, 1, 100, 350, 699];
+          const shown = await page.evaluate((cs) => cs.map((c) => window.cellvae.latentOf(c)), cells);
+          const probe = after.probe;
+          const decoded = await page.evaluate((z) => window.cellvae.decode(z), probe);
+          const saved = fs.mkdtempSync(path.join(os.tmpdir(), 'cellvae-gpu-model-'));
+          try {
+            for (const [id, name] of [['export-model-weights', 'model.safetensors'], ['export-model-config', 'config.json']]) {
+              const [dl] = await Promise.all([page.waitForEvent('download'), page.click(`[data-testid="${id}"]`)]);
+              assert.equal(dl.suggestedFilename(), name);
+              fs.copyFileSync(await dl.path(), path.join(saved, name));
+            }
+            await page.setInputFiles('[data-testid="model-input"]', [path.join(saved, 'model.safetensors'), path.join(saved, 'config.json')]);
+            await page.waitForFunction(() => /config\.json/.test(window.cellvae.status().origin || ''), null, { timeout: 60_000 });
+          } finally {
+            fs.rmSync(saved, { recursive: true, force: true });
+          }
+          const loaded = await page.evaluate((cs) => cs.map((c) => window.cellvae.latentOf(c)), cells);
+          cells.forEach((c, i) => shown[i].forEach((v, j) => assert.ok(Math.abs(loaded[i][j] - v) < 1e-4, `cell ${c} z${j + 1}: map ${v}, loaded model ${loaded[i][j]}`)));
+          const again = await page.evaluate((z) => window.cellvae.decode(z), probe);
+          again.forEach((v, g) => assert.ok(Math.abs(v - decoded[g]) <= 1e-4 * Math.max(1, Math.abs(decoded[g])), `gene ${g}: ${v} vs ${decoded[g]}`));
         });
 
         await t.test('the GPU is lost mid-run: training goes on on the CPU, nothing lost', async () => {

@@ -176,11 +176,16 @@ for (const webgpu of [true, false]) {
         const first = await page.textContent('[data-testid="probe-profile"]');
         const levels = await page.$$eval('[data-testid="probe-batch"] option', (os) => os.map((o) => o.value));
         await page.selectOption('[data-testid="probe-batch"]', levels[2]);
-        assert.notEqual(await page.textContent('[data-testid="probe-profile"]'), first, 'the batch changed nothing');
+        // The engine decodes for the new batch: wait for a new profile (it must come).
+        await page.waitForFunction((f) => document.querySelector('[data-testid="probe-profile"]').textContent !== f, first, { timeout: 10_000 });
         // Library size scales the expected counts.
+        const second = await page.textContent('[data-testid="probe-profile"]');
         await page.fill('[data-testid="probe-library"]', '20000');
         await page.dispatchEvent('[data-testid="probe-library"]', 'change');
-        assert.match(await page.textContent('[data-testid="probe-profile"]'), /library 20000/);
+        await page.waitForFunction(() => /library 20000/.test(document.querySelector('[data-testid="probe-profile"]').textContent), null, { timeout: 10_000 });
+        const values = (t) => [...t.matchAll(/(\d+\.\d)/g)].map((m) => Number(m[1]));
+        const [a, b] = [values(second), values(await page.textContent('[data-testid="probe-profile"]'))];
+        assert.ok(b.reduce((x, y) => x + y, 0) > a.reduce((x, y) => x + y, 0), 'a larger library did not raise the expected counts');
         await page.screenshot({ path: screenshotPath(`settings-${mode}.png`), fullPage: true });
       });
 

@@ -98,14 +98,18 @@ for (const webgpu of [true, false]) {
       });
 
       await t.test('lr and beta apply live and bad values are refused', async () => {
+        // The engine answers asynchronously: wait for its answer, then check it.
         await page.fill('[data-testid="lr"]', '-1');
         await page.dispatchEvent('[data-testid="lr"]', 'change');
-        assert.match(await page.getAttribute('[data-testid="lr"]', 'class'), /invalid/);
+        await page.waitForSelector('[data-testid="lr"].invalid');
+        assert.match(await page.getAttribute('[data-testid="lr"]', 'title'), /learning rate/);
         await page.fill('[data-testid="lr"]', '0.002');
         await page.dispatchEvent('[data-testid="lr"]', 'change');
+        await page.waitForFunction(() => Math.abs(window.cellvae.status().settings.lr - 0.002) < 1e-9);
         assert.doesNotMatch((await page.getAttribute('[data-testid="lr"]', 'class')) || '', /invalid/);
         await page.fill('[data-testid="beta"]', '0.5');
         await page.dispatchEvent('[data-testid="beta"]', 'change');
+        await page.waitForFunction(() => Math.abs(window.cellvae.status().settings.beta - 0.5) < 1e-9);
         assert.doesNotMatch((await page.getAttribute('[data-testid="beta"]', 'class')) || '', /invalid/);
         // The session took the values, and a step with them trains.
         const s0 = await status(page);

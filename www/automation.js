@@ -1,0 +1,106 @@
+// @ts-check
+// cellvae page: `window.cellvae`, the hooks for automation (the browser tests) and the
+// console; the only place they live. status() and the map's readings are synchronous
+// (from the page's state); decode and the fault injection ask the engine (promises).
+import { S, TRAV_STEPS, genes } from './state.js';
+import { $ } from './dom.js';
+import { toPixel } from './map.js';
+import { timeRedraw, benchmarkMap, mapCanvas } from './map-view.js';
+
+function probeReady() {
+  const p = S.probe, prof = p.profile;
+  return !!(p.z && prof && !p.inFlight && prof.batch === S.batch && prof.library === S.library
+    && prof.z.length === p.z.length && prof.z.every((v, j) => v === /** @type {Float64Array} */ (p.z)[j]));
+}
+
+/** Everything a test or the console may want to know, as plain data. */
+function status() {
+  const info = S.info, st = S.status, P = S.P, tr = S.trav;
+  const sum = S.data ? S.data.summary : null;
+  const names = genes();
+  return {
+    backend: S.pageGpu.ok ? 'webgpu' : 'cpu',
+    adapter: S.pageGpu.adapter,
+    thread: S.thread,
+    engine_gpu: S.engineGpu.ok ? S.engineGpu.adapter : null,
+    n_cells: sum ? sum.n_cells : 0,
+    n_genes: sum ? sum.n_genes : 0,
+    epoch: st ? st.epoch : 0,
+    step: st ? st.step : 0,
+    elbo: st && st.elbo !== undefined ? st.elbo : null,
+    training: S.run === 'training' || S.stepsPending > 0,
+    run: S.run,
+    snapshots: S.snapshots,
+    step_ms: S.stepMs,
+    format: sum ? sum.format : null,
+    total_counts: sum ? sum.total_counts : null,
+    load: S.load ? { ...S.load, log: [...S.load.log] } : null,
+    n_latent: info ? S.d : 0,
+    origin: info ? info.origin : null,
+    colour_by: S.colourKey,
+    projection: P ? (P.kind === 'pca' ? 'pca' : `z${P.i + 1},z${P.j + 1}`) : null,
+    auto_view: S.autoView,
+    view: S.view ? { ...S.view } : null,
+    canvas: [mapCanvas().width, mapCanvas().height],
+    probe: S.probe.z ? Array.from(S.probe.z) : null,
+    field_gene: S.field.shown,
+    traversal_genes: tr.top.map((g) => names[g]),
+    traversal_position: tr.pos,
+    pca_axes: P && P.kind === 'pca' ? P.axes.map((a) => Array.from(a)) : null,
+    kl_bars: Number($('kl-dims-chart').dataset.bars || 0),
+    training_backend: info ? S.backend : null,
+    gpu_state: S.gpu.state,
+    gpu_error: S.gpu.error || null,
+    probe_cell: S.probe.cell,
+    pins: S.pins.map((g) => names[g]),
+    nearest_cells: S.probe.profile ? Array.from(S.probe.profile.nearest) : null,
+    // The profile shown is the one of the probe's current point (not one still coming).
+    probe_ready: probeReady(),
+    kl_per_dim: S.klDims || [],
+    traversal_path: tr.path ? Array.from({ length: TRAV_STEPS }, (_, s) => Array.from(/** @type {Float32Array} */ (tr.path).subarray(s * S.d, (s + 1) * S.d))) : null,
+    field_view: S.field.canvas && S.field.view ? { ...S.field.view } : null,
+    n_train_cells: info ? info.nTrain : 0,
+    model: info ? info.model : null,
+    settings: st ? { epochs: st.epochs, kl_warmup_epochs: st.kl_warmup_epochs, beta: st.beta, lr: st.lr } : null,
+    batch_key: info ? info.batchKey : null,
+    label_key: info ? info.labelKey : null,
+  };
+}
+
+/** Decodes a latent point with the current model: expected counts per modelled gene. @param {number[]} z @param {number} [batch] @param {number} [library] */
+async function decode(z, batch = 0, library) {
+  if (!S.client || !S.info) throw new Error('no model');
+  const r = await S.client.request('decode', { zs: Float32Array.from(z), batch, library: library ?? S.library });
+  return Array.from(r.expected);
+}
+
+/** Where cell `c` is drawn on the map, as fractions of the canvas. @param {number} c */
+function cellPosition(c) {
+  if (!S.proj || !S.view || c < 0 || c >= S.n) return null;
+  return toPixel(S.view, 1, 1, S.proj[2 * c], S.proj[2 * c + 1]);
+}
+
+/** The latent mean of cell `c` as the map shows it. @param {number} c */
+function latentOf(c) {
+  if (!S.latent || c < 0 || c >= S.n) return null;
+  return Array.from(S.latent.subarray(c * S.d, (c + 1) * S.d));
+}
+
+/** Fault injection (tests): the GPU device is lost when training step `step` begins. @param {number} step */
+async function testLoseGpuAtStep(step) {
+  if (!S.client) throw new Error('no engine');
+  await S.client.request('lose_gpu', { step });
+}
+
+export function installAutomation() {
+  /** @type {any} */ (window).cellvae = {
+    status,
+    decode,
+    cellPosition,
+    latentOf,
+    modelGenes: () => [...genes()],
+    timeRedraw: (repeats = 10) => timeRedraw(repeats),
+    benchmarkMap: (n = 10000, repeats = 10) => benchmarkMap(n, repeats),
+    testLoseGpuAtStep,
+  };
+}

@@ -1,0 +1,465 @@
+// @ts-check
+// cellvae: the training engine. Owns the wasm Dataset and Session, runs the training loop
+// and answers the page's requests (www/protocol.js). The same code runs in a dedicated
+// Web Worker (engine-worker.js: training at full speed, off the UI thread) or on the page
+// (client.js `startPageEngine`, where only the page has WebGPU: training in slices
+// between animation frames). The host says which, how long a slice may run and how to
+// yield.
+//
+// One executor handles everything in order: queued requests first, then (while the run
+// state is 'training') one training slice, then it yields so new requests get in. Run
+// state: 'empty' (no session) -> 'idle' (a session at rest) <-> 'training'. No request
+// ever overlaps another or a slice.
+import { Session, Dataset, read_files } from './pkg/cellvae.js';
+import { detectGpu } from './gpu-detect.js';
+import { readEntries } from './read.js';
+
+/** @typedef {import('./protocol.js').Requests} Requests */
+/** @typedef {import('./protocol.js').RequestType} RequestType */
+/** @typedef {import('./protocol.js').Snapshot} Snapshot */
+/** @typedef {import('./protocol.js').SessionInfo} SessionInfo */
+/** @typedef {import('./protocol.js').GpuInfo} GpuInfo */
+/** @typedef {import('./protocol.js').GpuRun} GpuRun */
+/** @typedef {import('./protocol.js').RunState} RunState */
+/** @typedef {import('./protocol.js').Pace} Pace */
+/** @typedef {import('./protocol.js').EngineMessage} EngineMessage */
+
+/**
+ * Where the engine runs.
+ * @typedef {{
+ *   thread: import('./protocol.js').Thread,
+ *   post: (m: EngineMessage, transfer?: Transferable[]) => void,
+ *   yieldNow: (ms: number) => Promise<void>,
+ *   budgetMs: number,
+ *   rollMs: number,
+ *   parser?: import('./client.js').EngineClient | null,
+ * }} EngineHost
+ */
+
+/** A request as it arrives: its type, id and payload fields. @typedef {{type: RequestType, id: number} & Record<string, any>} Incoming */
+
+/** Above this many cells, the latent means are refreshed a slice per snapshot (round robin). */
+const ROLLING_ABOVE = 3000;
+/** At most one snapshot per this many milliseconds while training (20 a second). */
+const SNAPSHOT_MS = 50;
+const FRAME_MS = 1000 / 60;
+
+/** @param {unknown} e */
+function message(e) {
+  return String(e && typeof e === 'object' && 'message' in e ? e.message : e);
+}
+
+/** The ArrayBuffers of the typed arrays among a result's fields (transferred, not copied). @param {any} result */
+function transferables(result) {
+  /** @type {Transferable[]} */
+  const out = [];
+  if (result && typeof result === 'object') {
+    for (const v of Object.values(result)) if (ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer) out.push(v.buffer);
+  }
+  return out;
+}
+
+export class Engine {
+  /** @param {EngineHost} host */
+  constructor(host) {
+    this.host = host;
+    /** @type {Dataset | null} */
+    this.dataset = null;
+    /** @type {Session | null} */
+    this.session = null;
+    /** Counts sessions; snapshots and results name theirs, so the page drops stale ones. */
+    this.sessionId = 0;
+    /** @type {RunState} */
+    this.run = 'empty';
+    /** Whether the executor is working (else asleep until a request or play). */
+    this.working = false;
+    /** @type {Incoming[]} */
+    this.queue = [];
+    /** @type {GpuInfo} */
+    this.gpuInfo = { offered: false, ok: false, adapter: null, software: false, error: null };
+    /** @type {GpuRun} */
+    this.gpu = { state: null, adapter: null, error: null };
+    /** @type {Promise<void> | null} */
+    this.gpuStart = null;
+    /** @type {Pace} */
+    this.pace = 'auto';
+    /** Milliseconds per training step (running mean). */
+    this.stepMs = 0;
+    /** @type {Float32Array | null} the latent means the page shows (rolling refresh for many cells) */
+    this.latent = null;
+    this.rollNext = 0;
+    this.rollCount = 1000;
+    this.lastSnapshot = 0;
+    this.historyEpoch = -1;
+    /** @type {string | null} */
+    this.stopped = null;
+    this.handlers = handlers;
+  }
+
+  /** A message from the page. @param {Incoming} msg */
+  receive(msg) {
+    this.queue.push(msg);
+    this.pump();
+  }
+
+  async pump() {
+    if (this.working) return;
+    this.working = true;
+    try {
+      for (;;) {
+        const req = this.queue.shift();
+        if (req) {
+          await this.answer(req);
+          continue;
+        }
+        if (this.run !== 'training') break;
+        const t0 = performance.now();
+        await this.slice();
+        // Paced ("k steps per frame"): wait out the rest of the frame's time.
+        const wait = this.pace === 'auto' ? 0 : Math.max(0, FRAME_MS - (performance.now() - t0));
+        await this.host.yieldNow(wait);
+      }
+    } finally {
+      this.working = false;
+    }
+  }
+
+  /** @param {Incoming} req */
+  async answer(req) {
+    const { id, type } = req;
+    try {
+      const handler = /** @type {Record<string, (this: Engine, r: Incoming) => Promise<any>>} */ (this.handlers)[type];
+      if (!handler) throw new Error(`unknown request: ${type}`);
+      const result = await handler.call(this, req);
+      this.host.post({ type: 'response', id, ok: true, result }, transferables(result));
+    } catch (e) {
+      this.host.post({ type: 'response', id, ok: false, error: message(e) });
+    }
+  }
+
+  /** @returns {Session} */
+  need() {
+    if (!this.session) throw new Error('no model: load data first');
+    return this.session;
+  }
+
+  dropSession() {
+    if (this.session) this.session.free();
+    this.session = null;
+    this.run = 'empty';
+    this.gpu = { state: null, adapter: null, error: null };
+    this.gpuStart = null;
+    this.latent = null;
+    this.stopped = null;
+  }
+
+  /** @param {string} device 'auto' | 'gpu' | 'cpu' */
+  wantGpu(device) {
+    if (!this.gpuInfo.ok || device === 'cpu') return false;
+    return device === 'gpu' || !this.gpuInfo.software;
+  }
+
+  /** Moves the session's training to the GPU (it stays on the CPU if that fails). @param {Session} s */
+  startGpu(s) {
+    /** @type {GpuRun} */
+    const g = { state: 'starting', adapter: null, error: null };
+    this.gpu = g;
+    let p;
+    try {
+      p = s.start_gpu();
+    } catch (e) {
+      g.state = 'failed';
+      g.error = message(e);
+      return;
+    }
+    this.gpuStart = p.then(
+      (adapter) => { if (this.gpu === g) { g.state = 'on'; g.adapter = String(adapter); this.postSnapshot('none'); } },
+      (e) => { if (this.gpu === g) { g.state = 'failed'; g.error = message(e); this.postSnapshot('none'); } },
+    );
+  }
+
+  /** Makes `s` the session. @param {Session} s @param {string} device @returns {{info: SessionInfo, snapshot: Snapshot}} */
+  adopt(s, device) {
+    this.dropSession();
+    this.session = s;
+    this.sessionId += 1;
+    this.run = 'idle';
+    this.stepMs = 0;
+    this.historyEpoch = -1;
+    if (this.wantGpu(device)) this.startGpu(s);
+    const mask = s.trained_mask();
+    /** @type {SessionInfo} */
+    const info = {
+      session: this.sessionId,
+      nLatent: s.n_latent,
+      nCells: s.n_cells,
+      nGenes: s.n_genes,
+      genes: s.gene_names(),
+      cellIds: s.cell_ids(),
+      libraries: s.library_sizes(),
+      meta: s.obs_columns().map((name) => ({ name, ...s.labels(name) })),
+      model: s.model_config(),
+      nTrain: mask.reduce((a, b) => a + b, 0),
+      batchLevels: s.batch_levels(),
+      medianLibrary: s.median_library(),
+      report: s.preprocess_report(),
+      origin: s.origin,
+      batchKey: s.batch_key ?? null,
+      labelKey: s.label_key ?? null,
+    };
+    return { info, snapshot: this.snapshot('full') };
+  }
+
+  /** @param {number} ms @param {number} k */
+  noteStepTime(ms, k) {
+    if (k < 1) return;
+    const per = ms / k;
+    this.stepMs = this.stepMs ? 0.8 * this.stepMs + 0.2 * per : per;
+  }
+
+  /** Runs `k` steps on the GPU run (0: read the latest parameters back). @param {Session} s @param {number} k */
+  async gpuSteps(s, k) {
+    const t0 = performance.now();
+    await s.gpu_step(k);
+    this.noteStepTime(performance.now() - t0, k);
+    const why = s.take_gpu_fallback();
+    if (why) {
+      this.gpu.state = 'failed';
+      this.gpu.error = `${why}; training continues on the CPU from the last state read back`;
+    }
+  }
+
+  /** `k` steps, on the GPU when it trains, else on the CPU. @param {Session} s @param {number} k */
+  async steps(s, k) {
+    if (this.gpu.state === 'starting') await this.gpuStart;
+    if (this.session !== s) return;
+    if (this.gpu.state === 'on') await this.gpuSteps(s, k);
+    else {
+      const t0 = performance.now();
+      s.step(k);
+      this.noteStepTime(performance.now() - t0, k);
+    }
+  }
+
+  /** One slice of training: steps for about the host's budget (or the pace's k steps). */
+  async slice() {
+    const s = this.session;
+    if (!s) { this.run = 'empty'; return; }
+    const t0 = performance.now();
+    const budget = this.host.budgetMs;
+    const most = this.pace === 'auto' ? Infinity : this.pace;
+    try {
+      if (this.gpu.state === 'starting') await this.gpuStart;
+      if (this.session !== s || this.run !== 'training') return;
+      if (this.gpu.state === 'on') {
+        const k = Math.max(1, Math.min(32, most, Math.floor(budget / (this.stepMs || budget))));
+        await this.gpuSteps(s, k);
+      } else {
+        let done = 0;
+        do {
+          const t = performance.now();
+          s.step(1);
+          this.noteStepTime(performance.now() - t, 1);
+          done++;
+        } while (done < most && performance.now() - t0 + this.stepMs < budget);
+      }
+      if (this.session !== s) return;
+      if (s.status().finished) this.run = 'idle';
+      const now = performance.now();
+      if (this.run !== 'training') this.postSnapshot('full');
+      else if (now - this.lastSnapshot >= SNAPSHOT_MS) this.postSnapshot('rolling');
+    } catch (e) {
+      if (this.session !== s) return;
+      this.run = 'idle';
+      this.stopped = `Training stopped: ${message(e)}`;
+      this.postSnapshot('none');
+    }
+  }
+
+  /**
+   * The latent means to show: every cell ('full', or few cells), or the next slice of
+   * them (many cells while training; the rest keep their last values).
+   * @param {Session} s @param {'full' | 'rolling'} mode @returns {Float32Array}
+   */
+  refreshLatent(s, mode) {
+    const n = s.n_cells, d = s.n_latent;
+    if (mode === 'full' || n <= ROLLING_ABOVE || !this.latent || this.latent.length !== n * d) {
+      this.latent = s.latent();
+      this.rollNext = 0;
+    } else {
+      const count = Math.max(200, Math.min(n, Math.round(this.rollCount)));
+      const t0 = performance.now();
+      const part = s.latent_range(this.rollNext, count);
+      const ms = performance.now() - t0;
+      this.latent.set(part, this.rollNext * d);
+      const got = part.length / d;
+      this.rollNext = this.rollNext + got >= n ? 0 : this.rollNext + got;
+      if (ms > 0) this.rollCount = Math.max(200, Math.min(n, (got * this.host.rollMs) / ms));
+    }
+    return this.latent.slice();
+  }
+
+  /** @param {'full' | 'rolling' | 'none'} latent @returns {Snapshot} */
+  snapshot(latent) {
+    const s = this.session;
+    /** @type {Snapshot} */
+    const snap = {
+      type: 'snapshot', session: this.sessionId, run: this.run, status: s ? s.status() : null,
+      backend: s ? s.backend : null, gpu: { ...this.gpu }, stopped: this.stopped, stepMs: this.stepMs,
+    };
+    if (s && latent !== 'none') {
+      snap.latent = this.refreshLatent(s, latent);
+      snap.klPerDim = Array.from(s.kl_per_dim());
+    }
+    const st = snap.status;
+    if (s && st && (st.epoch !== this.historyEpoch || latent === 'full')) {
+      snap.history = s.history();
+      this.historyEpoch = st.epoch;
+    }
+    this.lastSnapshot = performance.now();
+    return snap;
+  }
+
+  /** @param {'full' | 'rolling' | 'none'} latent */
+  postSnapshot(latent) {
+    const snap = this.snapshot(latent);
+    this.host.post(snap, snap.latent ? [snap.latent.buffer] : []);
+  }
+
+  /** Reads and parses files (here, or in the parser worker when on the page). @param {Incoming} req */
+  async readDataset(req) {
+    /** @param {Omit<import('./protocol.js').Progress, 'type' | 'id'>} p */
+    const progress = (p) => this.host.post({ type: 'progress', id: req.id, ...p });
+    const t0 = performance.now();
+    if (this.host.parser) {
+      const r = await this.host.parser.request('parse', { files: req.files, obs: req.obs }, { onProgress: progress });
+      const t1 = performance.now();
+      return { dataset: Dataset.from_bytes(r.bytes), read_ms: r.read_ms, parse_ms: r.parse_ms + (performance.now() - t1), in_worker: true };
+    }
+    const entries = await readEntries(req.files, req.obs, progress);
+    progress({ phase: 'parsing' });
+    const t1 = performance.now();
+    const dataset = read_files(entries.files, entries.obs);
+    return { dataset, read_ms: t1 - t0, parse_ms: performance.now() - t1, in_worker: this.host.thread === 'worker' };
+  }
+}
+
+/** @type {{[K in RequestType]: (this: Engine, req: Incoming) => Promise<Requests[K]['result']>}} */
+const handlers = {
+  async hello() {
+    this.gpuInfo = await detectGpu();
+    return { thread: this.host.thread, gpu: this.gpuInfo };
+  },
+
+  async load(req) {
+    const r = await this.readDataset(req);
+    const summary = r.dataset.summary();
+    const geneNames = r.dataset.gene_names();
+    // New data, new model: the old session goes (a failed read above keeps both).
+    this.dropSession();
+    if (this.dataset) this.dataset.free();
+    this.dataset = r.dataset;
+    return { summary, geneNames, read_ms: r.read_ms, parse_ms: r.parse_ms, in_worker: r.in_worker };
+  },
+
+  async parse(req) {
+    const progress = (/** @type {any} */ p) => this.host.post({ type: 'progress', id: req.id, ...p });
+    const t0 = performance.now();
+    const entries = await readEntries(req.files, req.obs, progress);
+    progress({ phase: 'parsing' });
+    const t1 = performance.now();
+    const dataset = read_files(entries.files, entries.obs);
+    const bytes = dataset.to_bytes();
+    dataset.free();
+    return { bytes, read_ms: t1 - t0, parse_ms: performance.now() - t1 };
+  },
+
+  async reset(req) {
+    if (!this.dataset) throw new Error('load data first');
+    if (!req.keep) this.dropSession();
+    // On failure the current session (when kept) stays as it was.
+    const s = new Session(this.dataset, req.options);
+    return this.adopt(s, req.device);
+  },
+
+  async import(req) {
+    if (!this.dataset) throw new Error('load the data first: the model is shown on the cells loaded in step 1');
+    const s = Session.from_model(this.dataset, req.safetensors, req.config, req.options);
+    return this.adopt(s, req.device);
+  },
+
+  async play() {
+    const s = this.need();
+    if (s.status().finished) return {};
+    this.run = 'training';
+    this.stopped = null;
+    this.postSnapshot('none');
+    return {};
+  },
+
+  async pause() {
+    const s = this.session;
+    if (!s || this.run !== 'training') return {};
+    this.run = 'idle';
+    // A GPU run reads its parameters back a few times a second: fetch the latest.
+    if (this.gpu.state === 'on') await this.gpuSteps(s, 0);
+    this.postSnapshot('full');
+    return {};
+  },
+
+  async step(req) {
+    const s = this.need();
+    if (this.run === 'training') throw new Error('training is running: pause it first');
+    await this.steps(s, Math.max(1, Math.floor(req.n)));
+    if (this.session === s) this.postSnapshot('full');
+    return {};
+  },
+
+  async set(req) {
+    const s = this.need();
+    if (req.lr !== undefined) s.set_lr(req.lr);
+    if (req.beta !== undefined) s.set_beta(req.beta);
+    return { status: s.status() };
+  },
+
+  async pace(req) {
+    const p = req.pace;
+    this.pace = p === 'auto' || !(Number(p) >= 1) ? 'auto' : Math.min(50, Math.floor(Number(p)));
+    return {};
+  },
+
+  async probe(req) {
+    const s = this.need();
+    const z = Float32Array.from(req.z);
+    const expected = s.decode(z, req.batch, req.library);
+    const near = s.nearest_profile(z, req.k, req.library);
+    return { expected, mean: Float32Array.from(near.mean), cells: near.cells };
+  },
+
+  async decode(req) {
+    return { expected: this.need().decode(req.zs, req.batch, req.library) };
+  },
+
+  async decode_genes(req) {
+    return { values: this.need().decode_genes(req.zs, req.batch, req.library, Uint32Array.from(req.genes)) };
+  },
+
+  async expression(req) {
+    if (!this.dataset) throw new Error('no data loaded');
+    return { values: this.dataset.expression(req.gene) };
+  },
+
+  async latent() {
+    return { latent: this.need().latent() };
+  },
+
+  async export_model() {
+    const s = this.need();
+    return { safetensors: s.model_safetensors(), config: s.model_config_json() };
+  },
+
+  async lose_gpu(req) {
+    this.need().test_lose_gpu_at_step(req.step);
+    return {};
+  },
+};

@@ -1,0 +1,231 @@
+// @ts-check
+// cellvae page: the latent map view. `updateProjection` computes the cells' positions in
+// the shown plane (and fits the view) when the latent means or the axes change; the render
+// functions (drawMap, renderLegend, renderPlaneNote) only draw from the state. The canvas
+// may have any size and aspect ratio (www/layout.js sizes it and dispatches
+// `cellvae:layout`): every draw reads canvas.width and canvas.height.
+import { SCALES, MISSING, drawColourBar, fmtNumber, ctx2d } from './plot.js';
+import { axisProjection, pcaProjection, projectAll, projectPoint, fitView, toPixel, drawPoints } from './map.js';
+import { S, TRAV_STEPS } from './state.js';
+import { $, canvas as canvasEl, select, el, option } from './dom.js';
+
+export const mapCanvas = () => canvasEl('latent-map');
+
+/** The cells' positions in the shown plane from the latent means (and the view, while it follows the data). */
+export function updateProjection() {
+  if (!S.latent) return;
+  const sel = select('axes').value;
+  if (S.d > 2 && sel === 'pca') {
+    S.P = pcaProjection(S.latent, S.n, S.d, S.prevPca);
+    S.prevPca = S.P.axes;
+  } else {
+    const [i, j] = (sel && sel !== 'pca' ? sel : '0,1').split(',').map(Number);
+    S.P = axisProjection(S.latent, S.n, S.d, i, Math.min(j, S.d));
+  }
+  S.proj = projectAll(S.latent, S.n, S.d, S.P, S.proj);
+  if (S.autoView || !S.view) fitToCanvas();
+}
+
+/** Fits the view to the cells at equal x/y scale on the canvas as it is now. */
+export function fitToCanvas() {
+  if (!S.proj) return;
+  const c = mapCanvas();
+  S.view = fitView(S.proj, S.n, c.width, c.height);
+}
+
+/** @param {number} k */
+export function axisName(k) {
+  const P = S.P;
+  if (!P) return '';
+  if (P.kind === 'pca') return `PC ${k + 1}`;
+  return `z${(k === 0 ? P.i : P.j) + 1}`;
+}
+
+export function drawMap() {
+  const canvas = mapCanvas();
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  if (!ctx) return;
+  const W = canvas.width, H = canvas.height;
+  ctx.fillStyle = '#ffffff';
+  ctx.fillRect(0, 0, W, H);
+  const v = S.view;
+  if (!S.latent || !S.proj || !v || !S.P) {
+    ctx.fillStyle = '#667085';
+    ctx.font = '14px system-ui, sans-serif';
+    ctx.textAlign = 'center';
+    ctx.fillText(S.info ? 'Press Train to start.' : 'Load data to train.', W / 2, H / 2);
+    return;
+  }
+  const f = S.field;
+  if (f.canvas && f.view) {
+    const [x0, y0] = toPixel(v, W, H, f.view.x0, f.view.y1);
+    const [x1, y1] = toPixel(v, W, H, f.view.x1, f.view.y0);
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(f.canvas, x0, y0, x1 - x0, y1 - y0);
+  }
+  // Axes through zero, when in range.
+  ctx.strokeStyle = '#e4e7ec';
+  ctx.lineWidth = 1;
+  const [ox, oy] = toPixel(v, W, H, 0, 0);
+  ctx.beginPath();
+  if (ox > 0 && ox < W) { ctx.moveTo(ox, 0); ctx.lineTo(ox, H); }
+  if (oy > 0 && oy < H) { ctx.moveTo(0, oy); ctx.lineTo(W, oy); }
+  ctx.stroke();
+  if (S.colours && S.colours.index.length === S.n) drawPoints(ctx, S.proj, S.n, v, W, H, S.colours);
+  ctx.fillStyle = '#667085';
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.textAlign = 'right';
+  ctx.fillText(axisName(0), W - 6, H - 6);
+  ctx.textAlign = 'left';
+  ctx.fillText(axisName(1), 6, 14);
+  drawTraversalPath(ctx, W, H);
+  if (S.probe.z) {
+    const [px, py] = projectPoint(S.probe.z, S.P);
+    const [x, y] = toPixel(v, W, H, px, py);
+    ctx.strokeStyle = '#1d2330';
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    ctx.arc(x, y, 7, 0, 2 * Math.PI);
+    ctx.moveTo(x - 12, y); ctx.lineTo(x - 4, y);
+    ctx.moveTo(x + 4, y); ctx.lineTo(x + 12, y);
+    ctx.moveTo(x, y - 12); ctx.lineTo(x, y - 4);
+    ctx.moveTo(x, y + 4); ctx.lineTo(x, y + 12);
+    ctx.stroke();
+  }
+}
+
+/** @param {CanvasRenderingContext2D} ctx @param {number} W @param {number} H */
+function drawTraversalPath(ctx, W, H) {
+  const path = S.trav.path;
+  if (!path || !S.trav.shown || !S.P || !S.view) return;
+  const d = S.d;
+  const a = projectPoint(path.subarray(0, d), S.P);
+  const b = projectPoint(path.subarray((TRAV_STEPS - 1) * d, TRAV_STEPS * d), S.P);
+  const [x0, y0] = toPixel(S.view, W, H, a[0], a[1]);
+  const [x1, y1] = toPixel(S.view, W, H, b[0], b[1]);
+  ctx.strokeStyle = 'rgba(217, 45, 32, 0.75)';
+  ctx.lineWidth = 2;
+  ctx.setLineDash([6, 4]);
+  ctx.beginPath();
+  ctx.moveTo(x0, y0);
+  ctx.lineTo(x1, y1);
+  ctx.stroke();
+  ctx.setLineDash([]);
+  ctx.fillStyle = '#d92d20';
+  ctx.font = 'bold 12px system-ui, sans-serif';
+  ctx.textAlign = 'center';
+  const clampX = (/** @type {number} */ x) => Math.max(18, Math.min(W - 18, x));
+  const clampY = (/** @type {number} */ y) => Math.max(14, Math.min(H - 4, y));
+  ctx.fillText('start', clampX(x0), clampY(y0 - 8));
+  ctx.fillText('end', clampX(x1), clampY(y1 - 8));
+}
+
+/** The legend of the colouring, and of the decoder field when shown. */
+export function renderLegend() {
+  const root = $('legend');
+  root.replaceChildren();
+  const lg = S.colours && S.colours.legend;
+  if (lg) {
+    root.append(el('p', lg.title, { class: 'legend-title' }));
+    if (lg.kind === 'categorical') {
+      const ul = el('ul');
+      /** @param {string} name @param {string} colour @param {number} n */
+      const add = (name, colour, n) => {
+        const li = el('li');
+        const sw = el('span', null, { class: 'swatch' });
+        sw.style.background = colour;
+        li.append(sw, el('span', `${name} (${n})`));
+        ul.append(li);
+      };
+      const shown = Math.min(lg.levels.length, 40);
+      for (let i = 0; i < shown; i++) if (lg.counts[i]) add(lg.levels[i], lg.table[i], lg.counts[i]);
+      if (lg.levels.length > shown) ul.append(el('li', `… and ${lg.levels.length - shown} more`));
+      if (lg.counts[lg.levels.length]) add('(no value)', MISSING, lg.counts[lg.levels.length]);
+      root.append(ul);
+    } else if (lg.kind === 'continuous') {
+      root.append(colourBar(lg.lo, lg.hi, lg.scale, 'colour-bar'));
+    }
+  }
+  const f = S.field;
+  if (f.canvas && f.shown) {
+    root.append(el('p', `background: decoded ${f.shown} (expected counts, log scale)`, { class: 'legend-title' }),
+      colourBar(f.lo, f.hi, SCALES.field, 'field-bar'));
+  }
+}
+
+/** @param {number} lo @param {number} hi @param {number[][]} scale @param {string} testid */
+function colourBar(lo, hi, scale, testid) {
+  const bar = el('div', null, { class: 'colour-bar' });
+  bar.dataset.testid = testid;
+  const c = el('canvas');
+  c.width = 160;
+  c.height = 12;
+  drawColourBar(c, scale);
+  bar.append(el('span', fmtNumber(lo)), c, el('span', fmtNumber(hi)));
+  return bar;
+}
+
+/** What the map shows when the latent space has more than 2 dimensions. */
+export function renderPlaneNote() {
+  const note = $('plane-note');
+  if (!S.info || S.d <= 2) {
+    note.textContent = '';
+    return;
+  }
+  let what;
+  const P = S.P;
+  if (P && P.kind === 'pca') {
+    const [a, b] = P.explained.map((x) => `${(100 * x).toFixed(0)}%`);
+    what = `${S.d}-D latent space shown by its first two principal components (${a} and ${b} of the variance).`;
+  } else {
+    what = `${S.d}-D latent space shown on axes ${axisName(0)} and ${axisName(1)}.`;
+  }
+  const probe = S.probe.cell >= 0
+    ? ` The probe moves in the shown plane through the latent point of the nearest cell (${S.info.cellIds[S.probe.cell] ?? S.probe.cell}); its other coordinates stay fixed.`
+    : ' The probe moves in the shown plane through the latent point of the cell nearest to where you click.';
+  note.textContent = what + probe;
+}
+
+/** The axis choices for the session's dimensions (PCA first for more than 2). */
+export function fillAxes() {
+  const sel = select('axes');
+  const prev = sel.value;
+  sel.replaceChildren();
+  if (S.d > 2) sel.append(option('pca', 'PCA of the latent means'));
+  for (let i = 0; i < S.d; i++) {
+    for (let j = i + 1; j < S.d; j++) sel.append(option(`${i},${j}`, `z${i + 1} vs z${j + 1}`));
+  }
+  if (S.d < 2) sel.append(option('0,1', 'z1'));
+  // Keep the choice while the dimensions stay; PCA first for a new space.
+  if (S.d === S.axesFor && [...sel.options].some((o) => o.value === prev)) sel.value = prev;
+  S.axesFor = S.d;
+  $('axes-label').hidden = S.d <= 2;
+}
+
+/** Milliseconds per redraw of the current map (mean of `repeats`; automation). @param {number} repeats */
+export function timeRedraw(repeats) {
+  const t0 = performance.now();
+  for (let r = 0; r < repeats; r++) drawMap();
+  return (performance.now() - t0) / repeats;
+}
+
+/** Milliseconds to draw `n` random cells on a canvas of the map's size (a performance check). @param {number} n @param {number} repeats */
+export function benchmarkMap(n, repeats) {
+  const proj = new Float32Array(2 * n);
+  for (let i = 0; i < 2 * n; i++) proj[i] = Math.random() * 4 - 2;
+  const colours = { table: ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'], index: Uint16Array.from({ length: n }, (_, i) => i % 10), order: null };
+  const map = mapCanvas();
+  const c = el('canvas');
+  c.width = map.width;
+  c.height = map.height;
+  const ctx = c.getContext('2d', { willReadFrequently: true }) || ctx2d(c);
+  const v = { x0: -2, x1: 2, y0: -2, y1: 2 };
+  const t0 = performance.now();
+  for (let r = 0; r < repeats; r++) {
+    ctx.fillStyle = '#fff';
+    ctx.fillRect(0, 0, c.width, c.height);
+    drawPoints(ctx, proj, n, v, c.width, c.height, colours);
+  }
+  return (performance.now() - t0) / repeats;
+}
+

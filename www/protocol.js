@@ -1,0 +1,95 @@
+// @ts-check
+// cellvae page: the types of the messages between the page and the training engine
+// (www/engine.js, in a Web Worker or on the page). Types only: this module exports nothing
+// at run time. Every request carries an `id` and gets exactly one `response` with that id
+// (ok + result, or an error message); `progress` messages carry the id of the `load` or
+// `parse` request they belong to; `snapshot` messages come unasked, at most ~20 a second
+// while training and after every request that changes the model.
+
+/**
+ * Where training runs.
+ * @typedef {'worker' | 'page'} Thread
+ *
+ * The engine's run state: no session, a session at rest, or training.
+ * @typedef {'empty' | 'idle' | 'training'} RunState
+ *
+ * What a thread found about WebGPU (gpu-detect.js).
+ * @typedef {{offered: boolean, ok: boolean, adapter: string | null, software: boolean, error: string | null}} GpuInfo
+ *
+ * The GPU run of the current session: not started, starting (compiling), on, or failed
+ * (training is on the CPU then; `error` says why).
+ * @typedef {{state: null | 'starting' | 'on' | 'failed', adapter: string | null, error: string | null}} GpuRun
+ *
+ * `Session.status()` of the wasm core.
+ * @typedef {{epoch: number, step: number, elbo: number | null, reconstruction: number | null, kl: number | null,
+ *   kl_weight: number | null, finished: boolean, lr: number, epochs: number, beta: number, kl_warmup_epochs: number}} TrainStatus
+ *
+ * One finished epoch (`Session.history()`).
+ * @typedef {{epoch: number, elbo: number, reconstruction: number, kl: number, kl_weight: number, seconds: number}} EpochRow
+ *
+ * @typedef {{name: string, kind: string, n_levels: number}} ObsColumnSummary
+ * `Dataset.summary()`: the matrix as read.
+ * @typedef {{format: string, source: string, n_cells: number, n_genes: number, nnz: number, total_counts: number,
+ *   min_value: number, max_value: number, integer_counts: boolean, empty_cells: number, empty_genes: number,
+ *   obs_columns: ObsColumnSummary[], notes: string[]}} Summary
+ *
+ * A file to read: a File (read in chunks, with progress) or bytes already in memory.
+ * @typedef {{name: string, file?: File, bytes?: Uint8Array}} FileEntry
+ *
+ * A metadata column: a code per cell (null: no value) into `levels`.
+ * @typedef {{name: string, codes: (number | null)[], levels: string[]}} MetaColumn
+ *
+ * config.json's `model`.
+ * @typedef {{n_genes: number, n_batches: number, n_hidden: number, n_latent: number, n_layers: number,
+ *   likelihood: string, dispersion: string}} ModelConfig
+ *
+ * The fixed facts of a session, sent once when it is made (reset, import).
+ * @typedef {{session: number, nLatent: number, nCells: number, nGenes: number, genes: string[], cellIds: string[],
+ *   libraries: Float32Array, meta: MetaColumn[], model: ModelConfig, nTrain: number, batchLevels: string[],
+ *   medianLibrary: number, report: string[], origin: string, batchKey: string | null, labelKey: string | null}} SessionInfo
+ *
+ * The engine's state as the page shows it. `latent` (latent means of every cell, row-major
+ * n x d, transferred) and `klPerDim` come when the map changed, `history` when an epoch ended.
+ * `stopped`: why training stopped on an error (shown on the page), else null.
+ * @typedef {{type: 'snapshot', session: number, run: RunState, status: TrainStatus | null, backend: string | null,
+ *   gpu: GpuRun, stopped: string | null, stepMs: number, latent?: Float32Array, klPerDim?: number[],
+ *   history?: EpochRow[]}} Snapshot
+ *
+ * @typedef {{type: 'progress', id: number, phase: 'reading' | 'parsing', file?: string, loaded?: number, total?: number}} Progress
+ *
+ * @typedef {{type: 'response', id: number, ok: true, result: any} | {type: 'response', id: number, ok: false, error: string}} Response
+ *
+ * Anything the engine sends.
+ * @typedef {Snapshot | Progress | Response} EngineMessage
+ *
+ * Session options as `Session::new` takes them (see src/web.rs `SessionOptions`).
+ * @typedef {{[key: string]: number | string | boolean | undefined}} SessionOptions
+ *
+ * 'auto' or a number of CPU steps per 1/60 s.
+ * @typedef {'auto' | number} Pace
+ *
+ * Every request: its payload and its result.
+ * @typedef {{
+ *   hello: {payload: {}, result: {thread: Thread, gpu: GpuInfo}},
+ *   load: {payload: {files: FileEntry[], obs: FileEntry | null}, result: {summary: Summary, geneNames: string[], read_ms: number, parse_ms: number, in_worker: boolean}},
+ *   parse: {payload: {files: FileEntry[], obs: FileEntry | null}, result: {bytes: Uint8Array, read_ms: number, parse_ms: number}},
+ *   reset: {payload: {options: SessionOptions, device: string, keep: boolean}, result: {info: SessionInfo, snapshot: Snapshot}},
+ *   import: {payload: {safetensors: Uint8Array, config: string, options: SessionOptions, device: string}, result: {info: SessionInfo, snapshot: Snapshot}},
+ *   play: {payload: {}, result: {}},
+ *   pause: {payload: {}, result: {}},
+ *   step: {payload: {n: number}, result: {}},
+ *   set: {payload: {lr?: number, beta?: number}, result: {status: TrainStatus}},
+ *   pace: {payload: {pace: Pace}, result: {}},
+ *   probe: {payload: {z: number[], batch: number, library: number, k: number}, result: {expected: Float32Array, mean: Float32Array, cells: number[]}},
+ *   decode: {payload: {zs: Float32Array, batch: number, library: number}, result: {expected: Float32Array}},
+ *   decode_genes: {payload: {zs: Float32Array, batch: number, library: number, genes: number[]}, result: {values: Float32Array}},
+ *   expression: {payload: {gene: string}, result: {values: Float32Array}},
+ *   latent: {payload: {}, result: {latent: Float32Array}},
+ *   export_model: {payload: {}, result: {safetensors: Uint8Array, config: string}},
+ *   lose_gpu: {payload: {step: number}, result: {}},
+ * }} Requests
+ *
+ * @typedef {keyof Requests} RequestType
+ */
+
+export {};
