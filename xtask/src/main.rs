@@ -4,7 +4,8 @@
 //!   (`PORT`, default 8080) with the built-in demo data.
 //! - `cargo xtask test`: every check CI runs: fmt, clippy (native and wasm32), native
 //!   tests (GPU tests on the software Vulkan adapter), wasm tests in headless Chromium
-//!   with WebGPU, and Playwright tests of the served page with WebGPU on and off.
+//!   with WebGPU, the page's type check (`tsc --noEmit` over www/, JSDoc types) and
+//!   Playwright tests of the served page with WebGPU on and off.
 //!
 //! Both install what is missing on a fresh Debian machine (the wasm32 target,
 //! wasm-bindgen-cli at the Cargo.lock version, Debian's mesa-vulkan-drivers, chromium
@@ -25,7 +26,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask serve | test [--skip-browser]\n\
                  \n  serve       build the web app and serve it on 127.0.0.1:$PORT (default 8080)\
-                 \n  test        run every check (fmt, clippy, native, wasm and browser tests)\
+                 \n  test        run every check (fmt, clippy, native, wasm, type check and browser tests)\
                  \n  build-web   build the wasm core and bindings into www/pkg"
             );
             return ExitCode::from(2);
@@ -112,9 +113,15 @@ fn test(args: &[String]) -> Result<(), String> {
                 &wasm_refs,
             )
         })?;
+        step("web build (www/pkg)", &mut || {
+            setup::build_web(false).map(|_| ())
+        })?;
+        step("type check of www/ (tsc --noEmit)", &mut setup::typecheck)?;
         step("browser tests (Playwright)", &mut serve::run_browser_tests)?;
     } else {
-        eprintln!("\nxtask test: --skip-browser given: wasm and browser tests NOT run");
+        eprintln!(
+            "\nxtask test: --skip-browser given: wasm tests, the www/ type check and browser tests NOT run"
+        );
     }
     eprintln!(
         "\n=== xtask test: all steps passed in {:.0} s ===",

@@ -126,10 +126,12 @@ fn respond(
     out.flush()
 }
 
-/// Builds the page, serves it on a free loopback port and runs the Playwright tests
-/// (`node --test tests/e2e/`) against it, with WebGPU on and off.
+/// Serves the page (built by `build_web` before) on a free loopback port and runs the
+/// Playwright tests (`node --test tests/e2e/`) against it, with WebGPU on and off.
 pub fn run_browser_tests() -> Result<(), String> {
-    build_web(false)?;
+    if !repo_root().join("www/pkg/cellvae_bg.wasm").exists() {
+        build_web(false)?;
+    }
     let listener =
         TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("cannot listen: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();

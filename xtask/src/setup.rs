@@ -139,15 +139,39 @@ fn ensure_debian_packages(browser: bool) -> Result<(), String> {
     run("apt-get", &args, &env, &repo_root())
 }
 
+/// The npm tools in `tests/e2e` (pinned in its package-lock.json): playwright-core (drives
+/// Debian's Chromium) and typescript (type checks the page's modules).
 fn ensure_npm_tools() -> Result<(), String> {
     let e2e = repo_root().join("tests/e2e");
-    if e2e
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
+    let have = |pkg: &str| {
+        e2e.join("node_modules")
+            .join(pkg)
+            .join("package.json")
+            .exists()
+    };
+    if have("playwright-core") && have("typescript") {
         return Ok(());
     }
     run("npm", &["ci", "--no-audit", "--no-fund"], &[], &e2e)
+}
+
+/// `tsc --noEmit` over the page's modules (`tsconfig.json`: every `www/*.js` with JSDoc
+/// types, against the generated `www/pkg/cellvae.d.ts`); needs `build_web` first.
+pub fn typecheck() -> Result<(), String> {
+    ensure_npm_tools()?;
+    let root = repo_root();
+    let tsc = root.join("tests/e2e/node_modules/typescript/bin/tsc");
+    run(
+        "node",
+        &[
+            &tsc.to_string_lossy(),
+            "--noEmit",
+            "-p",
+            &root.join("tsconfig.json").to_string_lossy(),
+        ],
+        &[],
+        &root,
+    )
 }
 
 /// Everything `cargo xtask test` needs; browser tools only when `browser`.
@@ -240,7 +264,8 @@ pub fn wasm_test_env() -> Result<Vec<(String, String)>, String> {
     ])
 }
 
-/// Builds the wasm core (release) and its JS bindings into `www/pkg`.
+/// Builds the wasm core (release) and its JS bindings into `www/pkg` (with the TypeScript
+/// declarations `cellvae.d.ts`, which the type check reads).
 pub fn build_web(install: bool) -> Result<PathBuf, String> {
     if install {
         ensure_wasm_tools()?;
@@ -264,7 +289,6 @@ pub fn build_web(install: bool) -> Result<PathBuf, String> {
         &[
             "--target",
             "web",
-            "--no-typescript",
             "--out-dir",
             &out.to_string_lossy(),
             &wasm.to_string_lossy(),
