@@ -79,13 +79,38 @@ for (const webgpu of [true, false]) {
       });
 
       await t.test('text from a file is shown as text, never as HTML', async () => {
-        const csv = 'cell,GENE_A,GENE_B\n<img src=x onerror="window.pwned=1">,1,2\ncell2,0,3\n';
+        // Hostile text in a file name, a cell id, a metadata column's name and a value.
+        const evilId = '<img src=x onerror=window.pwned=1>';
+        const evilColumn = '<svg onload=window.pwned=2>';
+        const evilLevel = '<script>window.pwned=3</script>';
+        const csv = `cell,GENE_A,GENE_B,GENE_C\n${evilId},1,2,5\ncell2,0,3,1\ncell3,4,1,0\ncell4,2,2,2\n`;
         const name = '<b id="injected">counts</b>.csv';
         await page.setInputFiles('[data-testid="file-input"]', { name, mimeType: 'text/csv', buffer: Buffer.from(csv) });
         await page.waitForFunction(() => window.cellvae.status().format === 'csv', null, { timeout: 30_000 });
         assert.equal(await page.$('#injected'), null, 'a file name became HTML');
         assert.match(await page.textContent('#progress'), /<b id="injected">counts<\/b>\.csv/);
+        const obs = `cell\t${evilColumn}\n${evilId}\t${evilLevel}\ncell2\tB\ncell3\tB\ncell4\tC\n`;
+        await page.setInputFiles('[data-testid="obs-input"]', { name: 'cells.tsv', mimeType: 'text/tab-separated-values', buffer: Buffer.from(obs) });
+        await page.waitForFunction((col) => window.cellvae.status().n_cells === 4 && document.querySelector('[data-testid="summary"]').textContent.includes(col), evilColumn, { timeout: 30_000 });
+        // The summary names the column, as text.
+        assert.ok((await page.textContent('[data-testid="summary"]')).includes(`${evilColumn} (3 levels)`));
+        // The legend lists the value, as text.
+        await page.selectOption('[data-testid="colour-by"]', `obs:${evilColumn}`);
+        await page.waitForFunction((lv) => document.querySelector('[data-testid="legend"]').textContent.includes(`${lv} (1)`), evilLevel);
+        // Hovering the hostile cell shows its id and its metadata, as text.
+        const [fx, fy] = await page.evaluate(() => window.cellvae.cellPosition(0));
+        const box = await page.locator('[data-testid="latent-map"]').boundingBox();
+        await page.mouse.move(box.x + fx * box.width - 20, box.y + fy * box.height - 20);
+        await page.mouse.move(box.x + fx * box.width, box.y + fy * box.height, { steps: 2 });
+        await page.waitForSelector('[data-testid="map-tooltip"]:not([hidden])');
+        assert.equal(await page.getAttribute('[data-testid="map-tooltip"]', 'data-cell'), '0');
+        const tip = (await page.textContent('[data-testid="map-tooltip"]')).split('\n');
+        assert.equal(tip[0], evilId);
+        assert.ok(tip.includes(`${evilColumn}: ${evilLevel}`), `tooltip: ${tip}`);
+        // Nothing became markup, nothing ran.
+        assert.equal(await page.$('main img, main script, main svg, header img, header svg'), null, 'text became HTML');
         assert.equal(await page.evaluate(() => window.pwned), undefined);
+        await page.locator('section.train').screenshot({ path: screenshotPath(`hostile-text-${mode}.png`) });
       });
 
       await t.test('no request leaves the page origin', async () => {
