@@ -4,8 +4,9 @@
 // (from the page's state); decode and the fault injection ask the engine (promises).
 import { S, TRAV_STEPS, genes } from './state.js';
 import { $ } from './dom.js';
-import { toPixel } from './map.js';
-import { timeRedraw, benchmarkMap, mapCanvas } from './map-view.js';
+import { toPixel, drawPoints } from './map.js';
+import { ctx2d } from './plot.js';
+import { drawMap, mapCanvas } from './map-view.js';
 
 function probeReady() {
   const p = S.probe, prof = p.profile;
@@ -90,6 +91,33 @@ function latentOf(c) {
 async function testLoseGpuAtStep(step) {
   if (!S.client) throw new Error('no engine');
   await S.client.request('lose_gpu', { step });
+}
+
+/** Milliseconds per redraw of the current map (mean of `repeats`; automation). @param {number} repeats */
+function timeRedraw(repeats) {
+  const t0 = performance.now();
+  for (let r = 0; r < repeats; r++) drawMap();
+  return (performance.now() - t0) / repeats;
+}
+
+/** Milliseconds to draw `n` random cells on a canvas of the map's size (a performance check). @param {number} n @param {number} repeats */
+function benchmarkMap(n, repeats) {
+  const proj = new Float32Array(2 * n);
+  for (let i = 0; i < 2 * n; i++) proj[i] = Math.random() * 4 - 2;
+  const colours = { table: ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'], index: Uint16Array.from({ length: n }, (_, i) => i % 10), order: null };
+  const map = mapCanvas();
+  const c = document.createElement('canvas');
+  c.width = map.width;
+  c.height = map.height;
+  const ctx = c.getContext('2d', { willReadFrequently: true }) || ctx2d(c);
+  const v = { x0: -2, x1: 2, y0: -2, y1: 2 };
+  const t0 = performance.now();
+  for (let r = 0; r < repeats; r++) {
+    ctx.fillStyle = '#fff';
+    ctx.fillRect(0, 0, c.width, c.height);
+    drawPoints(ctx, proj, n, v, c.width, c.height, colours);
+  }
+  return (performance.now() - t0) / repeats;
 }
 
 export function installAutomation() {

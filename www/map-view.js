@@ -4,7 +4,7 @@
 // functions (drawMap, renderLegend, renderPlaneNote) only draw from the state. The canvas
 // may have any size and aspect ratio (www/layout.js sizes it and dispatches
 // `cellvae:layout`): every draw reads canvas.width and canvas.height.
-import { SCALES, MISSING, drawColourBar, fmtNumber, ctx2d } from './plot.js';
+import { SCALES, MISSING, drawColourBar, fmtNumber } from './plot.js';
 import { axisProjection, pcaProjection, projectAll, projectPoint, fitView, toPixel, drawPoints } from './map.js';
 import { S, TRAV_STEPS } from './state.js';
 import { $, canvas as canvasEl, select, el, option } from './dom.js';
@@ -201,31 +201,3 @@ export function fillAxes() {
   S.axesFor = S.d;
   $('axes-label').hidden = S.d <= 2;
 }
-
-/** Milliseconds per redraw of the current map (mean of `repeats`; automation). @param {number} repeats */
-export function timeRedraw(repeats) {
-  const t0 = performance.now();
-  for (let r = 0; r < repeats; r++) drawMap();
-  return (performance.now() - t0) / repeats;
-}
-
-/** Milliseconds to draw `n` random cells on a canvas of the map's size (a performance check). @param {number} n @param {number} repeats */
-export function benchmarkMap(n, repeats) {
-  const proj = new Float32Array(2 * n);
-  for (let i = 0; i < 2 * n; i++) proj[i] = Math.random() * 4 - 2;
-  const colours = { table: ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'], index: Uint16Array.from({ length: n }, (_, i) => i % 10), order: null };
-  const map = mapCanvas();
-  const c = el('canvas');
-  c.width = map.width;
-  c.height = map.height;
-  const ctx = c.getContext('2d', { willReadFrequently: true }) || ctx2d(c);
-  const v = { x0: -2, x1: 2, y0: -2, y1: 2 };
-  const t0 = performance.now();
-  for (let r = 0; r < repeats; r++) {
-    ctx.fillStyle = '#fff';
-    ctx.fillRect(0, 0, c.width, c.height);
-    drawPoints(ctx, proj, n, v, c.width, c.height, colours);
-  }
-  return (performance.now() - t0) / repeats;
-}
-
