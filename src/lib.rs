@@ -22,12 +22,11 @@ pub mod explore;
 pub mod model;
 pub mod pipeline;
 pub mod rng;
+pub mod session;
 pub mod summary;
 pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
-#[cfg(target_arch = "wasm32")]
-pub mod web_gpu;
 #[cfg(target_arch = "wasm32")]
 pub mod web_plot;
 
