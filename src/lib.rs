@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod blocking;
 pub mod data;
 pub mod error;
 pub mod eval;
@@ -31,5 +32,6 @@ pub mod web_gpu;
 #[cfg(target_arch = "wasm32")]
 pub mod web_plot;
 
+pub use blocking::block_on;
 pub use data::{CountMatrix, InputFile, ReadOptions};
 pub use error::{Error, Result};

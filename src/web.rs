@@ -2,14 +2,14 @@
 //! Errors become `JsError` here, in one place; panics are logged by
 //! `console_error_panic_hook`.
 
-use crate::backend::cpu::backend::CpuBackend;
-use crate::backend::{cpu, gpu, StepLosses, TrainState};
+use crate::backend::{cpu, gpu};
 use crate::data::preprocess::{PreprocessReport, QcOptions};
 use crate::data::{read_inputs, InputFile, ReadOptions};
 use crate::data::{ObsColumn, ObsTable, ObsValues};
 use crate::eval::latent;
 use crate::explore::{nearest_cells, Explorer};
 use crate::model::io::{from_safetensors, read_config, to_safetensors, ModelFiles};
+use crate::model::{CpuBackend, StepLosses, TrainState};
 use crate::model::{Dispersion, Likelihood, ModelConfig, Params};
 use crate::pipeline::{column_codes, fit_to_model, prepare, PrepareOptions, Prepared};
 use crate::summary::Summary;

@@ -1,15 +1,12 @@
-//! Training in the page on the GPU: a [`GpuTrainer`] shared with the promise that runs
+//! Training in the page on the GPU: a `Trainer<GpuBackend>` shared with the promise that runs
 //! its steps, and a view of the run (status, history, parameters last read back) that
 //! the page's synchronous calls read while a group of steps is in flight. On a GPU
 //! error the run is handed to the CPU backend from its last state read back
-//! ([`GpuTrainer::into_cpu`]); the session picks it up with [`GpuRun::take_fallback`].
+//! ([`Trainer::switch_backend`]); the session picks it up with [`GpuRun::take_fallback`].
 
-use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::{GpuBackend, GpuTrainer};
-use crate::backend::{StepLosses, TrainState};
 use crate::data::CountMatrix;
 use crate::error::{Error, Result};
-use crate::model::Params;
+use crate::model::{CpuBackend, GpuBackend, Params, StepLosses, TrainState};
 use crate::train::{EpochRecord, Schedule, TrainConfig, Trainer};
 use std::cell::RefCell;
 
@@ -39,7 +36,7 @@ pub struct GpuView {
 
 /// A GPU training run owned by the page's session.
 pub struct GpuRun {
-    trainer: RefCell<Option<GpuTrainer>>,
+    trainer: RefCell<Option<Trainer<GpuBackend>>>,
     view: RefCell<GpuView>,
     matrix: CountMatrix,
     pending: RefCell<(Option<f32>, Option<f32>)>,
@@ -70,7 +67,7 @@ impl GpuRun {
             .collect::<Vec<_>>()
             .join(" · ");
         let params = state.params.clone();
-        let mut trainer = GpuTrainer::continue_schedule(backend, schedule, state).await?;
+        let mut trainer = Trainer::continue_async(backend, schedule, state).await?;
         // Read the whole state back every 25 steps too, so a fallback replays little.
         trainer.schedule.snapshot_every = 25;
         let s = &trainer.schedule;
@@ -174,7 +171,7 @@ impl GpuRun {
                 *self.trainer.borrow_mut() = Some(trainer);
                 Ok(())
             }
-            Err(Error::Gpu(why)) => match trainer.into_cpu() {
+            Err(Error::Gpu(why)) => match trainer.switch_backend(CpuBackend::new()) {
                 Ok(cpu) => {
                     *self.fallback.borrow_mut() = Some((cpu, why));
                     Ok(())
@@ -192,8 +189,8 @@ impl GpuRun {
         }
     }
 
-    async fn run(&self, trainer: &mut GpuTrainer, n: u32) -> Result<()> {
-        let out = trainer.run_steps(&self.matrix, n).await?;
+    async fn run(&self, trainer: &mut Trainer<GpuBackend>, n: u32) -> Result<()> {
+        let out = trainer.run_steps_async(&self.matrix, n).await?;
         // Parameters stay on the GPU; a copy comes back for the map and the probe at
         // most every PARAMS_EVERY_MS while training runs, and after single steps (n <= 1:
         // "1 step", or 0 when the page pauses and wants the latest).
@@ -202,7 +199,7 @@ impl GpuRun {
             n <= 1 || trainer.schedule.finished() || now - self.last_read.get() >= PARAMS_EVERY_MS;
         let params = if due {
             self.last_read.set(now);
-            Some(trainer.backend.params_async().await?)
+            Some(trainer.params_async().await?)
         } else {
             None
         };

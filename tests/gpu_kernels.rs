@@ -4,7 +4,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use cellvae::backend::cpu;
-use cellvae::backend::gpu::{block_on, kernels, GpuContext};
+use cellvae::backend::gpu::{kernels, GpuContext};
+use cellvae::block_on;
 
 fn context() -> Option<GpuContext> {
     if std::env::var("CELLVAE_SKIP_GPU_TESTS").as_deref() == Ok("1") {

@@ -4,10 +4,12 @@
 //! `CELLVAE_SKIP_GPU_TESTS=1` to skip them locally.
 #![cfg(not(target_arch = "wasm32"))]
 
-use cellvae::backend::cpu::backend::CpuBackend;
-use cellvae::backend::gpu::{block_on, GpuBackend, GpuContext};
-use cellvae::backend::{Backend, StepHyper, TrainState};
-use cellvae::model::{Dispersion, Likelihood, Minibatch, ModelConfig, Params};
+use cellvae::backend::gpu::GpuContext;
+use cellvae::block_on;
+use cellvae::model::{
+    Backend, CpuBackend, Dispersion, GpuBackend, Likelihood, Minibatch, ModelConfig, Params,
+    StepHyper, TrainState,
+};
 
 const G: usize = 24;
 const B: usize = 10;
@@ -159,15 +161,15 @@ fn parity_with(cfg: ModelConfig) -> Option<usize> {
     let params = Params::init(&cfg, 3).unwrap();
     let state = TrainState::new(params);
     let mut cpu = CpuBackend::new();
-    cpu.load(&state).unwrap();
-    gpu.load(&state).unwrap();
+    block_on(cpu.load(&state)).unwrap();
+    block_on(gpu.load(&state)).unwrap();
     assert_eq!(gpu.name(), "gpu");
     eprintln!("adapter: {}", gpu.adapter());
     for step in 0..3u32 {
         let mb = minibatch_of(100 + u64::from(step), nb);
         let h = hyper(step);
-        let lc = cpu.train_step(&mb, &h).unwrap();
-        let lg = gpu.train_step(&mb, &h).unwrap();
+        let lc = block_on(cpu.train_step(&mb, &h)).unwrap();
+        let lg = block_on(gpu.train_step(&mb, &h)).unwrap();
         eprintln!(
             "step {step}: cpu {lc:?}\n        gpu {lg:?} ({} dispatches)",
             gpu.last_dispatches
@@ -182,8 +184,8 @@ fn parity_with(cfg: ModelConfig) -> Option<usize> {
             assert!(rel(g, c) <= 1e-4, "step {step} {what}: gpu {g} cpu {c}");
         }
     }
-    let sc = cpu.save().unwrap();
-    let sg = gpu.save().unwrap();
+    let sc = block_on(cpu.save()).unwrap();
+    let sg = block_on(gpu.save()).unwrap();
     assert_eq!(sg.steps, 3);
     assert_eq!(sg.steps, sc.steps);
     assert_eq!(sg.params.layout, sc.params.layout);
@@ -209,15 +211,15 @@ fn parity_with(cfg: ModelConfig) -> Option<usize> {
     );
 
     let mb = minibatch_of(999, nb);
-    let pc = cpu.encode(&mb).unwrap();
-    let pg = gpu.encode(&mb).unwrap();
+    let pc = block_on(cpu.encode(&mb)).unwrap();
+    let pg = block_on(gpu.encode(&mb)).unwrap();
     compare("posterior mean", &pg.mean, &pc.mean, 1e-5, 1e-3);
     compare("posterior var", &pg.var, &pc.var, 1e-5, 1e-3);
 
     // save -> load round-trips.
     let mut again = backend().unwrap();
-    again.load(&sg).unwrap();
-    assert_eq!(again.save().unwrap(), sg);
+    block_on(again.load(&sg)).unwrap();
+    assert_eq!(block_on(again.save()).unwrap(), sg);
     Some(gpu.last_dispatches)
 }
 
@@ -271,7 +273,7 @@ fn a_buffer_over_the_binding_limit_is_refused() {
     cfg.n_hidden = 2;
     cfg.n_latent = 2;
     let mut gpu = backend().unwrap();
-    gpu.load(&TrainState::new(Params::init(&cfg, 1).unwrap()))
+    block_on(gpu.load(&TrainState::new(Params::init(&cfg, 1).unwrap())))
         .expect_err("a first layer over the binding limit");
 }
 
@@ -288,16 +290,15 @@ fn unsupported_config_is_a_clear_error() {
     let mut cfg = config(1);
     cfg.var_eps = 1e-3;
     let state = TrainState::new(Params::init(&cfg, 3).unwrap());
-    let err = gpu.load(&state).unwrap_err().to_string();
+    let err = block_on(gpu.load(&state)).unwrap_err().to_string();
     assert!(
         err.contains("the GPU backend does not support") && err.contains("--backend cpu"),
         "{err}"
     );
     // A cell of a batch the model does not have is an error, not a wild read.
     let state = TrainState::new(Params::init(&config_batches(1, 2), 3).unwrap());
-    gpu.load(&state).unwrap();
-    let err = gpu
-        .train_step(&minibatch_of(1, 4), &hyper(0))
+    block_on(gpu.load(&state)).unwrap();
+    let err = block_on(gpu.train_step(&minibatch_of(1, 4), &hyper(0)))
         .unwrap_err()
         .to_string();
     assert!(
@@ -314,13 +315,13 @@ fn non_finite_step_is_skipped_like_the_cpu() {
     params.values[lt.start] = f32::NAN;
     let state = TrainState::new(params);
     let mut cpu = CpuBackend::new();
-    cpu.load(&state).unwrap();
-    gpu.load(&state).unwrap();
+    block_on(cpu.load(&state)).unwrap();
+    block_on(gpu.load(&state)).unwrap();
     let mb = minibatch(5);
-    let lc = cpu.train_step(&mb, &hyper(0)).unwrap();
-    let lg = gpu.train_step(&mb, &hyper(0)).unwrap();
+    let lc = block_on(cpu.train_step(&mb, &hyper(0))).unwrap();
+    let lg = block_on(gpu.train_step(&mb, &hyper(0))).unwrap();
     assert!(!lc.finite && !lg.finite, "cpu {lc:?} gpu {lg:?}");
-    let (sc, sg) = (cpu.save().unwrap(), gpu.save().unwrap());
+    let (sc, sg) = (block_on(cpu.save()).unwrap(), block_on(gpu.save()).unwrap());
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     // Nothing applied: parameters, moments and running statistics as loaded.
     assert_eq!(bits(&sg.params.values), bits(&state.params.values));
@@ -463,7 +464,7 @@ fn a_hundred_thousand_cells_stay_within_webgpu_limits() {
         chunks[chunks.len() - 1],
     ] {
         let mb = Minibatch::gather(&m, &[], chunk);
-        let post = t.backend.encode(&mb).unwrap();
+        let post = block_on(t.backend.encode(&mb)).unwrap();
         assert_eq!(post.mean.len(), chunk.len() * cfg.n_latent);
         let (want, _) = cellvae::eval::latent(&params, &m, &[], chunk);
         compare("posterior mean of a chunk", &post.mean, &want, 1e-4, 1e-3);
@@ -484,8 +485,8 @@ fn queued_steps_match_cpu_steps() {
     let Some(mut gpu) = backend() else { return };
     let state = TrainState::new(Params::init(&config(1), 3).unwrap());
     let mut cpu = CpuBackend::new();
-    cpu.load(&state).unwrap();
-    gpu.load(&state).unwrap();
+    block_on(cpu.load(&state)).unwrap();
+    block_on(gpu.load(&state)).unwrap();
     let mut batches: Vec<Minibatch> = (0..4).map(|i| minibatch(300 + i)).collect();
     // Keep 4 of the last minibatch's cells.
     let last = &mut batches[3];
@@ -497,10 +498,10 @@ fn queued_steps_match_cpu_steps() {
     last.library.truncate(4);
     last.batch.truncate(4);
     let hypers: Vec<StepHyper> = (0..4).map(hyper).collect();
-    let lg = gpu.train_steps(&batches, &hypers).unwrap();
+    let lg = block_on(gpu.train_steps(&batches, &hypers)).unwrap();
     assert_eq!(lg.len(), 4);
     for (i, (mb, h)) in batches.iter().zip(&hypers).enumerate() {
-        let lc = cpu.train_step(mb, h).unwrap();
+        let lc = block_on(cpu.train_step(mb, h)).unwrap();
         assert!(lg[i].finite && lc.finite);
         assert!(
             rel(lg[i].loss, lc.loss) <= 1e-4,
@@ -508,7 +509,7 @@ fn queued_steps_match_cpu_steps() {
             lg[i]
         );
     }
-    let (sg, sc) = (gpu.save().unwrap(), cpu.save().unwrap());
+    let (sg, sc) = (block_on(gpu.save()).unwrap(), block_on(cpu.save()).unwrap());
     assert_eq!(sg.steps, 4);
     compare(
         "params after a group",
@@ -526,11 +527,10 @@ fn queued_steps_match_cpu_steps() {
     );
 }
 
-/// The asynchronous GPU loop (what the page runs) hands over to the CPU after a device
-/// loss and ends where the CPU-only run ends.
+/// The asynchronous loop on the GPU (what the page awaits) hands over to the CPU after
+/// a device loss and ends where the CPU-only run ends.
 #[test]
-fn gpu_trainer_falls_back_like_the_trainer() {
-    use cellvae::backend::gpu::GpuTrainer;
+fn async_gpu_loop_falls_back_like_the_sync_one() {
     use cellvae::train::{TrainConfig, Trainer};
     let Some(mut gpu) = backend() else { return };
     let m = matrix(150, G, 0.5, 6);
@@ -540,7 +540,7 @@ fn gpu_trainer_falls_back_like_the_trainer() {
     tc.batch_size = 32;
     let state = TrainState::new(Params::init(&config(1), 3).unwrap());
     gpu.lose_device_at_step(7);
-    let mut g = block_on(GpuTrainer::new(
+    let mut g = block_on(Trainer::new_async(
         gpu,
         tc.clone(),
         state.clone(),
@@ -549,9 +549,9 @@ fn gpu_trainer_falls_back_like_the_trainer() {
         clock,
     ))
     .unwrap();
-    let err = block_on(g.run_steps(&m, 100)).expect_err("the device was lost");
+    let err = block_on(g.run_steps_async(&m, 100)).expect_err("the device was lost");
     assert!(err.to_string().contains("lost"), "{err}");
-    let mut t = g.into_cpu().unwrap();
+    let mut t = g.switch_backend(CpuBackend::new()).unwrap();
     t.run_epochs(&m, 3, |_| {}).unwrap();
     let mut c = Trainer::new(CpuBackend::new(), tc, state, cells, vec![], clock).unwrap();
     c.run_epochs(&m, 3, |_| {}).unwrap();
@@ -572,13 +572,13 @@ fn steps_replay_their_bind_groups() {
     let Some(mut gpu) = backend() else { return };
     let state = TrainState::new(Params::init(&config(1), 3).unwrap());
     let mut cpu = CpuBackend::new();
-    cpu.load(&state).unwrap();
-    gpu.load(&state).unwrap();
+    block_on(cpu.load(&state)).unwrap();
+    block_on(gpu.load(&state)).unwrap();
     let mut stats = Vec::new();
     for step in 0..3u32 {
         let mb = minibatch(700 + u64::from(step));
-        let lg = gpu.train_step(&mb, &hyper(step)).unwrap();
-        let lc = cpu.train_step(&mb, &hyper(step)).unwrap();
+        let lg = block_on(gpu.train_step(&mb, &hyper(step))).unwrap();
+        let lc = block_on(cpu.train_step(&mb, &hyper(step))).unwrap();
         assert!(rel(lg.loss, lc.loss) <= 1e-4, "step {step}: {lg:?} {lc:?}");
         stats.push(gpu.context().tape_stats());
     }
@@ -596,8 +596,8 @@ fn steps_replay_their_bind_groups() {
     assert_eq!(stats[2].1, 2 * per_step);
     compare(
         "params with replayed bind groups",
-        &gpu.save().unwrap().params.values,
-        &cpu.save().unwrap().params.values,
+        &block_on(gpu.save()).unwrap().params.values,
+        &block_on(cpu.save()).unwrap().params.values,
         1e-5,
         1e-3,
     );
@@ -608,7 +608,6 @@ fn steps_replay_their_bind_groups() {
 /// the CPU run alone.
 #[test]
 fn a_cpu_run_continues_on_the_gpu_mid_epoch() {
-    use cellvae::backend::gpu::GpuTrainer;
     use cellvae::train::{TrainConfig, Trainer};
     let Some(gpu) = backend() else { return };
     let m = matrix(150, G, 0.5, 7);
@@ -631,22 +630,17 @@ fn a_cpu_run_continues_on_the_gpu_mid_epoch() {
     }
     assert_eq!(cpu.epoch(), 1, "5 steps per epoch: step 7 is in epoch 1");
     let now = cpu.checkpoint().unwrap();
-    let mut g = block_on(GpuTrainer::continue_schedule(
-        gpu,
-        cpu.schedule.clone(),
-        now,
-    ))
-    .unwrap();
+    let mut g = block_on(Trainer::continue_async(gpu, cpu.schedule.clone(), now)).unwrap();
     assert_eq!(g.schedule.steps(), 7);
     assert_eq!(g.schedule.history.len(), 1);
-    block_on(g.run_steps(&m, 100)).unwrap();
+    block_on(g.run_steps_async(&m, 100)).unwrap();
     let mut alone = Trainer::new(CpuBackend::new(), tc, state, cells, vec![], clock).unwrap();
     alone.run_epochs(&m, 2, |_| {}).unwrap();
     assert_eq!(g.schedule.steps(), alone.steps(), "steps lost or repeated");
     assert_eq!(g.schedule.history.len(), 2);
     compare(
         "params after moving to the GPU mid-epoch",
-        &block_on(g.params()).unwrap().values,
+        &block_on(g.params_async()).unwrap().values,
         &alone.params().unwrap().values,
         1e-4,
         1e-3,

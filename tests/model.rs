@@ -3,10 +3,10 @@
 //! golden test of the first training steps on a small real matrix.
 #![cfg(not(target_arch = "wasm32"))]
 
-use cellvae::backend::cpu::CpuBackend;
-use cellvae::backend::{Backend, TrainState};
+use cellvae::block_on;
 use cellvae::data::{read_inputs, CountMatrix, InputFile, ReadOptions};
 use cellvae::model::cpu_model::{CpuModel, Workspace};
+use cellvae::model::{Backend, CpuBackend, TrainState};
 use cellvae::model::{Dispersion, Likelihood, Minibatch, ModelConfig, Params};
 use cellvae::rng;
 use cellvae::train::{TrainConfig, Trainer};
@@ -239,7 +239,7 @@ fn a_non_finite_step_is_recovered() {
     p.values[idx] = f32::NAN;
     let mut poisoned = checkpoint.clone();
     poisoned.params = p;
-    t.backend.load(&poisoned).unwrap();
+    block_on(t.backend.load(&poisoned)).unwrap();
     let lr_before = t.config.lr;
     let (l, _) = t.step(&m).unwrap();
     assert!(!l.finite, "a NaN parameter must give a non-finite step");

@@ -3,7 +3,6 @@
 
 pub mod activation;
 pub mod adam;
-pub mod backend;
 pub mod batchnorm;
 pub mod guard;
 pub mod kl;
@@ -13,4 +12,3 @@ pub mod log1p;
 pub mod reparam;
 pub mod softmax;
 pub mod special;
-pub use backend::CpuBackend;

@@ -6,7 +6,6 @@
 //! stage, 256 invocations per workgroup, 128 MiB per storage binding) are what kernels
 //! are written for.
 
-pub mod backend;
 mod batchnorm;
 pub mod dispatch;
 pub mod kernels;
@@ -15,12 +14,9 @@ mod linear;
 mod optim;
 mod relu_dropout;
 mod rowwise;
-pub mod trainer;
 
-pub use backend::GpuBackend;
 pub use batchnorm::BnTrainOutput;
 pub use likelihood::NbBuffers;
-pub use trainer::GpuTrainer;
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -445,10 +441,4 @@ fn log_error(message: &str) {
     web_sys::console::error_1(&message.into());
     #[cfg(not(target_arch = "wasm32"))]
     eprintln!("{message}");
-}
-
-/// Runs a future to completion on native targets (the command line and tests).
-#[cfg(not(target_arch = "wasm32"))]
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    pollster::block_on(f)
 }
