@@ -1,5 +1,5 @@
 // nb_loglik: the negative binomial log-likelihood per cell with normalising constants,
-// fused with its gradients (twin: `backend::cpu::likelihood::nb_forward_backward`, which
+// fused with its gradients (twin: `backend::cpu::nb_loglik::forward_backward`, which
 // works in f64; this kernel works in f32). Test: tests/gpu_kernels.rs.
 //
 //   mu = library[r] * rho[r, g] (floored at the smallest normal f32), t = exp(log_theta)

@@ -6,17 +6,25 @@
 //! stage, 256 invocations per workgroup, 128 MiB per storage binding) are what kernels
 //! are written for.
 
+mod adam;
 mod batchnorm;
+mod counts;
 pub mod dispatch;
 pub mod kernels;
-mod likelihood;
+mod kl;
 mod linear;
-mod optim;
+mod log1p;
+mod nb_loglik;
+mod onehot;
+mod poisson_loglik;
 mod relu_dropout;
-mod rowwise;
+mod reparam;
+mod softmax;
+mod step_guard;
+mod zinb_loglik;
 
 pub use batchnorm::BnTrainOutput;
-pub use likelihood::NbBuffers;
+pub use counts::NbBuffers;
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
