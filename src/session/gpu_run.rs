@@ -8,11 +8,8 @@
 
 use crate::pipeline::Prepared;
 use std::rc::Rc;
-use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::{GpuBackend, GpuTrainer};
-use crate::backend::{StepLosses, TrainState};
 use crate::error::{Error, Result};
-use crate::model::Params;
+use crate::model::{CpuBackend, GpuBackend, Params, StepLosses, TrainState};
 use crate::train::{EpochRecord, Schedule, TrainConfig, Trainer};
 use std::cell::{Cell, RefCell};
 
@@ -46,7 +43,7 @@ pub struct GpuView {
 /// Where the run's trainer is.
 pub enum GpuState {
     /// Ready for the next group of steps.
-    Ready(Box<GpuTrainer>),
+    Ready(Box<Trainer<GpuBackend>>),
     /// A group of steps is in flight (the trainer is inside its future).
     Stepping,
     /// The GPU failed; the CPU trainer continues from the last state read back.
@@ -88,7 +85,7 @@ impl GpuRun {
             .collect::<Vec<_>>()
             .join(" · ");
         let params = state.params.clone();
-        let mut trainer = GpuTrainer::continue_schedule(backend, schedule, state).await?;
+        let mut trainer = Trainer::continue_async(backend, schedule, state).await?;
         trainer.schedule.snapshot_every = SNAPSHOT_EVERY;
         let s = &trainer.schedule;
         let view = GpuView {
@@ -188,7 +185,7 @@ impl GpuRun {
         }
         let (next, result) = match outcome {
             Ok(()) => (GpuState::Ready(trainer), Ok(())),
-            Err(Error::Gpu(why)) => match trainer.into_cpu() {
+            Err(Error::Gpu(why)) => match trainer.switch_backend(CpuBackend::new()) {
                 Ok(cpu) => (GpuState::FellBack(Box::new(cpu), why), Ok(())),
                 Err(e) => {
                     let msg = format!("{why}; continuing on the CPU failed too: {e}");
@@ -201,15 +198,15 @@ impl GpuRun {
         result
     }
 
-    async fn run(&self, trainer: &mut GpuTrainer, n: u32) -> Result<()> {
-        let out = trainer.run_steps(&self.data.matrix, n).await?;
+    async fn run(&self, trainer: &mut Trainer<GpuBackend>, n: u32) -> Result<()> {
+        let out = trainer.run_steps_async(&self.data.matrix, n).await?;
         let now = (self.clock)();
         let due = n <= 1
             || trainer.schedule.finished()
             || now - self.last_read.get() >= PARAMS_EVERY_S;
         let params = if due {
             self.last_read.set(now);
-            Some(trainer.params().await?)
+            Some(trainer.params_async().await?)
         } else {
             None
         };

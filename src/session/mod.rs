@@ -12,13 +12,11 @@ pub mod gpu_run;
 pub mod options;
 pub mod views;
 
-use crate::backend::cpu::CpuBackend;
-use crate::backend::{StepLosses, TrainState};
 use crate::error::{Error, Result};
 use crate::eval::latent_raw;
 use crate::explore::Explorer;
 use crate::model::io::{from_safetensors, read_config, to_safetensors};
-use crate::model::{ModelConfig, Params};
+use crate::model::{CpuBackend, ModelConfig, Params, StepLosses, TrainState};
 use crate::pipeline::{column_codes, prepare, prepare_for_model, Prepared};
 use crate::train::{EpochRecord, Schedule, Trainer};
 use crate::CountMatrix;

@@ -1,17 +1,21 @@
 //! `cellvae train` and `cellvae eval`: the pipeline from a matrix to the files the
 //! browser loads.
 
-use cellvae::backend::cpu::CpuBackend;
-use cellvae::backend::gpu::GpuBackend;
-use cellvae::backend::{Backend, TrainState};
 use cellvae::data::CountMatrix;
 use cellvae::eval::{evaluate, knn_accuracy, latent};
 use cellvae::model::io::{
     checkpoint_to_safetensors, from_safetensors, read_config, to_safetensors,
 };
+<<<<<<< HEAD
 use cellvae::model::{ModelConfig, Params};
 use cellvae::pipeline::{column_codes, prepare, prepare_for_model, PrepareOptions};
 use cellvae::session::{RunOptions, Words};
+=======
+use cellvae::model::{
+    Backend, CpuBackend, Dispersion, GpuBackend, Likelihood, ModelConfig, Params, TrainState,
+};
+use cellvae::pipeline::{column_codes, fit_to_model, prepare, PrepareOptions};
+>>>>>>> layers
 use cellvae::train::{TrainConfig, Trainer};
 use cellvae::{Error, Result};
 use std::fmt::Write as _;
@@ -112,7 +116,7 @@ pub fn train(job: TrainJob) -> Result<()> {
             None,
         );
     }
-    let mut backend = cellvae::backend::gpu::block_on(GpuBackend::create())?;
+    let mut backend = cellvae::block_on(GpuBackend::create())?;
     if let Ok(s) = std::env::var("CELLVAE_TEST_LOSE_GPU_AT_STEP") {
         // Fault injection for the fallback test (tests/train_cli.rs).
         let step = s.parse().map_err(|_| {
