@@ -119,8 +119,16 @@ pub fn prepare(m: &CountMatrix, opts: &PrepareOptions) -> Result<Prepared> {
         return Err(Error::Config(format!(
             "only {} cells are left to train on after QC{}; lower the QC filters{}",
             train_cells.len(),
-            if opts.holdout_every.is_some() { " and holding out" } else { "" },
-            if opts.holdout_every.is_some() { " or --holdout-every" } else { "" },
+            if opts.holdout_every.is_some() {
+                " and holding out"
+            } else {
+                ""
+            },
+            if opts.holdout_every.is_some() {
+                " or --holdout-every"
+            } else {
+                ""
+            },
         )));
     }
     let (batch_codes, batch_levels) = match &opts.batch_key {

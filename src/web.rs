@@ -46,7 +46,10 @@ fn files_from_js(files: &js_sys::Array) -> Result<Vec<InputFile>, JsError> {
             .ok_or_else(|| JsError::new("each file needs a string `name`"))?;
         let bytes = js_sys::Reflect::get(&item, &"bytes".into())
             .map_err(|_| JsError::new("each file needs `bytes`"))?;
-        out.push(InputFile::new(name, js_sys::Uint8Array::new(&bytes).to_vec()));
+        out.push(InputFile::new(
+            name,
+            js_sys::Uint8Array::new(&bytes).to_vec(),
+        ));
     }
     Ok(out)
 }
@@ -172,9 +175,15 @@ impl Session {
         options: JsValue,
     ) -> Result<Session, JsError> {
         let opts = options_from_js(options)?;
-        Core::from_model(&dataset.matrix, &safetensors, config_json, &opts, seconds_now)
-            .map(Session::wrap)
-            .map_err(to_js)
+        Core::from_model(
+            &dataset.matrix,
+            &safetensors,
+            config_json,
+            &opts,
+            seconds_now,
+        )
+        .map(Session::wrap)
+        .map_err(to_js)
     }
 
     fn wrap(core: Core) -> Session {
@@ -269,7 +278,12 @@ impl Session {
     /// Total counts of every cell over the modelled genes, input order.
     pub fn library_sizes(&self) -> Vec<f32> {
         let s = self.core.borrow();
-        s.data().matrix.library_sizes().into_iter().map(|v| v as f32).collect()
+        s.data()
+            .matrix
+            .library_sizes()
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
     }
 
     /// The median library size of the training cells.
@@ -290,7 +304,13 @@ impl Session {
     /// Names of the metadata columns.
     pub fn obs_columns(&self) -> Vec<String> {
         let s = self.core.borrow();
-        s.data().matrix.obs.columns.iter().map(|c| c.name.clone()).collect()
+        s.data()
+            .matrix
+            .obs
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
     }
 
     /// Whether each cell trains (1) or was removed by QC (0).

@@ -35,8 +35,16 @@ fn a_new_session_prepares_and_trains_the_demo() {
     let mut s = Session::new(&m, &options(r#"{"top_genes": 300, "epochs": 3}"#), clock).unwrap();
     assert_eq!(s.data().matrix.n_genes, 300);
     assert_eq!(s.data().matrix.n_cells, 700);
-    assert_eq!(s.label_key(), Some("cell_type"), "cell_type is the default label");
-    assert_eq!(s.model_config().n_latent, 2, "the page's default latent space is 2-D");
+    assert_eq!(
+        s.label_key(),
+        Some("cell_type"),
+        "cell_type is the default label"
+    );
+    assert_eq!(
+        s.model_config().n_latent,
+        2,
+        "the page's default latent space is 2-D"
+    );
     let before = s.status();
     assert_eq!((before.epoch, before.step, before.elbo), (0, 0, None));
     assert_eq!(before.training_backend, "cpu");
@@ -45,7 +53,11 @@ fn a_new_session_prepares_and_trains_the_demo() {
     assert_eq!((after.epoch, after.step), (1, 7));
     let h = s.history();
     assert_eq!(h.len(), 1);
-    assert_eq!(after.elbo, Some(h[0].elbo), "the status reports the last epoch");
+    assert_eq!(
+        after.elbo,
+        Some(h[0].elbo),
+        "the status reports the last epoch"
+    );
     assert!(h[0].elbo < 0.0 && h[0].elbo.is_finite());
     // Training stops at the configured epochs.
     let done = s.step(1000).unwrap();
@@ -67,11 +79,20 @@ fn errors_speak_the_pages_words() {
     let e = bad(r#"{"batch_size": 0}"#);
     assert!(e.contains("minibatch size") && !e.contains("--"), "{e}");
     let e = bad(r#"{"batch_key": "tissue"}"#);
-    assert!(e.contains("batch column") && e.contains("cell_type") && !e.contains("--"), "{e}");
+    assert!(
+        e.contains("batch column") && e.contains("cell_type") && !e.contains("--"),
+        "{e}"
+    );
     let e = bad(r#"{"encode_batch": true}"#);
-    assert!(e.contains("batch in the encoder") && !e.contains("--"), "{e}");
+    assert!(
+        e.contains("batch in the encoder") && !e.contains("--"),
+        "{e}"
+    );
     let e = bad(r#"{"top_genes": 100000}"#);
-    assert!(e.contains("highly variable genes") && !e.contains("--"), "{e}");
+    assert!(
+        e.contains("highly variable genes") && !e.contains("--"),
+        "{e}"
+    );
     let e = bad(r#"{"n_latent": 0}"#);
     assert!(e.contains("latent dimensions") && !e.contains("--"), "{e}");
     // A misspelt setting is refused, never ignored.
@@ -120,15 +141,29 @@ fn latent_means_kl_and_profiles_match_the_core() {
     // KL per dimension is the evaluation's (same kernel, same cells).
     let params = s.params().unwrap();
     let data = s.data().clone();
-    let metrics = evaluate(&params, &data.matrix, &data.batch_codes, &data.train_cells, 1, 0);
+    let metrics = evaluate(
+        &params,
+        &data.matrix,
+        &data.batch_codes,
+        &data.train_cells,
+        1,
+        0,
+    );
     let kl = s.kl_per_dim().unwrap();
     for (a, b) in kl.iter().zip(&metrics.kl_per_dim) {
-        assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{kl:?} vs {:?}", metrics.kl_per_dim);
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+            "{kl:?} vs {:?}",
+            metrics.kl_per_dim
+        );
     }
     // Decoding is the explorer's on the current parameters, for any batch and library.
     let z = [0.3f32, -0.2, 0.1, 1.0, 0.0, -1.0];
     let got = s.decode(&z, 0, 1500.0).unwrap();
-    let want = Explorer::new(params).decode(&z, 0, 1500.0).unwrap().expected;
+    let want = Explorer::new(params)
+        .decode(&z, 0, 1500.0)
+        .unwrap()
+        .expected;
     assert_eq!(got, want);
     let cols = s.decode_genes(&z, 0, 1500.0, &[5, 0]).unwrap();
     let g = data.matrix.n_genes;
@@ -136,12 +171,20 @@ fn latent_means_kl_and_profiles_match_the_core() {
     assert!(s.decode_genes(&z, 0, 1.0, &[g as u32]).is_err());
     // The nearest cells to a cell's own latent mean start with that cell.
     let c = data.train_cells[10];
-    let p = s.nearest_profile(&all[c * d..(c + 1) * d], 15, 1000.0).unwrap();
+    let p = s
+        .nearest_profile(&all[c * d..(c + 1) * d], 15, 1000.0)
+        .unwrap();
     assert_eq!(p.cells[0], c);
     assert_eq!(p.cells.len(), 15);
     let total: f32 = p.mean.iter().sum();
-    assert!((total - 1000.0).abs() < 0.5, "proportions scaled to the library: {total}");
-    assert!(s.nearest_profile(&[0.0], 5, 1.0).is_err(), "wrong dimension");
+    assert!(
+        (total - 1000.0).abs() < 0.5,
+        "proportions scaled to the library: {total}"
+    );
+    assert!(
+        s.nearest_profile(&[0.0], 5, 1.0).is_err(),
+        "wrong dimension"
+    );
 }
 
 #[test]
@@ -164,7 +207,9 @@ fn a_saved_model_loads_back_onto_the_data() {
     let m = demo();
     let mut s = Session::new(
         &m,
-        &options(r#"{"top_genes": 250, "n_latent": 4, "likelihood": "zinb", "batch_key": "phase"}"#),
+        &options(
+            r#"{"top_genes": 250, "n_latent": 4, "likelihood": "zinb", "batch_key": "phase"}"#,
+        ),
         clock,
     )
     .unwrap();
@@ -177,12 +222,24 @@ fn a_saved_model_loads_back_onto_the_data() {
     assert_eq!(files["gene_names"].as_array().unwrap().len(), 250);
     assert_eq!(files["model"]["n_latent"], 4);
     let mut t = Session::from_model(&m, &st, &cfg, &SessionOptions::default(), clock).unwrap();
-    assert!(t.origin().contains("config.json") && t.origin().contains("4-D"), "{}", t.origin());
+    assert!(
+        t.origin().contains("config.json") && t.origin().contains("4-D"),
+        "{}",
+        t.origin()
+    );
     assert_eq!(t.model_config(), s.model_config());
     assert_eq!(t.batch_key(), Some("phase"));
     assert_eq!(t.data().batch_levels, s.data().batch_levels);
-    assert_eq!(t.latent().unwrap(), s.latent().unwrap(), "the same model on the same cells");
-    assert_eq!(t.status().kl_warmup_epochs, 0, "a trained model continues at full beta");
+    assert_eq!(
+        t.latent().unwrap(),
+        s.latent().unwrap(),
+        "the same model on the same cells"
+    );
+    assert_eq!(
+        t.status().kl_warmup_epochs,
+        0,
+        "a trained model continues at full beta"
+    );
     // It keeps training.
     assert_eq!(t.step(2).unwrap().step, 2);
     // Data without the model's genes is refused, naming the problem.
@@ -193,24 +250,21 @@ fn a_saved_model_loads_back_onto_the_data() {
         .unwrap_or_default();
     assert!(e.contains("genes"), "{e}");
     // A damaged file is an error, not a panic.
-    assert!(Session::from_model(&m, &st[..st.len() / 2], &cfg, &SessionOptions::default(), clock).is_err());
-}
-
-fn gpu_skipped() -> bool {
-    if std::env::var_os("CELLVAE_SKIP_GPU_TESTS").is_some() {
-        assert!(
-            std::env::var_os("CELLVAE_REQUIRE_GPU").is_none(),
-            "CELLVAE_SKIP_GPU_TESTS under CELLVAE_REQUIRE_GPU"
-        );
-        eprintln!("GPU test skipped (CELLVAE_SKIP_GPU_TESTS)");
-        return true;
-    }
-    false
+    assert!(Session::from_model(
+        &m,
+        &st[..st.len() / 2],
+        &cfg,
+        &SessionOptions::default(),
+        clock
+    )
+    .is_err());
 }
 
 fn on_gpu(s: &mut Session) {
     let start = s.gpu_start().unwrap();
     let (run, version) = pollster::block_on(start.open()).expect("a GPU adapter (lavapipe)");
+    assert!(!run.adapter.is_empty(), "the adapter is named");
+    eprintln!("GPU session on {}", run.adapter);
     s.adopt_gpu(run, version).unwrap();
     assert_eq!(s.training_backend(), "webgpu");
 }
@@ -221,10 +275,8 @@ fn gpu_steps(s: &mut Session, n: u32) {
 }
 
 #[test]
+#[cfg_attr(cellvae_skip_gpu, ignore = "CELLVAE_SKIP_GPU_TESTS is set")]
 fn the_gpu_run_follows_the_cpu_and_falls_back_without_losing_training() {
-    if gpu_skipped() {
-        return;
-    }
     let m = demo();
     let opts = options(r#"{"top_genes": 100, "n_hidden": 32}"#);
     let mut cpu = Session::new(&m, &opts, clock).unwrap();
@@ -235,7 +287,11 @@ fn the_gpu_run_follows_the_cpu_and_falls_back_without_losing_training() {
     gpu.set_lr(0.002).unwrap();
     cpu.set_lr(0.002).unwrap();
     on_gpu(&mut gpu);
-    assert_eq!(gpu.status().lr, 0.002, "lr set before the GPU opened carries over");
+    assert_eq!(
+        gpu.status().lr,
+        0.002,
+        "lr set before the GPU opened carries over"
+    );
     gpu_steps(&mut gpu, 5);
     cpu.step(5).unwrap();
     let (a, b) = (gpu.status(), cpu.status());
@@ -244,7 +300,11 @@ fn the_gpu_run_follows_the_cpu_and_falls_back_without_losing_training() {
     let rel = (a.elbo.unwrap() - b.elbo.unwrap()).abs() / b.elbo.unwrap().abs();
     assert!(rel < 1e-4, "GPU {:?} vs CPU {:?}", a.elbo, b.elbo);
     let (za, zb) = (gpu.latent().unwrap(), cpu.latent().unwrap());
-    let worst = za.iter().zip(&zb).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let worst = za
+        .iter()
+        .zip(&zb)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     assert!(worst < 1e-3, "latent means differ by {worst}");
     // lr set while on the GPU applies to the GPU run, and is reported from it.
     gpu.set_beta(0.5).unwrap();
@@ -265,15 +325,20 @@ fn the_gpu_run_follows_the_cpu_and_falls_back_without_losing_training() {
     let (a, b) = (gpu.status(), cpu.status());
     assert_eq!((a.step, a.lr, a.beta), (b.step, b.lr, b.beta));
     let (za, zb) = (gpu.latent().unwrap(), cpu.latent().unwrap());
-    let worst = za.iter().zip(&zb).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-    assert!(worst < 1e-3, "after the fallback the latent means differ by {worst}");
+    let worst = za
+        .iter()
+        .zip(&zb)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-3,
+        "after the fallback the latent means differ by {worst}"
+    );
 }
 
 #[test]
+#[cfg_attr(cellvae_skip_gpu, ignore = "CELLVAE_SKIP_GPU_TESTS is set")]
 fn a_gpu_opened_after_the_cpu_moved_on_is_refused() {
-    if gpu_skipped() {
-        return;
-    }
     let m = demo();
     let mut s = Session::new(&m, &options(r#"{"top_genes": 50, "n_hidden": 16}"#), clock).unwrap();
     let start = s.gpu_start().unwrap();

@@ -191,13 +191,10 @@ fn decode_parts(bytes: &[u8]) -> Option<CountMatrix> {
 /// Reads what [`encode_matrix`] wrote; damaged or foreign bytes are an error.
 pub fn decode_matrix(bytes: &[u8]) -> Result<CountMatrix> {
     let m = decode_parts(bytes).ok_or_else(|| {
-        Error::Config(
-            "the matrix handed over between threads is damaged; reload the page".into(),
-        )
+        Error::Config("the matrix handed over between threads is damaged; reload the page".into())
     })?;
-    m.validate().map_err(|e| {
-        Error::Config(format!("the matrix handed over between threads: {e}"))
-    })?;
+    m.validate()
+        .map_err(|e| Error::Config(format!("the matrix handed over between threads: {e}")))?;
     Ok(m)
 }
 
@@ -253,7 +250,10 @@ mod tests {
             (&back.gene_ids, &back.gene_names, &back.cell_ids),
             (&m.gene_ids, &m.gene_names, &m.cell_ids)
         );
-        assert_eq!((&back.format, &back.source, &back.notes), (&m.format, &m.source, &m.notes));
+        assert_eq!(
+            (&back.format, &back.source, &back.notes),
+            (&m.format, &m.source, &m.notes)
+        );
         assert_eq!(back.obs.columns.len(), 3);
         for (a, b) in back.obs.columns.iter().zip(&m.obs.columns) {
             assert_eq!(a.name, b.name);

@@ -6,12 +6,12 @@
 //! GPU error the run is handed to the CPU backend from its last state read back, without
 //! losing training ([`Trainer::switch_backend`]).
 
-use crate::pipeline::Prepared;
-use std::rc::Rc;
 use crate::error::{Error, Result};
 use crate::model::{CpuBackend, GpuBackend, Params, StepLosses, TrainState};
+use crate::pipeline::Prepared;
 use crate::train::{EpochRecord, Schedule, TrainConfig, Trainer};
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 /// How often (seconds) the parameters are read back while training runs.
 const PARAMS_EVERY_S: f64 = 0.15;
@@ -139,7 +139,9 @@ impl GpuRun {
 
     /// After a GPU error: the CPU trainer that took over, with the error (once). After
     /// a failure the CPU could not take over: the error, as `Err`.
-    pub fn take_fallback(&self) -> Option<std::result::Result<(Trainer<CpuBackend>, String), String>> {
+    pub fn take_fallback(
+        &self,
+    ) -> Option<std::result::Result<(Trainer<CpuBackend>, String), String>> {
         let mut state = self.state.borrow_mut();
         match std::mem::replace(&mut *state, GpuState::Stepping) {
             GpuState::FellBack(t, why) => Some(Ok((*t, why))),
@@ -201,9 +203,8 @@ impl GpuRun {
     async fn run(&self, trainer: &mut Trainer<GpuBackend>, n: u32) -> Result<()> {
         let out = trainer.run_steps_async(&self.data.matrix, n).await?;
         let now = (self.clock)();
-        let due = n <= 1
-            || trainer.schedule.finished()
-            || now - self.last_read.get() >= PARAMS_EVERY_S;
+        let due =
+            n <= 1 || trainer.schedule.finished() || now - self.last_read.get() >= PARAMS_EVERY_S;
         let params = if due {
             self.last_read.set(now);
             Some(trainer.params_async().await?)

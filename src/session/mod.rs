@@ -125,7 +125,15 @@ impl Session {
             Words::Page,
         )?;
         let params = Params::init(&config, run.seed)?;
-        Session::build(prep, params, &run, label_key, batch_key, "new".into(), clock)
+        Session::build(
+            prep,
+            params,
+            &run,
+            label_key,
+            batch_key,
+            "new".into(),
+            clock,
+        )
     }
 
     /// A session around a saved model (`model.safetensors` bytes and `config.json`
@@ -156,7 +164,15 @@ impl Session {
             files.model.n_layers,
             files.model.likelihood
         );
-        Session::build(prep, params, &run, label_key, files.batch_key, origin, clock)
+        Session::build(
+            prep,
+            params,
+            &run,
+            label_key,
+            files.batch_key,
+            origin,
+            clock,
+        )
     }
 
     fn build(

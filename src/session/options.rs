@@ -143,7 +143,10 @@ pub fn check_lr(lr: f32, words: Words) -> Result<f32> {
     if lr.is_finite() && lr > 0.0 {
         Ok(lr)
     } else {
-        Err(words.error(Setting::Lr, format_args!("must be a positive number, not {lr}")))
+        Err(words.error(
+            Setting::Lr,
+            format_args!("must be a positive number, not {lr}"),
+        ))
     }
 }
 
@@ -337,7 +340,10 @@ impl SessionOptions {
         self.run().validate(words)?;
         let batch_key = self.batch_key();
         let label_key = self.label_key(m);
-        for (s, key) in [(Setting::BatchKey, &batch_key), (Setting::LabelKey, &label_key)] {
+        for (s, key) in [
+            (Setting::BatchKey, &batch_key),
+            (Setting::LabelKey, &label_key),
+        ] {
             if let Some(k) = key {
                 if m.obs.get(k).is_none() {
                     let names: Vec<&str> = m.obs.columns.iter().map(|c| c.name.as_str()).collect();
@@ -393,7 +399,10 @@ mod tests {
         };
         let page = bad.validate(Words::Page).unwrap_err().to_string();
         let cli = bad.validate(Words::Cli).unwrap_err().to_string();
-        assert!(page.contains("learning rate") && !page.contains("--"), "{page}");
+        assert!(
+            page.contains("learning rate") && !page.contains("--"),
+            "{page}"
+        );
         assert!(cli.contains("--lr"), "{cli}");
         let wide = RunOptions {
             n_hidden: 0,
@@ -435,10 +444,15 @@ mod tests {
             (Likelihood::Zinb, Dispersion::GeneBatch, true)
         );
         let t = o.train_config(1000, Words::Cli).unwrap();
-        assert_eq!((t.epochs, t.kl_warmup_epochs, t.batch_size, t.seed), (11, 7, 64, 3));
+        assert_eq!(
+            (t.epochs, t.kl_warmup_epochs, t.batch_size, t.seed),
+            (11, 7, 64, 3)
+        );
         assert_eq!((t.lr, t.max_kl_weight), (2e-3, 0.5));
         // Defaults follow scvi-tools' epoch heuristic.
-        let d = RunOptions::default().train_config(1000, Words::Cli).unwrap();
+        let d = RunOptions::default()
+            .train_config(1000, Words::Cli)
+            .unwrap();
         assert_eq!(d.epochs, 400);
     }
 

@@ -132,7 +132,10 @@ mod tests {
             assert!((f64::from(*got) - want).abs() < 1e-4, "{a:?}");
         }
         // By id too; an unknown gene is an error naming it.
-        assert_eq!(expression(&m, "E2").unwrap()[0], expression(&m, "C").unwrap()[0]);
+        assert_eq!(
+            expression(&m, "E2").unwrap()[0],
+            expression(&m, "C").unwrap()[0]
+        );
         let e = expression(&m, "ZZZ").unwrap_err().to_string();
         assert!(e.contains("ZZZ"), "{e}");
     }

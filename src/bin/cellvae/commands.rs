@@ -6,16 +6,9 @@ use cellvae::eval::{evaluate, knn_accuracy, latent};
 use cellvae::model::io::{
     checkpoint_to_safetensors, from_safetensors, read_config, to_safetensors,
 };
-<<<<<<< HEAD
-use cellvae::model::{ModelConfig, Params};
+use cellvae::model::{Backend, CpuBackend, GpuBackend, ModelConfig, Params, TrainState};
 use cellvae::pipeline::{column_codes, prepare, prepare_for_model, PrepareOptions};
 use cellvae::session::{RunOptions, Words};
-=======
-use cellvae::model::{
-    Backend, CpuBackend, Dispersion, GpuBackend, Likelihood, ModelConfig, Params, TrainState,
-};
-use cellvae::pipeline::{column_codes, fit_to_model, prepare, PrepareOptions};
->>>>>>> layers
 use cellvae::train::{TrainConfig, Trainer};
 use cellvae::{Error, Result};
 use std::fmt::Write as _;
