@@ -20,8 +20,14 @@
 //! - [`eval`]: ELBO, IW log p(x), reconstruction, KL per dimension, kNN accuracy.
 //! - [`explore`]: decoding, traversals, prior samples, nearest cells.
 //! - [`pipeline`]: matrix -> training data (QC, HVG, held-out split, batch and labels).
-//! - `web`, `web_gpu`, `web_plot` (wasm32 only): the thin wasm-bindgen layer the page
-//!   calls, the page's GPU run, and charts on a canvas.
+//! - [`session`]: everything the page does with data and a model (options shared with
+//!   the command line, the run on the CPU or the GPU with lr and beta in one place,
+//!   latent means, KL per dimension, profiles, model files, the worker hand-off codec),
+//!   native and tested; the page's Web Worker owns one through `web`.
+//! - `web`, `web_plot` (wasm32 only): the thin wasm-bindgen layer over [`session`] (it
+//!   only converts), and charts drawn by plotters on a canvas.
+//! - `bin/cellvae` (native): the command line, over [`session`]'s options, [`pipeline`],
+//!   [`train`] and [`eval`].
 
 #![warn(missing_docs)]
 
