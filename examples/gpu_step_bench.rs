@@ -4,9 +4,8 @@
 //!
 //! `cargo run --release --example gpu_step_bench [genes] [hidden] [batch] [steps]`
 
-use cellvae::backend::cpu::CpuBackend;
-use cellvae::backend::gpu::{block_on, GpuBackend};
-use cellvae::backend::{Backend, StepHyper, TrainState};
+use cellvae::block_on;
+use cellvae::model::{Backend, CpuBackend, GpuBackend, StepHyper, TrainState};
 use cellvae::model::{Minibatch, ModelConfig, Params};
 use std::time::Instant;
 
@@ -66,21 +65,21 @@ fn main() {
     );
 
     let mut cpu = CpuBackend::new();
-    cpu.load(&state).unwrap();
+    block_on(cpu.load(&state)).unwrap();
     let t = Instant::now();
     for s in 0..n {
-        cpu.train_step(&batches[s % 8], &hyper(s as u32)).unwrap();
+        block_on(cpu.train_step(&batches[s % 8], &hyper(s as u32))).unwrap();
     }
     let cpu_rate = n as f64 / t.elapsed().as_secs_f64();
     println!("cpu:                 {cpu_rate:8.1} steps/s");
 
     let mut gpu = block_on(GpuBackend::create()).expect("a GPU adapter");
     println!("adapter: {:?}", gpu.context().adapter_summary());
-    gpu.load(&state).unwrap();
-    gpu.train_step(&batches[0], &hyper(0)).unwrap(); // warm-up: allocation, tape
+    block_on(gpu.load(&state)).unwrap();
+    block_on(gpu.train_step(&batches[0], &hyper(0))).unwrap(); // warm-up: allocation, tape
     let t = Instant::now();
     for s in 0..n {
-        gpu.train_step(&batches[s % 8], &hyper(s as u32)).unwrap();
+        block_on(gpu.train_step(&batches[s % 8], &hyper(s as u32))).unwrap();
     }
     let single = n as f64 / t.elapsed().as_secs_f64();
     println!(
@@ -91,7 +90,7 @@ fn main() {
     let t = Instant::now();
     let groups = n.div_ceil(8);
     for _ in 0..groups {
-        gpu.train_steps(&batches, &hypers).unwrap();
+        block_on(gpu.train_steps(&batches, &hypers)).unwrap();
     }
     let grouped = (groups * 8) as f64 / t.elapsed().as_secs_f64();
     println!("gpu, groups of 8:    {grouped:8.1} steps/s");

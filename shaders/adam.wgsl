@@ -6,7 +6,7 @@
 // with step_size = lr / (1 - beta1^t) and bc2_sqrt = sqrt(1 - beta2^t) formed on the CPU
 // in f64 and rounded to f32 once (as torch and the CPU twin do). params, m, v are
 // updated in place, grads is read; all n f32. CPU twin: `backend::cpu::adam::step`.
-// Test: tests/gpu_kernels.rs.
+// Test: tests/gpu_kernels/adam.rs.
 //
 // One invocation per element. Dispatch `grid(n, 256)` workgroups
 // (i = gid.x + gid.y * num_workgroups.x * 256).

@@ -3,7 +3,7 @@
 // gamma, beta, running_mean, running_var, dgamma, dbeta are n; `stats` is 2n: the batch
 // mean (0..n) then 1 / sqrt(biased variance + eps) (n..2n), the GPU's `BnCache`.
 // CPU twins: `backend::cpu::batchnorm::{forward_train, forward_eval, backward}` (which
-// sum in f64; here two-pass f32 sums). Test: tests/gpu_kernels.rs.
+// sum in f64; here two-pass f32 sums). Test: tests/gpu_kernels/batchnorm.rs.
 //
 // Entry points:
 //   train_main    one invocation per feature, looping over the B rows: stats, running

@@ -1,7 +1,7 @@
 // kl: per-cell KL(q(z|x) || N(0, I)) = 0.5 * sum_j (var_j + mean_j^2 - 1 - ln var_j),
 // var = exp(v) + 1e-4 (scvi-tools). mean and v are B x Z row-major, kl is B
 // (overwritten). CPU twin: `backend::cpu::kl::forward` (which sums in f64; here f32).
-// Test: tests/gpu_kernels.rs.
+// Test: tests/gpu_kernels/kl.rs.
 //
 // One invocation per cell, looping over Z (10 by default). Dispatch `grid(B, 256)`
 // workgroups (cell = gid.x + gid.y * num_workgroups.x * 256).

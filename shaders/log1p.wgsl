@@ -1,5 +1,5 @@
 // log1p: the encoder's input transform, y = ln(1 + x), elementwise.
-// CPU twin: src/backend/cpu/log1p.rs. Test: tests/gpu_kernels.rs.
+// CPU twin: src/backend/cpu/log1p.rs. Test: tests/gpu_kernels/log1p.rs.
 //
 // Bindings (in order): x (read), y (write), params (uniform).
 

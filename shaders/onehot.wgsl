@@ -1,8 +1,8 @@
 // onehot: a one-hot covariate (the batch) entering a linear layer, as weight rows
-// (twins: `backend::cpu::linear::add_onehot` and `onehot_weight_grad`). The layer's
+// (twins: `backend::cpu::onehot::forward` and `backward`). The layer's
 // weight is [base + K, n_out]: its first `base` rows multiply the ordinary input
 // (linear_forward / linear_backward with n_in = base), the K rows after them are the
-// one-hot part, so that x_onehot W_onehot is a row lookup. Test: tests/gpu_kernels.rs.
+// one-hot part, so that x_onehot W_onehot is a row lookup. Test: tests/gpu_kernels/onehot.rs.
 //
 // Two entry points:
 //   main       y[r, j] += w[(base + codes[r]) * n_out + j]  for r < B, j < n_out;

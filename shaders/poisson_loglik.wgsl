@@ -1,7 +1,7 @@
 // poisson_loglik: the Poisson log-likelihood per cell with its normalising constant,
 // fused with the gradient w.r.t. the softmax logits (twin:
-// `backend::cpu::likelihood::poisson_forward_backward`, f64 there, f32 here). Test:
-// tests/gpu_kernels.rs. The element function `poisson_elem` is in lib/counts.wgsl.
+// `backend::cpu::poisson_loglik::forward_backward`, f64 there, f32 here). Test:
+// tests/gpu_kernels/poisson_loglik.rs. The element function `poisson_elem` is in lib/counts.wgsl.
 //
 //   mu = library[r] * rho[r, g] (floored at the smallest normal f32)
 //   loglik[r]      = sum_g (x ln mu - mu - ln x!)                   (B)

@@ -1,7 +1,7 @@
 // relu_dropout: ReLU fused with inverted dropout (the encoder's hidden layer), in place,
 // and its backward, in place on the upstream gradient. CPU twins:
-// `backend::cpu::activation::relu_dropout_inplace` and `relu_dropout_backward_inplace`.
-// Test: tests/gpu_kernels.rs.
+// `backend::cpu::relu_dropout::relu_dropout_inplace` and `relu_dropout_backward_inplace`.
+// Test: tests/gpu_kernels/relu_dropout.rs.
 //
 //   main:          v = relu(v) * keep / (1 - p_drop), keep = rng::uniform(seed, stream,
 //                  step, i) >= p_drop (Philox4x32-10 as `src/rng.rs` documents; no draw

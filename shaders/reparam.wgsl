@@ -5,7 +5,7 @@
 // unit_f32(w) = ((w >> 9) + 0.5) * 2^-23, z = sqrt(-2 ln u1) * cos(2 pi u2) in f32.
 // mean, v, eps, z are n = B x Z f32; eps and z are overwritten (eps is kept for the
 // backward pass). CPU twin: `backend::cpu::reparam::forward` (noise: `rng::normal`).
-// Test: tests/gpu_kernels.rs.
+// Test: tests/gpu_kernels/reparam.rs.
 //
 // One invocation per element. Dispatch `grid(n, 256)` workgroups
 // (i = gid.x + gid.y * num_workgroups.x * 256).

@@ -1,6 +1,6 @@
 // softmax: the decoder's gene proportions, rho[r] = exp(l[r] - max) / sum exp(l[r] - max)
 // per row. logits and rho are B x G row-major f32; rho is overwritten.
-// CPU twin: `backend::cpu::softmax::forward`. Test: tests/gpu_kernels.rs.
+// CPU twin: `backend::cpu::softmax::forward`. Test: tests/gpu_kernels/softmax.rs.
 //
 // One workgroup of 256 per row (rows beyond 65535 fold over y: row = wg.x + wg.y *
 // num_workgroups.x); each invocation loops over the row with stride 256 (G may be in

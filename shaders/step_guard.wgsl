@@ -1,7 +1,7 @@
 // step_guard: whether a training step's per-cell losses are all finite, decided on the
 // GPU so that Adam can be recorded in the same command encoder as the forward and
 // backward passes and skip itself when they are not (no CPU round trip inside a step).
-// Twin: `backend::cpu::guard::finite_flag`. Test: tests/gpu_kernels.rs.
+// Twin: `backend::cpu::step_guard::finite_flag`. Test: tests/gpu_kernels/step_guard.rs.
 //
 //   flag[0] = 1 if every loglik[r] and kl[r] (r < B) is finite, else 0
 //

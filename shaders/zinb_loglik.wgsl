@@ -1,7 +1,7 @@
 // zinb_loglik: the zero-inflated negative binomial log-likelihood per cell (scvi-tools'
 // log_zinb_positive with every normalising constant), fused with its gradients (twin:
-// `backend::cpu::likelihood::zinb_forward_backward`, f64 there, f32 here). Test:
-// tests/gpu_kernels.rs. The element function `zinb_elem` is in lib/counts.wgsl.
+// `backend::cpu::zinb_loglik::forward_backward`, f64 there, f32 here). Test:
+// tests/gpu_kernels/zinb_loglik.rs. The element function `zinb_elem` is in lib/counts.wgsl.
 //
 //   mu = library[r] * rho[r, g], t = exp(log_theta[theta_row[r], g]), p = pi[r, g]
 //   loglik[r]      = sum_g log ZINB(x | mu, t, p)                    (B)

@@ -35,23 +35,35 @@ pub fn latent(
     batch_codes: &[u32],
     cells: &[usize],
 ) -> (Vec<f32>, Vec<f32>) {
+    let (mean, mut var) = latent_raw(params, m, batch_codes, cells);
+    let eps = params.config.var_eps;
+    for v in &mut var {
+        *v = v.exp() + eps;
+    }
+    (mean, var)
+}
+
+/// Latent means and the variance head's raw output `v` (variance `exp(v) + var_eps`,
+/// what `backend::cpu::kl` takes) of `cells` (eval mode), row-major N x Z.
+pub fn latent_raw(
+    params: &Params,
+    m: &CountMatrix,
+    batch_codes: &[u32],
+    cells: &[usize],
+) -> (Vec<f32>, Vec<f32>) {
     let mut p = params.clone();
     let mut ws = Workspace::default();
     let z = p.config.n_latent;
     let mut mean = Vec::with_capacity(cells.len() * z);
-    let mut var = Vec::with_capacity(cells.len() * z);
+    let mut raw_v = Vec::with_capacity(cells.len() * z);
     let mut mb = Minibatch::default();
     for chunk in cells.chunks(256) {
         mb.gather_into(m, batch_codes, chunk);
         CpuModel::encode(&mut p, &mut ws, &mb, Mode::Eval);
         mean.extend_from_slice(&ws.qm[..chunk.len() * z]);
-        var.extend(
-            ws.qv[..chunk.len() * z]
-                .iter()
-                .map(|&v| v.exp() + p.config.var_eps),
-        );
+        raw_v.extend_from_slice(&ws.qv[..chunk.len() * z]);
     }
-    (mean, var)
+    (mean, raw_v)
 }
 
 /// Evaluates `cells` with `n_samples` posterior samples per cell (seeded by `seed`).

@@ -3,7 +3,7 @@
 //! traverse between two points or along an axis, sample cells from the prior, and find
 //! the nearest real cells to a point.
 
-use crate::backend::cpu::likelihood;
+use crate::backend::cpu::sample;
 use crate::error::{Error, Result};
 use crate::model::cpu_model::{theta_rows, CpuModel, Mode, Workspace};
 use crate::model::{Likelihood, Params};
@@ -169,10 +169,8 @@ impl Explorer {
         let lt = self.params.values[self.params.layout.log_theta.clone()].to_vec();
         let rows = theta_rows(&cfg, &vec![batch; n]);
         match cfg.likelihood {
-            Likelihood::Poisson => likelihood::sample_poisson(&mu, seed, 1, &mut counts),
-            Likelihood::Nb => {
-                likelihood::sample_nb(&mu, &lt, &rows, None, n, g, seed, 1, &mut counts)
-            }
+            Likelihood::Poisson => sample::poisson(&mu, seed, 1, &mut counts),
+            Likelihood::Nb => sample::nb(&mu, &lt, &rows, None, n, g, seed, 1, &mut counts),
             Likelihood::Zinb => {
                 let ws_pi = {
                     let batches = vec![batch; n];
@@ -183,7 +181,7 @@ impl Explorer {
                     CpuModel::decode(&mut self.params, &mut self.ws, &batches, n, Mode::Eval);
                     self.ws.pi[..n * g].to_vec()
                 };
-                likelihood::sample_nb(&mu, &lt, &rows, Some(&ws_pi), n, g, seed, 1, &mut counts)
+                sample::nb(&mu, &lt, &rows, Some(&ws_pi), n, g, seed, 1, &mut counts)
             }
         }
         Ok((z, d, counts))

@@ -117,8 +117,18 @@ pub fn prepare(m: &CountMatrix, opts: &PrepareOptions) -> Result<Prepared> {
     }
     if train_cells.len() < 2 {
         return Err(Error::Config(format!(
-            "only {} cells are left to train on after QC and holding out; lower the filters or --holdout-every",
-            train_cells.len()
+            "only {} cells are left to train on after QC{}; lower the QC filters{}",
+            train_cells.len(),
+            if opts.holdout_every.is_some() {
+                " and holding out"
+            } else {
+                ""
+            },
+            if opts.holdout_every.is_some() {
+                " or --holdout-every"
+            } else {
+                ""
+            },
         )));
     }
     let (batch_codes, batch_levels) = match &opts.batch_key {
@@ -261,4 +271,84 @@ pub fn fit_to_model(
         None => vec![0; m.n_cells],
     };
     Ok((m, codes))
+}
+
+/// A saved model's data: `data` fitted to the model's genes and batches
+/// ([`fit_to_model`]), every cell with counts in the model's genes training (or held out
+/// at input positions i % K == 0 with `holdout_every`), labels from `label_key`. What
+/// `cellvae eval` and the page's "load a model" prepare.
+pub fn prepare_for_model(
+    files: &crate::model::io::ModelFiles,
+    data: &CountMatrix,
+    label_key: Option<&str>,
+    holdout_every: Option<usize>,
+) -> Result<Prepared> {
+    let (matrix, batch_codes) = fit_to_model(files, data)?;
+    let labels = match label_key {
+        Some(k) => Some(column_codes(find_column(&matrix, k, "the label column")?)),
+        None => None,
+    };
+    let mut train_cells = Vec::new();
+    let mut heldout_cells = Vec::new();
+    for c in (0..matrix.n_cells).filter(|&c| matrix.indptr[c] < matrix.indptr[c + 1]) {
+        match holdout_every {
+            Some(k) if k > 0 && c % k == 0 => heldout_cells.push(c),
+            _ => train_cells.push(c),
+        }
+    }
+    if train_cells.is_empty() && heldout_cells.is_empty() {
+        return Err(Error::Config(
+            "no cell of the data has counts in the model's genes; use data with the genes the model was trained on".into(),
+        ));
+    }
+    Ok(Prepared {
+        matrix,
+        train_cells,
+        heldout_cells,
+        batch_codes,
+        batch_levels: files.batch_levels.clone(),
+        labels,
+        report: crate::data::preprocess::PreprocessReport::default(),
+    })
+}
+
+impl Prepared {
+    /// `config.json` of a model of `config` trained on this data with `training`: the
+    /// files `cellvae train` writes and the page saves and loads.
+    pub fn model_files(
+        &self,
+        config: &crate::model::ModelConfig,
+        batch_key: Option<String>,
+        training: &crate::train::TrainConfig,
+    ) -> crate::model::io::ModelFiles {
+        crate::model::io::ModelFiles {
+            format: "cellvae-model".into(),
+            cellvae_version: env!("CARGO_PKG_VERSION").into(),
+            model: config.clone(),
+            gene_ids: self.matrix.gene_ids.clone(),
+            gene_names: self.matrix.gene_names.clone(),
+            batch_key,
+            batch_levels: self.batch_levels.clone(),
+            preprocessing: serde_json::to_value(&self.report).unwrap_or_default(),
+            training: serde_json::to_value(training).unwrap_or_default(),
+        }
+    }
+
+    /// The median total counts of the training cells (at least 1): the library size
+    /// the page decodes at by default.
+    pub fn median_library(&self) -> f32 {
+        let sizes = self.matrix.library_sizes();
+        let mut v: Vec<f64> = self.train_cells.iter().map(|&i| sizes[i]).collect();
+        if v.is_empty() {
+            return 1.0;
+        }
+        v.sort_by(f64::total_cmp);
+        let mid = v.len() / 2;
+        let med = if v.len().is_multiple_of(2) {
+            0.5 * (v[mid - 1] + v[mid])
+        } else {
+            v[mid]
+        };
+        (med as f32).max(1.0)
+    }
 }

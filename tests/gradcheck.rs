@@ -7,7 +7,10 @@
 //! gradient: `err = |analytic - numeric| / max(|numeric|, 0.1 * rms(numeric))`, maximum
 //! over coordinates, must be below `TOL`. Run with `--nocapture` to see the errors.
 
-use cellvae::backend::cpu::{activation, batchnorm, kl, likelihood, linear, reparam, softmax};
+use cellvae::backend::cpu::{
+    batchnorm, kl, linear, nb_loglik, onehot, poisson_loglik, relu_dropout, reparam, sample,
+    softmax, zinb_loglik,
+};
 use cellvae::rng::{normal, uniform, INIT};
 
 /// Largest accepted relative error (f32 kernels, f64 differences).
@@ -71,6 +74,24 @@ fn project(c: &[f32], y: &[f32]) -> f64 {
         .zip(y)
         .map(|(&a, &b)| f64::from(a) * f64::from(b))
         .sum()
+}
+
+/// The one-hot covariate rows: `y += W[category[r]]`, gradient w.r.t. W.
+#[test]
+fn onehot_rows() {
+    let (b, k, n_out) = (5, 3, 4);
+    let category = [2u32, 0, 2, 1, 0];
+    let w = randn(k * n_out, 9, 0, 0.5);
+    let y0 = randn(b * n_out, 9, 1, 1.0);
+    let c = randn(b * n_out, 9, 2, 1.0);
+    let mut dw = vec![f32::NAN; k * n_out];
+    onehot::backward(&category, &c, n_out, &mut dw);
+    let numeric_dw = numeric(&w, 0.1, |w| {
+        let mut y = y0.clone();
+        onehot::forward(&category, w, n_out, &mut y);
+        project(&c, &y)
+    });
+    check("onehot dw", &dw, &numeric_dw);
 }
 
 #[test]
@@ -222,7 +243,7 @@ fn relu_dropout() {
         .collect();
     let c = randn(b * n, 4, 1, 1.0);
     let mut y = vec![0.0; b * n];
-    activation::relu_dropout_forward(&x, b, n, p, 8, 2, 1, &mut y);
+    relu_dropout::relu_dropout_forward(&x, b, n, p, 8, 2, 1, &mut y);
     let dropped = y
         .iter()
         .zip(&x)
@@ -230,9 +251,9 @@ fn relu_dropout() {
         .count();
     assert!(dropped > 0, "the fixed mask should drop something");
     let mut dx = vec![0.0; b * n];
-    activation::relu_dropout_backward(&c, &y, b, n, p, &mut dx);
+    relu_dropout::relu_dropout_backward(&c, &y, b, n, p, &mut dx);
     let num = numeric(&x, 1e-2, |v| {
-        activation::relu_dropout_forward(v, b, n, p, 8, 2, 1, &mut y);
+        relu_dropout::relu_dropout_forward(v, b, n, p, 8, 2, 1, &mut y);
         project(&c, &y)
     });
     check("relu+dropout dx (fixed mask)", &dx, &num);
@@ -273,7 +294,7 @@ fn counts(seed: u64) -> Counts {
     softmax::forward(&logits, b, g, &mut rho);
     let mu: Vec<f32> = (0..b * g).map(|i| library[i / g] * rho[i]).collect();
     let mut x = vec![0.0; b * g];
-    likelihood::sample_nb(&mu, &[0.3; 7], &[0; 4], None, b, g, seed, 0, &mut x);
+    sample::nb(&mu, &[0.3; 7], &[0; 4], None, b, g, seed, 0, &mut x);
     x[3] = 23.0;
     x[b * g - 2] = 41.0;
     let weight = randu(b, seed, 2, 0.5, 1.5);
@@ -302,11 +323,11 @@ fn weighted_loglik(
     softmax::forward(logits, b, g, &mut rho);
     let mut ll = vec![0.0; b];
     match (pi, poisson) {
-        (_, true) => likelihood::poisson_loglik(&d.x, &d.library, &rho, b, g, &mut ll),
+        (_, true) => poisson_loglik::forward(&d.x, &d.library, &rho, b, g, &mut ll),
         (Some(p), _) => {
-            likelihood::zinb_loglik(&d.x, &d.library, &rho, log_theta, rows, p, b, g, &mut ll)
+            zinb_loglik::forward(&d.x, &d.library, &rho, log_theta, rows, p, b, g, &mut ll)
         }
-        (None, _) => likelihood::nb_loglik(&d.x, &d.library, &rho, log_theta, rows, b, g, &mut ll),
+        (None, _) => nb_loglik::forward(&d.x, &d.library, &rho, log_theta, rows, b, g, &mut ll),
     }
     project(&d.weight, &ll)
 }
@@ -320,7 +341,7 @@ fn nb_gene_and_gene_batch() {
         let mut rho = vec![0.0; b * g];
         softmax::forward(&d.logits, b, g, &mut rho);
         let (mut ll, mut dl, mut dt) = (vec![0.0; b], vec![0.0; b * g], vec![f32::NAN; k * g]);
-        likelihood::nb_forward_backward(
+        nb_loglik::forward_backward(
             &d.x, &d.library, &rho, &log_theta, &rows, &d.weight, b, g, &mut ll, &mut dl, &mut dt,
         );
         assert!(
@@ -356,7 +377,7 @@ fn zinb() {
         vec![0.0; 2 * g],
         vec![0.0; b * g],
     );
-    likelihood::zinb_forward_backward(
+    zinb_loglik::forward_backward(
         &d.x, &d.library, &rho, &log_theta, &rows, &pi, &d.weight, b, g, &mut ll, &mut dl, &mut dt,
         &mut dp,
     );
@@ -386,7 +407,7 @@ fn poisson() {
     let mut rho = vec![0.0; b * g];
     softmax::forward(&d.logits, b, g, &mut rho);
     let (mut ll, mut dl) = (vec![0.0; b], vec![0.0; b * g]);
-    likelihood::poisson_forward_backward(&d.x, &d.library, &rho, &d.weight, b, g, &mut ll, &mut dl);
+    poisson_loglik::forward_backward(&d.x, &d.library, &rho, &d.weight, b, g, &mut ll, &mut dl);
     let num = numeric(&d.logits, 1e-2, |v| {
         weighted_loglik(&d, v, &[], &[], None, true)
     });
@@ -402,7 +423,7 @@ fn wrong_gradients_are_caught() {
     let mut rho = vec![0.0; b * g];
     softmax::forward(&d.logits, b, g, &mut rho);
     let (mut ll, mut dl, mut dt) = (vec![0.0; b], vec![0.0; b * g], vec![0.0; g]);
-    likelihood::nb_forward_backward(
+    nb_loglik::forward_backward(
         &d.x, &d.library, &rho, &log_theta, &rows, &d.weight, b, g, &mut ll, &mut dl, &mut dt,
     );
     let num = numeric(&d.logits, 1e-2, |v| {

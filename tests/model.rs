@@ -3,10 +3,10 @@
 //! golden test of the first training steps on a small real matrix.
 #![cfg(not(target_arch = "wasm32"))]
 
-use cellvae::backend::cpu::CpuBackend;
-use cellvae::backend::{Backend, TrainState};
+use cellvae::block_on;
 use cellvae::data::{read_inputs, CountMatrix, InputFile, ReadOptions};
 use cellvae::model::cpu_model::{CpuModel, Workspace};
+use cellvae::model::{Backend, CpuBackend, TrainState};
 use cellvae::model::{Dispersion, Likelihood, Minibatch, ModelConfig, Params};
 use cellvae::rng;
 use cellvae::train::{TrainConfig, Trainer};
@@ -221,7 +221,6 @@ fn a_non_finite_step_is_recovered() {
     let mut tc = TrainConfig::scvi_defaults(200);
     tc.epochs = 3;
     let mut p = Params::init(&cfg, 1).unwrap();
-    let good = p.clone();
     // Poison the state the trainer starts from, then let it restore the last good one.
     let mut t = Trainer::new(
         CpuBackend::new(),
@@ -239,18 +238,31 @@ fn a_non_finite_step_is_recovered() {
     p.values[idx] = f32::NAN;
     let mut poisoned = checkpoint.clone();
     poisoned.params = p;
-    t.backend.load(&poisoned).unwrap();
+    block_on(t.backend.load(&poisoned)).unwrap();
     let lr_before = t.config.lr;
     let (l, _) = t.step(&m).unwrap();
     assert!(!l.finite, "a NaN parameter must give a non-finite step");
     assert_eq!(t.recoveries.len(), 1);
     assert!(t.config.lr < lr_before);
+    // Restored to the epoch's checkpoint exactly: parameters, batch-norm statistics,
+    // Adam moments, step and epoch.
     let restored = t.checkpoint().unwrap();
-    assert!(restored.params.values.iter().all(|v| v.is_finite()));
-    assert_ne!(
-        restored.params.values, good.values,
-        "restored to the epoch checkpoint, not the start"
+    assert_eq!(
+        restored.params.values, checkpoint.params.values,
+        "parameters"
     );
+    assert_eq!(
+        restored.params.buffers, checkpoint.params.buffers,
+        "BN stats"
+    );
+    assert_eq!(restored.adam_m, checkpoint.adam_m, "Adam first moments");
+    assert_eq!(restored.adam_v, checkpoint.adam_v, "Adam second moments");
+    assert_eq!(
+        (restored.steps, restored.epochs),
+        (checkpoint.steps, checkpoint.epochs),
+        "step and epoch"
+    );
+    assert_eq!(restored, checkpoint);
     let (l, _) = t.step(&m).unwrap();
     assert!(l.finite);
 }

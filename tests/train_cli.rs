@@ -298,6 +298,7 @@ fn eval_refuses_mismatched_or_damaged_models() {
 /// and lands where the CPU backend does from the same seed; a lost device falls back
 /// to the CPU without losing training.
 #[test]
+#[cfg_attr(cellvae_skip_gpu, ignore = "CELLVAE_SKIP_GPU_TESTS is set")]
 fn gpu_backend_trains_like_the_cpu_backend() {
     let mut got = Vec::new();
     for backend in ["cpu", "gpu"] {

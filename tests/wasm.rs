@@ -76,10 +76,8 @@ async fn log1p_on_webgpu_matches_cpu() {
 /// one-hot, batch norm, ReLU + dropout, reparameterisation, softmax, KL, NB, ZINB,
 /// Poisson, step guard, Adam) in Chromium against its CPU twin.
 async fn gpu_steps_match_cpu(cfg: cellvae::model::ModelConfig, what: &str) {
-    use cellvae::backend::cpu::CpuBackend;
-    use cellvae::backend::gpu::GpuBackend;
-    use cellvae::backend::{Backend, StepHyper, TrainState};
-    use cellvae::model::{Minibatch, Params};
+    use cellvae::model::{Backend, CpuBackend, GpuBackend, Minibatch, Params};
+    use cellvae::model::{StepHyper, TrainState};
     let files = vec![
         InputFile::new("demo/matrix.mtx.gz", DEMO_MATRIX.to_vec()),
         InputFile::new("demo/features.tsv", DEMO_FEATURES.to_vec()),
@@ -92,11 +90,11 @@ async fn gpu_steps_match_cpu(cfg: cellvae::model::ModelConfig, what: &str) {
         .collect();
     let state = TrainState::new(Params::init(&cfg, 3).unwrap());
     let mut cpu = CpuBackend::new();
-    cpu.load(&state).unwrap();
+    cpu.load(&state).await.unwrap();
     let mut gpu = GpuBackend::create()
         .await
         .expect("headless Chromium must expose a WebGPU adapter (SwiftShader flags)");
-    gpu.load_async(&state).await.unwrap();
+    gpu.load(&state).await.unwrap();
     for step in 0..3u32 {
         let rows: Vec<usize> = (0..24)
             .map(|i| (i * 7 + step as usize * 3) % m.n_cells)
@@ -110,8 +108,8 @@ async fn gpu_steps_match_cpu(cfg: cellvae::model::ModelConfig, what: &str) {
             adam_eps: 1e-2,
             weight_decay: 1e-6,
         };
-        let a = cpu.train_step(&mb, &hyper).unwrap();
-        let b = gpu.train_step_async(&mb, &hyper).await.unwrap();
+        let a = cpu.train_step(&mb, &hyper).await.unwrap();
+        let b = gpu.train_step(&mb, &hyper).await.unwrap();
         assert!(a.finite && b.finite, "{what}");
         assert!(
             (a.loss - b.loss).abs() <= 1e-4 * a.loss.abs(),
@@ -120,7 +118,7 @@ async fn gpu_steps_match_cpu(cfg: cellvae::model::ModelConfig, what: &str) {
             b.loss
         );
     }
-    let (pc, pg) = (cpu.save().unwrap(), gpu.save_async().await.unwrap());
+    let (pc, pg) = (cpu.save().await.unwrap(), gpu.save().await.unwrap());
     let worst = pc
         .params
         .values
@@ -164,14 +162,11 @@ async fn gpu_poisson_batches_match_cpu_in_the_browser() {
     gpu_steps_match_cpu(cfg, "poisson, 2 batches").await;
 }
 
-/// The page's GPU training loop (GpuTrainer: queued groups of steps, async readback)
+/// The page's GPU training loop (Trainer<GpuBackend> awaited: queued groups of steps, async readback)
 /// follows the CPU Trainer step for step on the demo cells, across an epoch's end.
 #[wasm_bindgen_test]
 async fn gpu_trainer_follows_the_cpu_trainer_in_the_browser() {
-    use cellvae::backend::cpu::CpuBackend;
-    use cellvae::backend::gpu::{GpuBackend, GpuTrainer};
-    use cellvae::backend::TrainState;
-    use cellvae::model::{ModelConfig, Params};
+    use cellvae::model::{CpuBackend, GpuBackend, ModelConfig, Params, TrainState};
     use cellvae::train::{TrainConfig, Trainer};
     let files = vec![
         InputFile::new("demo/matrix.mtx.gz", DEMO_MATRIX.to_vec()),
@@ -191,12 +186,12 @@ async fn gpu_trainer_follows_the_cpu_trainer_in_the_browser() {
         0.0
     }
     let gpu = GpuBackend::create().await.expect("a WebGPU adapter");
-    let mut g = GpuTrainer::new(gpu, tc.clone(), state.clone(), cells.clone(), vec![], clock)
+    let mut g = Trainer::new_async(gpu, tc.clone(), state.clone(), cells.clone(), vec![], clock)
         .await
         .unwrap();
     let mut c = Trainer::new(CpuBackend::new(), tc, state, cells, vec![], clock).unwrap();
     // 200 cells in 64s: 4 steps per epoch; 10 steps cross two epoch ends.
-    let got = g.run_steps(&m, 10).await.unwrap();
+    let got = g.run_steps_async(&m, 10).await.unwrap();
     assert_eq!(got.len(), 10);
     for (i, (lg, _)) in got.iter().enumerate() {
         let (lc, _) = c.step(&m).unwrap();
@@ -209,7 +204,7 @@ async fn gpu_trainer_follows_the_cpu_trainer_in_the_browser() {
     }
     assert_eq!(g.schedule.epoch(), 2);
     assert_eq!(g.schedule.history.len(), c.history.len());
-    let z = g.latent(&m, &[], &[0, 1, 2, 3]).await.unwrap();
+    let z = g.backend.latent(&m, &[], &[0, 1, 2, 3]).await.unwrap();
     assert_eq!(z.len(), 8);
     assert!(z.iter().all(|v| v.is_finite()));
 }

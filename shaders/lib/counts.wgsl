@@ -1,7 +1,7 @@
 // lib/counts.wgsl: what the likelihood kernels (nb_loglik, zinb_loglik, poisson_loglik)
 // share, prepended to each (WGSL has no includes): their Params and per-cell Cell
 // structs, the per-cell workgroup reduction, and the count-distribution helpers.
-// Twins: `backend::cpu::likelihood` (nb_elem, zinb_elem, poisson_elem, count_terms) and
+// Twins: `backend::cpu::counts` (nb_elem, zinb_elem, poisson_elem, count_terms) and
 // `backend::cpu::special` (lgamma_f32, digamma_f32).
 
 // Mirrors `backend::gpu::kernels::NbParams`.

@@ -430,10 +430,14 @@ impl CountMatrix {
         if self.cell_ids.len() != self.n_cells {
             return Err("cell id count".into());
         }
+        if self.indptr.first() != Some(&0) {
+            return Err("indptr does not start at 0".into());
+        }
+        // Non-decreasing and ending at the data's length: every row's range is in bounds.
+        if let Some(c) = (0..self.n_cells).find(|&c| self.indptr[c] > self.indptr[c + 1]) {
+            return Err(format!("indptr decreases at row {c}"));
+        }
         for c in 0..self.n_cells {
-            if self.indptr[c] > self.indptr[c + 1] {
-                return Err(format!("indptr decreases at row {c}"));
-            }
             let (i, _) = self.row(c);
             if i.windows(2).any(|w| w[0] >= w[1]) || i.iter().any(|&g| g as usize >= self.n_genes) {
                 return Err(format!("row {c}: indices unsorted or out of range"));

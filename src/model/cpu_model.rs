@@ -4,7 +4,9 @@
 
 use super::params::LayerRanges;
 use super::{Likelihood, Minibatch, ModelConfig, Params};
-use crate::backend::cpu::{activation, batchnorm, kl, likelihood, linear, reparam, softmax};
+use crate::backend::cpu::{
+    batchnorm, kl, linear, nb_loglik, poisson_loglik, relu_dropout, reparam, softmax, zinb_loglik,
+};
 use crate::rng;
 
 /// Whether a pass trains (batch statistics, dropout, running-statistics update) or
@@ -224,7 +226,7 @@ fn norm_act(
         (Mode::Train { .. }, Some((seed, step, stream))) => (dropout, seed, step, stream),
         _ => (0.0, 0, 0, 0),
     };
-    activation::relu_dropout_inplace(&mut c.out[..b * n], b, n, p, seed, step, stream);
+    relu_dropout::relu_dropout_inplace(&mut c.out[..b * n], b, n, p, seed, step, stream);
 }
 
 /// `a += b`, elementwise.
@@ -390,7 +392,7 @@ impl CpuModel {
         let theta_row = theta_rows(cfg, &mb.batch);
         let lt = &p.values[p.layout.log_theta.clone()];
         match cfg.likelihood {
-            Likelihood::Nb => likelihood::nb_loglik(
+            Likelihood::Nb => nb_loglik::forward(
                 &mb.counts,
                 &mb.library,
                 &ws.rho[..b * g],
@@ -400,7 +402,7 @@ impl CpuModel {
                 g,
                 &mut ws.loglik[..b],
             ),
-            Likelihood::Zinb => likelihood::zinb_loglik(
+            Likelihood::Zinb => zinb_loglik::forward(
                 &mb.counts,
                 &mb.library,
                 &ws.rho[..b * g],
@@ -411,7 +413,7 @@ impl CpuModel {
                 g,
                 &mut ws.loglik[..b],
             ),
-            Likelihood::Poisson => likelihood::poisson_loglik(
+            Likelihood::Poisson => poisson_loglik::forward(
                 &mb.counts,
                 &mb.library,
                 &ws.rho[..b * g],
@@ -459,7 +461,7 @@ impl CpuModel {
         let gr = &mut ws.grads;
         gr.fill(0.0);
         match cfg.likelihood {
-            Likelihood::Nb => likelihood::nb_forward_backward(
+            Likelihood::Nb => nb_loglik::forward_backward(
                 &mb.counts,
                 &mb.library,
                 &ws.rho[..b * g],
@@ -472,7 +474,7 @@ impl CpuModel {
                 &mut ws.d_logits[..b * g],
                 &mut ws.d_theta,
             ),
-            Likelihood::Zinb => likelihood::zinb_forward_backward(
+            Likelihood::Zinb => zinb_loglik::forward_backward(
                 &mb.counts,
                 &mb.library,
                 &ws.rho[..b * g],
@@ -488,7 +490,7 @@ impl CpuModel {
                 &mut ws.d_pi[..b * g],
             ),
             Likelihood::Poisson => {
-                likelihood::poisson_forward_backward(
+                poisson_loglik::forward_backward(
                     &mb.counts,
                     &mb.library,
                     &ws.rho[..b * g],
@@ -709,7 +711,7 @@ fn act_bn_backward(
     d_lin: &mut [f32],
 ) {
     let h = layer.n_out;
-    activation::relu_dropout_backward(
+    relu_dropout::relu_dropout_backward(
         &d_out[..b * h],
         &c.out[..b * h],
         b,

@@ -61,7 +61,7 @@ pub fn to_safetensors(p: &Params) -> Result<Vec<u8>> {
 /// Serialises a whole training state (parameters, buffers, Adam moments as
 /// `adam_m.<name>` / `adam_v.<name>`, the step and epoch counts as `train.steps_epochs`)
 /// to safetensors.
-pub fn checkpoint_to_safetensors(state: &crate::backend::TrainState) -> Result<Vec<u8>> {
+pub fn checkpoint_to_safetensors(state: &crate::model::TrainState) -> Result<Vec<u8>> {
     let p = &state.params;
     let bytes_of = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
     let mut owned: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
@@ -113,11 +113,11 @@ pub fn checkpoint_from_safetensors(
     bytes: &[u8],
     config: &ModelConfig,
     file: &str,
-) -> Result<crate::backend::TrainState> {
+) -> Result<crate::model::TrainState> {
     let params = from_safetensors(bytes, config, file)?;
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::input(file, format!("is not a readable safetensors file ({e})")))?;
-    let mut state = crate::backend::TrainState::new(params);
+    let mut state = crate::model::TrainState::new(params);
     let layout = state.params.layout.clone();
     for t in &layout.tensors {
         for (prefix, out) in [("adam_m", &mut state.adam_m), ("adam_v", &mut state.adam_v)] {

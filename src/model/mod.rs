@@ -1,4 +1,11 @@
-//! The scVI-class VAE: configuration, parameter layout and initialisation.
+//! The scVI-class VAE: configuration, parameter layout and initialisation, and the
+//! backends that compose the kernels of [`crate::backend`] into its training step.
+//!
+//! - [`params`], [`batch`], [`io`]: the parameter layout, minibatches, model files.
+//! - [`cpu_model`]: forward/backward of the whole VAE from the CPU kernel pairs.
+//! - [`backend`]: the [`Backend`] trait in VAE terms and the types it speaks.
+//! - [`cpu_backend`]: [`CpuBackend`], the reference ([`cpu_model`] + Adam).
+//! - [`gpu`]: [`GpuBackend`], the same step recorded from the GPU kernels.
 //!
 //! Dimension legend (used in every shape comment of the model and the kernels):
 //! N cells, B minibatch, G genes, H hidden, Z latent, K batches (samples), S Monte Carlo
@@ -19,8 +26,11 @@
 //! All parameters live in one flat `Vec<f32>` described by a [`ParamLayout`]: named
 //! tensors at offsets, the unit that safetensors export, the optimizer and the GPU share.
 
+pub mod backend;
 pub mod batch;
+pub mod cpu_backend;
 pub mod cpu_model;
+pub mod gpu;
 pub mod io;
 pub mod params;
 
@@ -156,5 +166,8 @@ impl ModelConfig {
     }
 }
 
+pub use backend::{Backend, Posterior, StepHyper, StepLosses, TrainState};
 pub use batch::Minibatch;
+pub use cpu_backend::CpuBackend;
+pub use gpu::GpuBackend;
 pub use params::{ParamLayout, Params, TensorSpec};

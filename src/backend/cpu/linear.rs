@@ -1,5 +1,6 @@
-//! Fully connected layers: `y = x W + bias`, dense and sparse (the encoder's first layer
-//! reads only the non-zero counts of a CSR minibatch), and one-hot covariate rows.
+//! Twin of `shaders/linear.wgsl`: fully connected layers `y = x W + bias`, dense and
+//! sparse (the encoder's first layer reads only the non-zero counts of a CSR minibatch).
+//! One-hot covariate rows are [`super::onehot`].
 //!
 //! Shapes, all row-major: `x` is B x n_in, `w` is n_in x n_out (so a row of `w` is one
 //! input's weights, which the sparse layer reads contiguously), `bias` is n_out, `y` is
@@ -165,33 +166,6 @@ pub fn backward_sparse_weights<F: Fn(f32) -> f32>(
     column_sums(dy, rows.len(), n_out, dbias);
 }
 
-/// Adds one-hot covariate rows: `y[r] += w_onehot[category[r]]` for each of the
-/// `category.len()` rows; `w_onehot` is K x n_out (the weights of a one-hot batch input,
-/// e.g. the rows after the genes or latents), `y` is category.len() x n_out (accumulated:
-/// call after [`forward`] or [`forward_sparse`]). Panics if a category is >= K.
-pub fn add_onehot(category: &[u32], w_onehot: &[f32], n_out: usize, y: &mut [f32]) {
-    for (r, &k) in category.iter().enumerate() {
-        let k = k as usize;
-        let wr = &w_onehot[k * n_out..(k + 1) * n_out];
-        for (yj, &wj) in y[r * n_out..(r + 1) * n_out].iter_mut().zip(wr) {
-            *yj += wj;
-        }
-    }
-}
-
-/// Gradient of [`add_onehot`]: `dw_onehot[k] = sum of dy[r] over rows with category k`
-/// (K x n_out, overwritten; rows of absent categories are zero).
-pub fn onehot_weight_grad(category: &[u32], dy: &[f32], n_out: usize, dw_onehot: &mut [f32]) {
-    dw_onehot.fill(0.0);
-    for (r, &k) in category.iter().enumerate() {
-        let k = k as usize;
-        let dyr = &dy[r * n_out..(r + 1) * n_out];
-        for (dj, &g) in dw_onehot[k * n_out..(k + 1) * n_out].iter_mut().zip(dyr) {
-            *dj += g;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn sparse_matches_dense_and_onehot_adds_rows() {
+    fn sparse_matches_dense() {
         // CSR 3 x 4: row0 {1: 2}, row1 {}, row2 {0: 1, 3: 5}; minibatch rows [2, 0, 1].
         let indptr = [0, 1, 1, 3];
         let indices = [1u32, 0, 3];
@@ -247,10 +221,5 @@ mod tests {
         for (a, b) in ys.iter().zip(&yd) {
             assert!((a - b).abs() < 1e-6);
         }
-        add_onehot(&[1, 0, 1], &[10.0, 20.0, 30.0, 40.0], 2, &mut ys);
-        assert!((ys[0] - yd[0] - 30.0).abs() < 1e-5 && (ys[3] - yd[3] - 20.0).abs() < 1e-5);
-        let mut dwo = [f32::NAN; 6];
-        onehot_weight_grad(&[1, 0, 1], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, &mut dwo);
-        assert_eq!(dwo, [3.0, 4.0, 6.0, 8.0, 0.0, 0.0]);
     }
 }

@@ -1,16 +1,21 @@
 //! CPU twins of the WGSL kernels: plain loops, in binding order, the reference every
-//! shader is tested against.
+//! shader is tested against. `<k>.rs` is the twin of `shaders/<k>.wgsl`; `counts` is
+//! the twin of `shaders/lib/counts.wgsl` (the likelihoods' shared elements); `special`
+//! (lgamma, digamma) and `sample` (count samplers for `explore`) have no shader.
 
-pub mod activation;
 pub mod adam;
-pub mod backend;
 pub mod batchnorm;
-pub mod guard;
+pub mod counts;
 pub mod kl;
-pub mod likelihood;
 pub mod linear;
 pub mod log1p;
+pub mod nb_loglik;
+pub mod onehot;
+pub mod poisson_loglik;
+pub mod relu_dropout;
 pub mod reparam;
+pub mod sample;
 pub mod softmax;
 pub mod special;
-pub use backend::CpuBackend;
+pub mod step_guard;
+pub mod zinb_loglik;

@@ -2,11 +2,12 @@
 //! `#[repr(C)]` params structs their uniforms mirror.
 //!
 //! [`SHADERS`] lists every file in `shaders/` so that a test can run each through naga.
-//! Dispatch lives next to each kernel group (`linear`, `rowwise`, `likelihood`,
-//! `relu_dropout`, `optim`): an `encode_*` method records into a command encoder on
-//! resident buffers (the training path), and a slice method uploads, dispatches and
-//! reads back (the GPU-vs-CPU tests). `log1p` keeps its original free functions.
+//! Dispatch lives next to each kernel, in `backend/gpu/<k>.rs` for `shaders/<k>.wgsl`:
+//! an `encode_*` method records into a command encoder on resident buffers (the
+//! training path), and a slice method uploads, dispatches and reads back (the
+//! GPU-vs-CPU tests). `log1p` keeps its original free functions (re-exported here).
 
+pub use super::log1p::{log1p, log1p_with_source};
 use super::GpuContext;
 use crate::error::{Error, Result};
 
@@ -15,14 +16,7 @@ use crate::error::{Error, Result};
 /// `shaders/lib/counts.wgsl` (WGSL has no includes).
 pub const SHADERS: &[(&str, &str)] = &[
     ("log1p", include_str!("../../../shaders/log1p.wgsl")),
-    (
-        "linear_forward",
-        include_str!("../../../shaders/linear_forward.wgsl"),
-    ),
-    (
-        "linear_backward",
-        include_str!("../../../shaders/linear_backward.wgsl"),
-    ),
+    ("linear", include_str!("../../../shaders/linear.wgsl")),
     ("softmax", include_str!("../../../shaders/softmax.wgsl")),
     ("kl", include_str!("../../../shaders/kl.wgsl")),
     (
@@ -100,22 +94,20 @@ pub struct Pipelines {
 impl Pipelines {
     /// Compiles every kernel (a shader that fails names itself in the error).
     pub async fn new(ctx: &GpuContext) -> Result<Pipelines> {
-        let backward = shader_source("linear_backward")?;
+        let linear = shader_source("linear")?;
         Ok(Pipelines {
             log1p: ctx
                 .compute_pipeline("log1p", shader_source("log1p")?)
                 .await?,
-            linear_forward: ctx
-                .compute_pipeline("linear_forward", shader_source("linear_forward")?)
-                .await?,
+            linear_forward: ctx.compute_pipeline_entry("linear", linear, "main").await?,
             linear_backward_dx: ctx
-                .compute_pipeline_entry("linear_backward", backward, "dx_main")
+                .compute_pipeline_entry("linear", linear, "dx_main")
                 .await?,
             linear_backward_dw: ctx
-                .compute_pipeline_entry("linear_backward", backward, "dw_main")
+                .compute_pipeline_entry("linear", linear, "dw_main")
                 .await?,
             linear_backward_dbias: ctx
-                .compute_pipeline_entry("linear_backward", backward, "dbias_main")
+                .compute_pipeline_entry("linear", linear, "dbias_main")
                 .await?,
             softmax: ctx
                 .compute_pipeline("softmax", shader_source("softmax")?)
@@ -175,7 +167,7 @@ impl Pipelines {
     }
 }
 
-/// Mirrors `Params` in `shaders/linear_forward.wgsl` and `shaders/linear_backward.wgsl`.
+/// Mirrors `Params` in `shaders/linear.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct LinearParams {
@@ -346,7 +338,7 @@ pub struct DropoutParams {
 }
 
 impl DropoutParams {
-    /// The params for `n` elements, computing `scale` as `cpu::activation` does.
+    /// The params for `n` elements, computing `scale` as `cpu::relu_dropout` does.
     pub fn new(n: u32, p_drop: f32, seed: u64, step: u32, stream: u32) -> DropoutParams {
         let p = p_drop.max(0.0);
         DropoutParams {
@@ -394,103 +386,4 @@ pub fn grid_for(n: u32) -> (u32, u32) {
     } else {
         (65_535, groups.div_ceil(65_535))
     }
-}
-
-impl Pipelines {
-    /// Records `y = ln(1 + x)` over `n` elements on resident buffers (the encoder's input
-    /// from the raw counts of the minibatch). One dispatch.
-    pub fn encode_log1p(
-        &self,
-        ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        n: usize,
-    ) -> Result<()> {
-        let p = Log1pParams {
-            n: super::dispatch::to_u32(n, "elements")?,
-            pad: [0; 3],
-        };
-        let p_buf = super::dispatch::uniform_buffer(ctx, "log1p.params", &p);
-        super::dispatch::encode(
-            ctx,
-            encoder,
-            "log1p",
-            &self.log1p,
-            &[(0, x), (1, y), (2, &p_buf)],
-            super::dispatch::grid(p.n, 256),
-        )
-    }
-}
-
-/// `y = ln(1 + x)` on the GPU (twin of `cpu::log1p::log1p`). Compiles, uploads,
-/// dispatches once and reads back: a smoke path used by tests and the page's GPU check.
-pub async fn log1p(ctx: &GpuContext, x: &[f32]) -> Result<Vec<f32>> {
-    log1p_with_source(ctx, x, shader_source("log1p")?).await
-}
-
-/// As [`log1p`], with the shader source given (tests pass a broken one on purpose).
-pub async fn log1p_with_source(ctx: &GpuContext, x: &[f32], source: &str) -> Result<Vec<f32>> {
-    let n = u32::try_from(x.len()).map_err(|_| {
-        Error::Gpu(format!(
-            "{} elements are too many for one dispatch",
-            x.len()
-        ))
-    })?;
-    let pipeline = ctx.compute_pipeline("log1p", source).await?;
-    let x_buf = ctx
-        .storage_buffer("log1p.x", bytemuck::cast_slice(x), false)
-        .await?;
-    let y_buf = ctx
-        .storage_buffer("log1p.y", &vec![0u8; x.len() * 4], true)
-        .await?;
-    let params = Log1pParams { n, pad: [0; 3] };
-    let p_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("log1p.params"),
-        size: std::mem::size_of::<Log1pParams>() as u64,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    ctx.queue
-        .write_buffer(&p_buf, 0, bytemuck::bytes_of(&params));
-    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("log1p"),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: x_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: y_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: p_buf.as_entire_binding(),
-            },
-        ],
-    });
-    let mut encoder = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("log1p"),
-        });
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("log1p"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        let (gx, gy) = grid_for(n);
-        pass.dispatch_workgroups(gx, gy, 1);
-    }
-    ctx.queue.submit([encoder.finish()]);
-    if let Some(e) = scope.pop().await {
-        return Err(Error::Gpu(format!("dispatching log1p failed: {e}")));
-    }
-    let bytes = ctx.read_buffer(&y_buf, (x.len() * 4).max(4) as u64).await?;
-    Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)[..x.len()].to_vec())
 }

@@ -6,21 +6,25 @@
 //! stage, 256 invocations per workgroup, 128 MiB per storage binding) are what kernels
 //! are written for.
 
-pub mod backend;
+mod adam;
 mod batchnorm;
+mod counts;
 pub mod dispatch;
 pub mod kernels;
-mod likelihood;
+mod kl;
 mod linear;
-mod optim;
+mod log1p;
+mod nb_loglik;
+mod onehot;
+mod poisson_loglik;
 mod relu_dropout;
-mod rowwise;
-pub mod trainer;
+mod reparam;
+mod softmax;
+mod step_guard;
+mod zinb_loglik;
 
-pub use backend::GpuBackend;
 pub use batchnorm::BnTrainOutput;
-pub use likelihood::NbBuffers;
-pub use trainer::GpuTrainer;
+pub use counts::NbBuffers;
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -445,10 +449,4 @@ fn log_error(message: &str) {
     web_sys::console::error_1(&message.into());
     #[cfg(not(target_arch = "wasm32"))]
     eprintln!("{message}");
-}
-
-/// Runs a future to completion on native targets (the command line and tests).
-#[cfg(not(target_arch = "wasm32"))]
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    pollster::block_on(f)
 }

@@ -1,4 +1,4 @@
-//! Dispatch of `shaders/relu_dropout.wgsl` (twins `cpu::activation::relu_dropout_inplace`
+//! Dispatch of `shaders/relu_dropout.wgsl` (twins `cpu::relu_dropout::relu_dropout_inplace`
 //! and `relu_dropout_backward_inplace`): `encode_*` on resident buffers, in place; the
 //! slice methods upload, dispatch, read back.
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
@@ -49,7 +49,7 @@ impl Pipelines {
         )
     }
 
-    /// `dropout(relu(x))` on a slice (as `cpu::activation::relu_dropout_forward`).
+    /// `dropout(relu(x))` on a slice (as `cpu::relu_dropout::relu_dropout_forward`).
     pub async fn relu_dropout(
         &self,
         ctx: &GpuContext,
@@ -68,7 +68,7 @@ impl Pipelines {
         read_f32(ctx, &v_buf, x.len()).await
     }
 
-    /// The backward on slices (as `cpu::activation::relu_dropout_backward`): returns
+    /// The backward on slices (as `cpu::relu_dropout::relu_dropout_backward`): returns
     /// `dx` from `dy` and the forward's output `y`.
     pub async fn relu_dropout_backward(
         &self,

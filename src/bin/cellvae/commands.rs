@@ -1,16 +1,14 @@
 //! `cellvae train` and `cellvae eval`: the pipeline from a matrix to the files the
 //! browser loads.
 
-use cellvae::backend::cpu::CpuBackend;
-use cellvae::backend::gpu::GpuBackend;
-use cellvae::backend::{Backend, TrainState};
 use cellvae::data::CountMatrix;
 use cellvae::eval::{evaluate, knn_accuracy, latent};
 use cellvae::model::io::{
-    checkpoint_to_safetensors, from_safetensors, read_config, to_safetensors, ModelFiles,
+    checkpoint_to_safetensors, from_safetensors, read_config, to_safetensors,
 };
-use cellvae::model::{Dispersion, Likelihood, ModelConfig, Params};
-use cellvae::pipeline::{column_codes, fit_to_model, prepare, PrepareOptions};
+use cellvae::model::{Backend, CpuBackend, GpuBackend, ModelConfig, Params, TrainState};
+use cellvae::pipeline::{column_codes, prepare, prepare_for_model, PrepareOptions};
+use cellvae::session::{RunOptions, Words};
 use cellvae::train::{TrainConfig, Trainer};
 use cellvae::{Error, Result};
 use std::fmt::Write as _;
@@ -19,23 +17,13 @@ use std::path::{Path, PathBuf};
 /// Everything `cellvae train` was asked to do.
 pub struct TrainJob {
     pub matrix: CountMatrix,
-    pub epochs: Option<u32>,
-    pub n_latent: usize,
-    pub n_hidden: usize,
-    pub n_layers: usize,
-    pub likelihood: Likelihood,
-    pub dispersion: Dispersion,
+    /// The model and training settings (checked by the session layer, as the page's).
+    pub run: RunOptions,
     pub batch_key: Option<String>,
-    pub encode_batch: bool,
     pub label_key: Option<String>,
     pub top_genes: Option<usize>,
     pub genes: Option<Vec<String>>,
-    pub lr: f32,
-    pub beta: f32,
-    pub kl_warmup: u32,
-    pub batch_size: usize,
     pub holdout_every: Option<usize>,
-    pub seed: u64,
     pub gpu: bool,
     pub out: PathBuf,
     pub eval_samples: usize,
@@ -63,6 +51,8 @@ fn json(v: &impl serde::Serialize) -> Result<String> {
 
 /// Trains, evaluates and writes the output folder.
 pub fn train(job: TrainJob) -> Result<()> {
+    // Settings that do not depend on the data fail before the data is prepared.
+    job.run.validate(Words::Cli)?;
     let opts = PrepareOptions {
         qc: cellvae::data::preprocess::QcOptions {
             n_top_genes: job.top_genes,
@@ -77,32 +67,14 @@ pub fn train(job: TrainJob) -> Result<()> {
     for line in prep.report.to_lines() {
         eprintln!("{line}");
     }
-    let m = &prep.matrix;
-    let mut config = ModelConfig::scvi_defaults(m.n_genes, prep.batch_levels.len());
-    config.n_latent = job.n_latent;
-    config.n_hidden = job.n_hidden;
-    config.n_layers = job.n_layers;
-    config.likelihood = job.likelihood;
-    config.dispersion = job.dispersion;
-    config.encode_batch = job.encode_batch;
-    if job.batch_key.is_none() && job.encode_batch {
-        return Err(Error::Config("--encode-batch needs --batch-key".into()));
-    }
-    if job.batch_key.is_none() && job.dispersion == Dispersion::GeneBatch {
-        return Err(Error::Config(
-            "--dispersion gene-batch needs --batch-key".into(),
-        ));
-    }
-    let mut tc = TrainConfig::scvi_defaults(prep.train_cells.len());
-    if let Some(e) = job.epochs {
-        tc.epochs = e;
-    }
-    tc.lr = job.lr;
-    tc.max_kl_weight = job.beta;
-    tc.kl_warmup_epochs = job.kl_warmup;
-    tc.batch_size = job.batch_size;
-    tc.seed = job.seed;
-    let params = Params::init(&config, job.seed)?;
+    let config = job.run.model_config(
+        prep.matrix.n_genes,
+        prep.batch_levels.len(),
+        job.batch_key.is_some(),
+        Words::Cli,
+    )?;
+    let tc = job.run.train_config(prep.train_cells.len(), Words::Cli)?;
+    let params = Params::init(&config, job.run.seed)?;
     let m = &prep.matrix;
     let state = TrainState::new(params);
     // Fail on an unwritable --out before training, not after.
@@ -137,7 +109,7 @@ pub fn train(job: TrainJob) -> Result<()> {
             None,
         );
     }
-    let mut backend = cellvae::backend::gpu::block_on(GpuBackend::create())?;
+    let mut backend = cellvae::block_on(GpuBackend::create())?;
     if let Ok(s) = std::env::var("CELLVAE_TEST_LOSE_GPU_AT_STEP") {
         // Fault injection for the fallback test (tests/train_cli.rs).
         let step = s.parse().map_err(|_| {
@@ -289,12 +261,12 @@ fn outputs<B: Backend>(
         &prep.batch_codes,
         eval_cells,
         job.eval_samples,
-        job.seed,
+        job.run.seed,
     );
     let knn = prep
         .labels
         .as_ref()
-        .and_then(|(codes, _)| knn_accuracy(&mean, z, codes, 15, 5, job.seed));
+        .and_then(|(codes, _)| knn_accuracy(&mean, z, codes, 15, 5, job.run.seed));
     let mut mj = serde_json::json!({
         "n_cells": m.n_cells,
         "n_genes": m.n_genes,
@@ -329,17 +301,7 @@ fn outputs<B: Backend>(
         &job.out.join("checkpoint.safetensors"),
         &checkpoint_to_safetensors(&trainer.checkpoint()?)?,
     )?;
-    let files = ModelFiles {
-        format: "cellvae-model".into(),
-        cellvae_version: env!("CARGO_PKG_VERSION").into(),
-        model: config,
-        gene_ids: m.gene_ids.clone(),
-        gene_names: m.gene_names.clone(),
-        batch_key: job.batch_key.clone(),
-        batch_levels: prep.batch_levels.clone(),
-        preprocessing: serde_json::to_value(&prep.report).unwrap_or_default(),
-        training: serde_json::to_value(tc).unwrap_or_default(),
-    };
+    let files = prep.model_files(&config, job.batch_key.clone(), tc);
     write(&job.out.join("config.json"), json(&files)?.as_bytes())?;
     println!("{}", json(&mj)?);
     Ok(())
@@ -368,17 +330,16 @@ pub fn eval(
         source: e,
     })?;
     let params = from_safetensors(&bytes, &files.model, &st_name)?;
-    // The data's genes in the model's order, and the model's batch codes.
-    let (m, batch_codes) = fit_to_model(&files, data)?;
-    let cells: Vec<usize> = match holdout_every {
-        Some(k) if k > 0 => (0..m.n_cells).filter(|i| i % k == 0).collect(),
-        _ => (0..m.n_cells).collect(),
+    // The data's genes in the model's order, the model's batch codes, and the cells
+    // with counts in those genes (held out by input position with --holdout-every).
+    let prep = prepare_for_model(&files, data, None, holdout_every)?;
+    let (m, batch_codes) = (&prep.matrix, &prep.batch_codes);
+    let cells = if holdout_every.is_some_and(|k| k > 0) {
+        &prep.heldout_cells
+    } else {
+        &prep.train_cells
     };
-    let cells: Vec<usize> = cells
-        .into_iter()
-        .filter(|&c| m.indptr[c] < m.indptr[c + 1])
-        .collect();
-    let metrics = evaluate(&params, &m, &batch_codes, &cells, samples, seed);
+    let metrics = evaluate(&params, m, batch_codes, cells, samples, seed);
     let mut mj = serde_json::json!({
         "n_cells": m.n_cells,
         "n_genes": m.n_genes,
@@ -396,7 +357,7 @@ pub fn eval(
             .ok_or_else(|| Error::Config(format!("--label-key {key}: no such metadata column")))?;
         let (codes, _) = column_codes(col);
         let all: Vec<usize> = (0..m.n_cells).collect();
-        let (mean, _) = latent(&params, &m, &batch_codes, &all);
+        let (mean, _) = latent(&params, m, batch_codes, &all);
         if let Some(k) = knn_accuracy(&mean, files.model.n_latent, &codes, 15, 5, seed) {
             mj["knn15_accuracy"] = serde_json::json!(k);
         }

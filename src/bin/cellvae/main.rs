@@ -7,6 +7,7 @@ mod commands;
 
 use cellvae::data::{load_paths, read_inputs, InputFile, Orientation, ReadOptions};
 use cellvae::model::{Dispersion, Likelihood};
+use cellvae::session::RunOptions;
 use cellvae::summary::Summary;
 use cellvae::{Error, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -246,21 +247,28 @@ fn args_into(a: &TrainArgs) -> Result<Box<commands::TrainJob>> {
     let m = read(&a.input, false)?;
     Ok(Box::new(commands::TrainJob {
         matrix: m,
-        epochs: a.epochs,
-        n_latent: a.n_latent,
-        n_hidden: a.n_hidden,
-        n_layers: a.n_layers,
-        likelihood: match a.likelihood {
-            LikelihoodArg::Nb => Likelihood::Nb,
-            LikelihoodArg::Zinb => Likelihood::Zinb,
-            LikelihoodArg::Poisson => Likelihood::Poisson,
-        },
-        dispersion: match a.dispersion {
-            DispersionArg::Gene => Dispersion::Gene,
-            DispersionArg::GeneBatch => Dispersion::GeneBatch,
+        run: RunOptions {
+            n_latent: a.n_latent,
+            n_hidden: a.n_hidden,
+            n_layers: a.n_layers,
+            likelihood: match a.likelihood {
+                LikelihoodArg::Nb => Likelihood::Nb,
+                LikelihoodArg::Zinb => Likelihood::Zinb,
+                LikelihoodArg::Poisson => Likelihood::Poisson,
+            },
+            dispersion: match a.dispersion {
+                DispersionArg::Gene => Dispersion::Gene,
+                DispersionArg::GeneBatch => Dispersion::GeneBatch,
+            },
+            encode_batch: a.encode_batch,
+            lr: a.lr,
+            beta: a.beta,
+            kl_warmup_epochs: Some(a.kl_warmup),
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            seed: a.seed,
         },
         batch_key: a.batch_key.clone(),
-        encode_batch: a.encode_batch,
         label_key: a.label_key.clone(),
         top_genes: a.top_genes,
         genes: match &a.genes {
@@ -280,12 +288,7 @@ fn args_into(a: &TrainArgs) -> Result<Box<commands::TrainJob>> {
             }
             None => None,
         },
-        lr: a.lr,
-        beta: a.beta,
-        kl_warmup: a.kl_warmup,
-        batch_size: a.batch_size,
         holdout_every: a.holdout_every,
-        seed: a.seed,
         gpu: a.backend == BackendArg::Gpu,
         out: a.out.clone(),
         eval_samples: a.eval_samples,

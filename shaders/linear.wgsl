@@ -1,14 +1,19 @@
-// linear_backward: gradients of y = x W + bias given dy, three entry points:
-//   dx    = dy W^T        (B x n_in),  dispatch (ceil(n_in / 16), ceil(B / 16), 1)
-//   dw    = x^T dy        (n_in x n_out), dispatch (ceil(n_out / 16), ceil(n_in / 16), 1)
-//   dbias = colsum(dy)    (n_out), dispatch (ceil(n_out / 256), 1, 1)
-// All row-major f32, outputs overwritten. CPU twin: `backend::cpu::linear::backward`.
-// Test: tests/gpu_kernels.rs. dx and dw are tiled products as in linear_forward.wgsl.
+// linear: a fully connected layer y = x W + bias and its gradients given dy, one module
+// with four entry points (CPU twins `backend::cpu::linear::{forward, backward}`; tests
+// tests/gpu_kernels/linear.rs):
+//   main  y     = x W + bias  (B x n_out),  dispatch (ceil(n_out / 16), ceil(B / 16), 1)
+//   dx    dx    = dy W^T      (B x n_in),   dispatch (ceil(n_in / 16), ceil(B / 16), 1)
+//   dw    dw    = x^T dy      (n_in x n_out), dispatch (ceil(n_out / 16), ceil(n_in / 16), 1)
+//   dbias dbias = colsum(dy)  (n_out),      dispatch (ceil(n_out / 256), 1, 1)
+// All row-major f32, outputs overwritten. The products are tiled: each 16 x 16 workgroup
+// computes a 16 x 16 tile of its output (one value per invocation), staging 16 x 16
+// tiles of the operands in workgroup memory.
 //
-// Bindings (in order): x (read), w (read), dy (read), dx (write), dw (write),
-// dbias (write), params (uniform). Each entry point uses only some of them (its
-// pipeline's derived layout holds those): dx: w, dy, dx, params; dw: x, dy, dw, params;
-// dbias: dy, dbias, params.
+// Bindings: x (0, read), w (1, read), dy (2, read), dx (3, write), dw (4, write),
+// dbias (5, write), params (6, uniform); the forward's bias and y share bindings 2 and 3
+// with dy and dx (WGSL allows it: no entry point uses both of a pair). Each entry point
+// uses only some of them (its pipeline's derived layout holds those): main: x, w, bias,
+// y, params; dx: w, dy, dx, params; dw: x, dy, dw, params; dbias: dy, dbias, params.
 
 struct Params {
     // Mirrors `backend::gpu::kernels::LinearParams` (#[repr(C)]).
@@ -25,11 +30,47 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dbias: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
+// The forward's own bindings (see the header).
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 const TILE: u32 = 16u;
 
 var<workgroup> a_tile: array<array<f32, 16>, 16>;
 var<workgroup> b_tile: array<array<f32, 16>, 16>;
+
+// y[r, o] = sum_i x[r, i] W[i, o] + bias[o], with a_tile holding x and b_tile W.
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wg.y * TILE + lid.y;
+    let col = wg.x * TILE + lid.x;
+    let n_tiles = (params.n_in + TILE - 1u) / TILE;
+    var acc = 0.0;
+    for (var t = 0u; t < n_tiles; t++) {
+        let k0 = t * TILE;
+        // a_tile[r][k] = x[row, k0 + k]; b_tile[k][c] = W[k0 + k, col].
+        let kx = k0 + lid.x;
+        var xv = 0.0;
+        if (row < params.b && kx < params.n_in) {
+            xv = x[row * params.n_in + kx];
+        }
+        a_tile[lid.y][lid.x] = xv;
+        let kw = k0 + lid.y;
+        var wv = 0.0;
+        if (kw < params.n_in && col < params.n_out) {
+            wv = w[kw * params.n_out + col];
+        }
+        b_tile[lid.y][lid.x] = wv;
+        workgroupBarrier();
+        for (var k = 0u; k < TILE; k++) {
+            acc += a_tile[lid.y][k] * b_tile[k][lid.x];
+        }
+        workgroupBarrier();
+    }
+    if (row < params.b && col < params.n_out) {
+        y[row * params.n_out + col] = acc + bias[col];
+    }
+}
 
 // dx[r, i] = sum_o dy[r, o] W[i, o].
 @compute @workgroup_size(16, 16)

@@ -1,73 +1,16 @@
-//! Dispatch of the row-wise and elementwise latent kernels: `shaders/softmax.wgsl`
-//! (twin `cpu::softmax::forward`), `shaders/kl.wgsl` (twin `cpu::kl::forward`) and
-//! `shaders/reparam.wgsl` (twin `cpu::reparam::forward`). `encode_*` record into a
-//! command encoder on resident buffers; the slice methods upload, dispatch, read back.
+//! Dispatch of `shaders/reparam.wgsl` (twins `cpu::reparam::{forward, backward}`): the
+//! reparameterisation with Philox normals drawn on the GPU, and its backward
+//! (`latent_backward` runs it with the KL's on slices, as the model does).
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
 use super::dispatch::{
     check_len, encode, f32_buffer, f32_output, grid, read_f32, submit, to_u32, uniform_buffer,
 };
-use super::kernels::{Pipelines, ReparamParams, RowParams};
+use super::kernels::{Pipelines, ReparamParams};
 use super::GpuContext;
 use crate::error::Result;
 
-fn row_params(b: usize, g: usize, what: &str) -> Result<RowParams> {
-    to_u32(b * g, what)?;
-    Ok(RowParams {
-        b: to_u32(b, "B")?,
-        g: to_u32(g, what)?,
-        pad: [0; 2],
-    })
-}
-
 impl Pipelines {
-    /// Records the row softmax of `logits` (B x G) into `rho` (B x G, overwritten). One
-    /// dispatch, one workgroup per row.
-    pub fn encode_softmax(
-        &self,
-        ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        logits: &wgpu::Buffer,
-        rho: &wgpu::Buffer,
-        b: usize,
-        g: usize,
-    ) -> Result<()> {
-        let p = row_params(b, g, "G")?;
-        let p_buf = uniform_buffer(ctx, "softmax.params", &p);
-        encode(
-            ctx,
-            encoder,
-            "softmax",
-            &self.softmax,
-            &[(0, logits), (1, rho), (2, &p_buf)],
-            grid(p.b, 1),
-        )
-    }
-
-    /// Records the per-cell KL of q(z|x) = N(mean, exp(v) + 1e-4) from N(0, I) into
-    /// `kl` (B); `mean`, `v` B x Z. One dispatch.
-    pub fn encode_kl(
-        &self,
-        ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        mean: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        kl: &wgpu::Buffer,
-        b: usize,
-        z: usize,
-    ) -> Result<()> {
-        let p = row_params(b, z, "Z")?;
-        let p_buf = uniform_buffer(ctx, "kl.params", &p);
-        encode(
-            ctx,
-            encoder,
-            "kl",
-            &self.kl,
-            &[(0, mean), (1, v), (2, kl), (3, &p_buf)],
-            grid(p.b, 256),
-        )
-    }
-
     /// Records `z = mean + sqrt(exp(v) + 1e-4) * eps` for `n` = B x Z elements, with eps
     /// drawn on the GPU as `rng::normal(seed, stream, step, i)` and kept in `eps` for the
     /// backward pass. One dispatch.
@@ -142,39 +85,6 @@ impl Pipelines {
         )
     }
 
-    /// Records the KL gradient of `sum_cells weight[c] * KL[c]`, ACCUMULATED into
-    /// `d_mean` and `d_v` (B x Z); `weight` is B. One dispatch.
-    pub fn encode_kl_backward(
-        &self,
-        ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        mean: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        weight: &wgpu::Buffer,
-        d_mean: &wgpu::Buffer,
-        d_v: &wgpu::Buffer,
-        b: usize,
-        z: usize,
-    ) -> Result<()> {
-        let p = row_params(b, z, "Z")?;
-        let p_buf = uniform_buffer(ctx, "kl.backward.params", &p);
-        encode(
-            ctx,
-            encoder,
-            "kl.backward",
-            &self.kl_backward,
-            &[
-                (0, mean),
-                (1, v),
-                (3, &p_buf),
-                (4, weight),
-                (5, d_mean),
-                (6, d_v),
-            ],
-            grid(p.b * p.g, 256),
-        )
-    }
-
     /// The latent layer's backward on slices, as `cpu::reparam::backward` followed by
     /// `cpu::kl::backward` (one submit, two dispatches): returns `(d_mean, d_v)`.
     pub async fn latent_backward(
@@ -209,45 +119,6 @@ impl Pipelines {
         let d_mean = read_f32(ctx, &dm_buf, n).await?;
         let d_v = read_f32(ctx, &dv_buf, n).await?;
         Ok((d_mean, d_v))
-    }
-
-    /// Row softmax of `logits` (B x G) on slices, returning rho (B x G).
-    pub async fn softmax(
-        &self,
-        ctx: &GpuContext,
-        logits: &[f32],
-        b: usize,
-        g: usize,
-    ) -> Result<Vec<f32>> {
-        check_len("softmax logits", logits.len(), b * g)?;
-        let l_buf = f32_buffer(ctx, "softmax.logits", logits, false).await?;
-        let rho_buf = f32_output(ctx, "softmax.rho", b * g).await?;
-        submit(ctx, "softmax", |enc| {
-            self.encode_softmax(ctx, enc, &l_buf, &rho_buf, b, g)
-        })
-        .await?;
-        read_f32(ctx, &rho_buf, b * g).await
-    }
-
-    /// Per-cell KL on slices (`mean`, `v` B x Z), returning kl (B).
-    pub async fn kl(
-        &self,
-        ctx: &GpuContext,
-        mean: &[f32],
-        v: &[f32],
-        b: usize,
-        z: usize,
-    ) -> Result<Vec<f32>> {
-        check_len("kl mean", mean.len(), b * z)?;
-        check_len("kl v", v.len(), b * z)?;
-        let m_buf = f32_buffer(ctx, "kl.mean", mean, false).await?;
-        let v_buf = f32_buffer(ctx, "kl.v", v, false).await?;
-        let kl_buf = f32_output(ctx, "kl.kl", b).await?;
-        submit(ctx, "kl", |enc| {
-            self.encode_kl(ctx, enc, &m_buf, &v_buf, &kl_buf, b, z)
-        })
-        .await?;
-        read_f32(ctx, &kl_buf, b).await
     }
 
     /// The reparameterisation on slices (`mean`, `v` hold n = B x Z values), returning

@@ -1,4 +1,4 @@
-//! ReLU fused with inverted dropout (scvi-tools' encoder: Linear, BatchNorm, ReLU,
+//! Twin of `shaders/relu_dropout.wgsl`: ReLU fused with inverted dropout (scvi-tools' encoder: Linear, BatchNorm, ReLU,
 //! Dropout(0.1); the decoder uses no dropout, `p_drop = 0`).
 //!
 //! Element `i = row * n + col` of a B x n activation is kept iff

@@ -1,8 +1,11 @@
 //! The reference [`Backend`]: the VAE on the CPU ([`CpuModel`]) with Adam, every step
-//! checked for non-finite values before it is applied.
+//! checked for non-finite values before it is applied. Its futures are ready at once.
 
 use crate::backend::cpu::adam;
-use crate::backend::{Backend, Posterior, StepHyper, StepLosses, TrainState};
+use crate::error::{Error, Result};
+use crate::model::backend::{
+    Backend, Posterior, StepHyper, StepLosses, TrainState, ADAM_BETA1, ADAM_BETA2,
+};
 use crate::model::cpu_model::{CpuModel, Mode, Workspace};
 use crate::model::Minibatch;
 
@@ -19,6 +22,10 @@ impl Default for CpuBackend {
     }
 }
 
+fn not_loaded() -> Error {
+    Error::Config("no model loaded into the CPU backend".into())
+}
+
 impl CpuBackend {
     /// A backend with no model loaded yet.
     pub fn new() -> CpuBackend {
@@ -29,32 +36,13 @@ impl CpuBackend {
         }
     }
 
-    fn state_mut(&mut self) -> crate::Result<&mut TrainState> {
-        self.state
-            .as_mut()
-            .ok_or_else(|| crate::Error::Config("no model loaded into the CPU backend".into()))
-    }
-}
-
-impl Backend for CpuBackend {
-    fn name(&self) -> &'static str {
-        "cpu"
+    fn state_mut(&mut self) -> Result<&mut TrainState> {
+        self.state.as_mut().ok_or_else(not_loaded)
     }
 
-    fn adapter(&self) -> String {
-        "CPU (pure Rust)".into()
-    }
-
-    fn load(&mut self, state: &TrainState) -> crate::Result<()> {
-        self.state = Some(state.clone());
-        Ok(())
-    }
-
-    fn save(&mut self) -> crate::Result<TrainState> {
-        Ok(self.state_mut()?.clone())
-    }
-
-    fn train_step(&mut self, batch: &Minibatch, hyper: &StepHyper) -> crate::Result<StepLosses> {
+    /// One step: forward, backward, and Adam when every gradient is finite (else the
+    /// batch-norm running statistics are put back as they were).
+    fn step(&mut self, batch: &Minibatch, hyper: &StepHyper) -> Result<StepLosses> {
         if let Some(st) = &self.state {
             batch.check_batches(st.params.config.n_batches)?;
         }
@@ -62,10 +50,7 @@ impl Backend for CpuBackend {
         // Keep the running statistics in case the step turns out non-finite (the buffer
         // is reused: no allocation per step).
         let mut saved = std::mem::take(&mut self.saved_buffers);
-        let st = self
-            .state
-            .as_mut()
-            .ok_or_else(|| crate::Error::Config("no model loaded into the CPU backend".into()))?;
+        let st = self.state.as_mut().ok_or_else(not_loaded)?;
         saved.clear();
         saved.extend_from_slice(&st.params.buffers);
         let (recon, klm) = CpuModel::forward_backward(
@@ -86,8 +71,8 @@ impl Backend for CpuBackend {
                 &mut st.adam_m,
                 &mut st.adam_v,
                 f64::from(hyper.lr),
-                0.9,
-                0.999,
+                ADAM_BETA1,
+                ADAM_BETA2,
                 f64::from(hyper.adam_eps),
                 f64::from(hyper.weight_decay),
                 hyper.step + 1,
@@ -105,8 +90,43 @@ impl Backend for CpuBackend {
             finite,
         })
     }
+}
 
-    fn encode(&mut self, batch: &Minibatch) -> crate::Result<Posterior> {
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn adapter(&self) -> String {
+        "CPU (pure Rust)".into()
+    }
+
+    async fn load(&mut self, state: &TrainState) -> Result<()> {
+        self.state = Some(state.clone());
+        Ok(())
+    }
+
+    async fn save(&mut self) -> Result<TrainState> {
+        Ok(self.state_mut()?.clone())
+    }
+
+    async fn train_steps(
+        &mut self,
+        batches: &[Minibatch],
+        hypers: &[StepHyper],
+    ) -> Result<Vec<StepLosses>> {
+        let mut out = Vec::with_capacity(hypers.len());
+        for (batch, hyper) in batches.iter().zip(hypers) {
+            let l = self.step(batch, hyper)?;
+            out.push(l);
+            if !l.finite {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn encode(&mut self, batch: &Minibatch) -> Result<Posterior> {
         batch.check_batches(self.state_mut()?.params.config.n_batches)?;
         let mut ws = std::mem::take(&mut self.ws);
         let st = self.state_mut()?;

@@ -1,0 +1,64 @@
+//! Twin of `shaders/zinb_loglik.wgsl`: the zero-inflated negative binomial
+//! log-likelihood per cell (scvi-tools' `log_zinb_positive`), fused with its gradients
+//! (shapes and conventions in [`super::counts`]).
+#![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
+
+use super::counts::{drive, zinb_elem};
+
+/// ZINB log-likelihood per cell with gradients: as [`super::nb_loglik::forward_backward`] plus the
+/// dropout logits `pi` (B x G) and their gradient `d_pi` (B x G, overwritten, weighted).
+pub fn forward_backward(
+    x: &[f32],
+    library: &[f32],
+    rho: &[f32],
+    log_theta: &[f32],
+    theta_row: &[u32],
+    pi: &[f32],
+    weight: &[f32],
+    b: usize,
+    g: usize,
+    loglik: &mut [f32],
+    d_logits: &mut [f32],
+    d_log_theta: &mut [f32],
+    d_pi: &mut [f32],
+) {
+    d_log_theta.fill(0.0);
+    drive(
+        x,
+        library,
+        rho,
+        weight,
+        b,
+        g,
+        loglik,
+        Some(d_logits),
+        |r, j, xv, mu| {
+            let (k, i) = (theta_row[r] as usize * g + j, r * g + j);
+            let w = f64::from(weight[r]);
+            let (lp, a, th, dp) =
+                zinb_elem(xv, f64::from(log_theta[k]), mu, f64::from(pi[i]), true);
+            d_log_theta[k] += (w * th) as f32;
+            d_pi[i] = (w * dp) as f32;
+            (lp, a)
+        },
+    );
+}
+
+/// ZINB log-likelihood per cell only (`loglik`, B, overwritten).
+pub fn forward(
+    x: &[f32],
+    library: &[f32],
+    rho: &[f32],
+    log_theta: &[f32],
+    theta_row: &[u32],
+    pi: &[f32],
+    b: usize,
+    g: usize,
+    loglik: &mut [f32],
+) {
+    drive(x, library, rho, &[], b, g, loglik, None, |r, j, xv, mu| {
+        let k = theta_row[r] as usize * g + j;
+        let p = f64::from(pi[r * g + j]);
+        (zinb_elem(xv, f64::from(log_theta[k]), mu, p, false).0, 0.0)
+    });
+}

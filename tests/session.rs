@@ -1,0 +1,351 @@
+//! The page's session core (`cellvae::session`), natively: preparing the built-in demo,
+//! training, lr and beta held in one place, errors in the page's words, latent means and
+//! their caches, KL per dimension against the evaluation's, decoding and the nearest
+//! cells' profile, saving and loading a model, and the GPU run (on lavapipe) following
+//! the CPU step for step and falling back to the CPU without losing training.
+
+use cellvae::data::{read_inputs, InputFile, ReadOptions};
+use cellvae::eval::evaluate;
+use cellvae::explore::Explorer;
+use cellvae::session::{Run, Session, SessionOptions};
+use cellvae::CountMatrix;
+
+fn clock() -> f64 {
+    0.0
+}
+
+/// The built-in demo: 700 PBMCs with cell types (www/demo).
+fn demo() -> CountMatrix {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/www/demo/pbmc68k_reduced_700/");
+    let read = |f: &str| InputFile::new(f, std::fs::read(format!("{dir}{f}")).unwrap());
+    let files: Vec<InputFile> = ["matrix.mtx.gz", "features.tsv", "barcodes.tsv"]
+        .iter()
+        .map(|f| read(f))
+        .collect();
+    read_inputs(&files, Some(&read("cells.tsv")), &ReadOptions::default()).unwrap()
+}
+
+fn options(json: &str) -> SessionOptions {
+    serde_json::from_str(json).unwrap()
+}
+
+#[test]
+fn a_new_session_prepares_and_trains_the_demo() {
+    let m = demo();
+    let mut s = Session::new(&m, &options(r#"{"top_genes": 300, "epochs": 3}"#), clock).unwrap();
+    assert_eq!(s.data().matrix.n_genes, 300);
+    assert_eq!(s.data().matrix.n_cells, 700);
+    assert_eq!(
+        s.label_key(),
+        Some("cell_type"),
+        "cell_type is the default label"
+    );
+    assert_eq!(
+        s.model_config().n_latent,
+        2,
+        "the page's default latent space is 2-D"
+    );
+    let before = s.status();
+    assert_eq!((before.epoch, before.step, before.elbo), (0, 0, None));
+    assert_eq!(before.training_backend, "cpu");
+    // 700 cells, minibatch 128: 6 steps per epoch (the last minibatch of 60 kept).
+    let after = s.step(7).unwrap();
+    assert_eq!((after.epoch, after.step), (1, 7));
+    let h = s.history();
+    assert_eq!(h.len(), 1);
+    assert_eq!(
+        after.elbo,
+        Some(h[0].elbo),
+        "the status reports the last epoch"
+    );
+    assert!(h[0].elbo < 0.0 && h[0].elbo.is_finite());
+    // Training stops at the configured epochs.
+    let done = s.step(1000).unwrap();
+    assert!(done.finished && done.epoch == 3, "{done:?}");
+    assert_eq!(s.step(5).unwrap().step, done.step);
+}
+
+#[test]
+fn errors_speak_the_pages_words() {
+    let m = demo();
+    let bad = |json: &str| {
+        Session::new(&m, &options(json), clock)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let e = bad(r#"{"lr": 0}"#);
+    assert!(e.contains("learning rate") && !e.contains("--"), "{e}");
+    let e = bad(r#"{"batch_size": 0}"#);
+    assert!(e.contains("minibatch size") && !e.contains("--"), "{e}");
+    let e = bad(r#"{"batch_key": "tissue"}"#);
+    assert!(
+        e.contains("batch column") && e.contains("cell_type") && !e.contains("--"),
+        "{e}"
+    );
+    let e = bad(r#"{"encode_batch": true}"#);
+    assert!(
+        e.contains("batch in the encoder") && !e.contains("--"),
+        "{e}"
+    );
+    let e = bad(r#"{"top_genes": 100000}"#);
+    assert!(
+        e.contains("highly variable genes") && !e.contains("--"),
+        "{e}"
+    );
+    let e = bad(r#"{"n_latent": 0}"#);
+    assert!(e.contains("latent dimensions") && !e.contains("--"), "{e}");
+    // A misspelt setting is refused, never ignored.
+    assert!(serde_json::from_str::<SessionOptions>(r#"{"n_latnet": 3}"#).is_err());
+}
+
+#[test]
+fn lr_and_beta_live_in_one_place() {
+    let m = demo();
+    let mut s = Session::new(&m, &options(r#"{"top_genes": 200}"#), clock).unwrap();
+    s.set_lr(0.004).unwrap();
+    s.set_beta(0.25).unwrap();
+    let st = s.status();
+    assert_eq!((st.lr, st.beta), (0.004, 0.25));
+    let e = s.set_lr(-1.0).unwrap_err().to_string();
+    assert!(e.contains("learning rate"), "{e}");
+    let e = s.set_beta(f32::NAN).unwrap_err().to_string();
+    assert!(e.contains("beta"), "{e}");
+    // A refused value leaves the settings as they were.
+    let st = s.status();
+    assert_eq!((st.lr, st.beta), (0.004, 0.25));
+    // The steps use them: the same run with the values given at the start agrees.
+    s.step(3).unwrap();
+    let mut t = Session::new(
+        &m,
+        &options(r#"{"top_genes": 200, "lr": 0.004, "beta": 0.25}"#),
+        clock,
+    )
+    .unwrap();
+    t.step(3).unwrap();
+    assert_eq!(s.latent().unwrap(), t.latent().unwrap());
+}
+
+#[test]
+fn latent_means_kl_and_profiles_match_the_core() {
+    let m = demo();
+    let mut s = Session::new(&m, &options(r#"{"top_genes": 200, "n_latent": 3}"#), clock).unwrap();
+    s.step(12).unwrap();
+    let d = 3;
+    let all = s.latent().unwrap();
+    assert_eq!(all.len(), 700 * d);
+    // A slice re-encoded with the same parameters is the same rows.
+    let slice = s.latent_range(100, 50).unwrap();
+    assert_eq!(slice, all[100 * d..150 * d]);
+    assert_eq!(s.latent_range(690, 50).unwrap().len(), 10 * d, "clamped");
+    // KL per dimension is the evaluation's (same kernel, same cells).
+    let params = s.params().unwrap();
+    let data = s.data().clone();
+    let metrics = evaluate(
+        &params,
+        &data.matrix,
+        &data.batch_codes,
+        &data.train_cells,
+        1,
+        0,
+    );
+    let kl = s.kl_per_dim().unwrap();
+    for (a, b) in kl.iter().zip(&metrics.kl_per_dim) {
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+            "{kl:?} vs {:?}",
+            metrics.kl_per_dim
+        );
+    }
+    // Decoding is the explorer's on the current parameters, for any batch and library.
+    let z = [0.3f32, -0.2, 0.1, 1.0, 0.0, -1.0];
+    let got = s.decode(&z, 0, 1500.0).unwrap();
+    let want = Explorer::new(params)
+        .decode(&z, 0, 1500.0)
+        .unwrap()
+        .expected;
+    assert_eq!(got, want);
+    let cols = s.decode_genes(&z, 0, 1500.0, &[5, 0]).unwrap();
+    let g = data.matrix.n_genes;
+    assert_eq!(cols, vec![got[5], got[0], got[g + 5], got[g]]);
+    assert!(s.decode_genes(&z, 0, 1.0, &[g as u32]).is_err());
+    // The nearest cells to a cell's own latent mean start with that cell.
+    let c = data.train_cells[10];
+    let p = s
+        .nearest_profile(&all[c * d..(c + 1) * d], 15, 1000.0)
+        .unwrap();
+    assert_eq!(p.cells[0], c);
+    assert_eq!(p.cells.len(), 15);
+    let total: f32 = p.mean.iter().sum();
+    assert!(
+        (total - 1000.0).abs() < 0.5,
+        "proportions scaled to the library: {total}"
+    );
+    assert!(
+        s.nearest_profile(&[0.0], 5, 1.0).is_err(),
+        "wrong dimension"
+    );
+}
+
+#[test]
+fn caches_follow_the_parameters() {
+    let m = demo();
+    let mut s = Session::new(&m, &options(r#"{"top_genes": 200}"#), clock).unwrap();
+    let v0 = s.params_version();
+    let a = s.latent().unwrap();
+    let da = s.decode(&[0.5, 0.5], 0, 1000.0).unwrap();
+    s.step(2).unwrap();
+    assert_ne!(s.params_version(), v0);
+    let b = s.latent().unwrap();
+    let db = s.decode(&[0.5, 0.5], 0, 1000.0).unwrap();
+    assert_ne!(a, b, "latent means follow the steps");
+    assert_ne!(da, db, "the decoder follows the steps");
+}
+
+#[test]
+fn a_saved_model_loads_back_onto_the_data() {
+    let m = demo();
+    let mut s = Session::new(
+        &m,
+        &options(
+            r#"{"top_genes": 250, "n_latent": 4, "likelihood": "zinb", "batch_key": "phase"}"#,
+        ),
+        clock,
+    )
+    .unwrap();
+    s.step(8).unwrap();
+    let st = s.model_safetensors().unwrap();
+    let cfg = s.model_config_json().unwrap();
+    let files: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    assert_eq!(files["format"], "cellvae-model");
+    assert_eq!(files["batch_key"], "phase");
+    assert_eq!(files["gene_names"].as_array().unwrap().len(), 250);
+    assert_eq!(files["model"]["n_latent"], 4);
+    let mut t = Session::from_model(&m, &st, &cfg, &SessionOptions::default(), clock).unwrap();
+    assert!(
+        t.origin().contains("config.json") && t.origin().contains("4-D"),
+        "{}",
+        t.origin()
+    );
+    assert_eq!(t.model_config(), s.model_config());
+    assert_eq!(t.batch_key(), Some("phase"));
+    assert_eq!(t.data().batch_levels, s.data().batch_levels);
+    assert_eq!(
+        t.latent().unwrap(),
+        s.latent().unwrap(),
+        "the same model on the same cells"
+    );
+    assert_eq!(
+        t.status().kl_warmup_epochs,
+        0,
+        "a trained model continues at full beta"
+    );
+    // It keeps training.
+    assert_eq!(t.step(2).unwrap().step, 2);
+    // Data without the model's genes is refused, naming the problem.
+    let few = m.select_genes(&[0, 1, 2]);
+    let e = Session::from_model(&few, &st, &cfg, &SessionOptions::default(), clock)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("genes"), "{e}");
+    // A damaged file is an error, not a panic.
+    assert!(Session::from_model(
+        &m,
+        &st[..st.len() / 2],
+        &cfg,
+        &SessionOptions::default(),
+        clock
+    )
+    .is_err());
+}
+
+fn on_gpu(s: &mut Session) {
+    let start = s.gpu_start().unwrap();
+    let (run, version) = pollster::block_on(start.open()).expect("a GPU adapter (lavapipe)");
+    assert!(!run.adapter.is_empty(), "the adapter is named");
+    eprintln!("GPU session on {}", run.adapter);
+    s.adopt_gpu(run, version).unwrap();
+    assert_eq!(s.training_backend(), "webgpu");
+}
+
+fn gpu_steps(s: &mut Session, n: u32) {
+    let run = s.gpu_run().expect("on the GPU");
+    pollster::block_on(run.step(n)).unwrap();
+}
+
+#[test]
+#[cfg_attr(cellvae_skip_gpu, ignore = "CELLVAE_SKIP_GPU_TESTS is set")]
+fn the_gpu_run_follows_the_cpu_and_falls_back_without_losing_training() {
+    let m = demo();
+    let opts = options(r#"{"top_genes": 100, "n_hidden": 32}"#);
+    let mut cpu = Session::new(&m, &opts, clock).unwrap();
+    let mut gpu = Session::new(&m, &opts, clock).unwrap();
+    // Both take 3 CPU steps; then one continues on the GPU mid-epoch.
+    cpu.step(3).unwrap();
+    gpu.step(3).unwrap();
+    gpu.set_lr(0.002).unwrap();
+    cpu.set_lr(0.002).unwrap();
+    on_gpu(&mut gpu);
+    assert_eq!(
+        gpu.status().lr,
+        0.002,
+        "lr set before the GPU opened carries over"
+    );
+    gpu_steps(&mut gpu, 5);
+    cpu.step(5).unwrap();
+    let (a, b) = (gpu.status(), cpu.status());
+    assert_eq!((a.epoch, a.step), (b.epoch, b.step));
+    assert_eq!(a.training_backend, "webgpu");
+    let rel = (a.elbo.unwrap() - b.elbo.unwrap()).abs() / b.elbo.unwrap().abs();
+    assert!(rel < 1e-4, "GPU {:?} vs CPU {:?}", a.elbo, b.elbo);
+    let (za, zb) = (gpu.latent().unwrap(), cpu.latent().unwrap());
+    let worst = za
+        .iter()
+        .zip(&zb)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-3, "latent means differ by {worst}");
+    // lr set while on the GPU applies to the GPU run, and is reported from it.
+    gpu.set_beta(0.5).unwrap();
+    cpu.set_beta(0.5).unwrap();
+    assert_eq!(gpu.status().beta, 0.5);
+    // The device is lost at step 10: the CPU takes over from the last state read back
+    // and replays the steps since, so the run ends where a CPU-only run does.
+    gpu.test_lose_gpu_at_step(10);
+    gpu_steps(&mut gpu, 4);
+    let why = gpu.take_gpu_fallback().expect("the GPU was left");
+    assert!(why.contains("lost"), "{why}");
+    assert!(gpu.take_gpu_fallback().is_none(), "told once");
+    assert!(matches!(gpu.run(), Run::Cpu(_)));
+    assert_eq!(gpu.training_backend(), "cpu");
+    let at = gpu.status().step;
+    cpu.step(4).unwrap();
+    gpu.step(12 - at).unwrap();
+    let (a, b) = (gpu.status(), cpu.status());
+    assert_eq!((a.step, a.lr, a.beta), (b.step, b.lr, b.beta));
+    let (za, zb) = (gpu.latent().unwrap(), cpu.latent().unwrap());
+    let worst = za
+        .iter()
+        .zip(&zb)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-3,
+        "after the fallback the latent means differ by {worst}"
+    );
+}
+
+#[test]
+#[cfg_attr(cellvae_skip_gpu, ignore = "CELLVAE_SKIP_GPU_TESTS is set")]
+fn a_gpu_opened_after_the_cpu_moved_on_is_refused() {
+    let m = demo();
+    let mut s = Session::new(&m, &options(r#"{"top_genes": 50, "n_hidden": 16}"#), clock).unwrap();
+    let start = s.gpu_start().unwrap();
+    s.step(1).unwrap();
+    let (run, version) = pollster::block_on(start.open()).unwrap();
+    let e = s.adopt_gpu(run, version).unwrap_err().to_string();
+    assert!(e.contains("moved on"), "{e}");
+    assert_eq!(s.training_backend(), "cpu");
+    assert_eq!(s.step(1).unwrap().step, 2, "the CPU run goes on");
+}
