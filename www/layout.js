@@ -13,8 +13,9 @@
 // 2. Stage. `<body data-layout>` is "landing" until data is loaded (the `#summary` box
 //    changes from its placeholder, or the app sets `<body data-loaded="true">`), then
 //    "workspace" for good; style.css lays the page out for each.
-// 3. Alerts. When an alert (`[role="alert"]`) is shown inside a collapsed panel, the
-//    panels around it open, so an error is never hidden in a closed panel.
+// 3. Alerts. When an alert (`[role="alert"]`) is shown, the panels around it open and it
+//    is scrolled into view (inside its dock), so an error is never hidden in a closed or
+//    scrolled panel.
 
 /** The name of the event dispatched on `window` after fitted canvases changed size. */
 export const LAYOUT_EVENT = 'cellvae:layout';
@@ -136,12 +137,12 @@ function openAround(element) {
   }
 }
 
-/** Opens the panels around an alert when it is shown. */
+/** Opens the panels around an alert and scrolls it into view when it is shown. */
 function watchAlerts() {
   const observer = new MutationObserver((records) => {
     for (const record of records) {
       const alert = /** @type {HTMLElement} */ (record.target);
-      if (alert.hidden || !alert.closest('details:not([open])')) continue;
+      if (alert.hidden) continue;
       openAround(alert);
       alert.scrollIntoView({ block: 'nearest' });
     }

@@ -178,6 +178,29 @@ for (const webgpu of [true, false]) {
         assert.deepEqual((await measure(page)).map, before.map, 'the map is not back to its size with both docks open');
       });
 
+      await t.test('an error in a closed or scrolled panel opens it and comes into view', async () => {
+        await page.evaluate(() => { document.querySelector('.dock-left .dock-box').scrollTop = 0; });
+        await page.click('.panel-data > summary');
+        assert.equal(await page.getAttribute('.panel-data', 'open'), null);
+        const png = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
+        await page.setInputFiles('[data-testid="file-input"]', { name: 'picture.h5ad', mimeType: 'application/octet-stream', buffer: png });
+        await page.waitForSelector('[data-testid="error"]:not([hidden])');
+        assert.equal(await page.getAttribute('.panel-data', 'open'), '', 'the Data panel did not open for its error');
+        await page.waitForFunction(() => {
+          const e = document.querySelector('[data-testid="error"]').getBoundingClientRect();
+          const dock = document.querySelector('.dock-left .dock-box').getBoundingClientRect();
+          return e.height > 0 && e.top >= dock.top && e.bottom <= dock.bottom;
+        }, null, { timeout: 5_000 });
+        assert.equal((await status(page)).n_cells, 700, 'the demo must still be loaded');
+        const m = await measure(page);
+        assert.ok(m.scrollHeight <= m.innerHeight + 1, 'the page scrolls after the error');
+        // One step redraws the map (cleared when the docks reopened) for the screenshot.
+        const step = (await status(page)).step;
+        await page.click('[data-testid="train-step"]');
+        await page.waitForFunction((n) => window.cellvae.status().step === n + 1, step, { timeout: 60_000 });
+        await page.screenshot({ path: screenshotPath(`layout-1400x900-error-${mode}.png`) });
+      });
+
       await t.test('keyboard: Tab from the top reaches Train, the map and every panel', async () => {
         // Start from the top: a click on the title (not focusable) sets where Tab starts.
         await page.click('.brand h1');
@@ -203,6 +226,7 @@ for (const webgpu of [true, false]) {
           if (f.id === 'latent-map' && map < 0) {
             map = i;
             assert.equal(f.outline, true, 'the focused map shows no focus ring');
+            await page.screenshot({ path: screenshotPath(`layout-1400x900-map-focused-${mode}.png`) });
           }
           if (f.summaryOf) {
             summaries.add(f.summaryOf);
