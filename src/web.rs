@@ -275,81 +275,11 @@ impl Session {
         self.with(|s| s.kl_per_dim())
     }
 
-    /// Total counts of every cell over the modelled genes, input order.
-    pub fn library_sizes(&self) -> Vec<f32> {
-        let s = self.core.borrow();
-        s.data()
-            .matrix
-            .library_sizes()
-            .into_iter()
-            .map(|v| v as f32)
-            .collect()
-    }
-
-    /// The median library size of the training cells.
-    pub fn median_library(&self) -> f32 {
-        self.core.borrow().data().median_library()
-    }
-
-    /// Cell ids, input order (the rows of `latent`).
-    pub fn cell_ids(&self) -> Vec<String> {
-        self.core.borrow().data().matrix.cell_ids.clone()
-    }
-
-    /// Names of the modelled genes, in the order of `decode`'s columns.
-    pub fn gene_names(&self) -> Vec<String> {
-        self.core.borrow().data().matrix.gene_names.clone()
-    }
-
-    /// Names of the metadata columns.
-    pub fn obs_columns(&self) -> Vec<String> {
-        let s = self.core.borrow();
-        s.data()
-            .matrix
-            .obs
-            .columns
-            .iter()
-            .map(|c| c.name.clone())
-            .collect()
-    }
-
-    /// Whether each cell trains (1) or was removed by QC (0).
-    pub fn trained_mask(&self) -> Vec<u8> {
-        self.core.borrow().trained_mask()
-    }
-
-    /// Batch levels in code order.
-    pub fn batch_levels(&self) -> Vec<String> {
-        self.core.borrow().data().batch_levels.clone()
-    }
-
-    /// What QC and gene selection did, one line each.
-    pub fn preprocess_report(&self) -> Vec<String> {
-        self.core.borrow().data().report.to_lines()
-    }
-
-    /// Codes of a metadata column for every cell: `{codes: [int|null], levels: [string]}`.
-    pub fn labels(&self, column: &str) -> Result<JsValue, JsError> {
-        let (codes, levels) = self.with(|s| s.labels(column))?;
-        to_js_value(&serde_json::json!({ "codes": codes, "levels": levels }))
-    }
-
-    /// The batch column, when the model has one.
-    #[wasm_bindgen(getter)]
-    pub fn batch_key(&self) -> Option<String> {
-        self.core.borrow().batch_key().map(String::from)
-    }
-
-    /// The label column used by default for colouring.
-    #[wasm_bindgen(getter)]
-    pub fn label_key(&self) -> Option<String> {
-        self.core.borrow().label_key().map(String::from)
-    }
-
-    /// Where the model came from: `"new"`, or a description of the imported model.
-    #[wasm_bindgen(getter)]
-    pub fn origin(&self) -> String {
-        self.core.borrow().origin().into()
+    /// What the page needs once per session: `{n_latent, n_cells, n_genes, n_train,
+    /// gene_names, cell_ids, library_sizes, median_library, columns: [{name, codes,
+    /// levels}], model, batch_levels, preprocess_report, origin, batch_key, label_key}`.
+    pub fn facts(&self) -> Result<JsValue, JsError> {
+        to_js_value(&self.core.borrow().facts())
     }
 
     /// Latent dimensions.
@@ -362,17 +292,6 @@ impl Session {
     #[wasm_bindgen(getter)]
     pub fn n_cells(&self) -> usize {
         self.core.borrow().data().matrix.n_cells
-    }
-
-    /// Genes modelled.
-    #[wasm_bindgen(getter)]
-    pub fn n_genes(&self) -> usize {
-        self.core.borrow().data().matrix.n_genes
-    }
-
-    /// The architecture (config.json's `model`).
-    pub fn model_config(&self) -> Result<JsValue, JsError> {
-        to_js_value(self.core.borrow().model_config())
     }
 
     /// `model.safetensors` of the current parameters.

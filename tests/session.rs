@@ -45,6 +45,24 @@ fn a_new_session_prepares_and_trains_the_demo() {
         2,
         "the page's default latent space is 2-D"
     );
+    let f = s.facts();
+    assert_eq!(
+        (f.n_cells, f.n_genes, f.n_latent, f.n_train),
+        (700, 300, 2, 700)
+    );
+    assert_eq!(f.gene_names.len(), 300);
+    assert_eq!(f.cell_ids, m.cell_ids);
+    let col = f.columns.iter().find(|c| c.name == "cell_type").unwrap();
+    assert_eq!(col.codes.len(), 700);
+    assert_eq!(col.levels.len(), 10);
+    // Library sizes over the modelled genes, and their median over the training cells.
+    let total: f32 = f.library_sizes.iter().sum();
+    assert!((f64::from(total) - s.data().matrix.total_counts()).abs() < 1.0);
+    let mut sorted = f.library_sizes.clone();
+    sorted.sort_by(f32::total_cmp);
+    assert_eq!(f.median_library, 0.5 * (sorted[349] + sorted[350]));
+    assert_eq!((f.origin.as_str(), f.batch_key.as_deref()), ("new", None));
+    assert!(!f.preprocess_report.is_empty());
     let before = s.status();
     assert_eq!((before.epoch, before.step, before.elbo), (0, 0, None));
     assert_eq!(before.training_backend, "cpu");

@@ -18,6 +18,7 @@ import { readEntries } from './read.js';
 /** @typedef {import('./protocol.js').RequestType} RequestType */
 /** @typedef {import('./protocol.js').Snapshot} Snapshot */
 /** @typedef {import('./protocol.js').SessionInfo} SessionInfo */
+/** @typedef {import('./protocol.js').CoreFacts} CoreFacts */
 /** @typedef {import('./protocol.js').GpuInfo} GpuInfo */
 /** @typedef {import('./protocol.js').GpuRun} GpuRun */
 /** @typedef {import('./protocol.js').RunState} RunState */
@@ -187,25 +188,26 @@ export class Engine {
     this.stepMs = 0;
     this.historyEpoch = -1;
     if (this.wantGpu(device)) this.startGpu(s);
-    const mask = s.trained_mask();
+    /** @type {CoreFacts} */
+    const f = s.facts();
     /** @type {SessionInfo} */
     const info = {
       session: this.sessionId,
-      nLatent: s.n_latent,
-      nCells: s.n_cells,
-      nGenes: s.n_genes,
-      genes: s.gene_names(),
-      cellIds: s.cell_ids(),
-      libraries: s.library_sizes(),
-      meta: s.obs_columns().map((name) => ({ name, ...s.labels(name) })),
-      model: s.model_config(),
-      nTrain: mask.reduce((a, b) => a + b, 0),
-      batchLevels: s.batch_levels(),
-      medianLibrary: s.median_library(),
-      report: s.preprocess_report(),
-      origin: s.origin,
-      batchKey: s.batch_key ?? null,
-      labelKey: s.label_key ?? null,
+      nLatent: f.n_latent,
+      nCells: f.n_cells,
+      nGenes: f.n_genes,
+      genes: f.gene_names,
+      cellIds: f.cell_ids,
+      libraries: Float32Array.from(f.library_sizes),
+      meta: f.columns,
+      model: f.model,
+      nTrain: f.n_train,
+      batchLevels: f.batch_levels,
+      medianLibrary: f.median_library,
+      report: f.preprocess_report,
+      origin: f.origin,
+      batchKey: f.batch_key ?? null,
+      labelKey: f.label_key ?? null,
     };
     return { info, snapshot: this.snapshot('full') };
   }

@@ -43,6 +43,12 @@
  * @typedef {{n_genes: number, n_batches: number, n_hidden: number, n_latent: number, n_layers: number,
  *   likelihood: string, dispersion: string}} ModelConfig
  *
+ * What the wasm Session's `facts()` returns (src/session/report.rs, `Facts`).
+ * @typedef {{n_latent: number, n_cells: number, n_genes: number, n_train: number, gene_names: string[],
+ *   cell_ids: string[], library_sizes: number[], median_library: number, columns: MetaColumn[],
+ *   model: ModelConfig, batch_levels: string[], preprocess_report: string[], origin: string,
+ *   batch_key: string | null, label_key: string | null}} CoreFacts
+ *
  * The fixed facts of a session, sent once when it is made (reset, import).
  * @typedef {{session: number, nLatent: number, nCells: number, nGenes: number, genes: string[], cellIds: string[],
  *   libraries: Float32Array, meta: MetaColumn[], model: ModelConfig, nTrain: number, batchLevels: string[],

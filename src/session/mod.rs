@@ -10,6 +10,7 @@
 pub mod codec;
 pub mod gpu_run;
 pub mod options;
+mod report;
 pub mod views;
 
 use crate::error::{Error, Result};
@@ -17,11 +18,12 @@ use crate::eval::latent_raw;
 use crate::explore::Explorer;
 use crate::model::io::{from_safetensors, read_config, to_safetensors};
 use crate::model::{CpuBackend, ModelConfig, Params, StepLosses, TrainState};
-use crate::pipeline::{column_codes, prepare, prepare_for_model, Prepared};
+use crate::pipeline::{prepare, prepare_for_model, Prepared};
 use crate::train::{EpochRecord, Schedule, Trainer};
 use crate::CountMatrix;
 use gpu_run::{GpuRun, GpuView};
 pub use options::{check_beta, check_lr, RunOptions, SessionOptions, Words};
+pub use report::{Column, Facts, Status};
 use std::rc::Rc;
 pub use views::NearestProfile;
 
@@ -34,38 +36,6 @@ pub enum Run {
     Gpu(Rc<GpuRun>),
     /// The GPU failed and the CPU could not take over: the last view stays to explore.
     Failed(Box<GpuView>, String),
-}
-
-/// What the page shows about training (field names are the page's).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Status {
-    /// Epochs finished.
-    pub epoch: u32,
-    /// Steps taken.
-    pub step: u32,
-    /// ELBO per cell of the last finished epoch (or of the last step before the first
-    /// epoch ends), higher is better.
-    pub elbo: Option<f64>,
-    /// Reconstruction error per cell, as `elbo`.
-    pub reconstruction: Option<f64>,
-    /// KL per cell, as `elbo`.
-    pub kl: Option<f64>,
-    /// The KL weight then.
-    pub kl_weight: Option<f32>,
-    /// Whether the configured epochs are done.
-    pub finished: bool,
-    /// The learning rate now (after any recovery lowered it).
-    pub lr: f32,
-    /// Epochs configured.
-    pub epochs: u32,
-    /// Beta, the maximum KL weight.
-    pub beta: f32,
-    /// Epochs of KL warm-up.
-    pub kl_warmup_epochs: u32,
-    /// Where training runs: `"cpu"` or `"webgpu"`.
-    pub training_backend: &'static str,
-    /// Recoveries from non-finite steps so far.
-    pub recoveries: usize,
 }
 
 /// What starting the GPU needs, taken from the session (see [`Session::gpu_start`]).
@@ -340,68 +310,6 @@ impl Session {
         &self.run
     }
 
-    /// The status now.
-    pub fn status(&self) -> Status {
-        let from = |last: &Option<(StepLosses, f32)>, history: &[EpochRecord]| match (
-            history.last(),
-            last,
-        ) {
-            (Some(r), _) => (
-                Some(r.elbo),
-                Some(r.reconstruction),
-                Some(r.kl),
-                Some(r.kl_weight),
-            ),
-            (None, Some((l, w))) => (
-                Some(-(f64::from(l.reconstruction) + f64::from(l.kl))),
-                Some(f64::from(l.reconstruction)),
-                Some(f64::from(l.kl)),
-                Some(*w),
-            ),
-            (None, None) => (None, None, None, None),
-        };
-        let view = |v: &GpuView| {
-            let (elbo, reconstruction, kl, kl_weight) = from(&v.last, &v.history);
-            Status {
-                epoch: v.epoch,
-                step: v.steps,
-                elbo,
-                reconstruction,
-                kl,
-                kl_weight,
-                finished: v.finished,
-                lr: v.config.lr,
-                epochs: v.config.epochs,
-                beta: v.config.max_kl_weight,
-                kl_warmup_epochs: v.config.kl_warmup_epochs,
-                training_backend: "webgpu",
-                recoveries: 0,
-            }
-        };
-        match &self.run {
-            Run::Cpu(t) => {
-                let (elbo, reconstruction, kl, kl_weight) = from(&self.last, &t.history);
-                Status {
-                    epoch: t.epoch(),
-                    step: t.steps(),
-                    elbo,
-                    reconstruction,
-                    kl,
-                    kl_weight,
-                    finished: t.finished(),
-                    lr: t.config.lr,
-                    epochs: t.config.epochs,
-                    beta: t.config.max_kl_weight,
-                    kl_warmup_epochs: t.config.kl_warmup_epochs,
-                    training_backend: "cpu",
-                    recoveries: t.recoveries.len(),
-                }
-            }
-            Run::Gpu(run) => run.with_view(view),
-            Run::Failed(v, _) => view(v),
-        }
-    }
-
     /// Finished epochs.
     pub fn history(&self) -> Vec<EpochRecord> {
         match &self.run {
@@ -570,26 +478,6 @@ impl Session {
     /// Where the model came from: `"new"`, or a description of the imported model.
     pub fn origin(&self) -> &str {
         &self.origin
-    }
-
-    /// Codes and levels of a metadata column for every cell.
-    pub fn labels(&self, column: &str) -> Result<(Vec<Option<u32>>, Vec<String>)> {
-        let col = self
-            .data
-            .matrix
-            .obs
-            .get(column)
-            .ok_or_else(|| Error::Config(format!("{column}: no such metadata column")))?;
-        Ok(column_codes(col))
-    }
-
-    /// Whether each cell trains (false: removed by QC, or no counts in the model's genes).
-    pub fn trained_mask(&self) -> Vec<u8> {
-        let mut mask = vec![0u8; self.data.matrix.n_cells];
-        for &c in &self.data.train_cells {
-            mask[c] = 1;
-        }
-        mask
     }
 
     /// `model.safetensors` of the current parameters, byte for byte what `cellvae train`
