@@ -91,11 +91,6 @@ impl Dataset {
         self.matrix.gene_names.clone()
     }
 
-    /// Cell ids.
-    pub fn cell_ids(&self) -> Vec<String> {
-        self.matrix.cell_ids.clone()
-    }
-
     /// The matrix as bytes, to hand it to another thread ([`Dataset::from_bytes`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         codec::encode_matrix(&self.matrix)
