@@ -30,6 +30,8 @@ function status() {
     step: st ? st.step : 0,
     elbo: st && st.elbo !== undefined ? st.elbo : null,
     training: S.run === 'training' || S.stepsPending > 0,
+    finished: st ? st.finished : false,
+    stopped: S.stopped,
     run: S.run,
     snapshots: S.snapshots,
     step_ms: S.stepMs,

@@ -124,6 +124,9 @@ for (const webgpu of [true, false]) {
           assert.ok(s.step >= 10, `resumed at step ${s.step}`);
           assert.ok(s.epoch >= 1, `epoch ${s.epoch}`);
           await page.waitForFunction(() => window.cellvae.status().step >= 25, null, { timeout: 120_000 });
+          const going = await status(page);
+          const why = JSON.stringify({ run: going.run, finished: going.finished, stopped: going.stopped, gpu_state: going.gpu_state, step: going.step, epoch: going.epoch });
+          assert.ok(going.training && !going.finished, `training stopped after the fallback: ${why}`);
           await page.click('[data-testid="train-toggle"]');
           await page.waitForFunction(() => !window.cellvae.status().training, null, { timeout: 60_000 });
           const after = await status(page);
