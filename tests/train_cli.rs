@@ -511,3 +511,58 @@ fn degenerate_data_and_hard_settings_end_cleanly() {
         assert_outputs_finite(&out);
     }
 }
+
+/// Cell ids with a tab or a double quote (quoted in the input CSV) are written into
+/// latent.tsv quoted (RFC 4180), so every line keeps its columns and reads back to the
+/// same ids.
+#[test]
+fn odd_cell_ids_keep_latent_tsv_well_formed() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("train");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ids: Vec<String> = (0..40)
+        .map(|c| match c {
+            0 => "a\tb".to_string(),
+            1 => "say \"hi\"".to_string(),
+            2 => "x,y".to_string(),
+            _ => format!("c{c}"),
+        })
+        .collect();
+    let mut csv = String::from("cell");
+    for g in 0..12 {
+        csv.push_str(&format!(",g{g}"));
+    }
+    csv.push('\n');
+    for (c, id) in ids.iter().enumerate() {
+        csv.push_str(&format!("\"{}\"", id.replace('"', "\"\"")));
+        for g in 0..12 {
+            csv.push_str(&format!(",{}", (c * 5 + g * 3) % 7));
+        }
+        csv.push('\n');
+    }
+    let input = dir.join("odd_ids.csv");
+    std::fs::write(&input, csv).unwrap();
+    let out = out_dir("odd_ids");
+    let o = out.display().to_string();
+    let (ok, _, stderr) = cellvae(&[
+        "train",
+        &input.display().to_string(),
+        "--epochs",
+        "1",
+        "--eval-samples",
+        "5",
+        "--out",
+        &o,
+    ]);
+    assert!(ok, "{stderr}");
+    let bytes = std::fs::read(out.join("latent.tsv")).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert_eq!(text.lines().count(), 41);
+    assert!(text.contains("\n\"a\tb\"\t"), "{text}");
+    assert!(text.contains("\n\"say \"\"hi\"\"\"\t"), "{text}");
+    assert!(text.contains("\nx,y\t"), "a comma needs no quotes in a TSV");
+    let (read_ids, table) =
+        cellvae::data::obs::read_obs_table(&cellvae::data::InputFile::new("latent.tsv", bytes))
+            .unwrap();
+    assert_eq!(read_ids, ids);
+    assert_eq!(table.columns.len(), 10);
+}

@@ -238,7 +238,8 @@ fn outputs<B: Backend>(
     }
     tsv.push('\n');
     for (c, id) in m.cell_ids.iter().enumerate() {
-        tsv.push_str(id);
+        // Ids with a tab, quote or line break are quoted (RFC 4180): the columns hold.
+        tsv.push_str(&cellvae::data::quote_field(id, '\t'));
         for j in 0..z {
             let _ = write!(tsv, "\t{}", mean[c * z + j]);
         }
