@@ -115,6 +115,14 @@ pub fn prepare(m: &CountMatrix, opts: &PrepareOptions) -> Result<Prepared> {
             _ => train_cells.push(i),
         }
     }
+    if m.n_cells < 2 {
+        return Err(Error::Config(format!(
+            "the data holds {} cell{}: training needs at least 2 (batch normalisation \
+             learns from the spread across the cells of a minibatch); add cells",
+            m.n_cells,
+            if m.n_cells == 1 { "" } else { "s" }
+        )));
+    }
     if train_cells.len() < 2 {
         return Err(Error::Config(format!(
             "only {} cells are left to train on after QC{}; lower the QC filters{}",

@@ -1,17 +1,25 @@
 //! The training loop, independent of the backend: minibatch order, KL warm-up, Adam
 //! settings, step-by-step control for the page (one step, N steps, change lr or beta
-//! mid-run), progress, checkpoints, and a guard against non-finite losses.
+//! mid-run), progress, checkpoints, and recovery from divergence (non-finite or
+//! exploding losses: back to a snapshot from before it, at a lower rate; see
+//! [`recovery`]).
 //!
 //! [`Schedule`] is the loop's bookkeeping without a backend; [`Trainer`] drives it with
-//! any [`Backend`] in one async loop ([`Trainer::step_group_async`]) that the page
+//! any [`Backend`](crate::model::Backend) in one async loop ([`Trainer::step_group_async`]) that the page
 //! awaits on the GPU and the command line and tests run through [`crate::block_on`].
 
-use crate::block_on;
 use crate::data::CountMatrix;
 use crate::error::{Error, Result};
-use crate::model::{Backend, Minibatch, Params, StepHyper, StepLosses, TrainState};
+use crate::model::{Minibatch, StepHyper, StepLosses, TrainState};
 use crate::rng;
 use serde::{Deserialize, Serialize};
+
+pub mod recovery;
+mod trainer;
+
+pub use recovery::Recovery;
+use recovery::{LossWatch, ResumePoint, Ring, Verdict};
+pub use trainer::{StepReports, Trainer};
 
 /// Training settings (scvi-tools' defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,22 +90,8 @@ pub struct EpochRecord {
     pub seconds: f64,
 }
 
-/// What the guard did, reported to the user.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Recovery {
-    /// The step at which a non-finite value appeared.
-    pub step: u32,
-    /// The learning rate after lowering it.
-    pub new_lr: f32,
-}
-
-/// A state read back from the backend and where in its epoch it was taken.
-#[derive(Debug, Clone)]
-struct ResumePoint {
-    state: TrainState,
-    position: usize,
-    sums: (f64, f64, usize),
-}
+/// Snapshots are taken every this many steps by default (besides every epoch's end).
+pub const DEFAULT_SNAPSHOT_EVERY: u32 = 50;
 
 /// Steps recorded back to back before their losses are read (GPU backends queue them
 /// without waiting in between).
@@ -108,7 +102,7 @@ pub const GROUP: usize = 8;
 pub enum Need {
     /// Nothing.
     Nothing,
-    /// A step was not finite: load [`Schedule::resume_state`] into the backend.
+    /// A step diverged: load [`Schedule::resume_state`] into the backend.
     Restore,
     /// Read the state back and hand it to [`Schedule::set_snapshot`] (end of an epoch,
     /// or `snapshot_every` steps since the last one).
@@ -117,7 +111,7 @@ pub enum Need {
 
 /// The training loop without a backend ("sans-IO"): minibatch order, KL warm-up, step
 /// and epoch bookkeeping, recovery and snapshots. [`Trainer::step_group_async`] drives
-/// it with a [`Backend`]: [`Schedule::plan`], train the planned minibatches,
+/// it with a [`Backend`](crate::model::Backend): [`Schedule::plan`], train the planned minibatches,
 /// [`Schedule::apply`], then do what it returns ([`Need`]).
 #[derive(Clone)]
 pub struct Schedule {
@@ -133,12 +127,18 @@ pub struct Schedule {
     epoch_started: f64,
     /// Finished epochs.
     pub history: Vec<EpochRecord>,
-    /// Every recovery from a non-finite step.
+    /// Every recovery from a divergence, in order (see [`recovery`]).
     pub recoveries: Vec<Recovery>,
-    last_good: ResumePoint,
+    /// The starting state and the newest healthy snapshots.
+    ring: Ring,
+    /// The recent losses (divergence detection).
+    watch: LossWatch,
+    /// The step of the last snapshot point (taken or held back).
+    snapshot_point: u32,
     /// Also read the state back every this many steps within an epoch (0: only at the
-    /// end of each epoch). The state read back is where a recovery or a switch to
-    /// another backend continues from (see [`Trainer::switch_backend`]).
+    /// end of each epoch; [`DEFAULT_SNAPSHOT_EVERY`] unless set). The states read back
+    /// are where a recovery or a switch to another backend continues from (see
+    /// [`Trainer::switch_backend`]).
     pub snapshot_every: u32,
     /// Minibatches and hyper-parameters of the planned group (reused: no allocation
     /// per step once the largest group has been seen).
@@ -180,12 +180,16 @@ impl Schedule {
             epoch_started: clock(),
             history: Vec::new(),
             recoveries: Vec::new(),
-            last_good: ResumePoint {
+            ring: Ring::new(ResumePoint {
                 state,
                 position: 0,
                 sums: (0.0, 0.0, 0),
-            },
-            snapshot_every: 0,
+                watch: LossWatch::default(),
+                restored: false,
+            }),
+            watch: LossWatch::default(),
+            snapshot_point: steps,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             batches: Vec::new(),
             hypers: Vec::new(),
             ends: Vec::new(),
@@ -278,26 +282,20 @@ impl Schedule {
         let mut out = Vec::with_capacity(losses.len());
         for (i, &l) in losses.iter().enumerate() {
             let hyper = self.hypers[i];
-            if !l.finite || !l.loss.is_finite() {
-                // Back to the last good state with a lower learning rate, reported.
-                self.steps = self.last_good.state.steps;
-                self.position = self.last_good.position;
-                self.sums = self.last_good.sums;
-                self.config.lr *= 0.5;
-                self.recoveries.push(Recovery {
-                    step: hyper.step,
-                    new_lr: self.config.lr,
-                });
+            let verdict = self.watch.judge(l.finite, l.loss, l.reconstruction, l.kl);
+            let reason = match verdict {
+                Verdict::NonFinite => Some("non-finite values".to_string()),
+                Verdict::Exploded(value, median) => Some(format!(
+                    "the loss jumped to {value:.3e} per cell (recent median {median:.1})"
+                )),
+                Verdict::Healthy | Verdict::Suspicious => None,
+            };
+            if let Some(reason) = reason {
                 out.push((l, None));
-                if self.recoveries.len() > 20 {
-                    return Err(Error::Config(format!(
-                        "training keeps producing non-finite values (20 recoveries, learning rate now {}); \
-                         try a lower --lr or check the data",
-                        self.config.lr
-                    )));
-                }
+                self.recover(hyper.step, reason)?;
                 return Ok((out, Need::Restore));
             }
+            self.watch.push(verdict, l.reconstruction, l.kl);
             self.steps += 1;
             let end = self.ends[i];
             let b = end - self.position;
@@ -329,45 +327,136 @@ impl Schedule {
             out.push((l, record));
             if closed {
                 // An epoch ends only at the last planned step.
-                return Ok((out, Need::Snapshot));
+                return Ok((out, self.snapshot_point()));
             }
         }
-        let due = self.snapshot_every > 0
-            && self.steps - self.last_good.state.steps >= self.snapshot_every;
-        Ok((out, if due { Need::Snapshot } else { Need::Nothing }))
+        let due =
+            self.snapshot_every > 0 && self.steps - self.snapshot_point >= self.snapshot_every;
+        Ok((
+            out,
+            if due {
+                self.snapshot_point()
+            } else {
+                Need::Nothing
+            },
+        ))
+    }
+
+    /// A snapshot is due: asks for it when the steps since the last snapshot point
+    /// looked healthy, else holds it back (the older snapshots stay the resume points).
+    fn snapshot_point(&mut self) -> Need {
+        self.snapshot_point = self.steps;
+        if std::mem::take(&mut self.watch.suspicious) {
+            Need::Nothing
+        } else {
+            Need::Snapshot
+        }
+    }
+
+    /// After a divergence at `step`: rolls back to a snapshot (see
+    /// [`recovery::Ring::roll_back`]), lowers the learning rate and records it; an error
+    /// once the run has recovered [`recovery::MAX_RECOVERIES`] times or the rate is
+    /// below [`recovery::MIN_LR`].
+    fn recover(&mut self, step: u32, reason: String) -> Result<()> {
+        let (point, moments_reset) = self.ring.roll_back();
+        let resumed_at_step = point.state.steps;
+        self.config.lr *= recovery::LR_FACTOR;
+        self.rewind();
+        self.recoveries.push(Recovery {
+            step,
+            reason,
+            new_lr: self.config.lr,
+            resumed_at_step,
+            moments_reset,
+        });
+        if self.recoveries.len() >= recovery::MAX_RECOVERIES || self.config.lr < recovery::MIN_LR {
+            return Err(Error::Config(format!(
+                "training keeps diverging ({} recoveries, the last at step {step}: {}; \
+                 learning rate now {}); try a lower --lr (the page: a lower learning rate), \
+                 a smaller beta, or check the data",
+                self.recoveries.len(),
+                self.recoveries.last().map_or("", |r| r.reason.as_str()),
+                self.config.lr
+            )));
+        }
+        Ok(())
+    }
+
+    /// The last recovery in words (for the page's note), if any.
+    pub fn last_recovery(&self) -> Option<String> {
+        self.recoveries.last().map(|r| r.to_string())
     }
 
     /// The state a [`Need::Restore`] (or a switch of backend) loads.
     pub fn resume_state(&self) -> &TrainState {
-        &self.last_good.state
+        &self.ring.newest().state
     }
 
     /// The step the run continues from after a restore or a switch of backend.
     pub fn resume_step(&self) -> u32 {
-        self.last_good.state.steps
+        self.ring.newest().state.steps
     }
 
-    /// Records the state read back for a [`Need::Snapshot`] as the new resume point.
-    pub fn set_snapshot(&mut self, mut state: TrainState) {
+    /// Records the state read back for a [`Need::Snapshot`] as the newest resume point
+    /// and returns [`Need::Nothing`]; or, when the state is unsound (a non-finite or
+    /// huge parameter, statistic or moment, see [`recovery::state_is_sound`]: a check
+    /// of the parameters that the losses may not have revealed), recovers as from a
+    /// divergence and returns [`Need::Restore`] (an error after too many recoveries).
+    pub fn set_snapshot(&mut self, mut state: TrainState) -> Result<Need> {
+        if !recovery::state_is_sound(&state) {
+            self.recover(
+                self.steps,
+                format!(
+                    "non-finite or huge values (above {:e}) in the parameters or optimizer state",
+                    recovery::HUGE
+                ),
+            )?;
+            return Ok(Need::Restore);
+        }
         state.steps = self.steps;
         state.epochs = self.epoch;
-        self.last_good = ResumePoint {
+        self.ring.push(self.point(state));
+        Ok(Need::Nothing)
+    }
+
+    /// `state` as a resume point at the current position.
+    fn point(&self, state: TrainState) -> ResumePoint {
+        ResumePoint {
             state,
             position: self.position,
             sums: self.sums,
-        };
+            watch: self.watch.clone(),
+            restored: false,
+        }
     }
 
-    /// Rewinds to the resume point (after its state was loaded into a new backend):
-    /// the steps since are taken again. Finished epochs stay in the history.
+    /// Makes `state` (the run's current state, moving to another backend) the only
+    /// resume point: the run continues from it, nothing is replayed.
+    fn continue_from(&mut self, mut state: TrainState) {
+        state.steps = self.steps;
+        state.epochs = self.epoch;
+        let p = self.point(state);
+        self.ring.reset(p);
+        self.snapshot_point = self.steps;
+    }
+
+    /// Rewinds to the newest resume point (after its state was loaded into a new
+    /// backend, or before a restore): the steps since are taken again. Finished epochs
+    /// before it stay in the history.
     fn rewind(&mut self) {
-        let epoch = self.last_good.state.epochs;
+        let p = self.ring.newest();
+        let epoch = p.state.epochs;
+        let (steps, position, sums, watch) = (p.state.steps, p.position, p.sums, p.watch.clone());
         self.history.retain(|r| r.epoch < epoch);
-        self.order = rng::shuffle(self.config.seed, epoch, self.cells.len());
+        if epoch != self.epoch {
+            self.order = rng::shuffle(self.config.seed, epoch, self.cells.len());
+        }
         self.epoch = epoch;
-        self.steps = self.last_good.state.steps;
-        self.position = self.last_good.position;
-        self.sums = self.last_good.sums;
+        self.steps = steps;
+        self.position = position;
+        self.sums = sums;
+        self.watch = watch;
+        self.snapshot_point = steps;
         self.epoch_started = (self.clock)();
     }
 
@@ -391,206 +480,5 @@ impl Schedule {
         }
         self.config.max_kl_weight = beta;
         Ok(())
-    }
-}
-
-/// A training run over a matrix with a [`Backend`], driven step by step or epoch by
-/// epoch. Derefs to its [`Schedule`] (config, history, epoch, ...).
-///
-/// The loop is written once, async ([`Trainer::step_group_async`],
-/// [`Trainer::run_steps_async`]): the page awaits it on the GPU backend. The
-/// synchronous methods ([`Trainer::step_group`], [`Trainer::step`],
-/// [`Trainer::run_epochs`], [`Trainer::run_steps`]) run the same code through
-/// [`crate::block_on`]: natively for any backend, on wasm32 for the CPU backend (whose
-/// futures are ready at once).
-pub struct Trainer<B: Backend> {
-    /// The backend doing the arithmetic.
-    pub backend: B,
-    /// The loop's bookkeeping.
-    pub schedule: Schedule,
-}
-
-impl<B: Backend> std::ops::Deref for Trainer<B> {
-    type Target = Schedule;
-    fn deref(&self) -> &Schedule {
-        &self.schedule
-    }
-}
-
-impl<B: Backend> std::ops::DerefMut for Trainer<B> {
-    fn deref_mut(&mut self) -> &mut Schedule {
-        &mut self.schedule
-    }
-}
-
-/// What each step of a group reported: its losses and, when it closed an epoch, that
-/// epoch's record.
-pub type StepReports = Vec<(StepLosses, Option<EpochRecord>)>;
-
-impl<B: Backend> Trainer<B> {
-    /// A trainer over the cells `cells` of a matrix (the training set), starting from
-    /// `state`. `batch_codes` gives each cell's batch (empty: one batch). `clock` returns
-    /// seconds (the command line passes a monotonic clock, the page `Date.now()` / 1000).
-    pub async fn new_async(
-        mut backend: B,
-        config: TrainConfig,
-        state: TrainState,
-        cells: Vec<usize>,
-        batch_codes: Vec<u32>,
-        clock: fn() -> f64,
-    ) -> Result<Trainer<B>> {
-        let schedule = Schedule::new(config, state, cells, batch_codes, clock)?;
-        backend.load(schedule.resume_state()).await?;
-        Ok(Trainer { backend, schedule })
-    }
-
-    /// [`Trainer::new_async`], blocking.
-    pub fn new(
-        backend: B,
-        config: TrainConfig,
-        state: TrainState,
-        cells: Vec<usize>,
-        batch_codes: Vec<u32>,
-        clock: fn() -> f64,
-    ) -> Result<Trainer<B>> {
-        block_on(Trainer::new_async(
-            backend,
-            config,
-            state,
-            cells,
-            batch_codes,
-            clock,
-        ))
-    }
-
-    /// Up to `k` steps (stopping at the end of the epoch or at a non-finite step),
-    /// queued in one group on backends that can (see [`Backend::train_steps`]), then
-    /// what the schedule asks: a restore after a non-finite step, a snapshot at the end
-    /// of an epoch or every [`Schedule::snapshot_every`] steps. The one training loop.
-    pub async fn step_group_async(&mut self, m: &CountMatrix, k: usize) -> Result<StepReports> {
-        let (batches, hypers) = self.schedule.plan(m, k);
-        let losses = self.backend.train_steps(batches, hypers).await?;
-        let (out, need) = self.schedule.apply(&losses)?;
-        match need {
-            Need::Nothing => {}
-            Need::Restore => self.backend.load(self.schedule.resume_state()).await?,
-            Need::Snapshot => {
-                let state = self.backend.save().await?;
-                self.schedule.set_snapshot(state);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Up to `n` steps (fewer when training is done), in groups of up to [`GROUP`];
-    /// returns every step's losses with the epoch records closed on the way.
-    pub async fn run_steps_async(&mut self, m: &CountMatrix, n: u32) -> Result<StepReports> {
-        let mut done = Vec::new();
-        let mut left = n as usize;
-        while left > 0 && !self.finished() {
-            let out = self.step_group_async(m, left.min(GROUP)).await?;
-            left = left.saturating_sub(out.len());
-            done.extend(out);
-        }
-        Ok(done)
-    }
-
-    /// [`Trainer::step_group_async`], blocking.
-    pub fn step_group(&mut self, m: &CountMatrix, k: usize) -> Result<StepReports> {
-        block_on(self.step_group_async(m, k))
-    }
-
-    /// One optimisation step on the next minibatch. Returns the step's losses and, when
-    /// the step closed an epoch, that epoch's record.
-    pub fn step(&mut self, m: &CountMatrix) -> Result<(StepLosses, Option<EpochRecord>)> {
-        let mut out = self.step_group(m, 1)?;
-        out.pop()
-            .ok_or_else(|| Error::Config("internal: a step returned no losses".into()))
-    }
-
-    /// Runs until `n` more epochs have finished (or training is done), calling
-    /// `progress` after each epoch.
-    pub fn run_epochs(
-        &mut self,
-        m: &CountMatrix,
-        n: u32,
-        mut progress: impl FnMut(&EpochRecord),
-    ) -> Result<()> {
-        let target = (self.epoch + n).min(self.config.epochs);
-        while self.epoch < target {
-            for (_, r) in self.step_group(m, GROUP)? {
-                if let Some(r) = r {
-                    progress(&r);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs up to `n` steps (stopping early when training is done); returns the epoch
-    /// records finished on the way ([`Trainer::run_steps_async`], blocking). The page
-    /// calls this once per animation frame on the CPU backend.
-    pub fn run_steps(&mut self, m: &CountMatrix, n: u32) -> Result<Vec<EpochRecord>> {
-        let out = block_on(self.run_steps_async(m, n))?;
-        Ok(out.into_iter().filter_map(|(_, r)| r).collect())
-    }
-
-    /// Moves the run to another backend (the CPU after a GPU error or device loss): the
-    /// new backend starts from the last state read back (the end of the last epoch, or
-    /// the last snapshot within it) and the steps since are taken again. Every random
-    /// draw and the minibatch order are keyed by (seed, step, epoch), so the replayed
-    /// steps compute what was lost: no training is lost. Finished epochs stay in the
-    /// history; settings changed mid-run (lr, beta) are kept.
-    pub fn switch_backend<C: Backend>(self, backend: C) -> Result<Trainer<C>> {
-        Trainer::resume(backend, self.schedule)
-    }
-
-    /// A trainer continuing `schedule` (from another backend) on `backend`, from the
-    /// schedule's last state read back (see [`Trainer::switch_backend`]).
-    pub async fn resume_async(mut backend: B, mut schedule: Schedule) -> Result<Trainer<B>> {
-        backend.load(schedule.resume_state()).await?;
-        schedule.rewind();
-        Ok(Trainer { backend, schedule })
-    }
-
-    /// [`Trainer::resume_async`], blocking.
-    pub fn resume(backend: B, schedule: Schedule) -> Result<Trainer<B>> {
-        block_on(Trainer::resume_async(backend, schedule))
-    }
-
-    /// Continues `schedule` on `backend` from `state`, the run's current state (a CPU
-    /// run moving to the GPU mid-epoch: its position in the epoch, history and settings
-    /// carry over, nothing is replayed).
-    pub async fn continue_async(
-        mut backend: B,
-        mut schedule: Schedule,
-        state: TrainState,
-    ) -> Result<Trainer<B>> {
-        schedule.set_snapshot(state);
-        backend.load(schedule.resume_state()).await?;
-        Ok(Trainer { backend, schedule })
-    }
-
-    /// The current state (a checkpoint).
-    pub async fn checkpoint_async(&mut self) -> Result<TrainState> {
-        let mut s = self.backend.save().await?;
-        s.steps = self.steps();
-        s.epochs = self.epoch();
-        Ok(s)
-    }
-
-    /// [`Trainer::checkpoint_async`], blocking.
-    pub fn checkpoint(&mut self) -> Result<TrainState> {
-        block_on(self.checkpoint_async())
-    }
-
-    /// The current parameters (read back; the GPU reads no Adam moments for this).
-    pub async fn params_async(&mut self) -> Result<Params> {
-        self.backend.params().await
-    }
-
-    /// [`Trainer::params_async`], blocking.
-    pub fn params(&mut self) -> Result<Params> {
-        block_on(self.params_async())
     }
 }

@@ -197,7 +197,8 @@ impl Session {
     }
 
     /// `{epoch, step, elbo, reconstruction, kl, kl_weight, finished, lr, epochs, beta,
-    /// kl_warmup_epochs, training_backend, recoveries}`.
+    /// kl_warmup_epochs, training_backend, recoveries, last_recovery}` (`last_recovery`:
+    /// the last recovery from a divergence in words, or null).
     pub fn status(&self) -> Result<JsValue, JsError> {
         to_js_value(&self.core.borrow().status())
     }

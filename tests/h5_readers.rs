@@ -833,3 +833,82 @@ fn flipped_bytes_never_panic() {
     }
     assert_eq!(n_panic, 0);
 }
+
+/// IEEE binary16, as AnnData writes `X.astype("float16")`.
+fn float16(big_endian: bool) -> hdf5_pure::Datatype {
+    hdf5_pure::Datatype::FloatingPoint {
+        size: 2,
+        byte_order: if big_endian {
+            hdf5_pure::DatatypeByteOrder::BigEndian
+        } else {
+            hdf5_pure::DatatypeByteOrder::LittleEndian
+        },
+        layout: hdf5_pure::FloatingPointLayout {
+            bit_offset: 0,
+            bit_precision: 16,
+            exponent_location: 10,
+            exponent_size: 5,
+            mantissa_location: 0,
+            mantissa_size: 10,
+            exponent_bias: 15,
+        },
+    }
+}
+
+/// Small non-negative integers as binary16 bytes (exact below 2048).
+fn half_bytes(values: &[f64], big_endian: bool) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|&v| {
+            let bits: u16 = if v == 0.0 {
+                0
+            } else {
+                let e = v.log2().floor() as i32;
+                let m = ((v / 2f64.powi(e) - 1.0) * 1024.0).round() as u16;
+                (((e + 15) as u16) << 10) | m
+            };
+            if big_endian {
+                bits.to_be_bytes()
+            } else {
+                bits.to_le_bytes()
+            }
+        })
+        .collect()
+}
+
+/// Counts stored as float16 (dense X, either byte order, and a sparse X's data) are
+/// read as numbers, exactly.
+#[test]
+fn float16_counts_are_read_as_numbers() {
+    for big_endian in [false, true] {
+        let mut fb = FileBuilder::new();
+        frames(&mut fb);
+        fb.create_dataset("X")
+            .with_raw_data(float16(big_endian), half_bytes(&DENSE, big_endian), 12)
+            .with_shape(&[3, 4]);
+        let m = read(&file("half.h5ad", fb)).unwrap_or_else(|e| panic!("{e}"));
+        assert_small(&m);
+    }
+    let mut fb = FileBuilder::new();
+    frames(&mut fb);
+    let mut x = fb.create_group("X");
+    encoding(&mut x, "csr_matrix");
+    x.set_attr("shape", AttrValue::I64Array(vec![3, 4]));
+    let data: Vec<f64> = CSR.0.iter().map(|&v| f64::from(v)).collect();
+    x.create_dataset("data")
+        .with_raw_data(float16(false), half_bytes(&data, false), 4);
+    x.create_dataset("indices").with_i32_data(&CSR.1);
+    x.create_dataset("indptr").with_i32_data(&CSR.2);
+    fb.add_group(x.finish());
+    assert_small(&read(&file("half_csr.h5ad", fb)).unwrap_or_else(|e| panic!("{e}")));
+    // A non-integer float16 value is refused as not counts, like any other float.
+    let mut fb = FileBuilder::new();
+    frames(&mut fb);
+    let mut bad = DENSE;
+    bad[2] = 1.5;
+    fb.create_dataset("X")
+        .with_raw_data(float16(false), half_bytes(&bad, false), 12)
+        .with_shape(&[3, 4]);
+    let e = read(&file("half_norm.h5ad", fb)).unwrap_err().to_string();
+    assert!(e.contains("1.5") && e.contains("non-integer"), "{e}");
+}

@@ -366,3 +366,165 @@ fn lr_and_beta_change_mid_run_and_steps_are_countable() {
     assert_eq!(t.steps(), 4);
     assert_eq!(t.config.lr, 5e-3);
 }
+
+/// The demo's first `n` cells (the data set shipped with the page).
+fn demo(n: usize) -> (CountMatrix, Vec<usize>) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/www/demo/pbmc68k_reduced_700/");
+    let files: Vec<InputFile> = ["matrix.mtx.gz", "features.tsv", "barcodes.tsv"]
+        .iter()
+        .map(|f| {
+            InputFile::new(
+                format!("{dir}{f}"),
+                std::fs::read(format!("{dir}{f}")).unwrap(),
+            )
+        })
+        .collect();
+    let m = read_inputs(&files, None, &ReadOptions::default()).unwrap();
+    (m, (0..n).collect())
+}
+
+fn all_finite(s: &TrainState) -> bool {
+    [&s.params.values, &s.params.buffers, &s.adam_m, &s.adam_v]
+        .iter()
+        .all(|v| v.iter().all(|x| x.is_finite()))
+}
+
+/// A NaN put into the parameters as a step begins (fault injection): the step changes
+/// nothing, the run goes back to the last snapshot, lowers the rate and trains to the
+/// end with finite parameters, and the recovery says where and why.
+#[test]
+fn an_injected_nan_is_recovered_and_training_finishes() {
+    let (m, cells) = demo(300);
+    let cfg = ModelConfig::scvi_defaults(m.n_genes, 1);
+    let mut tc = TrainConfig::scvi_defaults(cells.len());
+    tc.epochs = 4;
+    tc.batch_size = 64;
+    let mut cpu = CpuBackend::new();
+    // 300 cells in 64s: 5 steps per epoch; step 12 is inside epoch 2.
+    cpu.poison_at_step(12);
+    let state = TrainState::new(Params::init(&cfg, 2).unwrap());
+    let mut t = Trainer::new(cpu, tc.clone(), state, cells, vec![], || 0.0).unwrap();
+    t.run_epochs(&m, 4, |_| {}).unwrap();
+    assert!(t.finished());
+    assert_eq!(t.recoveries.len(), 1, "{:?}", t.recoveries);
+    let r = &t.recoveries[0];
+    assert_eq!(r.step, 12);
+    assert!(r.reason.contains("non-finite"), "{r:?}");
+    assert_eq!(r.resumed_at_step, 10, "the snapshot at the end of epoch 1");
+    assert!(!r.moments_reset, "the first restore of a snapshot is exact");
+    assert_eq!(r.new_lr, tc.lr * 0.5);
+    assert_eq!(t.config.lr, tc.lr * 0.5);
+    assert_eq!(t.history.len(), 4);
+    assert!(t.history.iter().all(|h| h.elbo.is_finite()));
+    assert!(all_finite(&t.checkpoint().unwrap()));
+    let text = t.last_recovery().unwrap();
+    assert!(
+        text.contains("step 12") && text.contains("step 10"),
+        "{text}"
+    );
+}
+
+/// A learning rate of 1 on real cells: the run diverges, goes back to a snapshot from
+/// before the divergence (however often it must), lowers the rate and trains to the
+/// end with finite parameters and losses.
+#[test]
+fn a_learning_rate_of_one_recovers_and_trains_to_the_end() {
+    let (m, cells) = demo(300);
+    let cfg = ModelConfig::scvi_defaults(m.n_genes, 1);
+    let mut tc = TrainConfig::scvi_defaults(cells.len());
+    tc.epochs = 3;
+    tc.lr = 1.0;
+    let state = TrainState::new(Params::init(&cfg, 0).unwrap());
+    let mut t = Trainer::new(CpuBackend::new(), tc, state, cells, vec![], || 0.0).unwrap();
+    t.run_epochs(&m, 3, |_| {}).unwrap();
+    assert!(t.finished());
+    assert!(!t.recoveries.is_empty());
+    assert!(t.config.lr < 1.0);
+    assert!(
+        t.history.iter().all(|h| h.elbo.is_finite()),
+        "{:?}",
+        t.history
+    );
+    assert!(all_finite(&t.checkpoint().unwrap()));
+    // Each recovery lowered the rate once; the last one is the rate now.
+    assert_eq!(t.recoveries.last().unwrap().new_lr, t.config.lr);
+}
+
+/// Snapshots only read the state: a run that takes one after every step computes
+/// exactly what a run that takes them only at epoch ends computes.
+#[test]
+fn snapshots_do_not_change_the_arithmetic() {
+    let (m, cells) = demo(200);
+    let cfg = ModelConfig::scvi_defaults(m.n_genes, 1);
+    let mut tc = TrainConfig::scvi_defaults(cells.len());
+    tc.epochs = 3;
+    tc.batch_size = 50;
+    let run = |every: u32| {
+        let state = TrainState::new(Params::init(&cfg, 4).unwrap());
+        let mut t = Trainer::new(
+            CpuBackend::new(),
+            tc.clone(),
+            state,
+            cells.clone(),
+            vec![],
+            || 0.0,
+        )
+        .unwrap();
+        t.snapshot_every = every;
+        t.run_epochs(&m, 3, |_| {}).unwrap();
+        assert!(t.recoveries.is_empty());
+        (t.history.clone(), t.checkpoint().unwrap())
+    };
+    let (h0, s0) = run(0);
+    let (h1, s1) = run(1);
+    assert_eq!(h0, h1);
+    assert_eq!(s0, s1);
+}
+
+/// Edge cases of the data and the settings: beta 100 without warm-up, a single gene,
+/// minibatches of one cell, all-zero cells. Training ends and nothing non-finite is
+/// kept.
+#[test]
+fn hard_settings_and_degenerate_data_train_without_non_finite_values() {
+    let (m, _) = demo(120);
+    let run = |m: &CountMatrix, cells: Vec<usize>, batch: usize, beta: f32, what: &str| {
+        let cfg = ModelConfig::scvi_defaults(m.n_genes, 1);
+        let mut tc = TrainConfig::scvi_defaults(cells.len());
+        tc.epochs = 2;
+        tc.batch_size = batch;
+        tc.max_kl_weight = beta;
+        tc.kl_warmup_epochs = 0;
+        let state = TrainState::new(Params::init(&cfg, 1).unwrap());
+        let mut t = Trainer::new(CpuBackend::new(), tc, state, cells, vec![], || 0.0).unwrap();
+        t.run_epochs(m, 2, |_| {})
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(t.finished(), "{what}");
+        assert!(
+            all_finite(&t.checkpoint().unwrap()),
+            "{what}: non-finite state"
+        );
+        assert!(
+            t.history.iter().all(|h| h.elbo.is_finite()),
+            "{what}: {:?}",
+            t.history
+        );
+    };
+    let cells: Vec<usize> = (0..120).collect();
+    run(&m, cells.clone(), 128, 100.0, "beta 100");
+    run(&m, (0..20).collect(), 1, 1.0, "minibatches of one cell");
+    // One gene: the first with counts in most cells.
+    let one_gene = m.select_genes(&[0]);
+    run(&one_gene, cells.clone(), 32, 1.0, "a single gene");
+    // All-zero cells (the command line removes them; a library user may not): a
+    // minibatch made only of them, and one mixed with real cells.
+    let zero = CountMatrix::from_triplets(8, m.n_genes, vec![]);
+    run(&zero, (0..8).collect(), 4, 1.0, "all-zero minibatches");
+    let mut trip = Vec::new();
+    for c in 0..40u32 {
+        if c % 2 == 0 {
+            trip.push((c, c % 7, 3.0));
+        }
+    }
+    let half = CountMatrix::from_triplets(40, 7, trip);
+    run(&half, (0..40).collect(), 8, 1.0, "half the cells all zero");
+}

@@ -652,3 +652,91 @@ fn obs_table_join_rules_and_errors() {
         &["o7.csv", "no rows"],
     );
 }
+
+/// Findings of the bad-input corpus, mended: a value that overflows f32 is refused like
+/// `inf`; a table with no header row is said, not read with its first row and column
+/// as names; a `.gz` inside a `.gz` is named; a small `.gz` that expands past the limit
+/// is refused as too large (not damaged) before it is all in memory.
+#[test]
+fn corpus_findings_overflow_headerless_double_gzip() {
+    let e = err_text(dense("big.csv", "cell,A,B\nc1,1,1e40\nc2,3,4\n"));
+    assert_has(
+        &e,
+        &[
+            "big.csv",
+            "line 2",
+            "field 3",
+            "1e40",
+            "too large",
+            "infinity",
+        ],
+    );
+    let e = err_text(mtx(&format!("{BANNER}2 2 2\n1 1 1e40\n2 2 3\n")));
+    assert_has(&e, &["m.mtx", "line 3", "1e40", "too large"]);
+    // The largest f32 is still a number (then refused only if not an integer count).
+    assert!(dense("ok.csv", "cell,A\nc1,3e38\nc2,1\n").is_ok());
+
+    let e = err_text(dense(
+        "nohead.csv",
+        "1,2,3,4,5\n6,7,8,9,10\n1,1,1,1,1\n2,2,2,2,2\n",
+    ));
+    assert_has(
+        &e,
+        &[
+            "nohead.csv",
+            "line 1",
+            "only numbers",
+            "no header row",
+            "add a header",
+        ],
+    );
+    // Numeric names after a named corner (Entrez ids) or an empty corner are a header.
+    let m = dense("entrez.csv", "cell,7157,1956\nc1,1,2\nc2,0,3\n").unwrap();
+    assert_eq!(m.gene_names, ["7157", "1956"]);
+    let m = dense("corner.csv", ",7157,1956\nc1,1,2\nc2,0,3\n").unwrap();
+    assert_eq!((m.n_cells, m.n_genes), (2, 2));
+
+    let twice = InputFile::new("t.csv.gz", gzip(&gzip(b"cell,A\nc1,1\n")));
+    let e = err_text(read_dense(&twice, &ReadOptions::default()));
+    assert_has(&e, &["t.csv.gz", "gzip-compressed twice", "gunzip"]);
+    assert!(!e.contains("\\x"), "escaped binary in: {e}");
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_with_the_limit() {
+    // 8 MiB of a repeated row compresses to a few KB; the limit is lowered to 1 MiB so
+    // that the test is fast (the default is MAX_EXPANDED_BYTES).
+    let mut text = b"cell,A,B\n".to_vec();
+    while text.len() < 8 << 20 {
+        text.extend_from_slice(b"c,0,0\n");
+    }
+    let bomb = InputFile::new("bomb.csv.gz", gzip(&text));
+    assert!(bomb.bytes.len() < 100_000, "{}", bomb.bytes.len());
+    let opts = ReadOptions {
+        max_expanded_bytes: Some(1 << 20),
+        ..Default::default()
+    };
+    let e = err_text(read_dense(&bomb, &opts));
+    assert_has(
+        &e,
+        &[
+            "bomb.csv.gz",
+            "expands to more than 1 MiB",
+            "too large",
+            "not damaged",
+        ],
+    );
+    assert!(!e.contains("truncated"), "{e}");
+    // A side file or metadata table is held to the default limit the same way.
+    let e = err_text(bomb.decompressed_within(1 << 20));
+    assert_has(&e, &["bomb.csv.gz", "more than 1 MiB"]);
+    // The same file within the limit reads.
+    assert_eq!(
+        bomb.decompressed_within(16 << 20).unwrap().len(),
+        text.len()
+    );
+    const { assert!(cellvae::data::MAX_EXPANDED_BYTES >= 1 << 30) };
+    // Through read_inputs (what the command line and the page call) too.
+    let e = err_text(cellvae::data::read_inputs(&[bomb], None, &opts));
+    assert_has(&e, &["bomb.csv.gz", "more than 1 MiB"]);
+}

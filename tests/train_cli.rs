@@ -380,3 +380,189 @@ fn gpu_backend_trains_like_the_cpu_backend() {
     assert_eq!(m["epochs"], 1);
     assert_eq!(m["heldout_elbo_per_cell"].as_f64().unwrap(), cpu.0);
 }
+
+/// The demo shipped with the page.
+fn demo() -> (String, String) {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/demo/pbmc68k_reduced_700");
+    (
+        d.display().to_string(),
+        d.join("cells.tsv").display().to_string(),
+    )
+}
+
+/// Every number in latent.tsv, losses.csv and metrics.json is finite (JSON has no NaN:
+/// serde_json would write `null`).
+fn assert_outputs_finite(out: &Path) {
+    let latent = std::fs::read_to_string(out.join("latent.tsv")).unwrap();
+    for line in latent.lines().skip(1) {
+        for v in line.split('\t').skip(1) {
+            assert!(v.parse::<f32>().unwrap().is_finite(), "latent.tsv: {line}");
+        }
+    }
+    let losses = std::fs::read_to_string(out.join("losses.csv")).unwrap();
+    for line in losses.lines().skip(1) {
+        for v in line.split(',') {
+            assert!(v.parse::<f64>().unwrap().is_finite(), "losses.csv: {line}");
+        }
+    }
+    let m = std::fs::read_to_string(out.join("metrics.json")).unwrap();
+    assert!(!m.contains("null"), "metrics.json: {m}");
+}
+
+/// A learning rate far too high (a teacher showing divergence): the run goes back to a
+/// state from before each divergence, lowers the rate and trains to the end with
+/// finite results; each recovery is a line on stderr and an entry in metrics.json.
+#[test]
+fn high_learning_rates_recover_and_train_to_the_end() {
+    let (demo, obs) = demo();
+    for lr in ["0.1", "1", "5"] {
+        let out = out_dir(&format!("lr{lr}"));
+        let o = out.display().to_string();
+        let (ok, _, stderr) = cellvae(&[
+            "train",
+            &demo,
+            "--obs",
+            &obs,
+            "--epochs",
+            "3",
+            "--lr",
+            lr,
+            "--holdout-every",
+            "10",
+            "--seed",
+            "0",
+            "--eval-samples",
+            "10",
+            "--out",
+            &o,
+        ]);
+        assert!(ok, "--lr {lr}: {stderr}");
+        let m = metrics(&out);
+        assert_eq!(m["epochs"], 3, "--lr {lr}");
+        let lpx = m["heldout_log_px_iw100_per_cell"].as_f64().unwrap();
+        assert!(lpx.is_finite() && lpx < 0.0, "--lr {lr}: {lpx}");
+        let rec = m["recoveries"].as_array().unwrap();
+        assert!(!rec.is_empty(), "--lr {lr}: no recovery");
+        for r in rec {
+            assert!(r["step"].is_u64() && r["resumed_at_step"].is_u64(), "{r}");
+            assert!(r["reason"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+        }
+        let final_lr = m["final_lr"].as_f64().unwrap();
+        let given: f64 = lr.parse().unwrap();
+        assert!(final_lr < given, "--lr {lr}: final {final_lr}");
+        assert_eq!(rec.last().unwrap()["new_lr"].as_f64().unwrap(), final_lr);
+        assert_eq!(
+            stderr.matches("warning: training diverged at step").count(),
+            rec.len(),
+            "--lr {lr}: {stderr}"
+        );
+        assert_outputs_finite(&out);
+    }
+}
+
+/// A dense table written by the test: `cells` x `genes` counts from `f`.
+fn table(name: &str, cells: usize, genes: usize, f: impl Fn(usize, usize) -> u32) -> String {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("train");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut s = String::from("cell");
+    for g in 0..genes {
+        s.push_str(&format!(",g{g}"));
+    }
+    s.push('\n');
+    for c in 0..cells {
+        s.push_str(&format!("c{c}"));
+        for g in 0..genes {
+            s.push_str(&format!(",{}", f(c, g)));
+        }
+        s.push('\n');
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, s).unwrap();
+    p.display().to_string()
+}
+
+/// Degenerate data and hard settings through the command line: a single cell is
+/// refused with the reason, a single gene, minibatches of one cell and beta 100 train
+/// and write only finite numbers.
+#[test]
+fn degenerate_data_and_hard_settings_end_cleanly() {
+    let one_cell = table("one_cell.csv", 1, 6, |_, g| g as u32 + 1);
+    let out = out_dir("one_cell");
+    let (ok, _, stderr) = cellvae(&["train", &one_cell, "--out", &out.display().to_string()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("1 cell") && stderr.contains("at least 2"),
+        "{stderr}"
+    );
+    let one_gene = table("one_gene.csv", 30, 1, |c, _| (c % 9 + 1) as u32);
+    let small = table("small.csv", 40, 12, |c, g| ((c * 7 + g * 3) % 6) as u32);
+    for (name, input, extra) in [
+        ("one_gene", &one_gene, vec![]),
+        ("batch_of_one", &small, vec!["--batch-size", "1"]),
+        ("beta100", &small, vec!["--beta", "100", "--kl-warmup", "0"]),
+    ] {
+        let out = out_dir(name);
+        let o = out.display().to_string();
+        let mut args = vec!["train", input, "--epochs", "3", "--eval-samples", "5"];
+        args.extend(extra);
+        args.extend(["--out", &o]);
+        let (ok, _, stderr) = cellvae(&args);
+        assert!(ok, "{name}: {stderr}");
+        assert_outputs_finite(&out);
+    }
+}
+
+/// Cell ids with a tab or a double quote (quoted in the input CSV) are written into
+/// latent.tsv quoted (RFC 4180), so every line keeps its columns and reads back to the
+/// same ids.
+#[test]
+fn odd_cell_ids_keep_latent_tsv_well_formed() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("train");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ids: Vec<String> = (0..40)
+        .map(|c| match c {
+            0 => "a\tb".to_string(),
+            1 => "say \"hi\"".to_string(),
+            2 => "x,y".to_string(),
+            _ => format!("c{c}"),
+        })
+        .collect();
+    let mut csv = String::from("cell");
+    for g in 0..12 {
+        csv.push_str(&format!(",g{g}"));
+    }
+    csv.push('\n');
+    for (c, id) in ids.iter().enumerate() {
+        csv.push_str(&format!("\"{}\"", id.replace('"', "\"\"")));
+        for g in 0..12 {
+            csv.push_str(&format!(",{}", (c * 5 + g * 3) % 7));
+        }
+        csv.push('\n');
+    }
+    let input = dir.join("odd_ids.csv");
+    std::fs::write(&input, csv).unwrap();
+    let out = out_dir("odd_ids");
+    let o = out.display().to_string();
+    let (ok, _, stderr) = cellvae(&[
+        "train",
+        &input.display().to_string(),
+        "--epochs",
+        "1",
+        "--eval-samples",
+        "5",
+        "--out",
+        &o,
+    ]);
+    assert!(ok, "{stderr}");
+    let bytes = std::fs::read(out.join("latent.tsv")).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert_eq!(text.lines().count(), 41);
+    assert!(text.contains("\n\"a\tb\"\t"), "{text}");
+    assert!(text.contains("\n\"say \"\"hi\"\"\"\t"), "{text}");
+    assert!(text.contains("\nx,y\t"), "a comma needs no quotes in a TSV");
+    let (read_ids, table) =
+        cellvae::data::obs::read_obs_table(&cellvae::data::InputFile::new("latent.tsv", bytes))
+            .unwrap();
+    assert_eq!(read_ids, ids);
+    assert_eq!(table.columns.len(), 10);
+}

@@ -2,7 +2,9 @@
 //! column, cells as rows or as columns.
 //!
 //! Layout: the first line is the header; the first field of every later line is its
-//! label (a cell id or a gene name) and the rest are counts. A header with one field
+//! label (a cell id or a gene name) and the rest are counts. A first line of numbers
+//! only is refused: the table has no header, and reading its first row and column as
+//! names would silently drop a row and a column of counts. A header with one field
 //! fewer than the rows (R's `write.csv` / `write.table` without a corner cell) is
 //! accepted. The delimiter is taken from the header (tab, comma, semicolon, or spaces
 //! for R's `write.table`), preferring the one the extension names. Blank lines are
@@ -133,7 +135,7 @@ pub fn read_dense(file: &InputFile, opts: &ReadOptions) -> Result<CountMatrix> {
 /// Parses the header and the rows, checking every value.
 fn read_table(file: &InputFile, opts: &ReadOptions) -> Result<Table> {
     let name = file.name.as_str();
-    let bytes = file.decompressed()?;
+    let bytes = file.decompressed_within(opts.expanded_limit())?;
     check_not_utf16(name, &bytes)?;
     let mut lines = text_lines(name, &bytes);
     let (header_line, header) =
@@ -149,6 +151,27 @@ fn read_table(file: &InputFile, opts: &ReadOptions) -> Result<Table> {
     split_fields(header, delimiter, &mut fields)
         .map_err(|p| Error::input_at(name, format!("line {header_line}"), p))?;
     let header_fields: Vec<String> = fields.iter().map(|f| f.trim().to_string()).collect();
+    if header_fields.len() >= 2
+        && header_fields
+            .iter()
+            .all(|f| !f.is_empty() && f.parse::<f64>().is_ok())
+    {
+        let shown: Vec<&str> = header_fields.iter().take(4).map(String::as_str).collect();
+        return Err(Error::input_at(
+            name,
+            format!("line {header_line}"),
+            format!(
+                "the first row holds only numbers ({}{}): the table has no header row. \
+                 Read as it is, its first row would become the gene (or cell) names and \
+                 its first column the other names, silently; add a header row naming the \
+                 genes or cells and make the first column the other names (pandas: \
+                 df.to_csv(path) with named index and columns; R: write.csv(m) with \
+                 dimnames)",
+                shown.join(", "),
+                if header_fields.len() > 4 { ", ..." } else { "" }
+            ),
+        ));
+    }
     if header_fields.len() as u64 > MAX_DIMENSION {
         return Err(Error::input_at(
             name,

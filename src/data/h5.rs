@@ -10,12 +10,14 @@
 //! the problem; a half-read matrix never leaves a reader.
 //!
 //! Stored datatypes are checked before reading: values may be any integer width or
-//! `f32`/`f64`; indices and `indptr` any integer width.
+//! `f16`/`f32`/`f64` (half precision widened exactly, `h5/float16.rs`); indices and
+//! `indptr` any integer width.
 //!
 //! AnnData handling (which matrix is used, `obs`/`var` encodings) is in `h5/anndata.rs`
 //! and `h5/frame.rs`; the Cell Ranger layout in `h5/tenx.rs`.
 
 mod anndata;
+mod float16;
 mod frame;
 mod tenx;
 
@@ -29,7 +31,7 @@ use hdf5_pure::{DType, Dataset, File, FormatError, Group};
 /// cells CSC matrix, which is the CSR layout of cells x genes. `format` is `10x-h5` and
 /// `source` the group read (`matrix` for v3).
 pub fn read_10x_h5(file: &InputFile, opts: &ReadOptions) -> Result<CountMatrix> {
-    let h = H5::open(file)?;
+    let h = H5::open(file, opts)?;
     tenx::read(&h, opts)
 }
 
@@ -41,7 +43,7 @@ pub fn read_10x_h5(file: &InputFile, opts: &ReadOptions) -> Result<CountMatrix> 
 /// Gene names come from `var` (`raw/var` with `raw/X`), cell ids and metadata from `obs`.
 /// `format` is `h5ad`.
 pub fn read_h5ad(file: &InputFile, opts: &ReadOptions) -> Result<CountMatrix> {
-    let h = H5::open(file)?;
+    let h = H5::open(file, opts)?;
     anndata::read(&h, opts)
 }
 
@@ -62,8 +64,8 @@ impl H5 {
     /// Checks the signature and the length, then opens the file (gunzipping it first
     /// when the whole file is gzip-compressed). `hdf5-pure` owns what it reads, so the
     /// bytes are copied once.
-    fn open(input: &InputFile) -> Result<H5> {
-        let bytes = input.decompressed()?;
+    fn open(input: &InputFile, opts: &ReadOptions) -> Result<H5> {
+        let bytes = input.decompressed_within(opts.expanded_limit())?;
         if !hdf5_pure::is_hdf5_bytes(&bytes) {
             return Err(Error::input(
                 &input.name,
@@ -208,6 +210,10 @@ impl H5 {
             }
             DType::I64 | DType::U32 => Values::I64(read!(read_i64, read_i64_rows)),
             DType::U64 => Values::U64(read!(read_u64, read_u64_rows)),
+            DType::Other(dt) if float16::binary16_order(&dt).is_some() => {
+                let big_endian = float16::binary16_order(&dt) == Some(true);
+                Values::F32(float16::decode(&read!(read_raw, read_raw_rows), big_endian))
+            }
             other => {
                 return Err(self.err(
                     format!("dataset /{path}"),

@@ -21,6 +21,7 @@ pub mod mtx;
 pub mod obs;
 pub mod preprocess;
 mod text;
+pub use text::quote_field;
 
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -63,26 +64,91 @@ impl InputFile {
     }
 
     /// The bytes, decompressed when they are gzip (detected by the magic number, not
-    /// the name). A truncated or damaged gzip stream is an error, never a partial read.
+    /// the name), at most [`MAX_EXPANDED_BYTES`] of them (see
+    /// [`InputFile::decompressed_within`]).
     pub fn decompressed(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
-        if self.bytes.len() >= 2 && self.bytes[0] == 0x1f && self.bytes[1] == 0x8b {
-            let mut out = Vec::with_capacity(self.bytes.len() * 4);
-            flate2::read::MultiGzDecoder::new(&self.bytes[..])
-                .read_to_end(&mut out)
-                .map_err(|e| {
-                    Error::input(
-                        &self.name,
-                        format!(
-                            "the gzip stream is truncated or damaged ({e}); \
-                             download or copy the file again"
-                        ),
-                    )
-                })?;
-            Ok(std::borrow::Cow::Owned(out))
-        } else {
-            Ok(std::borrow::Cow::Borrowed(&self.bytes))
+        self.decompressed_within(MAX_EXPANDED_BYTES)
+    }
+
+    /// The bytes, decompressed when they are gzip, streamed with a cap: a file that
+    /// expands to more than `limit` bytes is refused as too large (not damaged) as soon
+    /// as the cap is passed, before memory runs out (a small `.gz` can expand to
+    /// gigabytes). A truncated or damaged gzip stream is an error, never a partial read;
+    /// so is a gzip stream inside the gzip stream (a file compressed twice).
+    pub fn decompressed_within(&self, limit: u64) -> Result<std::borrow::Cow<'_, [u8]>> {
+        if !is_gzip(&self.bytes) {
+            return Ok(std::borrow::Cow::Borrowed(&self.bytes));
+        }
+        let start = (self.bytes.len() as u64).saturating_mul(4).min(limit) as usize;
+        let mut out = Vec::with_capacity(start);
+        flate2::read::MultiGzDecoder::new(&self.bytes[..])
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                Error::input(
+                    &self.name,
+                    format!(
+                        "the gzip stream is truncated or damaged ({e}); \
+                         download or copy the file again"
+                    ),
+                )
+            })?;
+        if out.len() as u64 > limit {
+            return Err(Error::input(
+                &self.name,
+                format!(
+                    "expands to more than {} when decompressed ({} compressed): too large \
+                     to read here, not damaged; cellvae reads at most {} of decompressed \
+                     data per file{}; split the cells into several files, or keep fewer \
+                     genes or cells before exporting",
+                    human_bytes(limit),
+                    human_bytes(self.bytes.len() as u64),
+                    human_bytes(limit),
+                    if cfg!(target_arch = "wasm32") {
+                        " in the browser (the command line reads more)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        if is_gzip(&out) {
+            return Err(Error::input(
+                &self.name,
+                "is gzip-compressed twice (a .gz inside the .gz); decompress it once \
+                 (`gunzip`) and give the result, or compress the original file only once",
+            ));
+        }
+        Ok(std::borrow::Cow::Owned(out))
+    }
+}
+
+/// The most bytes a compressed input may expand to: 4 GiB natively, 1 GiB on wasm32
+/// (a browser tab's memory is 4 GiB at most, and the parsed matrix needs room too).
+pub const MAX_EXPANDED_BYTES: u64 = if cfg!(target_arch = "wasm32") {
+    1 << 30
+} else {
+    4 << 30
+};
+
+fn is_gzip(b: &[u8]) -> bool {
+    b.len() >= 2 && b[0] == 0x1f && b[1] == 0x8b
+}
+
+/// `n` bytes in words: "2 GiB", "12.5 MiB", "300 bytes".
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in UNITS {
+        if n >= size {
+            let v = n as f64 / size as f64;
+            return if v.fract() == 0.0 {
+                format!("{v} {unit}")
+            } else {
+                format!("{v:.1} {unit}")
+            };
         }
     }
+    format!("{n} bytes")
 }
 
 /// Whether dense tables hold cells as rows or as columns.
@@ -106,6 +172,16 @@ pub struct ReadOptions {
     pub allow_non_counts: bool,
     /// Orientation of dense CSV/TSV tables.
     pub orientation: Orientation,
+    /// The most bytes a compressed count matrix may expand to (`None`:
+    /// [`MAX_EXPANDED_BYTES`]); metadata and 10x side files always use the default.
+    pub max_expanded_bytes: Option<u64>,
+}
+
+impl ReadOptions {
+    /// The decompression limit in force.
+    pub fn expanded_limit(&self) -> u64 {
+        self.max_expanded_bytes.unwrap_or(MAX_EXPANDED_BYTES)
+    }
 }
 
 /// A sparse count matrix, cells x genes, in CSR layout, with its names and metadata.
@@ -152,6 +228,12 @@ pub fn check_count(value: f64, allow_non_counts: bool) -> std::result::Result<()
     if value.is_infinite() {
         return Err(format!(
             "the value is {value}; counts must be finite non-negative integers"
+        ));
+    }
+    if value.abs() > f64::from(f32::MAX) {
+        return Err(format!(
+            "the value {value:e} is too large: it overflows a 32-bit float (above 3.4e38) and \
+             would be read as infinity; counts must be finite non-negative integers"
         ));
     }
     if allow_non_counts {

@@ -43,7 +43,7 @@ pub fn read_mtx(
     opts: &ReadOptions,
 ) -> Result<CountMatrix> {
     let name = matrix.name.as_str();
-    let bytes = matrix.decompressed()?;
+    let bytes = matrix.decompressed_within(opts.expanded_limit())?;
     check_not_utf16(name, &bytes)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::input(

@@ -310,9 +310,40 @@ pub(crate) fn duplicates(names: &[String]) -> (usize, Option<&str>) {
     (n, example)
 }
 
+/// A text field as written into a TSV (`latent.tsv`) or CSV the tool writes, so that
+/// the file stays one record per line with the right columns: a field holding the
+/// delimiter `delimiter`, a double quote, or a line break (CR or LF) is put in double
+/// quotes with every quote doubled (RFC 4180, as pandas' `read_csv(sep="\t")`, R's
+/// `read.delim` and this crate's readers read it; this crate's readers take a line break
+/// inside quotes as the end of the line, so such ids read back only with pandas or R).
+/// Any other field is written as it is.
+pub fn quote_field(field: &str, delimiter: char) -> std::borrow::Cow<'_, str> {
+    if field.contains([delimiter, '"', '\n', '\r']) {
+        std::borrow::Cow::Owned(format!("\"{}\"", field.replace('"', "\"\"")))
+    } else {
+        std::borrow::Cow::Borrowed(field)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_fields_keep_the_columns() {
+        assert_eq!(quote_field("AAAC-1", '\t'), "AAAC-1");
+        assert_eq!(quote_field("a\tb", '\t'), "\"a\tb\"");
+        assert_eq!(quote_field("a,b", '\t'), "a,b");
+        assert_eq!(quote_field("a,b", ','), "\"a,b\"");
+        assert_eq!(quote_field("say \"hi\"", '\t'), "\"say \"\"hi\"\"\"");
+        assert_eq!(quote_field("two\nlines", '\t'), "\"two\nlines\"");
+        // What is quoted reads back through the same splitter.
+        let mut f = Vec::new();
+        let line = format!("{}\t1", quote_field("x\t\"y\"", '\t'));
+        split_fields(&line, b'\t', &mut f).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0], "x\t\"y\"");
+    }
 
     fn split(line: &str, d: u8) -> Vec<String> {
         let mut out = Vec::new();

@@ -14,6 +14,8 @@ pub struct CpuBackend {
     state: Option<TrainState>,
     ws: Workspace,
     saved_buffers: Vec<f32>,
+    /// Fault injection (see [`CpuBackend::poison_at_step`]).
+    poison_at: Option<u32>,
 }
 
 impl Default for CpuBackend {
@@ -33,7 +35,15 @@ impl CpuBackend {
             state: None,
             ws: Workspace::default(),
             saved_buffers: Vec::new(),
+            poison_at: None,
         }
+    }
+
+    /// Fault injection, for testing recovery: as training step `step` begins, the
+    /// decoder's scale-head bias is overwritten with NaN (as a corrupted state would be),
+    /// once. The step then reports non-finite values and changes nothing.
+    pub fn poison_at_step(&mut self, step: u32) {
+        self.poison_at = Some(step);
     }
 
     fn state_mut(&mut self) -> Result<&mut TrainState> {
@@ -51,6 +61,11 @@ impl CpuBackend {
         // is reused: no allocation per step).
         let mut saved = std::mem::take(&mut self.saved_buffers);
         let st = self.state.as_mut().ok_or_else(not_loaded)?;
+        if self.poison_at == Some(hyper.step) {
+            self.poison_at = None;
+            let bias = st.params.layout.scale.bias.clone();
+            st.params.values[bias].fill(f32::NAN);
+        }
         saved.clear();
         saved.extend_from_slice(&st.params.buffers);
         let (recon, klm) = CpuModel::forward_backward(

@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::model::{CpuBackend, GpuBackend, Params, StepLosses, TrainState};
 use crate::pipeline::Prepared;
-use crate::train::{EpochRecord, Schedule, TrainConfig, Trainer};
+use crate::train::{EpochRecord, Recovery, Schedule, TrainConfig, Trainer};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -38,6 +38,8 @@ pub struct GpuView {
     pub last: Option<(StepLosses, f32)>,
     /// The parameters read back after the last group.
     pub params: Params,
+    /// Every recovery from a divergence so far.
+    pub recoveries: Vec<Recovery>,
 }
 
 /// Where the run's trainer is.
@@ -94,6 +96,7 @@ impl GpuRun {
             version: s.version(),
             finished: s.finished(),
             history: s.history.clone(),
+            recoveries: s.recoveries.clone(),
             config: s.config.clone(),
             last: None,
             params,
@@ -216,8 +219,13 @@ impl GpuRun {
         v.epoch = s.epoch();
         v.steps = s.steps();
         v.finished = s.finished();
-        if v.history.len() != s.history.len() {
+        // A recovery may roll back past an epoch's end: compare the records, not only
+        // their number.
+        if v.history != s.history {
             v.history = s.history.clone();
+        }
+        if v.recoveries.len() != s.recoveries.len() {
+            v.recoveries = s.recoveries.clone();
         }
         v.config = s.config.clone();
         if let Some(&(l, _)) = out.iter().rev().find(|(l, _)| l.finite) {

@@ -35,8 +35,12 @@ pub struct Status {
     pub kl_warmup_epochs: u32,
     /// Where training runs: `"cpu"` or `"webgpu"`.
     pub training_backend: &'static str,
-    /// Recoveries from non-finite steps so far.
+    /// Recoveries from a divergence so far (non-finite or exploding losses: the run
+    /// went back to a snapshot and lowered the learning rate).
     pub recoveries: usize,
+    /// The last recovery in words, for a note on the page: the step, why, the step
+    /// gone back to and the new learning rate (`None` before any).
+    pub last_recovery: Option<String>,
 }
 
 /// A metadata column's codes for every cell, with its levels.
@@ -122,7 +126,8 @@ impl Session {
                 beta: v.config.max_kl_weight,
                 kl_warmup_epochs: v.config.kl_warmup_epochs,
                 training_backend: "webgpu",
-                recoveries: 0,
+                recoveries: v.recoveries.len(),
+                last_recovery: v.recoveries.last().map(|r| r.to_string()),
             }
         };
         match &self.run {
@@ -142,6 +147,7 @@ impl Session {
                     kl_warmup_epochs: t.config.kl_warmup_epochs,
                     training_backend: "cpu",
                     recoveries: t.recoveries.len(),
+                    last_recovery: t.last_recovery(),
                 }
             }
             Run::Gpu(run) => run.with_view(view),

@@ -9,7 +9,7 @@ use cellvae::model::io::{
 use cellvae::model::{Backend, CpuBackend, GpuBackend, ModelConfig, Params, TrainState};
 use cellvae::pipeline::{column_codes, prepare, prepare_for_model, PrepareOptions};
 use cellvae::session::{RunOptions, Words};
-use cellvae::train::{TrainConfig, Trainer};
+use cellvae::train::{TrainConfig, Trainer, GROUP};
 use cellvae::{Error, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -195,14 +195,21 @@ fn run_all<B: Backend>(
     m: &CountMatrix,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
-    let left = trainer.config.epochs.saturating_sub(trainer.epoch());
-    trainer.run_epochs(m, left, |r| {
-        bar.set_position(u64::from(r.epoch + 1));
-        bar.set_message(format!(
-            "elbo {:.1} kl {:.2} w {:.3}",
-            r.elbo, r.kl, r.kl_weight
-        ));
-    })?;
+    while !trainer.finished() {
+        let seen = trainer.recoveries.len();
+        let done = trainer.step_group(m, GROUP);
+        // Each recovery as it happens, also when the run then gives up.
+        for r in trainer.recoveries.iter().skip(seen) {
+            bar.suspend(|| eprintln!("warning: training diverged at {r}"));
+        }
+        for r in done?.into_iter().filter_map(|(_, r)| r) {
+            bar.set_position(u64::from(r.epoch + 1));
+            bar.set_message(format!(
+                "elbo {:.1} kl {:.2} w {:.3}",
+                r.elbo, r.kl, r.kl_weight
+            ));
+        }
+    }
     bar.finish();
     Ok(())
 }
@@ -221,9 +228,6 @@ fn outputs<B: Backend>(
     fallback: Option<serde_json::Value>,
 ) -> Result<()> {
     let m = &prep.matrix;
-    for r in &trainer.recoveries {
-        eprintln!("note: non-finite values at step {}; restored the last good state and lowered the learning rate to {}", r.step, r.new_lr);
-    }
     // latent.tsv: every input cell, in input order.
     let all: Vec<usize> = (0..m.n_cells).collect();
     let (mean, _) = latent(&params, m, &prep.batch_codes, &all);
@@ -234,7 +238,8 @@ fn outputs<B: Backend>(
     }
     tsv.push('\n');
     for (c, id) in m.cell_ids.iter().enumerate() {
-        tsv.push_str(id);
+        // Ids with a tab, quote or line break are quoted (RFC 4180): the columns hold.
+        tsv.push_str(&cellvae::data::quote_field(id, '\t'));
         for j in 0..z {
             let _ = write!(tsv, "\t{}", mean[c * z + j]);
         }
@@ -284,7 +289,8 @@ fn outputs<B: Backend>(
         "active_units": metrics.active_units,
         "eval_samples": metrics.n_samples,
         "evaluated_on": if prep.heldout_cells.is_empty() { "training cells (no --holdout-every)" } else { "held-out cells" },
-        "recoveries": trainer.recoveries.len(),
+        "recoveries": trainer.recoveries,
+        "final_lr": trainer.config.lr,
     });
     if let Some(f) = fallback {
         mj["fallback"] = f;

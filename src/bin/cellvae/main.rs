@@ -188,6 +188,7 @@ fn read(input: &InputArgs, allow_non_counts: bool) -> Result<cellvae::CountMatri
             OrientationArg::CellsAsRows => Orientation::CellsAsRows,
             OrientationArg::CellsAsColumns => Orientation::CellsAsColumns,
         },
+        ..Default::default()
     };
     read_inputs(&files, obs.as_ref(), &opts)
 }

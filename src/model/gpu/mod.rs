@@ -42,6 +42,8 @@ pub struct GpuBackend {
     /// Fault injection for tests of the CPU fallback: the device is destroyed when this
     /// step begins (see [`GpuBackend::lose_device_at_step`]).
     lose_at: Option<u32>,
+    /// Fault injection for tests of recovery (see [`GpuBackend::poison_at_step`]).
+    poison_at: Option<u32>,
 }
 
 fn not_loaded() -> Error {
@@ -64,6 +66,7 @@ impl GpuBackend {
             model: None,
             last_dispatches: 0,
             lose_at: None,
+            poison_at: None,
         })
     }
 
@@ -77,6 +80,14 @@ impl GpuBackend {
     /// call fail with the device-lost error, as after a driver reset.
     pub fn lose_device_at_step(&mut self, step: u32) {
         self.lose_at = Some(step);
+    }
+
+    /// Fault injection, for testing recovery (as [`CpuBackend::poison_at_step`](
+    /// crate::model::CpuBackend::poison_at_step)): as training step `step` begins, the
+    /// decoder's scale-head bias is overwritten with NaN on the GPU, once. The step guard
+    /// then finds the step non-finite and Adam skips it.
+    pub fn poison_at_step(&mut self, step: u32) {
+        self.poison_at = Some(step);
     }
 
     /// The parameters and batch-norm statistics only (no Adam moments): what the page
@@ -279,6 +290,15 @@ impl Backend for GpuBackend {
                 self.ctx.device.destroy();
                 #[cfg(not(target_arch = "wasm32"))]
                 let _ = self.ctx.device.poll(wgpu::PollType::wait_indefinitely());
+            }
+            if self.poison_at == Some(hyper.step) {
+                self.poison_at = None;
+                let m = self.resident()?;
+                let t = m.tensor(&m.layout.scale.bias);
+                let nan = vec![f32::NAN; t.len];
+                self.ctx
+                    .queue
+                    .write_buffer(&t.value, 0, bytemuck::cast_slice(&nan));
             }
             self.queue_step(batch, hyper, slot).await?;
         }
