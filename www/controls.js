@@ -28,6 +28,9 @@ function describe(s) {
   if (s.elbo !== null && s.elbo !== undefined) {
     parts.push(`ELBO ${fmt(s.elbo)}`, `reconstruction ${fmt(s.reconstruction)}`, `KL ${fmt(s.kl, 2)}`, `KL weight ${fmt(s.kl_weight, 3)}`);
   }
+  if (s.recoveries > 0) {
+    parts.push(`diverged and recovered ${s.recoveries}× (learning rate now ${Number(s.lr.toPrecision(3))})`);
+  }
   if (s.finished) parts.push(`done (${s.epochs} epochs)`);
   return parts.join(' · ');
 }
@@ -121,6 +124,8 @@ export function applySnapshot(snap) {
   }
   if (!training || snap.history || now - S.chartsAt > 200) drawCharts();
   setStatusText(S.stopped || describe(S.status));
+  // The last recovery in full (step, why, where training went back to), on hover.
+  $('train-status').title = (S.status && S.status.last_recovery) || '';
   setButtons();
   renderBackendNote();
 }

@@ -22,7 +22,8 @@
  *
  * `Session.status()` of the wasm core.
  * @typedef {{epoch: number, step: number, elbo: number | null, reconstruction: number | null, kl: number | null,
- *   kl_weight: number | null, finished: boolean, lr: number, epochs: number, beta: number, kl_warmup_epochs: number}} TrainStatus
+ *   kl_weight: number | null, finished: boolean, lr: number, epochs: number, beta: number, kl_warmup_epochs: number,
+ *   training_backend: string, recoveries: number, last_recovery: string | null}} TrainStatus
  *
  * One finished epoch (`Session.history()`).
  * @typedef {{epoch: number, elbo: number, reconstruction: number, kl: number, kl_weight: number, seconds: number}} EpochRow

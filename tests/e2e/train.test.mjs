@@ -120,6 +120,22 @@ for (const webgpu of [true, false]) {
         assert.ok(Number.isFinite((await status(page)).elbo));
       });
 
+      await t.test('a learning rate of 5 diverges, recovers, and the page says so', async () => {
+        await page.fill('[data-testid="lr"]', '5');
+        await page.dispatchEvent('[data-testid="lr"]', 'change');
+        await page.waitForFunction(() => window.cellvae.status().settings.lr === 5);
+        await page.click('[data-testid="train-toggle"]');
+        await page.waitForFunction(() => /recovered/.test(document.querySelector('[data-testid="train-status"]').textContent || ''), null, { timeout: 60_000 });
+        await page.click('[data-testid="train-toggle"]');
+        await page.waitForFunction(() => !window.cellvae.status().training, null, { timeout: 60_000 });
+        const s = await status(page);
+        assert.ok(Number.isFinite(s.elbo), `elbo ${s.elbo} after recovering`);
+        assert.ok(s.settings.lr < 5, `the learning rate was lowered: ${s.settings.lr}`);
+        const text = await page.textContent('[data-testid="train-status"]');
+        assert.match(text, /diverged and recovered \d+×/);
+        assert.match(await page.getAttribute('[data-testid="train-status"]', 'title'), /step \d+/);
+      });
+
       await t.test('loading new data resets the session; a failed load keeps it', async () => {
         const png = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
         const stepBefore = (await status(page)).step;
