@@ -265,7 +265,8 @@ export class Keeper {
       this.stopped = true;
       this.waiting = null;
       if (isQuota(e)) {
-        this.say({ state: 'full', note: `Not kept in this browser: its storage for this page is full (${errorText(e)}). `
+        const detail = /MB/.test(errorText(e)) ? ` (${errorText(e)})` : '';
+        this.say({ state: 'full', note: `Not kept in this browser: its storage for this page is full${detail}. `
           + 'The page works as before, but a reload will not bring this session back. Loading smaller data, or freeing space '
           + '(Forget everything frees what this page kept), lets it keep again.' });
       } else {
