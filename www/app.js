@@ -15,6 +15,7 @@ import { wireMapInput } from './map-input.js';
 import { wireTraversal } from './traversal.js';
 import { wireExport } from './export.js';
 import { installAutomation } from './automation.js';
+import { wirePersist, restoreSession } from './persist.js';
 
 /** The page's WebGPU, said in the header. @param {import('./protocol.js').GpuInfo} g */
 function renderBackend(g) {
@@ -39,6 +40,7 @@ async function main() {
   wireMapInput();
   wireTraversal();
   wireExport();
+  wirePersist();
   adopt(null, null);
   // The engine: in a worker (which checks its own WebGPU while the page checks its), unless
   // the worker cannot run (no module workers) or lacks the WebGPU the page has;
@@ -64,6 +66,8 @@ async function main() {
   S.thread = hello.thread;
   S.engineGpu = hello.gpu;
   sendPace();
+  // What this browser kept of the last session comes back before the page says ready.
+  await restoreSession();
   document.body.dataset.ready = 'true';
 }
 

@@ -67,6 +67,9 @@ function status() {
     settings: st ? { epochs: st.epochs, kl_warmup_epochs: st.kl_warmup_epochs, beta: st.beta, lr: st.lr } : null,
     batch_key: info ? info.batchKey : null,
     label_key: info ? info.labelKey : null,
+    history: S.history.map((r) => ({ ...r })),
+    kept: { ...S.kept },
+    restored: S.restored ? { ...S.restored } : null,
   };
 }
 
@@ -93,6 +96,12 @@ function latentOf(c) {
 async function testLoseGpuAtStep(step) {
   if (!S.client) throw new Error('no engine');
   await S.client.request('lose_gpu', { step });
+}
+
+/** Fault injection (tests): from now on, every write the engine makes to IndexedDB fails as a full storage makes it fail. */
+async function testStorageFull() {
+  if (!S.client) throw new Error('no engine');
+  await S.client.request('test_storage_full', {});
 }
 
 /** Milliseconds per redraw of the current map (mean of `repeats`; automation). @param {number} repeats */
@@ -132,5 +141,6 @@ export function installAutomation() {
     timeRedraw: (repeats = 10) => timeRedraw(repeats),
     benchmarkMap: (n = 10000, repeats = 10) => benchmarkMap(n, repeats),
     testLoseGpuAtStep,
+    testStorageFull,
   };
 }

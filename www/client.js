@@ -24,6 +24,8 @@ export class EngineClient {
     this.pending = new Map();
     /** @type {(s: Snapshot) => void} */
     this.onSnapshot = () => {};
+    /** @type {(k: import('./protocol.js').Kept) => void} */
+    this.onKept = () => {};
     /** @type {string | null} why the engine is gone, once it is */
     this.dead = null;
   }
@@ -46,6 +48,7 @@ export class EngineClient {
   /** A message from the engine. @param {EngineMessage} m */
   dispatch(m) {
     if (m.type === 'snapshot') this.onSnapshot(m);
+    else if (m.type === 'kept') this.onKept(m.kept);
     else if (m.type === 'progress') {
       const p = this.pending.get(m.id);
       if (p && p.onProgress) p.onProgress(m);

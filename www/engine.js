@@ -10,9 +10,14 @@
 // state is 'training') one training slice, then it yields so new requests get in. Run
 // state: 'empty' (no session) -> 'idle' (a session at rest) <-> 'training'. No request
 // ever overlaps another or a slice.
+//
+// The engine also keeps the session in this browser (store.js): the data after a load,
+// the model after it is made, every few seconds while training, on pause, after a step
+// and when training ends; `restore` brings it back on start-up, `forget` deletes it.
 import { Session, Dataset, read_files } from './pkg/cellvae.js';
 import { detectGpu } from './gpu-detect.js';
 import { readEntries } from './read.js';
+import { Keeper, FORMAT, checkData, checkModel, checkSettings } from './store.js';
 
 /** @typedef {import('./protocol.js').Requests} Requests */
 /** @typedef {import('./protocol.js').RequestType} RequestType */
@@ -24,6 +29,15 @@ import { readEntries } from './read.js';
 /** @typedef {import('./protocol.js').RunState} RunState */
 /** @typedef {import('./protocol.js').Pace} Pace */
 /** @typedef {import('./protocol.js').EngineMessage} EngineMessage */
+/** @typedef {import('./protocol.js').TrainStatus} TrainStatus */
+/** @typedef {import('./protocol.js').EpochRow} EpochRow */
+/** @typedef {import('./protocol.js').SessionOptions} SessionOptions */
+
+/**
+ * Where a session restored from a kept model stands: the core's session starts at epoch 0
+ * (`Session.from_model`), so its epochs, steps and history follow these.
+ * @typedef {{epoch: number, step: number, epochs: number, finished: boolean, history: EpochRow[]}} Base
+ */
 
 /**
  * Where the engine runs.
@@ -44,6 +58,8 @@ const ROLLING_ABOVE = 3000;
 /** At most one snapshot per this many milliseconds while training (20 a second). */
 const SNAPSHOT_MS = 50;
 const FRAME_MS = 1000 / 60;
+/** While training, the model is kept at most this often (milliseconds). */
+const KEEP_MS = 5000;
 
 /** @param {unknown} e */
 function message(e) {
@@ -95,6 +111,14 @@ export class Engine {
     /** @type {string | null} */
     this.stopped = null;
     this.handlers = handlers;
+    /** @type {SessionOptions} the options the session was made with (kept with the model) */
+    this.options = {};
+    /** @type {Base | null} */
+    this.base = null;
+    /** @type {string | null} the kept data entry the loaded data is (null: not kept) */
+    this.dataId = null;
+    this.lastKeep = 0;
+    this.keeper = new Keeper((kept) => this.host.post({ type: 'kept', kept }));
   }
 
   /** A message from the page. @param {Incoming} msg */
@@ -116,6 +140,7 @@ export class Engine {
         if (this.run !== 'training') break;
         const t0 = performance.now();
         await this.slice();
+        if (this.run !== 'training' || performance.now() - this.lastKeep >= KEEP_MS) this.keepModel();
         // Paced ("k steps per frame"): wait out the rest of the frame's time.
         const wait = this.pace === 'auto' ? 0 : Math.max(0, FRAME_MS - (performance.now() - t0));
         await this.host.yieldNow(wait);
@@ -152,6 +177,7 @@ export class Engine {
     this.gpuStart = null;
     this.latent = null;
     this.stopped = null;
+    this.base = null;
   }
 
   /** @param {string} device 'auto' | 'gpu' | 'cpu' */
@@ -179,10 +205,17 @@ export class Engine {
     );
   }
 
-  /** Makes `s` the session. @param {Session} s @param {string} device @returns {{info: SessionInfo, snapshot: Snapshot}} */
-  adopt(s, device) {
+  /**
+   * Makes `s` the session (made with `options`; `base`: restored from a kept model, which
+   * is not written again) and keeps it.
+   * @param {Session} s @param {string} device @param {SessionOptions} options @param {Base | null} [base] @param {string} [origin]
+   * @returns {{info: SessionInfo, snapshot: Snapshot}}
+   */
+  adopt(s, device, options, base = null, origin) {
     this.dropSession();
     this.session = s;
+    this.options = { ...options };
+    this.base = base;
     this.sessionId += 1;
     this.run = 'idle';
     this.stepMs = 0;
@@ -205,11 +238,67 @@ export class Engine {
       batchLevels: f.batch_levels,
       medianLibrary: f.median_library,
       report: f.preprocess_report,
-      origin: f.origin,
+      origin: origin || f.origin,
       batchKey: f.batch_key ?? null,
       labelKey: f.label_key ?? null,
     };
+    if (!base) this.keepModel();
     return { info, snapshot: this.snapshot('full') };
+  }
+
+  /** The session's status, counted on from a restored session's base. @param {Session} s @returns {TrainStatus} */
+  statusOf(s) {
+    /** @type {TrainStatus} */
+    const st = s.status();
+    const b = this.base;
+    if (!b) return st;
+    const fresh = st.step === 0;
+    const last = b.history.length ? b.history[b.history.length - 1] : null;
+    const out = { ...st, epoch: st.epoch + b.epoch, step: st.step + b.step, epochs: b.finished ? b.epochs : st.epochs + b.epoch };
+    if (b.finished && fresh) out.finished = true;
+    if ((st.elbo === null || st.elbo === undefined) && last) Object.assign(out, { elbo: last.elbo, reconstruction: last.reconstruction, kl: last.kl, kl_weight: last.kl_weight });
+    return out;
+  }
+
+  /** The session's history, after a restored session's. @param {Session} s @returns {EpochRow[]} */
+  historyOf(s) {
+    /** @type {EpochRow[]} */
+    const h = s.history();
+    const b = this.base;
+    return b ? b.history.concat(h.map((r) => ({ ...r, epoch: r.epoch + b.epoch }))) : h;
+  }
+
+  /** Keeps the loaded data in this browser (a new entry: the model kept before goes). @param {string} what */
+  keepData(what) {
+    const d = this.dataset;
+    this.dataId = null;
+    if (!d) return;
+    let bytes;
+    try { bytes = d.to_bytes(); } catch { return; }
+    const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+    this.dataId = id;
+    this.keeper.write({ data: { format: FORMAT, id, savedAt: Date.now(), what, nCells: d.n_cells, nGenes: d.n_genes, bytes }, model: null });
+  }
+
+  /** Keeps the current model, its history and where training stands (written in the background). */
+  keepModel() {
+    const s = this.session;
+    this.lastKeep = performance.now();
+    if (!s || !this.dataId) return;
+    let safetensors, config, st, history;
+    try {
+      safetensors = s.model_safetensors();
+      config = s.model_config_json();
+      st = this.statusOf(s);
+      history = this.historyOf(s);
+    } catch {
+      return; // a failed run has nothing new to keep
+    }
+    this.keeper.write({ model: {
+      format: FORMAT, dataId: this.dataId, savedAt: Date.now(), safetensors, config,
+      options: { ...this.options, lr: st.lr, beta: st.beta }, history,
+      epoch: st.epoch, step: st.step, epochs: st.epochs, finished: st.finished,
+    } });
   }
 
   /** @param {number} ms @param {number} k */
@@ -306,7 +395,7 @@ export class Engine {
     const s = this.session;
     /** @type {Snapshot} */
     const snap = {
-      type: 'snapshot', session: this.sessionId, run: this.run, status: s ? s.status() : null,
+      type: 'snapshot', session: this.sessionId, run: this.run, status: s ? this.statusOf(s) : null,
       backend: s ? s.backend : null, gpu: { ...this.gpu }, stopped: this.stopped, stepMs: this.stepMs,
     };
     if (s && latent !== 'none') {
@@ -315,7 +404,7 @@ export class Engine {
     }
     const st = snap.status;
     if (s && st && (st.epoch !== this.historyEpoch || latent === 'full')) {
-      snap.history = s.history();
+      snap.history = this.historyOf(s);
       this.historyEpoch = st.epoch;
     }
     this.lastSnapshot = performance.now();
@@ -361,6 +450,7 @@ const handlers = {
     this.dropSession();
     if (this.dataset) this.dataset.free();
     this.dataset = r.dataset;
+    this.keepData(typeof req.what === 'string' ? req.what : 'your data');
     return { summary, geneNames, read_ms: r.read_ms, parse_ms: r.parse_ms, in_worker: r.in_worker };
   },
 
@@ -381,18 +471,18 @@ const handlers = {
     if (!req.keep) this.dropSession();
     // On failure the current session (when kept) stays as it was.
     const s = new Session(this.dataset, req.options);
-    return this.adopt(s, req.device);
+    return this.adopt(s, req.device, req.options);
   },
 
   async import(req) {
     if (!this.dataset) throw new Error('load the data first: the model is shown on the cells loaded in step 1');
     const s = Session.from_model(this.dataset, req.safetensors, req.config, req.options);
-    return this.adopt(s, req.device);
+    return this.adopt(s, req.device, req.options);
   },
 
   async play() {
     const s = this.need();
-    if (s.status().finished) return {};
+    if (this.statusOf(s).finished) return {};
     this.run = 'training';
     this.stopped = null;
     this.postSnapshot('none');
@@ -406,14 +496,19 @@ const handlers = {
     // A GPU run reads its parameters back a few times a second: fetch the latest.
     if (this.gpu.state === 'on') await this.gpuSteps(s, 0);
     this.postSnapshot('full');
+    this.keepModel();
     return {};
   },
 
   async step(req) {
     const s = this.need();
     if (this.run === 'training') throw new Error('training is running: pause it first');
+    if (this.statusOf(s).finished) return {};
     await this.steps(s, Math.max(1, Math.floor(req.n)));
-    if (this.session === s) this.postSnapshot('full');
+    if (this.session === s) {
+      this.postSnapshot('full');
+      this.keepModel();
+    }
     return {};
   },
 
@@ -421,7 +516,8 @@ const handlers = {
     const s = this.need();
     if (req.lr !== undefined) s.set_lr(req.lr);
     if (req.beta !== undefined) s.set_beta(req.beta);
-    return { status: s.status() };
+    if (this.run !== 'training') this.keepModel();
+    return { status: this.statusOf(s) };
   },
 
   async pace(req) {
@@ -464,4 +560,107 @@ const handlers = {
     this.need().test_lose_gpu_at_step(req.step);
     return {};
   },
+
+  async restore() {
+    return restoreKept(this);
+  },
+
+  async keep_settings(req) {
+    const form = /** @type {Record<string, string>} */ (req.form);
+    const entry = checkSettings({ format: FORMAT, savedAt: Date.now(), form });
+    if (entry) this.keeper.write({ settings: entry });
+    return {};
+  },
+
+  async forget() {
+    this.run = this.session ? 'idle' : 'empty';
+    await this.keeper.forget();
+    this.dropSession();
+    if (this.dataset) this.dataset.free();
+    this.dataset = null;
+    this.dataId = null;
+    return {};
+  },
+
+  async test_storage_full() {
+    // Fault injection (tests): every write to IndexedDB in this thread fails as a full
+    // storage makes it fail, from now on.
+    IDBObjectStore.prototype.put = function () {
+      throw new DOMException('the storage quota for this page is exceeded (simulated by a test)', 'QuotaExceededError');
+    };
+    return {};
+  },
 };
+
+/**
+ * Brings back what is kept in this browser: the data (decoded by the wasm core), the
+ * model on it (`Session.from_model`) with its history and epoch, and the settings form.
+ * A damaged or foreign entry is deleted and named in `notes`; nothing is half-restored
+ * (a model whose data is gone goes too).
+ * @param {Engine} engine @returns {Promise<import('./protocol.js').Restored>}
+ */
+async function restoreKept(engine) {
+  /** @type {import('./protocol.js').Restored} */
+  const out = { data: null, made: null, savedAt: null, epoch: 0, form: null, notes: [] };
+  const raw = await engine.keeper.read();
+  if (!raw) {
+    if (engine.keeper.state.note) out.notes.push(engine.keeper.state.note);
+    return out;
+  }
+  /** @type {('data' | 'model' | 'settings')[]} */
+  const bad = [];
+  const settings = raw.settings === undefined ? null : checkSettings(raw.settings);
+  if (raw.settings !== undefined && !settings) {
+    bad.push('settings');
+    out.notes.push('The settings kept in this browser were damaged or not this page’s: they were discarded.');
+  }
+  out.form = settings ? { ...settings.form } : null;
+  const data = raw.data === undefined ? null : checkData(raw.data);
+  /** @type {Dataset | null} */
+  let dataset = null;
+  if (raw.data !== undefined && !data) {
+    bad.push('data', 'model');
+    out.notes.push('The data kept in this browser was damaged or not this page’s: it was discarded.');
+  } else if (data) {
+    try {
+      dataset = Dataset.from_bytes(data.bytes);
+      if (dataset.n_cells !== data.nCells || dataset.n_genes !== data.nGenes) throw new Error('its size does not match its record');
+    } catch (e) {
+      if (dataset) dataset.free();
+      dataset = null;
+      bad.push('data', 'model');
+      out.notes.push(`The data kept in this browser could not be read back (${message(e)}): it was discarded.`);
+    }
+  } else if (raw.model !== undefined) bad.push('model');
+  if (!dataset || !data) {
+    if (bad.length) await engine.keeper.discard(bad);
+    return out;
+  }
+  engine.dropSession();
+  if (engine.dataset) engine.dataset.free();
+  engine.dataset = dataset;
+  engine.dataId = data.id;
+  out.data = { summary: dataset.summary(), geneNames: dataset.gene_names(), what: data.what, savedAt: data.savedAt };
+  out.savedAt = data.savedAt;
+  const model = raw.model === undefined ? null : checkModel(raw.model, data.id);
+  if (raw.model !== undefined && !model) {
+    bad.push('model');
+    out.notes.push('The model kept in this browser was damaged or not for this data: it was discarded, and a new model made.');
+  }
+  if (model) {
+    const device = out.form && ['auto', 'gpu', 'cpu'].includes(out.form['opt-device']) ? out.form['opt-device'] : 'auto';
+    const remaining = model.epochs - model.epoch;
+    try {
+      const s = Session.from_model(dataset, model.safetensors, model.config, { ...model.options, epochs: Math.max(1, remaining) });
+      const base = { epoch: model.epoch, step: model.step, epochs: model.epochs, finished: model.finished || remaining <= 0, history: model.history };
+      out.made = engine.adopt(s, device, model.options, base, `the session kept in this browser (saved ${new Date(model.savedAt).toLocaleString()})`);
+      out.savedAt = model.savedAt;
+      out.epoch = model.epoch;
+    } catch (e) {
+      bad.push('model');
+      out.notes.push(`The model kept in this browser could not be loaded (${message(e)}): it was discarded, and a new model made.`);
+    }
+  }
+  if (bad.length) await engine.keeper.discard(bad);
+  return out;
+}

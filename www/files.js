@@ -59,6 +59,12 @@ function renderSummary(s) {
   }
 }
 
+/** The data loaded (or restored) in the state and its summary on the page. @param {Summary} summary @param {string[]} geneNames */
+export function showData(summary, geneNames) {
+  S.data = { summary, geneNames, geneSet: new Set(geneNames) };
+  renderSummary(summary);
+}
+
 /** @param {string} text @param {number | null} [fraction] undefined: no bar; null: indeterminate */
 function setProgress(text, fraction) {
   $('progress').textContent = text;
@@ -93,7 +99,7 @@ export async function load(files, obs, what) {
     await engineReady;
     const client = S.client;
     if (!client) throw new Error('the training engine did not start');
-    const r = await client.request('load', { files, obs }, {
+    const r = await client.request('load', { files, obs, what }, {
       onProgress: (m) => {
         if (S.load !== state) return;
         state.phase = m.phase;
@@ -113,8 +119,9 @@ export async function load(files, obs, what) {
     } catch (e) {
       why = message(e);
     }
-    S.data = { summary: r.summary, geneNames: r.geneNames, geneSet: new Set(r.geneNames) };
-    renderSummary(r.summary);
+    showData(r.summary, r.geneNames);
+    $('restored-note').textContent = '';
+    S.restored = null;
     state.phase = 'done';
     setProgress(`Read ${what} in ${((performance.now() - started) / 1000).toFixed(2)} s.`);
     if (made) {

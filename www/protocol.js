@@ -64,10 +64,27 @@
  *
  * @typedef {{type: 'progress', id: number, phase: 'reading' | 'parsing', file?: string, loaded?: number, total?: number}} Progress
  *
+ * What is kept in this browser (www/store.js): the last write's outcome. 'full': the
+ * storage quota was exceeded (nothing more is written until data is loaded again);
+ * 'failed': another storage error; 'off': this browser lets the page keep nothing;
+ * 'forgotten': everything kept was deleted. `note` says it in words when something is wrong.
+ * @typedef {{state: 'idle' | 'saving' | 'saved' | 'full' | 'failed' | 'off' | 'forgotten', savedAt: number | null,
+ *   epoch: number | null, step: number | null, note: string | null}} Kept
+ *
+ * Sent unasked whenever the keeper's state changes.
+ * @typedef {{type: 'kept', kept: Kept}} KeptMessage
+ *
+ * What `restore` brought back: the data (with what it was and when it was kept), the
+ * session made from the kept model (null: none kept, or it was discarded: the page makes a
+ * new one from the settings), the settings form, and notes on anything discarded.
+ * @typedef {{data: {summary: Summary, geneNames: string[], what: string, savedAt: number} | null,
+ *   made: {info: SessionInfo, snapshot: Snapshot} | null, savedAt: number | null, epoch: number,
+ *   form: Record<string, string> | null, notes: string[]}} Restored
+ *
  * @typedef {{type: 'response', id: number, ok: true, result: any} | {type: 'response', id: number, ok: false, error: string}} Response
  *
  * Anything the engine sends.
- * @typedef {Snapshot | Progress | Response} EngineMessage
+ * @typedef {Snapshot | Progress | Response | KeptMessage} EngineMessage
  *
  * Session options as `Session::new` takes them (see src/web.rs `SessionOptions`).
  * @typedef {{[key: string]: number | string | boolean | undefined}} SessionOptions
@@ -78,7 +95,7 @@
  * Every request: its payload and its result.
  * @typedef {{
  *   hello: {payload: {}, result: {thread: Thread, gpu: GpuInfo}},
- *   load: {payload: {files: FileEntry[], obs: FileEntry | null}, result: {summary: Summary, geneNames: string[], read_ms: number, parse_ms: number, in_worker: boolean}},
+ *   load: {payload: {files: FileEntry[], obs: FileEntry | null, what?: string}, result: {summary: Summary, geneNames: string[], read_ms: number, parse_ms: number, in_worker: boolean}},
  *   parse: {payload: {files: FileEntry[], obs: FileEntry | null}, result: {bytes: Uint8Array, read_ms: number, parse_ms: number}},
  *   reset: {payload: {options: SessionOptions, device: string, keep: boolean}, result: {info: SessionInfo, snapshot: Snapshot}},
  *   import: {payload: {safetensors: Uint8Array, config: string, options: SessionOptions, device: string}, result: {info: SessionInfo, snapshot: Snapshot}},
@@ -94,6 +111,10 @@
  *   latent: {payload: {}, result: {latent: Float32Array}},
  *   export_model: {payload: {}, result: {safetensors: Uint8Array, config: string}},
  *   lose_gpu: {payload: {step: number}, result: {}},
+ *   restore: {payload: {}, result: Restored},
+ *   keep_settings: {payload: {form: Record<string, string>}, result: {}},
+ *   forget: {payload: {}, result: {}},
+ *   test_storage_full: {payload: {}, result: {}},
  * }} Requests
  *
  * @typedef {keyof Requests} RequestType

@@ -10,6 +10,7 @@
 /** @typedef {import('./protocol.js').GpuRun} GpuRun */
 /** @typedef {import('./protocol.js').Summary} Summary */
 /** @typedef {import('./protocol.js').FileEntry} FileEntry */
+/** @typedef {import('./protocol.js').Kept} Kept */
 /** @typedef {import('./map.js').Projection} Projection */
 /** @typedef {import('./map.js').View} View */
 /** @typedef {import('./map.js').Colours} Colours */
@@ -79,6 +80,8 @@
  *   chartsAt: number,
  *   snapshots: number,
  *   stepMs: number,
+ *   kept: Kept,
+ *   restored: {savedAt: number, epoch: number, cells: number} | null,
  * }} PageState
  */
 
@@ -128,6 +131,8 @@ export const S = {
   chartsAt: 0,
   snapshots: 0, // snapshots taken (automation: their rate)
   stepMs: 0, // the engine's milliseconds per training step
+  kept: { state: 'idle', savedAt: null, epoch: null, step: null, note: null }, // what the engine keeps in this browser (persist.js)
+  restored: null, // the session restored on start-up, if any
 };
 
 /** The modelled genes (decode's columns). */

@@ -19,8 +19,10 @@ const COMMON = [
 ];
 const WEBGPU = ['--enable-unsafe-webgpu', '--use-angle=vulkan', '--enable-features=Vulkan', '--use-vulkan=swiftshader'];
 
-export async function launch(webgpu) {
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'cellvae-chromium-'));
+// `opts.profile`: a profile directory to use and keep (a browser restart reopens it);
+// without it, a fresh one that close() deletes.
+export async function launch(webgpu, opts = {}) {
+  const profile = opts.profile || fs.mkdtempSync(path.join(os.tmpdir(), 'cellvae-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -30,16 +32,20 @@ export async function launch(webgpu) {
   const consoleErrors = [];
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  // Every request of the context: the page's, its workers' and any other page's.
   const requests = [];
-  page.on('request', (r) => requests.push(r.url()));
+  context.on('request', (r) => requests.push(r.url()));
   return {
-    page, consoleErrors, requests,
-    async close() { await context.close(); fs.rmSync(profile, { recursive: true, force: true }); },
+    page, context, consoleErrors, requests,
+    async close() {
+      await context.close();
+      if (!opts.profile) fs.rmSync(profile, { recursive: true, force: true });
+    },
   };
 }
 
-export async function openApp(page) {
-  await page.goto(BASE_URL);
+export async function openApp(page, url = BASE_URL) {
+  await page.goto(url);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
 }
 

@@ -12,6 +12,12 @@ for (const webgpu of [true, false]) {
     const b = await launch(webgpu);
     try {
       const { page } = b;
+      // Every securitypolicyviolation, from the page's first script on: an injection that
+      // the CSP stops still shows here.
+      await page.addInitScript(() => {
+        window.__violations = [];
+        document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(`${e.effectiveDirective} ${e.blockedURI} ${e.sample}`));
+      });
       await openApp(page);
 
       await t.test('says which backend is in use', async () => {
@@ -79,16 +85,19 @@ for (const webgpu of [true, false]) {
       });
 
       await t.test('text from a file is shown as text, never as HTML', async () => {
-        // Hostile text in a file name, a cell id, a metadata column's name and a value.
-        const evilId = '<img src=x onerror=window.pwned=1>';
-        const evilColumn = '<svg onload=window.pwned=2>';
-        const evilLevel = '<script>window.pwned=3</script>';
-        const csv = `cell,GENE_A,GENE_B,GENE_C\n${evilId},1,2,5\ncell2,0,3,1\ncell3,4,1,0\ncell4,2,2,2\n`;
-        const name = '<b id="injected">counts</b>.csv';
+        // Hostile text in a file name, gene names, a cell id, a metadata column's name and
+        // a value. Each payload's markup carries data-pwn: an element made from user text
+        // would carry it, whether or not the CSP then stops its script.
+        const evilId = '<img src=x data-pwn onerror=window.pwned=1>';
+        const evilColumn = '<svg data-pwn onload=window.pwned=2>';
+        const evilLevel = '<script data-pwn>window.pwned=3</script>';
+        const evilGenes = ['<img data-pwn src=x onerror=window.pwned=4>', '<iframe data-pwn srcdoc=x onload=window.pwned=5>'];
+        const csv = `cell,${evilGenes[0]},GENE_B,${evilGenes[1]}\n${evilId},1,2,5\ncell2,0,3,1\ncell3,4,1,0\ncell4,2,2,2\n`;
+        const name = '<b id="injected" data-pwn>counts</b><img data-pwn src=x onerror=window.pwned=6>.csv';
         await page.setInputFiles('[data-testid="file-input"]', { name, mimeType: 'text/csv', buffer: Buffer.from(csv) });
         await page.waitForFunction(() => window.cellvae.status().format === 'csv', null, { timeout: 30_000 });
         assert.equal(await page.$('#injected'), null, 'a file name became HTML');
-        assert.match(await page.textContent('#progress'), /<b id="injected">counts<\/b>\.csv/);
+        assert.ok((await page.textContent('#progress')).includes(name), 'the file name, as text');
         const obs = `cell\t${evilColumn}\n${evilId}\t${evilLevel}\ncell2\tB\ncell3\tB\ncell4\tC\n`;
         await page.setInputFiles('[data-testid="obs-input"]', { name: 'cells.tsv', mimeType: 'text/tab-separated-values', buffer: Buffer.from(obs) });
         await page.waitForFunction((col) => window.cellvae.status().n_cells === 4 && document.querySelector('[data-testid="summary"]').textContent.includes(col), evilColumn, { timeout: 30_000 });
@@ -107,9 +116,26 @@ for (const webgpu of [true, false]) {
         const tip = (await page.textContent('[data-testid="map-tooltip"]')).split('\n');
         assert.equal(tip[0], evilId);
         assert.ok(tip.includes(`${evilColumn}: ${evilLevel}`), `tooltip: ${tip}`);
-        // Nothing became markup, nothing ran.
-        assert.equal(await page.$('main img, main script, main svg, header img, header svg'), null, 'text became HTML');
+        // The probe's profile lists the decoded genes by name, as text.
+        await page.locator('[data-testid="latent-map"]').click({ position: { x: box.width / 2, y: box.height / 2 } });
+        await page.waitForFunction(() => document.querySelectorAll('[data-testid="probe-profile"] li').length === 3);
+        const profile = await page.textContent('[data-testid="probe-profile"]');
+        for (const g of evilGenes) assert.ok(profile.includes(g), `gene ${g} in the profile`);
+        // Nothing became markup, nothing ran, nothing was even tried.
+        const made = await page.evaluate((payloads) => {
+          const all = [...document.querySelectorAll('*')];
+          return {
+            pwn: document.querySelectorAll('[data-pwn]').length,
+            handlers: all.filter((e) => [...e.attributes].some((a) => /^on/i.test(a.name))).length,
+            shown: all.filter((e) => e.children.length === 0 && payloads.some((p) => (e.textContent || '').includes(p))).length,
+          };
+        }, [evilId, evilColumn, evilLevel, ...evilGenes, name]);
+        assert.equal(made.pwn, 0, 'elements made from user text');
+        assert.equal(made.handlers, 0, 'elements with inline handlers');
+        assert.ok(made.shown >= 6, `user text shown as text in ${made.shown} elements`);
+        assert.equal(await page.$('main img, main script, main svg, main iframe, header img, header svg'), null, 'text became HTML');
         assert.equal(await page.evaluate(() => window.pwned), undefined);
+        assert.deepEqual(await page.evaluate(() => window.__violations), [], 'no injected script was even tried');
         await page.locator('section.train').screenshot({ path: screenshotPath(`hostile-text-${mode}.png`) });
       });
 

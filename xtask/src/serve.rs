@@ -6,11 +6,35 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
 
-/// The page's Content Security Policy: nothing leaves the machine (`connect-src 'self'`),
-/// no third-party script, style or font; wasm may compile.
-pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
-    style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; \
-    object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// The directives a `<meta>` policy cannot carry, added to the header.
+pub const HEADER_ONLY: &str = "frame-ancestors 'none'";
+
+/// The page's Content Security Policy, from one source: the
+/// `<meta http-equiv="Content-Security-Policy">` of `index.html` (so the page keeps it on
+/// any static host), plus [`HEADER_ONLY`] for the header this server sends.
+pub fn csp_header(root: &Path) -> Result<String, String> {
+    let html = std::fs::read_to_string(root.join("index.html"))
+        .map_err(|e| format!("cannot read index.html: {e}"))?;
+    let meta = meta_policy(&html).ok_or(
+        "index.html has no <meta http-equiv=\"Content-Security-Policy\" content=\"...\">: \
+         the page must carry its own policy",
+    )?;
+    Ok(format!("{meta}; {HEADER_ONLY}"))
+}
+
+/// The `content` of the page's CSP `<meta>` element, if it has one.
+pub fn meta_policy(html: &str) -> Option<String> {
+    let at = html.find("http-equiv=\"Content-Security-Policy\"")?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag = &html[tag_start..tag_start + html[tag_start..].find('>')?];
+    let content = tag.find("content=\"")? + "content=\"".len();
+    let len = tag[content..].find('"')?;
+    let policy = tag[content..content + len]
+        .trim()
+        .trim_end_matches(';')
+        .trim();
+    (!policy.is_empty()).then(|| policy.to_string())
+}
 
 /// `cargo xtask serve`.
 pub fn serve_command() -> Result<(), String> {
@@ -24,17 +48,21 @@ pub fn serve_command() -> Result<(), String> {
     let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
         format!("cannot listen on 127.0.0.1:{port}: {e} (set PORT to another port)")
     })?;
+    let root = repo_root();
+    let csp = csp_header(&root)?;
     println!("cellvae is served at http://127.0.0.1:{port}/  (Ctrl-C stops)");
-    serve_forever(listener, repo_root());
+    serve_forever(listener, root, csp);
     Ok(())
 }
 
-/// Serves files under `root` until the process ends.
-pub fn serve_forever(listener: TcpListener, root: PathBuf) {
+/// Serves files under `root` with the policy `csp` until the process ends.
+pub fn serve_forever(listener: TcpListener, root: PathBuf, csp: String) {
+    let csp = std::sync::Arc::new(csp);
     for stream in listener.incoming().flatten() {
         let root = root.clone();
+        let csp = csp.clone();
         std::thread::spawn(move || {
-            let _ = handle(stream, &root);
+            let _ = handle(stream, &root, &csp);
         });
     }
 }
@@ -53,7 +81,7 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn handle(stream: TcpStream, root: &Path) -> std::io::Result<()> {
+fn handle(stream: TcpStream, root: &Path, csp: &str) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -71,6 +99,7 @@ fn handle(stream: TcpStream, root: &Path) -> std::io::Result<()> {
     if method != "GET" && method != "HEAD" {
         return respond(
             &mut out,
+            csp,
             "405 Method Not Allowed",
             "text/plain",
             b"GET only\n",
@@ -91,6 +120,7 @@ fn handle(stream: TcpStream, root: &Path) -> std::io::Result<()> {
     match (safe && allowed).then(|| std::fs::read(&file)).transpose() {
         Ok(Some(body)) => respond(
             &mut out,
+            csp,
             "200 OK",
             content_type(&file),
             &body,
@@ -98,6 +128,7 @@ fn handle(stream: TcpStream, root: &Path) -> std::io::Result<()> {
         ),
         _ => respond(
             &mut out,
+            csp,
             "404 Not Found",
             "text/plain",
             b"not found\n",
@@ -108,6 +139,7 @@ fn handle(stream: TcpStream, root: &Path) -> std::io::Result<()> {
 
 fn respond(
     out: &mut TcpStream,
+    csp: &str,
     status: &str,
     ctype: &str,
     body: &[u8],
@@ -115,7 +147,7 @@ fn respond(
 ) -> std::io::Result<()> {
     let header = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
-         Content-Security-Policy: {CSP}\r\nX-Content-Type-Options: nosniff\r\n\
+         Content-Security-Policy: {csp}\r\nX-Content-Type-Options: nosniff\r\n\
          Cache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
@@ -137,7 +169,8 @@ pub fn run_browser_tests() -> Result<(), String> {
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let root = repo_root();
     let served = root.clone();
-    std::thread::spawn(move || serve_forever(listener, served));
+    let csp = csp_header(&root)?;
+    std::thread::spawn(move || serve_forever(listener, served, csp));
     let base = format!("http://127.0.0.1:{port}/");
     let artifacts = root.join("tests/e2e/artifacts");
     std::fs::create_dir_all(&artifacts).map_err(|e| e.to_string())?;
@@ -154,4 +187,38 @@ pub fn run_browser_tests() -> Result<(), String> {
         ],
         &root,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_is_the_pages_meta_policy_plus_frame_ancestors() {
+        let csp = csp_header(&repo_root()).expect("index.html carries its policy");
+        let meta =
+            meta_policy(&std::fs::read_to_string(repo_root().join("index.html")).unwrap()).unwrap();
+        assert_eq!(csp, format!("{meta}; frame-ancestors 'none'"));
+        for d in [
+            "default-src 'self'",
+            "connect-src 'self'",
+            "script-src 'self' 'wasm-unsafe-eval'",
+            "worker-src 'self'",
+            "object-src 'none'",
+        ] {
+            assert!(meta.split("; ").any(|x| x == d), "{d} missing from {meta}");
+        }
+        assert!(!meta.contains("'unsafe-inline'") && !meta.contains("'unsafe-eval'"));
+        assert!(!meta.contains("http:") && !meta.contains("https:") && !meta.contains('*'));
+    }
+
+    #[test]
+    fn meta_policy_reads_the_content_attribute() {
+        let html = r#"<head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="default-src 'self'; connect-src 'self';"></head>"#;
+        assert_eq!(
+            meta_policy(html).as_deref(),
+            Some("default-src 'self'; connect-src 'self'")
+        );
+        assert_eq!(meta_policy("<head></head>"), None);
+    }
 }
