@@ -3,7 +3,7 @@
 //!
 //! Both readers check everything before they trust it: the HDF5 signature (a PNG or a
 //! text file renamed `.h5ad` is named as such), the file length against the size its
-//! superblock declares (a truncated download), every shape against [`MAX_DIMENSION`] and
+//! superblock declares (a truncated download), every shape against [`super::MAX_DIMENSION`] (or [`ReadOptions::max_dimension`]) and
 //! [`MAX_NNZ`] before anything is allocated, `indptr` (starts at 0, never decreases, ends at
 //! the number of stored values), every index against its axis, and every value through
 //! [`check_count`]. Any failure is an [`Error::Input`] naming the file, the HDF5 path and
@@ -21,7 +21,7 @@ mod float16;
 mod frame;
 mod tenx;
 
-use super::{check_count, CountMatrix, InputFile, ReadOptions, MAX_DIMENSION, MAX_NNZ};
+use super::{check_count, CountMatrix, InputFile, ReadOptions, MAX_NNZ};
 use crate::error::{Error, Result};
 use hdf5_pure::{DType, Dataset, File, FormatError, Group};
 
@@ -51,6 +51,8 @@ pub fn read_h5ad(file: &InputFile, opts: &ReadOptions) -> Result<CountMatrix> {
 struct H5 {
     name: String,
     file: File,
+    /// The most rows or columns a shape may claim ([`ReadOptions::dimension_limit`]).
+    max_dimension: u64,
 }
 
 /// What a path inside the file leads to.
@@ -96,6 +98,7 @@ impl H5 {
         Ok(H5 {
             name: input.name.clone(),
             file,
+            max_dimension: opts.dimension_limit(),
         })
     }
 
@@ -640,13 +643,14 @@ struct Filled {
 
 /// Reads a shape dataset or attribute value into (rows, columns), refusing absurd sizes.
 fn shape2(h: &H5, location: &str, v: Option<Vec<i128>>) -> Result<(usize, usize)> {
+    let max = h.max_dimension;
     match v.as_deref() {
-        Some(&[a, b]) if (0..=MAX_DIMENSION as i128).contains(&a) && (0..=MAX_DIMENSION as i128).contains(&b) => {
+        Some(&[a, b]) if (0..=max as i128).contains(&a) && (0..=max as i128).contains(&b) => {
             Ok((a as usize, b as usize))
         }
         Some(&[a, b]) => Err(h.err(
             location,
-            format!("the shape {a} x {b} is negative or larger than the {MAX_DIMENSION} cellvae accepts"),
+            format!("the shape {a} x {b} is negative or larger than the {max} rows or columns cellvae accepts"),
         )),
         _ => Err(h.err(location, "the shape must be two non-negative integers")),
     }

@@ -175,12 +175,22 @@ pub struct ReadOptions {
     /// The most bytes a compressed count matrix may expand to (`None`:
     /// [`MAX_EXPANDED_BYTES`]); metadata and 10x side files always use the default.
     pub max_expanded_bytes: Option<u64>,
+    /// The most rows or columns (cells, genes) a file's header may claim (`None`:
+    /// [`MAX_DIMENSION`]; a value above it is clamped to it). Checked before anything
+    /// is allocated; the fuzz targets set it low.
+    pub max_dimension: Option<u64>,
 }
 
 impl ReadOptions {
     /// The decompression limit in force.
     pub fn expanded_limit(&self) -> u64 {
         self.max_expanded_bytes.unwrap_or(MAX_EXPANDED_BYTES)
+    }
+
+    /// The dimension limit in force (at most [`MAX_DIMENSION`]).
+    pub fn dimension_limit(&self) -> u64 {
+        self.max_dimension
+            .map_or(MAX_DIMENSION, |d| d.min(MAX_DIMENSION))
     }
 }
 
