@@ -3,7 +3,8 @@
 //! - `cargo xtask serve`: build the wasm core and the page, serve them on 127.0.0.1
 //!   (`PORT`, default 8080) with the built-in demo data.
 //! - `cargo xtask test`: every check CI runs: fmt, clippy (native and wasm32), native
-//!   tests (GPU tests on the software Vulkan adapter), wasm tests in headless Chromium
+//!   tests (GPU tests on the software Vulkan adapter), a short run of every fuzz target
+//!   (nightly cargo fuzz, fuzz/README.md), wasm tests in headless Chromium
 //!   with WebGPU, the page's type check (`tsc --noEmit` over www/, JSDoc types) and
 //!   Playwright tests of the served page with WebGPU on and off.
 //!
@@ -11,6 +12,7 @@
 //! wasm-bindgen-cli at the Cargo.lock version, Debian's mesa-vulkan-drivers, chromium
 //! and chromium-driver when run as root, the npm test tools) and skip what is there.
 
+mod fuzz;
 mod serve;
 mod setup;
 
@@ -94,6 +96,10 @@ fn test(args: &[String]) -> Result<(), String> {
     step("native tests", &mut || {
         setup::cargo(&["test", "--workspace"], &env_refs)
     })?;
+    step(
+        "fuzz smoke (nightly cargo fuzz, 10 s per target)",
+        &mut || fuzz::smoke(&env_refs),
+    )?;
     if !skip_browser {
         let wasm_env = setup::wasm_test_env()?;
         let wasm_refs: Vec<(&str, &str)> = wasm_env
