@@ -74,6 +74,26 @@ fn a_header_claiming_more_rows_than_the_limit_is_refused_before_allocating() {
     assert!(e.contains("more than the 50000000"), "{e}");
 }
 
+fn finding(target: &str, name: &str) -> Vec<u8> {
+    let path = Path::new(ROOT)
+        .join("tests/fuzz_regressions")
+        .join(target)
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// codec: a CVMATRX1 header with `n_cells` = 2^64 - 1 overflowed `n_cells + 1` in
+/// `CountMatrix::validate` (a panic in the page's worker); now an error.
+#[test]
+fn codec_n_cells_of_u64_max_is_refused() {
+    for name in ["n-cells-max-min", "n-cells-max-found"] {
+        let e = cellvae::session::codec::decode_matrix(&finding("codec", name))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("handed over between threads"), "{name}: {e}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Seeds
 

@@ -508,7 +508,8 @@ impl CountMatrix {
     /// Checks internal consistency (lengths, sorted in-range indices); used by tests and
     /// after every reader so a half-read matrix can never leave the reader.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.indptr.len() != self.n_cells + 1 {
+        // checked_add: a decoded n_cells may be usize::MAX (fuzz finding, codec).
+        if self.n_cells.checked_add(1) != Some(self.indptr.len()) {
             return Err("indptr length".into());
         }
         if self.indices.len() != self.data.len()
