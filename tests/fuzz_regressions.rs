@@ -94,6 +94,52 @@ fn codec_n_cells_of_u64_max_is_refused() {
     }
 }
 
+/// tenx_h5 / h5ad: a chunked dataset declares its dimensions and hdf5-pure fills in the
+/// chunks it lacks, so this 2 KB file (a 10x `.h5` whose `indices`, `data` and last
+/// `indptr` say 2^28 values) took 5 GB and a minute to read. Found by a probe made
+/// while the targets ran; now refused before reading, as damaged.
+#[test]
+fn h5_a_chunked_dataset_larger_than_the_file_can_hold_is_refused_before_reading() {
+    let bytes = finding("tenx_h5", "chunked-declares-2pow28-values.h5");
+    let t = std::time::Instant::now();
+    let e = read_inputs(
+        &[InputFile::new("big.h5", bytes)],
+        None,
+        &ReadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("big.h5") && e.contains("dataset /matrix/indices"),
+        "{e}"
+    );
+    assert!(
+        e.contains("declares 268435456 values") && e.contains("the file is damaged"),
+        "{e}"
+    );
+    assert!(t.elapsed().as_secs() < 5, "took {:?}", t.elapsed());
+}
+
+/// A dataset that fits the file but expands past `max_expanded_bytes` is too large,
+/// not damaged, and the limit is stated.
+#[test]
+fn h5_a_dataset_past_the_expanded_limit_is_too_large() {
+    let path = Path::new(ROOT).join("fuzz/corpus/tenx_h5/seed-v3.h5");
+    let opts = ReadOptions {
+        max_expanded_bytes: Some(16),
+        ..Default::default()
+    };
+    let e = read_inputs(
+        &[InputFile::new("v3.h5", std::fs::read(path).unwrap())],
+        None,
+        &opts,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("more than the 16 bytes cellvae reads"), "{e}");
+    assert!(e.contains("not damaged"), "{e}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Seeds
 

@@ -53,7 +53,15 @@ struct H5 {
     file: File,
     /// The most rows or columns a shape may claim ([`ReadOptions::dimension_limit`]).
     max_dimension: u64,
+    /// The file's length (decompressed), which bounds what its datasets can hold.
+    file_len: u64,
+    /// The most bytes one dataset may expand to ([`ReadOptions::expanded_limit`]).
+    max_expanded: u64,
 }
+
+/// How many times its stored size compressed data can expand to, at most: deflate's
+/// limit is about 1032 (258-byte matches in 2-bit codes); a margin on top.
+const MAX_EXPANSION: u64 = 1100;
 
 /// What a path inside the file leads to.
 enum Node {
@@ -99,6 +107,8 @@ impl H5 {
             name: input.name.clone(),
             file,
             max_dimension: opts.dimension_limit(),
+            file_len: len,
+            max_expanded: opts.expanded_limit(),
         })
     }
 
@@ -113,6 +123,50 @@ impl H5 {
             format!("/{path}"),
             format!("cannot be read ({e}); the file may be damaged: download or copy it again"),
         )
+    }
+
+    /// Refuses, before it is read, a dataset the file cannot hold or that is too large:
+    /// a chunked dataset declares its dimensions and the chunks it lacks are filled in,
+    /// so a 2 KB file could otherwise ask for gigabytes (a fuzz finding: 5 GB and a
+    /// minute for 2^28 declared values).
+    fn check_size(&self, ds: &Dataset, path: &str) -> Result<()> {
+        let shape = ds.shape().map_err(|e| self.fail(path, e))?;
+        let element = ds.element_size().map_err(|e| self.fail(path, e))?.max(1);
+        let bytes = shape
+            .iter()
+            .try_fold(u128::from(element), |acc, &d| {
+                acc.checked_mul(u128::from(d))
+            })
+            .unwrap_or(u128::MAX);
+        let values = bytes / u128::from(element);
+        if bytes > u128::from(self.file_len) * u128::from(MAX_EXPANSION) {
+            return Err(self.err(
+                format!("dataset /{path}"),
+                format!(
+                    "declares {values} values ({bytes} bytes) but the whole file is {} bytes; \
+                     even compressed it cannot hold them: the file is damaged",
+                    self.file_len
+                ),
+            ));
+        }
+        if bytes > u128::from(self.max_expanded) {
+            return Err(self.err(
+                format!("dataset /{path}"),
+                format!(
+                    "holds {values} values ({}), more than the {} cellvae reads from one \
+                     file{}: too large to read here, not damaged; keep fewer genes or cells \
+                     before exporting, or split the cells into several files",
+                    super::human_bytes(u64::try_from(bytes).unwrap_or(u64::MAX)),
+                    super::human_bytes(self.max_expanded),
+                    if cfg!(target_arch = "wasm32") {
+                        " in the browser (the command line reads more)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// What `path` (from the root, no leading `/`) leads to.
@@ -180,6 +234,7 @@ impl H5 {
 
     /// Reads a dataset as text: strings as they are, numbers formatted.
     fn strings(&self, ds: &Dataset, path: &str) -> Result<Vec<String>> {
+        self.check_size(ds, path)?;
         let dtype = ds.dtype().map_err(|e| self.fail(path, e))?;
         match dtype {
             DType::String | DType::VariableLengthString => {
@@ -203,6 +258,9 @@ impl H5 {
                 }
                 .map_err(|e| self.fail(path, e))?
             };
+        }
+        if rows.is_none() {
+            self.check_size(ds, path)?;
         }
         let dtype = ds.dtype().map_err(|e| self.fail(path, e))?;
         Ok(match dtype {
@@ -564,6 +622,7 @@ fn read_dense(
     n_genes: usize,
     allow_non_counts: bool,
 ) -> Result<std::result::Result<CountMatrix, Rejection>> {
+    h.check_size(ds, path)?;
     let rows_per_window = (4_000_000 / n_genes.max(1)).max(1);
     let mut indptr = Vec::with_capacity(n_cells + 1);
     indptr.push(0);
