@@ -8,6 +8,8 @@
 //!   with WebGPU, the page's type check (`tsc --noEmit` over www/, JSDoc types) and
 //!   Playwright tests of the served page with WebGPU on and off.
 //!
+//! - `cargo xtask fuzz-smoke`: only the fuzz step of `test` (each target in `fuzz/` for 10 s).
+//!
 //! Both install what is missing on a fresh Debian machine (the wasm32 target,
 //! wasm-bindgen-cli at the Cargo.lock version, Debian's mesa-vulkan-drivers, chromium
 //! and chromium-driver when run as root, the npm test tools) and skip what is there.
@@ -24,12 +26,18 @@ fn main() -> ExitCode {
         Some("serve") => serve::serve_command(),
         Some("build-web") => setup::build_web(true).map(|_| ()),
         Some("test") => test(&args[1..]),
+        Some("fuzz-smoke") => setup::gpu_test_env().and_then(|env| {
+            let refs: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            fuzz::smoke(&refs)
+        }),
         _ => {
             eprintln!(
-                "usage: cargo xtask serve | test [--skip-browser]\n\
+                "usage: cargo xtask serve | test [--skip-browser] | build-web | fuzz-smoke\n\
                  \n  serve       build the web app and serve it on 127.0.0.1:$PORT (default 8080)\
                  \n  test        run every check (fmt, clippy, native, wasm, type check and browser tests)\
-                 \n  build-web   build the wasm core and bindings into www/pkg"
+                 \n  build-web   build the wasm core and bindings into www/pkg\
+                 \n  fuzz-smoke  only the fuzz step of `test`: each fuzz target for 10 s (nightly)"
             );
             return ExitCode::from(2);
         }
