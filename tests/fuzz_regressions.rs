@@ -165,7 +165,7 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 /// its metadata.
 fn demo_subset(n_cells: usize, n_genes: usize) -> cellvae::CountMatrix {
     let dir = Path::new(ROOT).join("www/demo/pbmc68k_reduced_700");
-    let files = cellvae::data::load_paths(&[dir.clone()]).unwrap();
+    let files = cellvae::data::load_paths(std::slice::from_ref(&dir)).unwrap();
     let obs = InputFile::new("cells.tsv", std::fs::read(dir.join("cells.tsv")).unwrap());
     let m = read_inputs(&files, Some(&obs), &ReadOptions::default()).unwrap();
     let m = m.select_cells(&(0..n_cells).collect::<Vec<_>>());

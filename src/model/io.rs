@@ -210,9 +210,9 @@ pub fn from_safetensors(bytes: &[u8], config: &ModelConfig, file: &str) -> Resul
     Ok(p)
 }
 
-/// Refuses, before anything is allocated, an architecture whose `copies` x (parameters
-/// + buffers) f32 values need more bytes than the file has (a small `config.json` can
-/// describe a model of gigabytes: 8 layers of 8192 units).
+/// Refuses, before anything is allocated, an architecture whose `copies` times its
+/// parameter and buffer values (f32) need more bytes than the file has (a small
+/// `config.json` can describe a model of gigabytes: 8 layers of 8192 units).
 fn check_room(bytes: &[u8], config: &ModelConfig, copies: u64, file: &str) -> Result<()> {
     config.validate()?;
     let layout = super::ParamLayout::new(config);

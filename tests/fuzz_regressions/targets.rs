@@ -18,8 +18,11 @@ pub const FUZZ_MAX_EXPANDED_BYTES: u64 = 1 << 20;
 /// Most rows or columns (cells, genes) a header may claim under the fuzzer.
 pub const FUZZ_MAX_DIMENSION: u64 = 100_000;
 
+/// A target's body: one fuzz input.
+pub type Target = fn(&[u8]);
+
 /// The targets, by name (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("mtx", mtx),
     ("dense", dense),
     ("tenx_h5", tenx_h5),
