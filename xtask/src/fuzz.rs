@@ -58,31 +58,40 @@ pub fn smoke(test_env: &[(&str, &str)]) -> Result<(), String> {
     cargo_fuzz(&["build"])?;
     let max_time = format!("-max_total_time={SECONDS_PER_TARGET}");
     for target in TARGETS {
-        // libFuzzer adds what it finds to the first corpus folder: a scratch one, so the
-        // committed seeds (fuzz/corpus) and findings (tests/fuzz_regressions) stay as they are.
+        // A scratch corpus of the committed seeds (fuzz/corpus/<t>/seed-*, not what
+        // long runs added there) and the saved findings (tests/fuzz_regressions/<t>/):
+        // libFuzzer adds what it finds to it, never to the committed folders.
         let scratch = root.join("fuzz/target/smoke-corpus").join(target);
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(&scratch)
             .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
         let seeds = root.join("fuzz/corpus").join(target);
         let findings = root.join("tests/fuzz_regressions").join(target);
-        let scratch_s = scratch.to_string_lossy().to_string();
-        let mut args = vec!["run", target, &scratch_s];
-        let seeds_s = seeds.to_string_lossy().to_string();
-        let findings_s = findings.to_string_lossy().to_string();
-        for dir in [&seeds_s, &findings_s] {
-            if std::path::Path::new(dir).is_dir() {
-                args.push(dir);
+        let mut n_inputs = 0;
+        for (dir, only_seeds) in [(&seeds, true), (&findings, false)] {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if (only_seeds && !name.starts_with("seed-")) || !entry.path().is_file() {
+                    continue;
+                }
+                std::fs::copy(entry.path(), scratch.join(&name))
+                    .map_err(|e| format!("cannot copy {}: {e}", entry.path().display()))?;
+                n_inputs += 1;
             }
         }
-        args.extend([
+        eprintln!("xtask: fuzz target {target}: {n_inputs} seeds and findings, then {SECONDS_PER_TARGET} s of mutation");
+        let scratch_s = scratch.to_string_lossy().to_string();
+        cargo_fuzz(&[
+            "run",
+            target,
+            &scratch_s,
             "--",
             &max_time,
             "-rss_limit_mb=2048",
             "-timeout=10",
             "-print_final_stats=1",
-        ]);
-        cargo_fuzz(&args).map_err(|e| {
+        ])
+        .map_err(|e| {
             format!("{e}; the input that failed is in fuzz/artifacts/{target}/ (replay it with `cargo +nightly fuzz run {target} <file>`)")
         })?;
     }
