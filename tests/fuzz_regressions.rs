@@ -140,6 +140,31 @@ fn h5_a_dataset_past_the_expanded_limit_is_too_large() {
     assert!(e.contains("not damaged"), "{e}");
 }
 
+/// model: a 1 KB config.json may describe 8 layers of 8192 units (about 4 GB of
+/// parameters); from_safetensors refuses it before allocating when the safetensors file
+/// is smaller than the parameters (found reading the model target's path).
+#[test]
+fn model_an_architecture_larger_than_the_file_is_refused_before_allocating() {
+    let mut config = targets::small_model();
+    config.n_layers = 8;
+    config.n_hidden = 8192;
+    let params = cellvae::model::Params::init(&targets::small_model(), 1).unwrap();
+    let bytes = cellvae::model::io::to_safetensors(&params).unwrap();
+    let t = std::time::Instant::now();
+    for e in [
+        cellvae::model::io::from_safetensors(&bytes, &config, "model.safetensors")
+            .map(|_| ())
+            .unwrap_err(),
+        cellvae::model::io::checkpoint_from_safetensors(&bytes, &config, "ck.safetensors")
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        let e = e.to_string();
+        assert!(e.contains("the architecture in config.json needs"), "{e}");
+    }
+    assert!(t.elapsed().as_secs() < 5, "took {:?}", t.elapsed());
+}
+
 // ---------------------------------------------------------------------------------------
 // Seeds
 

@@ -114,8 +114,8 @@ pub fn checkpoint_from_safetensors(
     config: &ModelConfig,
     file: &str,
 ) -> Result<crate::model::TrainState> {
-    // Parameters, Adam's two moments: refuse before allocating what the file cannot hold.
-    check_room(bytes, config, 3, file)?;
+    // from_safetensors refuses an architecture larger than the file, so Adam's two
+    // moments allocated below are at most twice the file's size.
     let params = from_safetensors(bytes, config, file)?;
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::input(file, format!("is not a readable safetensors file ({e})")))?;
@@ -168,7 +168,7 @@ pub fn from_safetensors(bytes: &[u8], config: &ModelConfig, file: &str) -> Resul
             format!("is not a readable safetensors file ({e}); export the model again"),
         )
     })?;
-    check_room(bytes, config, 1, file)?;
+    check_room(bytes, config, file)?;
     let mut p = Params::init(config, 0)?;
     let layout = p.layout.clone();
     for (spec, is_buffer) in layout
@@ -210,13 +210,13 @@ pub fn from_safetensors(bytes: &[u8], config: &ModelConfig, file: &str) -> Resul
     Ok(p)
 }
 
-/// Refuses, before anything is allocated, an architecture whose `copies` times its
-/// parameter and buffer values (f32) need more bytes than the file has (a small
-/// `config.json` can describe a model of gigabytes: 8 layers of 8192 units).
-fn check_room(bytes: &[u8], config: &ModelConfig, copies: u64, file: &str) -> Result<()> {
+/// Refuses, before anything is allocated, an architecture whose parameter and buffer
+/// values (f32) need more bytes than the file has (a small `config.json` can describe a
+/// model of gigabytes: 8 layers of 8192 units).
+fn check_room(bytes: &[u8], config: &ModelConfig, file: &str) -> Result<()> {
     config.validate()?;
     let layout = super::ParamLayout::new(config);
-    let values = (layout.n_params as u64 + layout.n_buffers as u64).saturating_mul(copies);
+    let values = layout.n_params as u64 + layout.n_buffers as u64;
     let needed = values.saturating_mul(4);
     if needed > bytes.len() as u64 {
         return Err(Error::input(
