@@ -165,6 +165,42 @@ fn model_an_architecture_larger_than_the_file_is_refused_before_allocating() {
     assert!(t.elapsed().as_secs() < 5, "took {:?}", t.elapsed());
 }
 
+/// mtx: under the default limits a 70-byte header asking for 50 million cells and genes
+/// with no side files took 12 GB and 76 s (generated names, indptr); the sides without
+/// a names file are now bounded by the entries plus `MAX_UNNAMED_EMPTY`.
+#[test]
+fn mtx_a_header_alone_cannot_ask_for_millions_of_unnamed_cells() {
+    let bytes = finding("mtx", "unnamed-50M-x-50M");
+    let t = std::time::Instant::now();
+    let e = read_inputs(
+        &[InputFile::new("big.mtx", bytes.clone())],
+        None,
+        &ReadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("big.mtx") && e.contains("line 2"), "{e}");
+    assert!(
+        e.contains("50000000 genes") && e.contains("at most 1000000 genes more than the entries"),
+        "{e}"
+    );
+    assert!(t.elapsed().as_secs() < 5, "took {:?}", t.elapsed());
+    // A named side is bounded by its names file instead: 3 barcodes, 2 unnamed genes.
+    let m = read_inputs(
+        &[
+            InputFile::new(
+                "s/matrix.mtx",
+                b"%%MatrixMarket matrix coordinate integer general\n2 3 1\n1 1 4\n".to_vec(),
+            ),
+            InputFile::new("s/barcodes.tsv", b"a\nb\nc\n".to_vec()),
+        ],
+        None,
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((m.n_cells, m.n_genes), (3, 2));
+}
+
 // ---------------------------------------------------------------------------------------
 // Seeds
 

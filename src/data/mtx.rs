@@ -19,6 +19,11 @@ use super::text::{
 use super::{check_count, CountMatrix, InputFile, Orientation, ReadOptions, MAX_NNZ};
 use crate::error::{Error, Result};
 
+/// Without a features (barcodes) file, the most genes (cells) a header may claim beyond
+/// its number of entries: their names are generated, so this bounds what a header alone
+/// can make the reader allocate.
+pub const MAX_UNNAMED_EMPTY: u64 = 1_000_000;
+
 /// Genes as listed in a features / genes file.
 struct FeatureList {
     ids: Vec<String>,
@@ -113,6 +118,33 @@ pub fn read_mtx(
                 format!(
                     "lists {n} barcodes but {name} has {n_cells} cells (its {cell_side}s); the barcodes \
                      file must list one cell per matrix {cell_side}: use files from the same folder"
+                ),
+            ));
+        }
+    }
+
+    // Without a names file a side's names are generated, one per row or column: bound
+    // them by what the file holds, or a 70-byte header asking for 50 million cells and
+    // genes takes 12 GB and a minute (a fuzz-campaign probe).
+    for (n, named, what, side, names_file) in [
+        (
+            n_genes,
+            features.is_some(),
+            "genes",
+            gene_side,
+            "features / genes",
+        ),
+        (n_cells, barcodes.is_some(), "cells", cell_side, "barcodes"),
+    ] {
+        if !named && n > nnz.saturating_add(MAX_UNNAMED_EMPTY) {
+            return Err(Error::input_at(
+                name,
+                format!("line {size_line}"),
+                format!(
+                    "the header says {n} {what} (its {side}s) but only {nnz} {}, and no {names_file} \
+                     file names them; without one, cellvae accepts at most {MAX_UNNAMED_EMPTY} {what} \
+                     more than the entries: the header is damaged, or give the {names_file} file",
+                    entries(nnz)
                 ),
             ));
         }
