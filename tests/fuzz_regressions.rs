@@ -201,6 +201,23 @@ fn mtx_a_header_alone_cannot_ask_for_millions_of_unnamed_cells() {
     assert_eq!((m.n_cells, m.n_genes), (3, 2));
 }
 
+/// tenx_h5, OPEN (a bug in hdf5-pure 0.47.0, `fixed_array.rs:296`: `1u64 <<
+/// max_nelmts_bits` with a damaged Fixed Array header's bits >= 64 panics where overflow
+/// checks are on; release builds, the command line and the page's wasm, wrap instead).
+/// `read_inputs` catches the panic natively and names the file; the input lives in
+/// `open/` so the fuzz smoke step (whose panic hook aborts even on a caught panic) does
+/// not replay it until hdf5-pure is fixed.
+#[test]
+fn open_tenx_h5_fixed_array_shift_is_an_error_naming_the_file() {
+    let bytes = finding("open/tenx_h5", "fixed-array-shift-overflow.h5");
+    for opts in targets::option_sets(bytes.len()) {
+        let e = read_inputs(&[InputFile::new("damaged.h5", bytes.clone())], None, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("damaged.h5"), "{e}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Seeds
 
