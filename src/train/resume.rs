@@ -168,7 +168,7 @@ mod tests {
             steps: 17,
             epoch: 2,
             position: 384,
-            sums: (1234.567_890_123_456_7, 1.0 / 3.0, 384),
+            sums: (1_234.567_890_123_456_7, 1.0 / 3.0, 384),
             epoch_seconds: 0.1,
             history: vec![EpochRecord {
                 epoch: 0,
