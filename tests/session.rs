@@ -524,8 +524,10 @@ fn a_gpu_run_is_kept_from_the_state_read_back() {
     let st = mid.status();
     assert_eq!((st.epoch, st.step), (1, 6), "{st:?}");
     assert_eq!(mid.history(), gpu.history());
-    // A single step reads the whole state back: kept as it is now.
+    // A read-back with no steps (the page's after a pause or a step) reads the whole
+    // state: kept as it is now.
     gpu_steps(&mut gpu, 1);
+    gpu_steps(&mut gpu, 0);
     let mut now = kept_and_resumed(&mut gpu, &m);
     assert_eq!(now.status().step, 11);
     assert_eq!(

@@ -487,6 +487,8 @@ const handlers = {
     if (this.run === 'training') throw new Error('training is running: pause it first');
     if (this.statusOf(s).finished) return {};
     await this.steps(s, Math.max(1, Math.floor(req.n)));
+    // On the GPU, the whole state now (what is kept), as after a pause.
+    if (this.session === s && this.gpu.state === 'on') await this.gpuSteps(s, 0);
     if (this.session === s) {
       this.postSnapshot('full');
       this.keepModel();

@@ -40,8 +40,8 @@ pub struct GpuView {
     pub params: Params,
     /// Every recovery from a divergence so far.
     pub recoveries: Vec<Recovery>,
-    /// The whole state last read back (after a single step, a read-back with no steps or
-    /// the end of training), with the [`Schedule::version`] and record it was read at.
+    /// The whole state last read back (by a read-back with no steps, `step(0)`, or at the
+    /// end of training), with the [`Schedule::version`] and record it was read at.
     pub saved: Option<Rc<(u64, TrainState, ScheduleRecord)>>,
 }
 
@@ -188,7 +188,8 @@ impl GpuRun {
 
     /// Runs up to `n` steps on the GPU (queued in groups), then reads the parameters
     /// back into the view (at most every 150 ms while training runs, and always after
-    /// a single step or at the end). A GPU error hands the run to the CPU (see
+    /// a single step or at the end; `n == 0` and the end read the whole state, what
+    /// [`GpuRun::checkpoint`] keeps). A GPU error hands the run to the CPU (see
     /// [`GpuRun::take_fallback`]) and is not an error here; other errors are.
     pub async fn step(&self, n: u32) -> Result<()> {
         let taken = std::mem::replace(&mut *self.state.borrow_mut(), GpuState::Stepping);
@@ -233,8 +234,9 @@ impl GpuRun {
     async fn run(&self, trainer: &mut Trainer<GpuBackend>, n: u32) -> Result<()> {
         let out = trainer.run_steps_async(&self.data.matrix, n).await?;
         let now = (self.clock)();
-        // A single step, a read-back and the end read the whole state (what is kept).
-        let whole = n <= 1 || trainer.schedule.finished();
+        // A read-back with no steps (a pause's) and the end read the whole state (what
+        // is kept); while training runs, the parameters only.
+        let whole = n == 0 || trainer.schedule.finished();
         let due = whole || now - self.last_read.get() >= PARAMS_EVERY_S;
         let mut saved = None;
         let params = if !due {

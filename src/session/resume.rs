@@ -146,8 +146,8 @@ fn from_runs(runs: &[(usize, usize)], n: usize) -> Result<Vec<usize>> {
 impl Session {
     /// `checkpoint.safetensors` of the run: parameters, batch-norm statistics, Adam's
     /// moments, steps and epochs. On the CPU the state now; on the GPU the state last read
-    /// back whole (after a single step, a pause's read-back or the end of training: the
-    /// state now; while training runs, the last snapshot, whose steps a resumed run takes
+    /// back whole (after a read-back with no steps, `GpuRun::step(0)`, or at the end of
+    /// training: the state now; else the newest snapshot, whose steps a resumed run takes
     /// again). [`Session::run_record`] then gives the record that goes with it. Errors
     /// while GPU steps are in flight or after the GPU failed with nothing to continue.
     pub fn checkpoint(&mut self) -> Result<Vec<u8>> {
