@@ -181,6 +181,25 @@ impl Session {
         .map_err(to_js)
     }
 
+    /// Continues a kept run exactly where it stopped (checkpoint bytes, `config.json`
+    /// text and the run record from [`Session::checkpoint`] and [`Session::run_record`]).
+    pub fn resume(
+        dataset: &Dataset,
+        checkpoint: Vec<u8>,
+        config_json: &str,
+        run_record: &str,
+    ) -> Result<Session, JsError> {
+        Core::resume(
+            &dataset.matrix,
+            &checkpoint,
+            config_json,
+            run_record,
+            seconds_now,
+        )
+        .map(Session::wrap)
+        .map_err(to_js)
+    }
+
     fn wrap(core: Core) -> Session {
         Session {
             core: Rc::new(RefCell::new(core)),
@@ -293,6 +312,16 @@ impl Session {
     /// `model.safetensors` of the current parameters.
     pub fn model_safetensors(&self) -> Result<Vec<u8>, JsError> {
         self.with(|s| s.model_safetensors())
+    }
+
+    /// `checkpoint.safetensors` of the run (parameters, Adam's moments, step, epoch).
+    pub fn checkpoint(&self) -> Result<Vec<u8>, JsError> {
+        self.with(|s| s.checkpoint())
+    }
+
+    /// The run record (JSON) that goes with the last `checkpoint()`.
+    pub fn run_record(&self) -> Result<String, JsError> {
+        self.core.borrow().run_record().map_err(to_js)
     }
 
     /// `config.json` of the current model.

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod gpu_run;
 pub mod options;
 mod report;
+pub mod resume;
 pub mod views;
 
 use crate::error::{Error, Result};
@@ -78,6 +79,10 @@ pub struct Session {
     /// Why the GPU run moved to the CPU, until the page has been told.
     fallback: Option<String>,
     clock: fn() -> f64,
+    /// The run record of the last checkpoint ([`Session::run_record`]).
+    saved_record: Option<String>,
+    /// The prepared data's fingerprint, once computed (run records carry it).
+    data_print: Option<String>,
 }
 
 impl Session {
@@ -155,7 +160,6 @@ impl Session {
         clock: fn() -> f64,
     ) -> Result<Session> {
         let tc = run.train_config(prep.train_cells.len(), Words::Page)?;
-        let config = params.config.clone();
         let trainer = Trainer::new(
             CpuBackend::new(),
             tc,
@@ -164,10 +168,24 @@ impl Session {
             prep.batch_codes.clone(),
             clock,
         )?;
-        Ok(Session {
+        Ok(Session::around(
+            prep, trainer, label_key, batch_key, origin, clock,
+        ))
+    }
+
+    /// A session around a CPU trainer on `prep`.
+    fn around(
+        prep: Prepared,
+        trainer: Trainer<CpuBackend>,
+        label_key: Option<String>,
+        batch_key: Option<String>,
+        origin: String,
+        clock: fn() -> f64,
+    ) -> Session {
+        Session {
             data: Rc::new(prep),
+            config: trainer.resume_state().params.config.clone(),
             run: Run::Cpu(Box::new(trainer)),
-            config,
             label_key,
             batch_key,
             origin,
@@ -176,7 +194,9 @@ impl Session {
             explorer: None,
             fallback: None,
             clock,
-        })
+            saved_record: None,
+            data_print: None,
+        }
     }
 
     // ---- training -----------------------------------------------------------------
