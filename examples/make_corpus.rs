@@ -302,5 +302,19 @@ fn main() {
             .with_shape(&[3, 4]);
         put("valid_h5ad_float16.h5ad", &fb.finish().unwrap());
     }
+    // Metadata tables, given with the built-in demo's counts (www/demo; its barcodes).
+    put(
+        "obs_duplicate_ids.csv",
+        b"cell,kind\nAAAGCCTGGCTAAC-1,x\nAAATTCGATGCACA-1,y\nAAAGCCTGGCTAAC-1,z\n",
+    );
+    put(
+        "obs_ragged.tsv",
+        b"cell\tkind\nAAAGCCTGGCTAAC-1\tx\nAAATTCGATGCACA-1\ty\tsurplus\n",
+    );
+    put(
+        "obs_no_matching_ids.csv",
+        b"cell,kind\n<script>window.pwned=4</script>,x\nnot-a-cell,y\n",
+    );
+    put("obs_empty.csv", b"");
     println!("wrote the corpus to {}", dir.display());
 }

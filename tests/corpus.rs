@@ -46,11 +46,25 @@ struct Outcome {
     peak_kb: u64,
 }
 
-/// `cellvae inspect <path>`, killed after `limit`.
+/// The built-in demo's counts, which a metadata table of the corpus (`obs_*`) is given with.
+const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/demo/pbmc68k_reduced_700");
+
+/// `cellvae inspect <path>` (`obs_*`: `cellvae inspect <the demo> --obs <path>`), killed
+/// after `limit`.
 fn inspect(path: &Path, limit: Duration) -> Outcome {
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cellvae"))
-        .arg("inspect")
+    let is_obs = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("obs_"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cellvae"));
+    cmd.arg("inspect");
+    if is_obs {
+        for f in ["matrix.mtx.gz", "features.tsv", "barcodes.tsv"] {
+            cmd.arg(Path::new(DEMO).join(f));
+        }
+        cmd.arg("--obs");
+    }
+    let mut child = cmd
         .arg(path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -59,9 +59,11 @@ async function fingerprint(page) {
   });
 }
 
-/** Gives `files` to the page and waits until its error box names `name`; returns the text. */
+/** Gives `files` to the page (a metadata table, `obs_*`, to the metadata input: it joins
+ * the data loaded) and waits until its error box names `name`; returns the text. */
 async function refused(page, files, name) {
-  await page.setInputFiles('[data-testid="file-input"]', files);
+  const input = files[0].name.startsWith('obs_') ? 'obs-input' : 'file-input';
+  await page.setInputFiles(`[data-testid="${input}"]`, files);
   await page.waitForFunction((n) => {
     const e = document.querySelector('[data-testid="error"]');
     return e && !e.hidden && (e.textContent || '').includes(n) && !window.cellvae.status().load?.phase?.match(/reading|parsing/);
@@ -89,9 +91,10 @@ for (const webgpu of [true, false]) {
       const all = cases();
       assert.ok(all.length >= 30, `${all.length} corpus entries`);
 
-      await t.test('every bad file is refused with its file, place and problem; the demo stays', async () => {
+      /** Each bad entry of `list` refused with its file, place and problem, the demo kept. */
+      async function refuseAll(list) {
         const failures = [];
-        for (const c of all.filter((c) => !c.ok)) {
+        for (const c of list) {
           const files = entries(c.file);
           // The message names the file the page was given (a folder's error, the file in it).
           const name = files.length === 1 ? files[0].name : c.words[0];
@@ -107,6 +110,11 @@ for (const webgpu of [true, false]) {
         }
         assert.deepEqual(failures, []);
         assert.equal(await page.textContent('#progress'), 'The data loaded before is still there.');
+      }
+      const isObs = (c) => c.file.startsWith('obs_');
+
+      await t.test('every bad count file is refused with its file, place and problem; the demo stays', async () => {
+        await refuseAll(all.filter((c) => !c.ok && !isObs(c)));
       });
 
       await t.test('a gzip bomb is refused as too large, with the limit, not as damaged', async () => {
@@ -117,6 +125,10 @@ for (const webgpu of [true, false]) {
         for (const w of ['bomb.csv.gz: expands to more than 1 GiB', 'not damaged', 'at most 1 GiB', 'in the browser']) assert.ok(text.includes(w), `${w} in ${text}`);
         assert.deepEqual(await fingerprint(page), before);
         console.log(`${mode}: a ${(bomb.length / 1e6).toFixed(2)} MB bomb refused in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      });
+
+      await t.test('every bad metadata table, joined to the demo, is refused; the demo stays', async () => {
+        await refuseAll(all.filter((c) => !c.ok && isObs(c)));
       });
 
       await t.test('hostile text stayed text; the page still trains the demo', async () => {
@@ -131,6 +143,13 @@ for (const webgpu of [true, false]) {
       });
 
       await t.test('the valid files of the corpus load', async () => {
+        // The bad table chosen last is let go: the demo's counts are read again without it.
+        const last = (await status(page)).load.started_at;
+        await page.setInputFiles('[data-testid="obs-input"]', []);
+        await page.waitForFunction((t0) => {
+          const s = window.cellvae.status();
+          return s.load.started_at !== t0 && s.load.phase === 'done' && s.n_cells === 700;
+        }, last, { timeout: 60_000 });
         // Cells and format of each, so each wait is for that file, not the one before.
         const want = { 'valid_h5ad_float16.h5ad': [3, 'h5ad'], 'valid_csv_duplicate_names.csv': [3, 'csv'], 'valid_tsv_hostile_names.tsv': [2, 'tsv'] };
         for (const c of all.filter((c) => c.ok)) {
