@@ -141,6 +141,7 @@ fn main() {
         "mtx_rows_1e12.mtx",
         "1000000000000 5 3\n1 1 1\n2 2 2\n3 3 3\n",
     );
+    mtx("mtx_unnamed_5e7.mtx", "50000000 50000000 1\n1 1 1\n");
     mtx("mtx_nnz_over_shape.mtx", "4 3 1000000000000\n1 1 1\n");
     mtx("mtx_truncated.mtx", "4 3 6\n1 1 1\n2 1 3\n3 2\n");
     mtx("mtx_fewer_entries.mtx", "4 3 6\n1 1 1\n2 1 3\n3 2 1\n");
