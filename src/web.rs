@@ -269,6 +269,12 @@ impl Session {
         self.core.borrow().test_lose_gpu_at_step(step);
     }
 
+    /// Fault injection for tests: `kind` (`"lost"`, `"oom"`, `"shader"`) at training
+    /// step `step`; an error when the kind is unknown or training is not on the GPU.
+    pub fn test_gpu_fault(&self, kind: &str, step: u32) -> Result<(), JsError> {
+        self.core.borrow().test_gpu_fault(kind, step).map_err(to_js)
+    }
+
     /// Where training runs: `"webgpu"` or `"cpu"`.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {

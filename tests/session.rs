@@ -548,4 +548,47 @@ fn a_gpu_run_is_kept_from_the_state_read_back() {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-3, "latent means differ by {worst}");
+/// Out of memory on a buffer allocation and a shader that fails validation, injected at
+/// step 10 of a GPU run: the session says what happened, keeps the parameters and goes
+/// on on the CPU from the last state read back, ending where a CPU-only run ends.
+#[test]
+#[cfg_attr(cellvae_skip_gpu, ignore = "CELLVAE_SKIP_GPU_TESTS is set")]
+fn out_of_memory_and_an_invalid_shader_on_the_gpu_fall_back_without_losing_training() {
+    let m = demo();
+    let opts = options(r#"{"top_genes": 100, "n_hidden": 32}"#);
+    let mut cpu = Session::new(&m, &opts, clock).unwrap();
+    cpu.step(12).unwrap();
+    let want = cpu.latent().unwrap();
+    for (kind, said) in [
+        ("oom", "out of GPU memory allocating a minibatch"),
+        ("shader", "failed to compile"),
+    ] {
+        let mut gpu = Session::new(&m, &opts, clock).unwrap();
+        let e = gpu.test_gpu_fault(kind, 10).unwrap_err().to_string();
+        assert!(e.contains("does not run on the GPU"), "{e}");
+        gpu.step(3).unwrap();
+        on_gpu(&mut gpu);
+        let e = gpu.test_gpu_fault("melt", 10).unwrap_err().to_string();
+        assert!(e.contains("unknown GPU fault 'melt'"), "{e}");
+        gpu_steps(&mut gpu, 5);
+        gpu.test_gpu_fault(kind, 10).unwrap();
+        gpu_steps(&mut gpu, 4);
+        let why = gpu.take_gpu_fallback().expect("the GPU was left");
+        assert!(why.contains(said), "{kind}: {why}");
+        assert!(matches!(gpu.run(), Run::Cpu(_)), "{kind}");
+        let at = gpu.status().step;
+        assert!((3..=10).contains(&at), "{kind}: resumed at step {at}");
+        gpu.step(12 - at).unwrap();
+        let s = gpu.status();
+        assert_eq!(s.step, 12, "{kind}");
+        let z = gpu.latent().unwrap();
+        assert!(z.iter().all(|v| v.is_finite()), "{kind}");
+        let worst = z
+            .iter()
+            .zip(&want)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-3, "{kind}: latent means differ by {worst}");
+        eprintln!("{kind}: resumed on the CPU at step {at}: {why}");
+    }
 }

@@ -545,6 +545,11 @@ const handlers = {
     return {};
   },
 
+  async gpu_fault(req) {
+    this.need().test_gpu_fault(req.kind, req.step);
+    return {};
+  },
+
   async restore() {
     return restoreKept(this);
   },

@@ -7,7 +7,7 @@
 //! losing training ([`Trainer::switch_backend`]).
 
 use crate::error::{Error, Result};
-use crate::model::{CpuBackend, GpuBackend, Params, StepLosses, TrainState};
+use crate::model::{CpuBackend, GpuBackend, GpuFault, Params, StepLosses, TrainState};
 use crate::pipeline::Prepared;
 use crate::train::{EpochRecord, Recovery, Schedule, ScheduleRecord, TrainConfig, Trainer};
 use std::cell::{Cell, RefCell};
@@ -139,8 +139,14 @@ impl GpuRun {
     /// Fault injection for tests: the device is lost when step `step` begins (see
     /// [`GpuBackend::lose_device_at_step`]). Ignored while steps are in flight.
     pub fn lose_device_at_step(&self, step: u32) {
+        self.fault_at_step(step, GpuFault::DeviceLost);
+    }
+
+    /// Fault injection for tests: `fault` at step `step` (see
+    /// [`GpuBackend::fault_at_step`]). Ignored while steps are in flight.
+    pub fn fault_at_step(&self, step: u32, fault: GpuFault) {
         if let GpuState::Ready(t) = &mut *self.state.borrow_mut() {
-            t.backend.lose_device_at_step(step);
+            t.backend.fault_at_step(step, fault);
         }
     }
 

@@ -317,6 +317,28 @@ impl Session {
         }
     }
 
+    /// Fault injection for tests of the CPU fallback: `kind` (`"lost"`: the device is
+    /// destroyed; `"oom"`: a buffer allocation runs out of memory; `"shader"`: a shader
+    /// fails validation) at training step `step` (see
+    /// [`GpuBackend::fault_at_step`](crate::model::GpuBackend::fault_at_step)). An
+    /// error when the kind is unknown or the GPU is not in use.
+    pub fn test_gpu_fault(&self, kind: &str, step: u32) -> Result<()> {
+        let fault = crate::model::GpuFault::parse(kind).ok_or_else(|| {
+            Error::Config(format!(
+                "unknown GPU fault '{kind}': expected lost, oom or shader"
+            ))
+        })?;
+        match &self.run {
+            Run::Gpu(run) => {
+                run.fault_at_step(step, fault);
+                Ok(())
+            }
+            _ => Err(Error::Config(
+                "training does not run on the GPU: there is no GPU to fail".into(),
+            )),
+        }
+    }
+
     /// Where training runs: `"webgpu"` or `"cpu"`.
     pub fn training_backend(&self) -> &'static str {
         match &self.run {
