@@ -548,6 +548,8 @@ fn a_gpu_run_is_kept_from_the_state_read_back() {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-3, "latent means differ by {worst}");
+}
+
 /// Out of memory on a buffer allocation and a shader that fails validation, injected at
 /// step 10 of a GPU run: the session says what happened, keeps the parameters and goes
 /// on on the CPU from the last state read back, ending where a CPU-only run ends.
