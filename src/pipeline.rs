@@ -149,7 +149,8 @@ pub fn prepare(m: &CountMatrix, opts: &PrepareOptions) -> Result<Prepared> {
                     Some(c) => out.push(*c),
                     None => {
                         return Err(Error::Config(format!(
-                            "--batch-key {key}: cell {} has no value; every cell needs a batch",
+                            "batch column {key}: cell {} has no value; every cell needs a batch \
+                             (choose another column, or fill in the missing values)",
                             m.cell_ids[i]
                         )))
                     }

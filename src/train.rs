@@ -15,10 +15,12 @@ use crate::rng;
 use serde::{Deserialize, Serialize};
 
 pub mod recovery;
+mod resume;
 mod trainer;
 
 pub use recovery::Recovery;
 use recovery::{LossWatch, ResumePoint, Ring, Verdict};
+pub use resume::ScheduleRecord;
 pub use trainer::{StepReports, Trainer};
 
 /// Training settings (scvi-tools' defaults).
@@ -74,7 +76,7 @@ pub fn default_epochs(n_cells: usize) -> u32 {
 }
 
 /// The record of one finished epoch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// Epoch number, 0-based.
     pub epoch: u32,

@@ -181,6 +181,25 @@ impl Session {
         .map_err(to_js)
     }
 
+    /// Continues a kept run exactly where it stopped (checkpoint bytes, `config.json`
+    /// text and the run record from [`Session::checkpoint`] and [`Session::run_record`]).
+    pub fn resume(
+        dataset: &Dataset,
+        checkpoint: Vec<u8>,
+        config_json: &str,
+        run_record: &str,
+    ) -> Result<Session, JsError> {
+        Core::resume(
+            &dataset.matrix,
+            &checkpoint,
+            config_json,
+            run_record,
+            seconds_now,
+        )
+        .map(Session::wrap)
+        .map_err(to_js)
+    }
+
     fn wrap(core: Core) -> Session {
         Session {
             core: Rc::new(RefCell::new(core)),
@@ -250,6 +269,12 @@ impl Session {
         self.core.borrow().test_lose_gpu_at_step(step);
     }
 
+    /// Fault injection for tests: `kind` (`"lost"`, `"oom"`, `"shader"`) at training
+    /// step `step`; an error when the kind is unknown or training is not on the GPU.
+    pub fn test_gpu_fault(&self, kind: &str, step: u32) -> Result<(), JsError> {
+        self.core.borrow().test_gpu_fault(kind, step).map_err(to_js)
+    }
+
     /// Where training runs: `"webgpu"` or `"cpu"`.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
@@ -293,6 +318,16 @@ impl Session {
     /// `model.safetensors` of the current parameters.
     pub fn model_safetensors(&self) -> Result<Vec<u8>, JsError> {
         self.with(|s| s.model_safetensors())
+    }
+
+    /// `checkpoint.safetensors` of the run (parameters, Adam's moments, step, epoch).
+    pub fn checkpoint(&self) -> Result<Vec<u8>, JsError> {
+        self.with(|s| s.checkpoint())
+    }
+
+    /// The run record (JSON) that goes with the last `checkpoint()`.
+    pub fn run_record(&self) -> Result<String, JsError> {
+        self.core.borrow().run_record().map_err(to_js)
     }
 
     /// `config.json` of the current model.

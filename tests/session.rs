@@ -1,8 +1,10 @@
 //! The page's session core (`cellvae::session`), natively: preparing the built-in demo,
 //! training, lr and beta held in one place, errors in the page's words, latent means and
 //! their caches, KL per dimension against the evaluation's, decoding and the nearest
-//! cells' profile, saving and loading a model, and the GPU run (on lavapipe) following
-//! the CPU step for step and falling back to the CPU without losing training.
+//! cells' profile, saving and loading a model, keeping a run (checkpoint + run record)
+//! and resuming it bit for bit as if never interrupted (damaged or mismatched files
+//! refused), and the GPU run (on lavapipe) following the CPU step for step, falling back
+//! to the CPU without losing training and kept from the state last read back.
 
 use cellvae::data::{read_inputs, InputFile, ReadOptions};
 use cellvae::eval::evaluate;
@@ -366,4 +368,229 @@ fn a_gpu_opened_after_the_cpu_moved_on_is_refused() {
     assert!(e.contains("moved on"), "{e}");
     assert_eq!(s.training_backend(), "cpu");
     assert_eq!(s.step(1).unwrap().step, 2, "the CPU run goes on");
+}
+
+/// A session kept (checkpoint + run record + config.json) and resumed on the data.
+fn kept_and_resumed(s: &mut Session, m: &CountMatrix) -> Session {
+    let bytes = s.checkpoint().unwrap();
+    let record = s.run_record().unwrap();
+    let config = s.model_config_json().unwrap();
+    Session::resume(m, &bytes, &config, &record, clock).unwrap()
+}
+
+#[test]
+fn a_resumed_run_continues_exactly_where_it_stopped() {
+    let m = demo();
+    // A KL warm-up, lr and beta changed mid-run, a batch column: everything the next
+    // steps depend on. 700 cells, minibatch 128: 6 steps per epoch.
+    let opts = options(
+        r#"{"top_genes": 200, "n_latent": 3, "kl_warmup_epochs": 4, "batch_key": "phase", "seed": 7}"#,
+    );
+    for (n, m_more) in [(0, 4), (9, 10), (12, 7), (17, 1)] {
+        let mut straight = Session::new(&m, &opts, clock).unwrap();
+        let mut first = Session::new(&m, &opts, clock).unwrap();
+        for s in [&mut straight, &mut first] {
+            s.step(n.min(5)).unwrap();
+            s.set_lr(0.003).unwrap();
+            s.set_beta(0.7).unwrap();
+            s.step(n - n.min(5)).unwrap();
+        }
+        let mut resumed = kept_and_resumed(&mut first, &m);
+        assert_eq!(
+            resumed.status(),
+            first.status(),
+            "after {n} steps: the same epoch, step, losses, lr, beta"
+        );
+        assert_eq!(resumed.history(), first.history());
+        assert_eq!(resumed.origin(), first.origin());
+        assert_eq!(resumed.label_key(), first.label_key());
+        assert_eq!(resumed.facts(), first.facts(), "the page's facts too");
+        assert_eq!(resumed.latent().unwrap(), first.latent().unwrap());
+        straight.step(m_more).unwrap();
+        resumed.step(m_more).unwrap();
+        let (a, b) = (resumed.status(), straight.status());
+        assert_eq!(a, b, "{n} + {m_more} steps");
+        assert_eq!(resumed.history(), straight.history());
+        assert_eq!(
+            resumed.latent().unwrap(),
+            straight.latent().unwrap(),
+            "{n} + {m_more} steps: latent means bit for bit"
+        );
+        assert_eq!(
+            resumed.model_safetensors().unwrap(),
+            straight.model_safetensors().unwrap()
+        );
+        // Kept again after the resume: still the same run.
+        let mut again = kept_and_resumed(&mut resumed, &m);
+        again.step(6).unwrap();
+        straight.step(6).unwrap();
+        assert_eq!(again.status(), straight.status());
+        assert_eq!(again.latent().unwrap(), straight.latent().unwrap());
+    }
+    // To the end: a resumed run finishes where the straight one does.
+    let opts = options(r#"{"top_genes": 100, "n_hidden": 16, "epochs": 3}"#);
+    let mut straight = Session::new(&m, &opts, clock).unwrap();
+    let mut first = Session::new(&m, &opts, clock).unwrap();
+    first.step(8).unwrap();
+    let mut resumed = kept_and_resumed(&mut first, &m);
+    straight.step(1000).unwrap();
+    let done = resumed.step(1000).unwrap();
+    assert!(done.finished && done.step == 18, "{done:?}");
+    assert_eq!(done, straight.status());
+    assert_eq!(resumed.latent().unwrap(), straight.latent().unwrap());
+}
+
+#[test]
+fn a_damaged_or_mismatched_kept_run_is_refused() {
+    let m = demo();
+    let opts = options(r#"{"top_genes": 150, "n_hidden": 32}"#);
+    let mut s = Session::new(&m, &opts, clock).unwrap();
+    assert!(s.run_record().is_err(), "no record before a checkpoint");
+    s.step(3).unwrap();
+    let bytes = s.checkpoint().unwrap();
+    let record = s.run_record().unwrap();
+    let config = s.model_config_json().unwrap();
+    let refused = |m: &CountMatrix, b: &[u8], c: &str, r: &str| {
+        Session::resume(m, b, c, r, clock)
+            .err()
+            .map(|e| e.to_string())
+            .expect("refused")
+    };
+    assert!(Session::resume(&m, &bytes, &config, &record, clock).is_ok());
+    // One flipped bit in the checkpoint.
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x10;
+    let e = refused(&m, &flipped, &config, &record);
+    assert!(
+        e.contains("checkpoint.safetensors") && e.contains("damaged"),
+        "{e}"
+    );
+    let e = refused(&m, &bytes[..bytes.len() / 2], &config, &record);
+    assert!(e.contains("checkpoint.safetensors"), "{e}");
+    // A checkpoint of a later moment with the earlier record.
+    s.step(1).unwrap();
+    let later = s.checkpoint().unwrap();
+    let e = refused(&m, &later, &config, &record);
+    assert!(e.contains("not the checkpoint this run record"), "{e}");
+    // config.json of another model.
+    let mut other =
+        Session::new(&m, &options(r#"{"top_genes": 150, "n_hidden": 16}"#), clock).unwrap();
+    let e = refused(&m, &bytes, &other.model_config_json().unwrap(), &record);
+    assert!(
+        e.contains("config.json") && e.contains("another model"),
+        "{e}"
+    );
+    let other_bytes = other.checkpoint().unwrap();
+    let e = refused(&m, &other_bytes, &config, &record);
+    assert!(e.contains("checkpoint.safetensors"), "{e}");
+    // A damaged record, or one edited to another position.
+    let e = refused(&m, &bytes, &config, &record[..record.len() - 5]);
+    assert!(e.contains("run.json"), "{e}");
+    let e = refused(&m, &bytes, &config, "{}");
+    assert!(e.contains("run.json"), "{e}");
+    let moved = record.replace("\"position\":384", "\"position\":256");
+    assert_ne!(moved, record);
+    let e = refused(&m, &bytes, &config, &moved);
+    assert!(e.contains("does not fit"), "{e}");
+    let stepped = record.replace("\"steps\":3,", "\"steps\":4,");
+    assert_ne!(stepped, record);
+    let e = refused(&m, &bytes, &config, &stepped);
+    assert!(e.contains("step 3") && e.contains("step 4"), "{e}");
+    // Other data: fewer cells, or changed counts.
+    let fewer = m.select_cells(&(0..600).collect::<Vec<_>>());
+    let e = refused(&fewer, &bytes, &config, &record);
+    assert!(e.contains("data"), "{e}");
+    // (One more count in every stored value: some are in the modelled genes.)
+    let mut changed = m.clone();
+    changed.data.iter_mut().for_each(|v| *v += 1.0);
+    let e = refused(&changed, &bytes, &config, &record);
+    assert!(e.contains("not the data"), "{e}");
+}
+
+#[test]
+#[cfg_attr(cellvae_skip_gpu, ignore = "CELLVAE_SKIP_GPU_TESTS is set")]
+fn a_gpu_run_is_kept_from_the_state_read_back() {
+    let m = demo();
+    let opts = options(r#"{"top_genes": 100, "n_hidden": 32}"#);
+    let mut gpu = Session::new(&m, &opts, clock).unwrap();
+    gpu.step(2).unwrap();
+    on_gpu(&mut gpu);
+    // Steps 2..10 in one group: the whole state was last read at the end of epoch 0
+    // (step 6), so that is what is kept; the resumed run takes steps 6.. again.
+    gpu_steps(&mut gpu, 8);
+    assert_eq!(gpu.status().step, 10);
+    let mid = kept_and_resumed(&mut gpu, &m);
+    let st = mid.status();
+    assert_eq!((st.epoch, st.step), (1, 6), "{st:?}");
+    assert_eq!(mid.history(), gpu.history());
+    // A read-back with no steps (the page's after a pause or a step) reads the whole
+    // state: kept as it is now.
+    gpu_steps(&mut gpu, 1);
+    gpu_steps(&mut gpu, 0);
+    let mut now = kept_and_resumed(&mut gpu, &m);
+    assert_eq!(now.status().step, 11);
+    assert_eq!(
+        (now.status().lr, now.status().beta),
+        (gpu.status().lr, gpu.status().beta)
+    );
+    assert_eq!(now.history(), gpu.history());
+    assert_eq!(now.latent().unwrap(), gpu.latent().unwrap());
+    // It goes on (on the CPU) as a CPU run of the same steps does, to the GPU's accuracy.
+    let mut cpu = Session::new(&m, &opts, clock).unwrap();
+    cpu.step(14).unwrap();
+    now.step(3).unwrap();
+    assert_eq!(now.status().step, 14);
+    let (za, zb) = (now.latent().unwrap(), cpu.latent().unwrap());
+    let worst = za
+        .iter()
+        .zip(&zb)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-3, "latent means differ by {worst}");
+}
+
+/// Out of memory on a buffer allocation and a shader that fails validation, injected at
+/// step 10 of a GPU run: the session says what happened, keeps the parameters and goes
+/// on on the CPU from the last state read back, ending where a CPU-only run ends.
+#[test]
+#[cfg_attr(cellvae_skip_gpu, ignore = "CELLVAE_SKIP_GPU_TESTS is set")]
+fn out_of_memory_and_an_invalid_shader_on_the_gpu_fall_back_without_losing_training() {
+    let m = demo();
+    let opts = options(r#"{"top_genes": 100, "n_hidden": 32}"#);
+    let mut cpu = Session::new(&m, &opts, clock).unwrap();
+    cpu.step(12).unwrap();
+    let want = cpu.latent().unwrap();
+    for (kind, said) in [
+        ("oom", "out of GPU memory allocating a minibatch"),
+        ("shader", "failed to compile"),
+    ] {
+        let mut gpu = Session::new(&m, &opts, clock).unwrap();
+        let e = gpu.test_gpu_fault(kind, 10).unwrap_err().to_string();
+        assert!(e.contains("does not run on the GPU"), "{e}");
+        gpu.step(3).unwrap();
+        on_gpu(&mut gpu);
+        let e = gpu.test_gpu_fault("melt", 10).unwrap_err().to_string();
+        assert!(e.contains("unknown GPU fault 'melt'"), "{e}");
+        gpu_steps(&mut gpu, 5);
+        gpu.test_gpu_fault(kind, 10).unwrap();
+        gpu_steps(&mut gpu, 4);
+        let why = gpu.take_gpu_fallback().expect("the GPU was left");
+        assert!(why.contains(said), "{kind}: {why}");
+        assert!(matches!(gpu.run(), Run::Cpu(_)), "{kind}");
+        let at = gpu.status().step;
+        assert!((3..=10).contains(&at), "{kind}: resumed at step {at}");
+        gpu.step(12 - at).unwrap();
+        let s = gpu.status();
+        assert_eq!(s.step, 12, "{kind}");
+        let z = gpu.latent().unwrap();
+        assert!(z.iter().all(|v| v.is_finite()), "{kind}");
+        let worst = z
+            .iter()
+            .zip(&want)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-3, "{kind}: latent means differ by {worst}");
+        eprintln!("{kind}: resumed on the CPU at step {at}: {why}");
+    }
 }

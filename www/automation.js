@@ -98,6 +98,17 @@ async function testLoseGpuAtStep(step) {
   await S.client.request('lose_gpu', { step });
 }
 
+/**
+ * Fault injection (tests): at training step `step` the GPU fails: `lost` (the device is
+ * destroyed), `oom` (a buffer allocation runs out of memory) or `shader` (a shader fails
+ * validation). Rejects when training is not on the GPU.
+ * @param {'lost' | 'oom' | 'shader'} kind @param {number} step
+ */
+async function testGpuFault(kind, step) {
+  if (!S.client) throw new Error('no engine');
+  await S.client.request('gpu_fault', { kind, step });
+}
+
 /** Fault injection (tests): from now on, every write the engine makes to IndexedDB fails as a full storage makes it fail. */
 async function testStorageFull() {
   if (!S.client) throw new Error('no engine');
@@ -141,6 +152,7 @@ export function installAutomation() {
     timeRedraw: (repeats = 10) => timeRedraw(repeats),
     benchmarkMap: (n = 10000, repeats = 10) => benchmarkMap(n, repeats),
     testLoseGpuAtStep,
+    testGpuFault,
     testStorageFull,
   };
 }

@@ -34,12 +34,6 @@ import { Keeper, FORMAT, checkData, checkModel, checkSettings } from './store.js
 /** @typedef {import('./protocol.js').SessionOptions} SessionOptions */
 
 /**
- * Where a session restored from a kept model stands: the core's session starts at epoch 0
- * (`Session.from_model`), so its epochs, steps and history follow these.
- * @typedef {{epoch: number, step: number, epochs: number, finished: boolean, history: EpochRow[]}} Base
- */
-
-/**
  * Where the engine runs.
  * @typedef {{
  *   thread: import('./protocol.js').Thread,
@@ -113,8 +107,6 @@ export class Engine {
     this.handlers = handlers;
     /** @type {SessionOptions} the options the session was made with (kept with the model) */
     this.options = {};
-    /** @type {Base | null} */
-    this.base = null;
     /** @type {string | null} the kept data entry the loaded data is (null: not kept) */
     this.dataId = null;
     this.lastKeep = 0;
@@ -177,7 +169,6 @@ export class Engine {
     this.gpuStart = null;
     this.latent = null;
     this.stopped = null;
-    this.base = null;
   }
 
   /** @param {string} device 'auto' | 'gpu' | 'cpu' */
@@ -206,16 +197,15 @@ export class Engine {
   }
 
   /**
-   * Makes `s` the session (made with `options`; `base`: restored from a kept model, which
-   * is not written again) and keeps it.
-   * @param {Session} s @param {string} device @param {SessionOptions} options @param {Base | null} [base] @param {string} [origin]
+   * Makes `s` the session (made with `options`; `restored`: brought back from what is
+   * kept, which is not written again) and keeps it.
+   * @param {Session} s @param {string} device @param {SessionOptions} options @param {boolean} [restored] @param {string} [origin]
    * @returns {{info: SessionInfo, snapshot: Snapshot}}
    */
-  adopt(s, device, options, base = null, origin) {
+  adopt(s, device, options, restored = false, origin) {
     this.dropSession();
     this.session = s;
     this.options = { ...options };
-    this.base = base;
     this.sessionId += 1;
     this.run = 'idle';
     this.stepMs = 0;
@@ -242,30 +232,18 @@ export class Engine {
       batchKey: f.batch_key ?? null,
       labelKey: f.label_key ?? null,
     };
-    if (!base) this.keepModel();
+    if (!restored) this.keepModel();
     return { info, snapshot: this.snapshot('full') };
   }
 
-  /** The session's status, counted on from a restored session's base. @param {Session} s @returns {TrainStatus} */
+  /** The session's status (a resumed session's is the kept run's). @param {Session} s @returns {TrainStatus} */
   statusOf(s) {
-    /** @type {TrainStatus} */
-    const st = s.status();
-    const b = this.base;
-    if (!b) return st;
-    const fresh = st.step === 0;
-    const last = b.history.length ? b.history[b.history.length - 1] : null;
-    const out = { ...st, epoch: st.epoch + b.epoch, step: st.step + b.step, epochs: b.finished ? b.epochs : st.epochs + b.epoch };
-    if (b.finished && fresh) out.finished = true;
-    if ((st.elbo === null || st.elbo === undefined) && last) Object.assign(out, { elbo: last.elbo, reconstruction: last.reconstruction, kl: last.kl, kl_weight: last.kl_weight });
-    return out;
+    return s.status();
   }
 
-  /** The session's history, after a restored session's. @param {Session} s @returns {EpochRow[]} */
+  /** The session's history. @param {Session} s @returns {EpochRow[]} */
   historyOf(s) {
-    /** @type {EpochRow[]} */
-    const h = s.history();
-    const b = this.base;
-    return b ? b.history.concat(h.map((r) => ({ ...r, epoch: r.epoch + b.epoch }))) : h;
+    return s.history();
   }
 
   /** Keeps the loaded data in this browser (a new entry: the model kept before goes). @param {string} what */
@@ -280,24 +258,28 @@ export class Engine {
     this.keeper.write({ data: { format: FORMAT, id, savedAt: Date.now(), what, nCells: d.n_cells, nGenes: d.n_genes, bytes }, model: null });
   }
 
-  /** Keeps the current model, its history and where training stands (written in the background). */
+  /**
+   * Keeps the run (its checkpoint and run record: `Session.resume` continues it exactly)
+   * and where training stands (written in the background).
+   */
   keepModel() {
     const s = this.session;
     this.lastKeep = performance.now();
     if (!s || !this.dataId) return;
-    let safetensors, config, st, history;
+    let checkpoint, run, config;
     try {
-      safetensors = s.model_safetensors();
+      checkpoint = s.checkpoint();
+      run = s.run_record();
       config = s.model_config_json();
-      st = this.statusOf(s);
-      history = this.historyOf(s);
     } catch {
       return; // a failed run has nothing new to keep
     }
+    // The record's position: on the GPU while training, the last state read back.
+    const st = JSON.parse(run).schedule;
     this.keeper.write({ model: {
-      format: FORMAT, dataId: this.dataId, savedAt: Date.now(), safetensors, config,
-      options: { ...this.options, lr: st.lr, beta: st.beta }, history,
-      epoch: st.epoch, step: st.step, epochs: st.epochs, finished: st.finished,
+      format: FORMAT, dataId: this.dataId, savedAt: Date.now(), checkpoint, run, config,
+      options: { ...this.options, lr: st.config.lr, beta: st.config.max_kl_weight },
+      epoch: st.epoch, step: st.steps, epochs: st.config.epochs, finished: st.epoch >= st.config.epochs,
     } });
   }
 
@@ -505,6 +487,8 @@ const handlers = {
     if (this.run === 'training') throw new Error('training is running: pause it first');
     if (this.statusOf(s).finished) return {};
     await this.steps(s, Math.max(1, Math.floor(req.n)));
+    // On the GPU, the whole state now (what is kept), as after a pause.
+    if (this.session === s && this.gpu.state === 'on') await this.gpuSteps(s, 0);
     if (this.session === s) {
       this.postSnapshot('full');
       this.keepModel();
@@ -561,6 +545,11 @@ const handlers = {
     return {};
   },
 
+  async gpu_fault(req) {
+    this.need().test_gpu_fault(req.kind, req.step);
+    return {};
+  },
+
   async restore() {
     return restoreKept(this);
   },
@@ -593,8 +582,9 @@ const handlers = {
 };
 
 /**
- * Brings back what is kept in this browser: the data (decoded by the wasm core), the
- * model on it (`Session.from_model`) with its history and epoch, and the settings form.
+ * Brings back what is kept in this browser: the data (decoded by the wasm core), the run
+ * on it (`Session.resume`: exactly where it stopped; an entry of an earlier version of the
+ * page: `Session.from_model`, training going on from its parameters), and the settings form.
  * A damaged or foreign entry is deleted and named in `notes`; nothing is half-restored
  * (a model whose data is gone goes too).
  * @param {Engine} engine @returns {Promise<import('./protocol.js').Restored>}
@@ -649,13 +639,16 @@ async function restoreKept(engine) {
   }
   if (model) {
     const device = out.form && ['auto', 'gpu', 'cpu'].includes(out.form['opt-device']) ? out.form['opt-device'] : 'auto';
-    const remaining = model.epochs - model.epoch;
     try {
-      const s = Session.from_model(dataset, model.safetensors, model.config, { ...model.options, epochs: Math.max(1, remaining) });
-      const base = { epoch: model.epoch, step: model.step, epochs: model.epochs, finished: model.finished || remaining <= 0, history: model.history };
-      out.made = engine.adopt(s, device, model.options, base, `the session kept in this browser (saved ${new Date(model.savedAt).toLocaleString()})`);
+      let s;
+      if (model.checkpoint && model.run) s = Session.resume(dataset, model.checkpoint, model.config, model.run);
+      else if (model.safetensors) {
+        s = Session.from_model(dataset, model.safetensors, model.config, { ...model.options, epochs: Math.max(1, model.epochs - model.epoch) });
+        out.notes.push('This session was kept by an earlier version of the page: its model is back and training goes on from it, counted afresh (its optimizer state and earlier history were not kept).');
+      } else throw new Error('it holds no model');
+      out.made = engine.adopt(s, device, model.options, true, `the session kept in this browser (saved ${new Date(model.savedAt).toLocaleString()})`);
       out.savedAt = model.savedAt;
-      out.epoch = model.epoch;
+      out.epoch = s.status().epoch;
     } catch (e) {
       bad.push('model');
       out.notes.push(`The model kept in this browser could not be loaded (${message(e)}): it was discarded, and a new model made.`);

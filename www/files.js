@@ -83,7 +83,7 @@ function mb(n) {
   return `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} MB`;
 }
 
-/** Reads `files` (+ a metadata table) in the engine and trains a new model on them. @param {FileEntry[]} files @param {FileEntry | null} obs @param {string} what */
+/** Reads `files` (+ a metadata table) in the engine and trains a new model on them; whether they were read. @param {FileEntry[]} files @param {FileEntry | null} obs @param {string} what @returns {Promise<boolean>} */
 export async function load(files, obs, what) {
   clearError();
   const started = performance.now();
@@ -134,10 +134,12 @@ export async function load(files, obs, what) {
     // Next step: bring the Train button into view if it is off screen.
     const box = $('train-toggle').getBoundingClientRect();
     if (box.bottom > window.innerHeight || box.top < 0) $('train-title').scrollIntoView({ block: 'start' });
+    return true;
   } catch (e) {
     state.phase = 'failed';
     setProgress(S.data ? 'The data loaded before is still there.' : '');
     showError(message(e));
+    return false;
   } finally {
     clearInterval(tick);
   }
@@ -159,25 +161,31 @@ async function loadDemo() {
   try {
     const files = await Promise.all(['matrix.mtx.gz', 'features.tsv', 'barcodes.tsv'].map(get));
     const obs = await get('cells.tsv');
-    await load(files, obs, 'the demo (700 PBMCs)');
+    if (await load(files, obs, 'the demo (700 PBMCs)')) S.chosen = files;
   } catch (e) {
     showError(message(e));
   }
 }
 
+/** Reads count `files` with the metadata table chosen, if any; once read, they are the
+ * counts a table chosen later is joined to (a file that failed never is). @param {FileEntry[]} files */
+async function loadCounts(files) {
+  const obsFiles = input('obs-input').files;
+  const obs = obsFiles && obsFiles.length ? fileEntries(obsFiles)[0] : null;
+  if (await load(files, obs, files.map((f) => f.name).join(', ') + (obs ? ` with ${obs.name}` : ''))) S.chosen = files;
+}
+
 /** @param {FileList | File[] | null} list */
 async function loadChosen(list) {
   if (!list || !list.length) return;
-  const files = fileEntries(list);
-  S.chosen = files;
-  const obsFiles = input('obs-input').files;
-  const obs = obsFiles && obsFiles.length ? fileEntries(obsFiles)[0] : null;
-  await load(files, obs, files.map((f) => f.name).join(', ') + (obs ? ` with ${obs.name}` : ''));
+  await loadCounts(fileEntries(list));
 }
 
-/** A metadata table chosen after the counts: read the counts again with it. */
+/** A metadata table chosen after the counts (chosen files or the demo's): read the
+ * counts loaded last again with it (a table that does not fit leaves the data as it was). */
 async function obsChosen() {
-  if (S.chosen) await loadChosen(S.chosen.map((f) => /** @type {File} */ (f.file)));
+  if (S.chosen) await loadCounts(S.chosen);
+  else if (input('obs-input').files?.length) showError('A metadata table is joined to the counts: load the count files (or the demo) first, then choose the table.');
 }
 
 export function wireFiles() {

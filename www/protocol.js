@@ -111,6 +111,7 @@
  *   latent: {payload: {}, result: {latent: Float32Array}},
  *   export_model: {payload: {}, result: {safetensors: Uint8Array, config: string}},
  *   lose_gpu: {payload: {step: number}, result: {}},
+ *   gpu_fault: {payload: {kind: 'lost' | 'oom' | 'shader', step: number}, result: {}},
  *   restore: {payload: {}, result: Restored},
  *   keep_settings: {payload: {form: Record<string, string>}, result: {}},
  *   forget: {payload: {}, result: {}},

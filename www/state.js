@@ -98,7 +98,7 @@ export const S = {
   engineGpu: { offered: false, ok: false, adapter: null, software: false, error: null }, // the engine thread's
   data: null, // the loaded data: summary and gene names (the matrix itself lives in the engine)
   load: null,
-  chosen: null, // the count files chosen last, read again with a metadata table
+  chosen: null, // the count files loaded last (chosen, dropped or the demo's), read again with a metadata table
   info: null, // the current session's fixed facts
   run: 'empty', // the engine's run state, from its last snapshot
   stepsPending: 0, // "1 step" requests not yet answered

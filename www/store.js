@@ -5,10 +5,13 @@
 //
 // - `data`: the loaded matrix as `Dataset.to_bytes` wrote it (CVMATRX1, the hand-off
 //   codec), what it was (file names, for the note), when;
-// - `model`: the trained model (`model_safetensors` + `model_config_json`, which
-//   `Session.from_model` loads back), the options it was made with, the training history
-//   (per-epoch rows) and the epoch and step it had reached; it names the `data` entry it
-//   belongs to;
+// - `model`: the run (`Session.checkpoint`: parameters, Adam's moments, step and epoch;
+//   `Session.run_record`: the settings as they are now, the position in the epoch, the
+//   history; `model_config_json`), which `Session.resume` continues exactly where it
+//   stopped, with the options it was made with and the epoch and step it had reached; it
+//   names the `data` entry it belongs to. An entry of an earlier version of the page holds
+//   `safetensors` (the parameters only) and a `history` instead of `checkpoint` and
+//   `run`: it is still read (`Session.from_model`: training goes on from the parameters);
 // - `settings`: the values of the settings form, by element id.
 //
 // Only the engine writes (engine.js, through `Keeper`): after a load, after a new model,
@@ -31,8 +34,10 @@ export const FORMAT = 'cellvae-kept-1';
 
 /**
  * @typedef {{format: string, id: string, savedAt: number, what: string, nCells: number, nGenes: number, bytes: Uint8Array}} DataEntry
- * @typedef {{format: string, dataId: string, savedAt: number, safetensors: Uint8Array, config: string,
- *   options: SessionOptions, history: EpochRow[], epoch: number, step: number, epochs: number, finished: boolean}} ModelEntry
+ * @typedef {{format: string, dataId: string, savedAt: number, checkpoint?: Uint8Array, run?: string, config: string,
+ *   options: SessionOptions, epoch: number, step: number, epochs: number, finished: boolean,
+ *   safetensors?: Uint8Array, history?: EpochRow[]}} ModelEntry
+ *   `checkpoint` + `run` (this version), or `safetensors` + `history` (an earlier one).
  * @typedef {{format: string, savedAt: number, form: Record<string, string>}} SettingsEntry
  * @typedef {{data?: DataEntry | null, model?: ModelEntry | null, settings?: SettingsEntry | null}} Write
  *   What to write: an entry to put, null to delete it, absent to leave it.
@@ -129,8 +134,10 @@ function isOptions(v) {
 /** A model entry as written by this page for the data entry `dataId`, else null. @param {unknown} v @param {string} dataId @returns {ModelEntry | null} */
 export function checkModel(v, dataId) {
   if (!isObject(v) || v.format !== FORMAT || v.dataId !== dataId || !isTime(v.savedAt)) return null;
-  if (!(v.safetensors instanceof Uint8Array) || !isText(v.config, 10_000_000) || !isOptions(v.options)) return null;
-  if (!Array.isArray(v.history) || !v.history.every(isRow)) return null;
+  if (!isText(v.config, 10_000_000) || !isOptions(v.options)) return null;
+  const run = v.checkpoint instanceof Uint8Array && isText(v.run, 100_000_000);
+  const older = v.safetensors instanceof Uint8Array && Array.isArray(v.history) && v.history.every(isRow);
+  if (!run && !older) return null;
   if (!isCount(v.epoch) || !isCount(v.step) || !isCount(v.epochs) || typeof v.finished !== 'boolean') return null;
   return /** @type {ModelEntry} */ (/** @type {unknown} */ (v));
 }
@@ -243,7 +250,7 @@ export class Keeper {
       if (w.data && typeof navigator !== 'undefined' && navigator.storage && navigator.storage.estimate) {
         // Refuse up front what cannot fit (the write would fail at commit anyway).
         const est = await navigator.storage.estimate().catch(() => null);
-        const need = w.data.bytes.length + (w.model ? w.model.safetensors.length : 0);
+        const need = w.data.bytes.length + (w.model && w.model.checkpoint ? w.model.checkpoint.length : 0);
         if (est && est.quota !== undefined && est.usage !== undefined && est.usage + need > est.quota) {
           throw new DOMException(`${(need / 1e6).toFixed(1)} MB do not fit in the ${((est.quota - est.usage) / 1e6).toFixed(1)} MB left`, 'QuotaExceededError');
         }

@@ -17,6 +17,7 @@
 //! and `h5/frame.rs`; the Cell Ranger layout in `h5/tenx.rs`.
 
 mod anndata;
+mod fixed_array;
 mod float16;
 mod frame;
 mod tenx;
@@ -93,6 +94,18 @@ impl H5 {
             )
         })?;
         let sb = file.superblock();
+        if let Some((at, bits)) =
+            fixed_array::overflowing_header(file.as_bytes(), sb.offset_size, sb.length_size)
+        {
+            return Err(Error::input_at(
+                &input.name,
+                format!("byte {at}"),
+                format!(
+                    "is a damaged HDF5 file: a chunk index (Fixed Array header) declares pages \
+                     of 2^{bits} elements, which cannot be; download or copy the file again"
+                ),
+            ));
+        }
         let declared = sb.base_address.get().saturating_add(sb.eof_address);
         if declared > len {
             return Err(Error::input(

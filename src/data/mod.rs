@@ -70,55 +70,73 @@ impl InputFile {
         self.decompressed_within(MAX_EXPANDED_BYTES)
     }
 
-    /// The bytes, decompressed when they are gzip, streamed with a cap: a file that
-    /// expands to more than `limit` bytes is refused as too large (not damaged) as soon
-    /// as the cap is passed, before memory runs out (a small `.gz` can expand to
-    /// gigabytes). A truncated or damaged gzip stream is an error, never a partial read;
-    /// so is a gzip stream inside the gzip stream (a file compressed twice).
+    /// The bytes, decompressed when they are gzip, with a cap: a file that expands to
+    /// more than `limit` bytes is refused as too large (not damaged) before any memory
+    /// is set aside for it (a small `.gz` can expand to gigabytes). The stream is
+    /// inflated twice: once counting (64 KiB at a time, stopping as soon as the cap is
+    /// passed), then into a buffer of exactly the size counted (so a valid file needs
+    /// its size once, never the doubling a growing buffer takes). A truncated or damaged
+    /// gzip stream is an error, never a partial read; so is a gzip stream inside the
+    /// gzip stream (a file compressed twice).
     pub fn decompressed_within(&self, limit: u64) -> Result<std::borrow::Cow<'_, [u8]>> {
         if !is_gzip(&self.bytes) {
             return Ok(std::borrow::Cow::Borrowed(&self.bytes));
         }
-        let start = (self.bytes.len() as u64).saturating_mul(4).min(limit) as usize;
-        let mut out = Vec::with_capacity(start);
-        flate2::read::MultiGzDecoder::new(&self.bytes[..])
-            .take(limit.saturating_add(1))
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                Error::input(
-                    &self.name,
-                    format!(
-                        "the gzip stream is truncated or damaged ({e}); \
-                         download or copy the file again"
-                    ),
-                )
-            })?;
-        if out.len() as u64 > limit {
-            return Err(Error::input(
+        let damaged = |e: std::io::Error| {
+            Error::input(
                 &self.name,
                 format!(
-                    "expands to more than {} when decompressed ({} compressed): too large \
-                     to read here, not damaged; cellvae reads at most {} of decompressed \
-                     data per file{}; split the cells into several files, or keep fewer \
-                     genes or cells before exporting",
-                    human_bytes(limit),
-                    human_bytes(self.bytes.len() as u64),
-                    human_bytes(limit),
-                    if cfg!(target_arch = "wasm32") {
-                        " in the browser (the command line reads more)"
-                    } else {
-                        ""
-                    }
+                    "the gzip stream is truncated or damaged ({e}); \
+                     download or copy the file again"
                 ),
-            ));
+            )
+        };
+        let mut chunk = vec![0u8; 64 << 10];
+        let mut head = [0u8; 2];
+        let mut size = 0u64;
+        let mut decoder = flate2::read::MultiGzDecoder::new(&self.bytes[..]);
+        loop {
+            let n = decoder.read(&mut chunk).map_err(damaged)?;
+            if n == 0 {
+                break;
+            }
+            if size < 2 {
+                let k = (2 - size as usize).min(n);
+                head[size as usize..size as usize + k].copy_from_slice(&chunk[..k]);
+            }
+            size += n as u64;
+            if size > limit {
+                return Err(Error::input(
+                    &self.name,
+                    format!(
+                        "expands to more than {} when decompressed ({} compressed): too \
+                         large to read here, not damaged; cellvae reads at most {} of \
+                         decompressed data per file{}; split the cells into several files, \
+                         or keep fewer genes or cells before exporting",
+                        human_bytes(limit),
+                        human_bytes(self.bytes.len() as u64),
+                        human_bytes(limit),
+                        if cfg!(target_arch = "wasm32") {
+                            " in the browser (the command line reads more)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
         }
-        if is_gzip(&out) {
+        if size >= 2 && is_gzip(&head) {
             return Err(Error::input(
                 &self.name,
                 "is gzip-compressed twice (a .gz inside the .gz); decompress it once \
                  (`gunzip`) and give the result, or compress the original file only once",
             ));
         }
+        let mut out = Vec::with_capacity(size as usize);
+        flate2::read::MultiGzDecoder::new(&self.bytes[..])
+            .take(size)
+            .read_to_end(&mut out)
+            .map_err(damaged)?;
         Ok(std::borrow::Cow::Owned(out))
     }
 }

@@ -19,11 +19,6 @@ use super::text::{
 use super::{check_count, CountMatrix, InputFile, Orientation, ReadOptions, MAX_NNZ};
 use crate::error::{Error, Result};
 
-/// Without a features (barcodes) file, the most genes (cells) a header may claim beyond
-/// its number of entries: their names are generated, so this bounds what a header alone
-/// can make the reader allocate.
-pub const MAX_UNNAMED_EMPTY: u64 = 1_000_000;
-
 /// Genes as listed in a features / genes file.
 struct FeatureList {
     ids: Vec<String>,
@@ -32,6 +27,11 @@ struct FeatureList {
     types: Option<Vec<String>>,
 }
 
+/// The most cells (or genes) a matrix without a barcodes (features) file may declare
+/// beyond one per byte of the file: their names are made here, so a three-line file must
+/// not ask for 50 million of them.
+pub const MAX_UNNAMED: u64 = 1_000_000;
+
 /// Reads a Matrix Market file, with the 10x features and barcodes files when given.
 ///
 /// Without a features file genes are named `gene_1`, `gene_2`, ...; without barcodes
@@ -39,7 +39,8 @@ struct FeatureList {
 /// has a type column mixing `Gene Expression` with other features (antibodies, CRISPR
 /// guides), only the gene expression features are kept (as scanpy's `read_10x_mtx`
 /// does) and that is noted. Duplicated gene names are made unique (`A`, `A-1`).
-/// The format is `10x-mtx` when both names files are given, else `mtx`.
+/// The format is `10x-mtx` when both names files are given, else `mtx`. Without a
+/// names file an axis may not be longer than [`MAX_UNNAMED`] or the file's size in bytes.
 pub fn read_mtx(
     matrix: &InputFile,
     features: Option<&InputFile>,
@@ -123,33 +124,6 @@ pub fn read_mtx(
         }
     }
 
-    // Without a names file a side's names are generated, one per row or column: bound
-    // them by what the file holds, or a 70-byte header asking for 50 million cells and
-    // genes takes 12 GB and a minute (a fuzz-campaign probe).
-    for (n, named, what, side, names_file) in [
-        (
-            n_genes,
-            features.is_some(),
-            "genes",
-            gene_side,
-            "features / genes",
-        ),
-        (n_cells, barcodes.is_some(), "cells", cell_side, "barcodes"),
-    ] {
-        if !named && n > nnz.saturating_add(MAX_UNNAMED_EMPTY) {
-            return Err(Error::input_at(
-                name,
-                format!("line {size_line}"),
-                format!(
-                    "the header says {n} {what} (its {side}s) but only {nnz} {}, and no {names_file} \
-                     file names them; without one, cellvae accepts at most {MAX_UNNAMED_EMPTY} {what} \
-                     more than the entries: the header is damaged, or give the {names_file} file",
-                    entries(nnz)
-                ),
-            ));
-        }
-    }
-
     let triplets = parse_entries(
         name,
         &mut lines,
@@ -159,7 +133,38 @@ pub fn read_mtx(
         cells_as_rows,
         opts,
     )?;
-    // Both sizes are at most the dimension limit (checked in parse_size), so they fit usize.
+    // A side file's names are as many as its lines; without one, the names are made here,
+    // as many as the header says: a tiny file must not make 50 million of them.
+    for (n, side, what, given) in [
+        (n_cells, cell_side, "cells", barcodes.is_some()),
+        (n_genes, gene_side, "genes", features.is_some()),
+    ] {
+        if !given && n > MAX_UNNAMED && n > bytes.len() as u64 {
+            return Err(Error::input_at(
+                name,
+                format!("line {size_line}"),
+                format!(
+                    "the header says {n} {what} (its {side}s), but the file is only {} and no \
+                     {} file names them; without one cellvae accepts at most {MAX_UNNAMED} \
+                     {what}, or one per byte of the file; the header is damaged, or give the \
+                     {} file from the same folder",
+                    super::human_bytes(bytes.len() as u64),
+                    if what == "cells" {
+                        "barcodes"
+                    } else {
+                        "features"
+                    },
+                    if what == "cells" {
+                        "barcodes"
+                    } else {
+                        "features"
+                    },
+                ),
+            ));
+        }
+    }
+
+    // Both sizes are at most MAX_DIMENSION (checked in parse_size), so they fit usize.
     let (n_cells, n_genes) = (n_cells as usize, n_genes as usize);
     let mut m = CountMatrix::from_triplets(n_cells, n_genes, triplets);
     m.notes = pending_notes;

@@ -45,7 +45,7 @@ pub struct QcOptions {
 }
 
 /// What [`preprocess`] removed and kept, step by step.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PreprocessReport {
     /// The settings used.
     pub options: QcOptions,

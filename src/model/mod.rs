@@ -169,5 +169,5 @@ impl ModelConfig {
 pub use backend::{Backend, Posterior, StepHyper, StepLosses, TrainState};
 pub use batch::Minibatch;
 pub use cpu_backend::CpuBackend;
-pub use gpu::GpuBackend;
+pub use gpu::{GpuBackend, GpuFault};
 pub use params::{ParamLayout, Params, TensorSpec};

@@ -7,9 +7,9 @@
 //! losing training ([`Trainer::switch_backend`]).
 
 use crate::error::{Error, Result};
-use crate::model::{CpuBackend, GpuBackend, Params, StepLosses, TrainState};
+use crate::model::{CpuBackend, GpuBackend, GpuFault, Params, StepLosses, TrainState};
 use crate::pipeline::Prepared;
-use crate::train::{EpochRecord, Recovery, Schedule, TrainConfig, Trainer};
+use crate::train::{EpochRecord, Recovery, Schedule, ScheduleRecord, TrainConfig, Trainer};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -40,6 +40,9 @@ pub struct GpuView {
     pub params: Params,
     /// Every recovery from a divergence so far.
     pub recoveries: Vec<Recovery>,
+    /// The whole state last read back (by a read-back with no steps, `step(0)`, or at the
+    /// end of training), with the [`Schedule::version`] and record it was read at.
+    pub saved: Option<Rc<(u64, TrainState, ScheduleRecord)>>,
 }
 
 /// Where the run's trainer is.
@@ -100,6 +103,7 @@ impl GpuRun {
             config: s.config.clone(),
             last: None,
             params,
+            saved: None,
         };
         Ok(GpuRun {
             state: RefCell::new(GpuState::Ready(Box::new(trainer))),
@@ -135,8 +139,37 @@ impl GpuRun {
     /// Fault injection for tests: the device is lost when step `step` begins (see
     /// [`GpuBackend::lose_device_at_step`]). Ignored while steps are in flight.
     pub fn lose_device_at_step(&self, step: u32) {
+        self.fault_at_step(step, GpuFault::DeviceLost);
+    }
+
+    /// Fault injection for tests: `fault` at step `step` (see
+    /// [`GpuBackend::fault_at_step`]). Ignored while steps are in flight.
+    pub fn fault_at_step(&self, step: u32, fault: GpuFault) {
         if let GpuState::Ready(t) = &mut *self.state.borrow_mut() {
-            t.backend.lose_device_at_step(step);
+            t.backend.fault_at_step(step, fault);
+        }
+    }
+
+    /// The state to keep and the record that goes with it: the whole state last read
+    /// back when no step was taken since, else the newest snapshot (its steps are taken
+    /// again when the run is resumed). lr and beta are the current ones.
+    pub fn checkpoint(&self) -> Result<(TrainState, ScheduleRecord)> {
+        match &*self.state.borrow() {
+            GpuState::Ready(t) => {
+                let s = &t.schedule;
+                let (state, mut record) = match &self.view.borrow().saved {
+                    Some(saved) if saved.0 == s.version() => (saved.1.clone(), saved.2.clone()),
+                    _ => (s.resume_state().clone(), s.record_at_resume_point()),
+                };
+                record.config = s.config.clone();
+                Ok((state, record))
+            }
+            GpuState::Stepping => Err(Error::Gpu(
+                "GPU steps are in flight: keep the run after them".into(),
+            )),
+            GpuState::FellBack(..) | GpuState::Failed(_) => {
+                Err(Error::Gpu("the run has left the GPU".into()))
+            }
         }
     }
 
@@ -161,7 +194,8 @@ impl GpuRun {
 
     /// Runs up to `n` steps on the GPU (queued in groups), then reads the parameters
     /// back into the view (at most every 150 ms while training runs, and always after
-    /// a single step or at the end). A GPU error hands the run to the CPU (see
+    /// a single step or at the end; `n == 0` and the end read the whole state, what
+    /// [`GpuRun::checkpoint`] keeps). A GPU error hands the run to the CPU (see
     /// [`GpuRun::take_fallback`]) and is not an error here; other errors are.
     pub async fn step(&self, n: u32) -> Result<()> {
         let taken = std::mem::replace(&mut *self.state.borrow_mut(), GpuState::Stepping);
@@ -206,13 +240,23 @@ impl GpuRun {
     async fn run(&self, trainer: &mut Trainer<GpuBackend>, n: u32) -> Result<()> {
         let out = trainer.run_steps_async(&self.data.matrix, n).await?;
         let now = (self.clock)();
-        let due =
-            n <= 1 || trainer.schedule.finished() || now - self.last_read.get() >= PARAMS_EVERY_S;
-        let params = if due {
+        // A read-back with no steps (a pause's) and the end read the whole state (what
+        // is kept); while training runs, the parameters only.
+        let whole = n == 0 || trainer.schedule.finished();
+        let due = whole || now - self.last_read.get() >= PARAMS_EVERY_S;
+        let mut saved = None;
+        let params = if !due {
+            None
+        } else if whole {
+            self.last_read.set(now);
+            let state = trainer.checkpoint_async().await?;
+            let params = state.params.clone();
+            let s = &trainer.schedule;
+            saved = Some(Rc::new((s.version(), state, s.record())));
+            Some(params)
+        } else {
             self.last_read.set(now);
             Some(trainer.params_async().await?)
-        } else {
-            None
         };
         let s = &trainer.schedule;
         let mut v = self.view.borrow_mut();
@@ -233,6 +277,9 @@ impl GpuRun {
             let closed = out.last().is_some_and(|(_, r)| r.is_some());
             let epoch = s.epoch() - u32::from(closed && s.epoch() > 0);
             v.last = Some((l, s.config.kl_weight(epoch)));
+        }
+        if saved.is_some() {
+            v.saved = saved;
         }
         if let Some(p) = params {
             v.params = p;

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod gpu_run;
 pub mod options;
 mod report;
+pub mod resume;
 pub mod views;
 
 use crate::error::{Error, Result};
@@ -78,6 +79,10 @@ pub struct Session {
     /// Why the GPU run moved to the CPU, until the page has been told.
     fallback: Option<String>,
     clock: fn() -> f64,
+    /// The run record of the last checkpoint ([`Session::run_record`]).
+    saved_record: Option<String>,
+    /// The prepared data's fingerprint, once computed (run records carry it).
+    data_print: Option<String>,
 }
 
 impl Session {
@@ -155,7 +160,6 @@ impl Session {
         clock: fn() -> f64,
     ) -> Result<Session> {
         let tc = run.train_config(prep.train_cells.len(), Words::Page)?;
-        let config = params.config.clone();
         let trainer = Trainer::new(
             CpuBackend::new(),
             tc,
@@ -164,10 +168,24 @@ impl Session {
             prep.batch_codes.clone(),
             clock,
         )?;
-        Ok(Session {
+        Ok(Session::around(
+            prep, trainer, label_key, batch_key, origin, clock,
+        ))
+    }
+
+    /// A session around a CPU trainer on `prep`.
+    fn around(
+        prep: Prepared,
+        trainer: Trainer<CpuBackend>,
+        label_key: Option<String>,
+        batch_key: Option<String>,
+        origin: String,
+        clock: fn() -> f64,
+    ) -> Session {
+        Session {
             data: Rc::new(prep),
+            config: trainer.resume_state().params.config.clone(),
             run: Run::Cpu(Box::new(trainer)),
-            config,
             label_key,
             batch_key,
             origin,
@@ -176,7 +194,9 @@ impl Session {
             explorer: None,
             fallback: None,
             clock,
-        })
+            saved_record: None,
+            data_print: None,
+        }
     }
 
     // ---- training -----------------------------------------------------------------
@@ -294,6 +314,28 @@ impl Session {
     pub fn test_lose_gpu_at_step(&self, step: u32) {
         if let Run::Gpu(run) = &self.run {
             run.lose_device_at_step(step);
+        }
+    }
+
+    /// Fault injection for tests of the CPU fallback: `kind` (`"lost"`: the device is
+    /// destroyed; `"oom"`: a buffer allocation runs out of memory; `"shader"`: a shader
+    /// fails validation) at training step `step` (see
+    /// [`GpuBackend::fault_at_step`](crate::model::GpuBackend::fault_at_step)). An
+    /// error when the kind is unknown or the GPU is not in use.
+    pub fn test_gpu_fault(&self, kind: &str, step: u32) -> Result<()> {
+        let fault = crate::model::GpuFault::parse(kind).ok_or_else(|| {
+            Error::Config(format!(
+                "unknown GPU fault '{kind}': expected lost, oom or shader"
+            ))
+        })?;
+        match &self.run {
+            Run::Gpu(run) => {
+                run.fault_at_step(step, fault);
+                Ok(())
+            }
+            _ => Err(Error::Config(
+                "training does not run on the GPU: there is no GPU to fail".into(),
+            )),
         }
     }
 

@@ -27,7 +27,7 @@
 //! computed without them.
 
 use crate::model::TrainState;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// Finite steps whose unweighted losses form the recent history.
@@ -50,7 +50,7 @@ pub const HUGE: f32 = 1e6;
 
 /// What one recovery did, reported to the user (CLI stderr, `metrics.json`
 /// `recoveries`, the page's status).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recovery {
     /// The step at which the divergence was seen (0-based).
     pub step: u32,
@@ -97,8 +97,9 @@ pub enum Verdict {
 }
 
 /// The recent history of finite step losses and whether anything suspicious happened
-/// since the last snapshot point.
-#[derive(Debug, Clone, Default)]
+/// since the last snapshot point (kept in a run record, so a resumed run judges its
+/// steps as the uninterrupted run would).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LossWatch {
     recent: VecDeque<f64>,
     /// A suspicious step since the last snapshot point.
@@ -139,6 +140,11 @@ impl LossWatch {
         }
         self.recent
             .push_back(f64::from(reconstruction) + f64::from(kl));
+    }
+
+    /// Whether the history is one a run could have: at most [`WINDOW`] finite losses.
+    pub fn is_plausible(&self) -> bool {
+        self.recent.len() <= WINDOW && self.recent.iter().all(|v| v.is_finite())
     }
 
     fn median(&self) -> f64 {

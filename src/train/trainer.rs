@@ -173,6 +173,13 @@ impl<B: Backend> Trainer<B> {
         block_on(Trainer::resume_async(backend, schedule))
     }
 
+    /// A trainer running `schedule` (as built, e.g. [`Schedule::resume_from`]) on
+    /// `backend`, from the schedule's resume state: nothing is rewound or replayed.
+    pub fn from_schedule(mut backend: B, schedule: Schedule) -> Result<Trainer<B>> {
+        block_on(backend.load(schedule.resume_state()))?;
+        Ok(Trainer { backend, schedule })
+    }
+
     /// Continues `schedule` on `backend` from `state`, the run's current state (a CPU
     /// run moving to the GPU mid-epoch: its position in the epoch, history and settings
     /// carry over, nothing is replayed).

@@ -1,8 +1,10 @@
-// Nothing lost on reload: the data, the settings, the trained model and its history are
-// kept in this browser (IndexedDB, written by the engine) and come back after a reload and
-// after a browser restart (the same profile directory); "Forget everything" deletes them
-// (a reload then shows the landing page); a full storage is said and training goes on;
-// damaged or foreign entries are discarded with a note. WebGPU on and off.
+// Nothing lost on reload: the data, the settings, the run (checkpoint + run record) and its
+// history are kept in this browser (IndexedDB, written by the engine) and come back after a
+// reload and after a browser restart (the same profile directory); training after a reload
+// is what training without one computes (compared with a second browser that trains the
+// same steps straight); "Forget everything" deletes them (a reload then shows the landing
+// page); a full storage is said and training goes on; damaged, foreign or older-version
+// entries are discarded with a note or read as they can be. WebGPU on and off.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -46,12 +48,31 @@ function keptKeys(page) {
   }));
 }
 
+// Which of the model entry's fields hold the run: ['checkpoint', 'run'] (this version)
+// or ['safetensors'] (an earlier one).
+function keptModelFields(page) {
+  return page.evaluate(() => new Promise((resolve, reject) => {
+    const r = indexedDB.open('cellvae');
+    r.onerror = () => reject(r.error);
+    r.onsuccess = () => {
+      const db = r.result;
+      const q = db.transaction('kept').objectStore('kept').get('model');
+      q.onsuccess = () => { db.close(); resolve(['checkpoint', 'run', 'safetensors'].filter((k) => q.result && k in q.result)); };
+      q.onerror = () => reject(q.error);
+    };
+  }));
+}
+
 // Changes one kept entry in place, as named (the CSP forbids eval, so the changes are
 // written out here).
 function tamper(page, key, kind) {
   return page.evaluate(([k, how]) => new Promise((resolve, reject) => {
     const change = {
-      'truncate-model': (m) => ({ ...m, safetensors: m.safetensors.slice(0, 40) }),
+      'truncate-model': (m) => ({ ...m, checkpoint: m.checkpoint.slice(0, 40) }),
+      'flip-checkpoint': (m) => { const c = m.checkpoint.slice(); c[c.length >> 1] ^= 16; return { ...m, checkpoint: c }; },
+      // As an earlier version of the page kept a model: parameters (a checkpoint holds
+      // them under the same names) and a history, no run record.
+      'older-version': (m) => { const { checkpoint, run, ...rest } = m; return { ...rest, safetensors: checkpoint, history: JSON.parse(run).schedule.history }; },
       'other-data': (m) => ({ ...m, dataId: 'someone-else' }),
       'damage-bytes': (d) => { const bytes = d.bytes.slice(); bytes.fill(7, 8, 64); return { ...d, bytes }; },
       'foreign-data': () => ({ hello: 'world', bytes: '<script>window.pwned=1</script>' }),
@@ -80,6 +101,27 @@ function assertSameLatents(got, want, tol = 1e-4) {
   assert.ok(worst <= tol, `latent means differ by up to ${worst}`);
 }
 
+// Presses "1 step" `n` times, each after the last one's step is shown.
+async function stepTimes(page, n) {
+  for (let i = 0; i < n; i++) {
+    const want = (await status(page)).step + 1;
+    await page.click('[data-testid="train-step"]');
+    await page.waitForFunction((w) => { const s = window.cellvae.status(); return s.step === w && !s.training; }, want, { timeout: 30_000 });
+  }
+}
+
+// The demo loaded with the learning rate the tests set.
+async function demoAt(page, lr) {
+  await page.click('[data-testid="demo-button"]');
+  await page.waitForFunction(() => window.cellvae.status().n_cells === 700, null, { timeout: 60_000 });
+  await page.fill('[data-testid="lr"]', lr);
+  await page.dispatchEvent('[data-testid="lr"]', 'change');
+  await page.waitForFunction((x) => Math.abs(window.cellvae.status().settings.lr - Number(x)) < 1e-8, lr);
+}
+
+// History rows without their wall-clock seconds.
+const rows = (h) => h.map(({ seconds, ...r }) => r);
+
 async function trainTo(page, epochs) {
   await page.click('[data-testid="train-toggle"]');
   await page.waitForFunction((e) => window.cellvae.status().epoch >= e, epochs, { timeout: 120_000 });
@@ -101,11 +143,7 @@ for (const webgpu of [true, false]) {
 
       await t.test('a reload brings back the cells, the latent map, the history and the settings', async () => {
         const page = b.page;
-        await page.click('[data-testid="demo-button"]');
-        await page.waitForFunction(() => window.cellvae.status().n_cells === 700, null, { timeout: 60_000 });
-        await page.fill('[data-testid="lr"]', '0.002');
-        await page.dispatchEvent('[data-testid="lr"]', 'change');
-        await page.waitForFunction(() => Math.abs(window.cellvae.status().settings.lr - 0.002) < 1e-8);
+        await demoAt(page, '0.002');
         await page.selectOption('[data-testid="steps-per-frame"]', '10');
         await trainTo(page, 3);
         const s = await status(page);
@@ -131,6 +169,34 @@ for (const webgpu of [true, false]) {
         // The curves are drawn from the restored history.
         assert.equal((await page.isHidden('[data-testid="restore-note"]')), true);
         await page.screenshot({ path: screenshotPath(`restored-${mode}.png`) });
+      });
+
+      await t.test('training after the reload is what training without one computes', async (st) => {
+        const page = b.page;
+        const k = 3;
+        const at = (await status(page)).step;
+        assert.equal(at, before.status.step);
+        st.diagnostic(`reloaded at step ${at} (epoch ${before.status.epoch}, ${at - 6 * before.status.epoch} steps into the next); ${k} single steps after`);
+        await stepTimes(page, k);
+        const got = await status(page);
+        assert.equal(got.step, at + k);
+        // A second browser (a fresh profile) trains the same steps straight.
+        const fresh = await launch(webgpu);
+        try {
+          await openApp(fresh.page);
+          await demoAt(fresh.page, '0.002');
+          await stepTimes(fresh.page, at + k);
+          const want = await status(fresh.page);
+          assert.equal(got.epoch, want.epoch);
+          assert.deepEqual(rows(got.history), rows(want.history));
+          assert.ok(Math.abs(got.elbo - want.elbo) <= 1e-5, `ELBO ${got.elbo} after the reload, ${want.elbo} straight`);
+          assert.equal(got.settings.lr, want.settings.lr);
+          assertSameLatents(await latents(page), await latents(fresh.page), 1e-5);
+          assert.deepEqual(fresh.consoleErrors.filter((e) => !/favicon/.test(e)), [], 'console errors');
+        } finally {
+          await fresh.close();
+        }
+        await waitKept(page);
       });
 
       await t.test('training goes on from the restored model, its epochs counted on', async () => {
@@ -236,6 +302,31 @@ for (const webgpu of [true, false]) {
         await page.click('[data-testid="train-step"]');
         await page.waitForFunction(() => window.cellvae.status().step === 1);
         await waitKept(page);
+      });
+
+      await t.test('a checkpoint with one bit changed: refused, a new model', async () => {
+        await tamper(page, 'model', 'flip-checkpoint');
+        await reload(page);
+        assert.equal((await status(page)).step, 0, 'a new model');
+        assert.match(await page.textContent('[data-testid="restore-note"]'), /could not be loaded .*checkpoint\.safetensors.*damaged.*: it was discarded/);
+        await page.click('[data-testid="train-step"]');
+        await page.waitForFunction(() => window.cellvae.status().step === 1);
+        await waitKept(page);
+      });
+
+      await t.test('a model kept by an earlier version of the page: its parameters come back', async () => {
+        const want = await latents(page);
+        await tamper(page, 'model', 'older-version');
+        await reload(page);
+        const s = await status(page);
+        assert.equal(s.n_cells, 700);
+        assert.equal(s.step, 0, 'counted afresh');
+        assertSameLatents(await latents(page), want, 1e-6);
+        assert.match(await page.textContent('[data-testid="restore-note"]'), /kept by an earlier version of the page/);
+        await page.click('[data-testid="train-step"]');
+        await page.waitForFunction(() => window.cellvae.status().step === 1);
+        await waitKept(page);
+        assert.deepEqual(await keptModelFields(page), ['checkpoint', 'run'], 'kept again as this version keeps it');
       });
 
       await t.test('a model of other data: discarded', async () => {

@@ -95,6 +95,9 @@ for (const webgpu of [true, false]) {
       });
 
       await t.test('4 latent dimensions: PCA with a stable orientation, axis pairs', async () => {
+        // Enough epochs that the run cannot finish before the pause below arrives (30
+        // epochs of 10 steps can pass in about a second at full speed).
+        await setSettings(page, { epochs: '1000' });
         await page.click('[data-testid="train-reset"]');
         await page.waitForFunction(() => window.cellvae.status().step === 0);
         assert.equal(await page.isVisible('[data-testid="axes"]'), true);

@@ -27,7 +27,7 @@ pub use batchnorm::BnTrainOutput;
 pub use counts::NbBuffers;
 
 use crate::error::{Error, Result};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What the user is told about the adapter in use.
@@ -58,6 +58,9 @@ pub struct GpuContext {
     largest_buffer: AtomicU64,
     /// Recorded uniforms and bind groups, by tape key (see [`GpuContext::begin_tape`]).
     tapes: Mutex<Tapes>,
+    /// Fault injection: the next out-of-memory scope reports an error (see
+    /// [`GpuContext::fail_next_allocation`]).
+    fail_allocation: AtomicBool,
 }
 
 /// A bind group and what it was made of.
@@ -134,6 +137,7 @@ impl GpuContext {
             dispatches: AtomicUsize::new(0),
             largest_buffer: AtomicU64::new(0),
             tapes: Mutex::new(Tapes::default()),
+            fail_allocation: AtomicBool::new(false),
         })
     }
 
@@ -298,6 +302,41 @@ impl GpuContext {
         Ok(self.device.create_buffer(desc))
     }
 
+    /// Fault injection, for tests of what callers do when the GPU runs out of memory:
+    /// the next out-of-memory error scope that closes around a buffer allocation reports
+    /// an error (once), as a device out of memory does. wgpu cannot be made to run out
+    /// of memory on demand, so the scope's verdict is what is injected; the allocation,
+    /// the scope and every caller's handling of its error are the real ones.
+    pub fn fail_next_allocation(&self) {
+        self.fail_allocation.store(true, Ordering::Relaxed);
+    }
+
+    /// The verdict of an out-of-memory scope around an allocation: the device's error,
+    /// or the injected one (see [`GpuContext::fail_next_allocation`]).
+    pub(crate) fn out_of_memory(&self, popped: Option<wgpu::Error>) -> Option<String> {
+        let injected = self.fail_allocation.swap(false, Ordering::Relaxed);
+        match popped {
+            Some(e) => Some(e.to_string()),
+            None if injected => {
+                Some("Out of memory (injected by a test: GpuContext::fail_next_allocation)".into())
+            }
+            None => None,
+        }
+    }
+
+    /// Fault injection, for tests of what callers do when a shader fails validation:
+    /// compiles a WGSL kernel with a type error through [`GpuContext::compute_pipeline`]
+    /// (the real error scope), so the device reports a real validation error, returned
+    /// as [`Error::Gpu`] naming the shader.
+    pub async fn compile_invalid_shader(&self) -> Result<()> {
+        const INVALID: &str = "@group(0) @binding(0) var<storage, read_write> x: array<f32>;\n\
+             @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) i: vec3<u32>) {\n\
+             let v: f32 = i.x;\n  x[i.x] = v;\n}\n";
+        self.compute_pipeline("invalid (injected by a test)", INVALID)
+            .await
+            .map(|_| ())
+    }
+
     /// An error if the device has been lost (then the caller falls back to the CPU).
     pub fn check_lost(&self) -> Result<()> {
         match self.lost.lock().ok().and_then(|l| l.clone()) {
@@ -344,6 +383,12 @@ impl GpuContext {
                 cache: None,
             });
         if let Some(e) = scope.pop().await {
+            // wgpu's report spans lines (a source excerpt); the user gets one line.
+            let e = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             return Err(Error::Gpu(format!(
                 "shader {name} (entry {entry}) failed to compile: {e}"
             )));
@@ -381,7 +426,7 @@ impl GpuContext {
         if !data.is_empty() {
             self.queue.write_buffer(&buffer, 0, data);
         }
-        if let Some(e) = scope.pop().await {
+        if let Some(e) = self.out_of_memory(scope.pop().await) {
             return Err(Error::Gpu(format!(
                 "out of GPU memory creating {label}: {e}"
             )));

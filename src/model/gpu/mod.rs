@@ -39,11 +39,34 @@ pub struct GpuBackend {
     model: Option<Resident>,
     /// Compute dispatches recorded by the last training step (forward, backward, Adam).
     pub last_dispatches: usize,
-    /// Fault injection for tests of the CPU fallback: the device is destroyed when this
-    /// step begins (see [`GpuBackend::lose_device_at_step`]).
-    lose_at: Option<u32>,
+    /// Fault injection for tests of the CPU fallback: a fault at a step (see
+    /// [`GpuBackend::fault_at_step`]).
+    fault_at: Option<(u32, GpuFault)>,
     /// Fault injection for tests of recovery (see [`GpuBackend::poison_at_step`]).
     poison_at: Option<u32>,
+}
+
+/// A GPU failure injected by a test (see [`GpuBackend::fault_at_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuFault {
+    /// The device is destroyed, as after a driver reset.
+    DeviceLost,
+    /// A buffer allocation fails as on a device out of memory.
+    OutOfMemory,
+    /// A shader fails validation.
+    InvalidShader,
+}
+
+impl GpuFault {
+    /// `"lost"`, `"oom"` or `"shader"` (the names tests use), or `None`.
+    pub fn parse(name: &str) -> Option<GpuFault> {
+        match name {
+            "lost" => Some(GpuFault::DeviceLost),
+            "oom" => Some(GpuFault::OutOfMemory),
+            "shader" => Some(GpuFault::InvalidShader),
+            _ => None,
+        }
+    }
 }
 
 fn not_loaded() -> Error {
@@ -65,7 +88,7 @@ impl GpuBackend {
             pipes,
             model: None,
             last_dispatches: 0,
-            lose_at: None,
+            fault_at: None,
             poison_at: None,
         })
     }
@@ -79,7 +102,22 @@ impl GpuBackend {
     /// device is destroyed as training step `step` begins, so that step and every later
     /// call fail with the device-lost error, as after a driver reset.
     pub fn lose_device_at_step(&mut self, step: u32) {
-        self.lose_at = Some(step);
+        self.fault_at_step(step, GpuFault::DeviceLost);
+    }
+
+    /// Fault injection, for testing what callers do when the GPU fails (one fault at a
+    /// time; a later call replaces an earlier one):
+    /// - [`GpuFault::DeviceLost`]: the device is destroyed (`device.destroy()`, in the
+    ///   browser WebGPU's own) as step `step` begins, as after a driver reset;
+    /// - [`GpuFault::OutOfMemory`]: the group of steps holding `step` makes its
+    ///   minibatch buffers again and their allocation fails as a device out of memory
+    ///   fails it (see [`GpuContext::fail_next_allocation`]);
+    /// - [`GpuFault::InvalidShader`]: as step `step` begins, a kernel that fails
+    ///   validation is compiled (see [`GpuContext::compile_invalid_shader`]).
+    ///
+    /// Each makes `train_steps` return [`Error::Gpu`] saying what happened.
+    pub fn fault_at_step(&mut self, step: u32, fault: GpuFault) {
+        self.fault_at = Some((step, fault));
     }
 
     /// Fault injection, for testing recovery (as [`CpuBackend::poison_at_step`](
@@ -215,7 +253,7 @@ impl Backend for GpuBackend {
         let ctx = &self.ctx;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let built = upload_state(ctx, state);
-        let oom = scope.pop().await;
+        let oom = ctx.out_of_memory(scope.pop().await);
         let (tensors, buffers, buffers_saved) = built?;
         if let Some(e) = oom {
             return Err(Error::Gpu(format!(
@@ -280,16 +318,31 @@ impl Backend for GpuBackend {
         }
         let cap = batches[..n].iter().map(|b| b.n_rows).max().unwrap_or(1);
         let before = self.ctx.dispatches();
+        let in_group = |step: u32| hypers[..n].iter().any(|h| h.step == step);
         {
             let ctx = &self.ctx;
             let m = self.model.as_mut().ok_or_else(not_loaded)?;
+            if let Some((step, GpuFault::OutOfMemory)) = self.fault_at {
+                if in_group(step) {
+                    self.fault_at = None;
+                    m.acts = None;
+                    ctx.fail_next_allocation();
+                }
+            }
             ensure_acts(ctx, m, cap, n).await?;
         }
         for (slot, (batch, hyper)) in batches[..n].iter().zip(hypers).enumerate() {
-            if self.lose_at == Some(hyper.step) {
-                self.ctx.device.destroy();
-                #[cfg(not(target_arch = "wasm32"))]
-                let _ = self.ctx.device.poll(wgpu::PollType::wait_indefinitely());
+            match self.fault_at {
+                Some((step, GpuFault::DeviceLost)) if step == hyper.step => {
+                    self.ctx.device.destroy();
+                    #[cfg(not(target_arch = "wasm32"))]
+                    let _ = self.ctx.device.poll(wgpu::PollType::wait_indefinitely());
+                }
+                Some((step, GpuFault::InvalidShader)) if step == hyper.step => {
+                    self.fault_at = None;
+                    self.ctx.compile_invalid_shader().await?;
+                }
+                _ => {}
             }
             if self.poison_at == Some(hyper.step) {
                 self.poison_at = None;

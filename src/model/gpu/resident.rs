@@ -194,7 +194,7 @@ pub(super) async fn ensure_acts(
         let (cap, slots) = (cap.max(have_cap), slots.max(have_slots).max(1));
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let acts = alloc_acts(ctx, cfg, cap, g, h, z, slots);
-        let oom = scope.pop().await;
+        let oom = ctx.out_of_memory(scope.pop().await);
         let acts = acts?;
         if let Some(e) = oom {
             return Err(Error::Gpu(format!(
