@@ -3,7 +3,7 @@
 //!
 //! Both readers check everything before they trust it: the HDF5 signature (a PNG or a
 //! text file renamed `.h5ad` is named as such), the file length against the size its
-//! superblock declares (a truncated download), every shape against [`MAX_DIMENSION`] and
+//! superblock declares (a truncated download), every shape against [`super::MAX_DIMENSION`] (or [`ReadOptions::max_dimension`]) and
 //! [`MAX_NNZ`] before anything is allocated, `indptr` (starts at 0, never decreases, ends at
 //! the number of stored values), every index against its axis, and every value through
 //! [`check_count`]. Any failure is an [`Error::Input`] naming the file, the HDF5 path and
@@ -17,11 +17,12 @@
 //! and `h5/frame.rs`; the Cell Ranger layout in `h5/tenx.rs`.
 
 mod anndata;
+mod fixed_array;
 mod float16;
 mod frame;
 mod tenx;
 
-use super::{check_count, CountMatrix, InputFile, ReadOptions, MAX_DIMENSION, MAX_NNZ};
+use super::{check_count, CountMatrix, InputFile, ReadOptions, MAX_NNZ};
 use crate::error::{Error, Result};
 use hdf5_pure::{DType, Dataset, File, FormatError, Group};
 
@@ -51,7 +52,17 @@ pub fn read_h5ad(file: &InputFile, opts: &ReadOptions) -> Result<CountMatrix> {
 struct H5 {
     name: String,
     file: File,
+    /// The most rows or columns a shape may claim ([`ReadOptions::dimension_limit`]).
+    max_dimension: u64,
+    /// The file's length (decompressed), which bounds what its datasets can hold.
+    file_len: u64,
+    /// The most bytes one dataset may expand to ([`ReadOptions::expanded_limit`]).
+    max_expanded: u64,
 }
+
+/// How many times its stored size compressed data can expand to, at most: deflate's
+/// limit is about 1032 (258-byte matches in 2-bit codes); a margin on top.
+const MAX_EXPANSION: u64 = 1100;
 
 /// What a path inside the file leads to.
 enum Node {
@@ -83,6 +94,18 @@ impl H5 {
             )
         })?;
         let sb = file.superblock();
+        if let Some((at, bits)) =
+            fixed_array::overflowing_header(file.as_bytes(), sb.offset_size, sb.length_size)
+        {
+            return Err(Error::input_at(
+                &input.name,
+                format!("byte {at}"),
+                format!(
+                    "is a damaged HDF5 file: a chunk index (Fixed Array header) declares pages \
+                     of 2^{bits} elements, which cannot be; download or copy the file again"
+                ),
+            ));
+        }
         let declared = sb.base_address.get().saturating_add(sb.eof_address);
         if declared > len {
             return Err(Error::input(
@@ -96,6 +119,9 @@ impl H5 {
         Ok(H5 {
             name: input.name.clone(),
             file,
+            max_dimension: opts.dimension_limit(),
+            file_len: len,
+            max_expanded: opts.expanded_limit(),
         })
     }
 
@@ -110,6 +136,50 @@ impl H5 {
             format!("/{path}"),
             format!("cannot be read ({e}); the file may be damaged: download or copy it again"),
         )
+    }
+
+    /// Refuses, before it is read, a dataset the file cannot hold or that is too large:
+    /// a chunked dataset declares its dimensions and the chunks it lacks are filled in,
+    /// so a 2 KB file could otherwise ask for gigabytes (a fuzz finding: 5 GB and a
+    /// minute for 2^28 declared values).
+    fn check_size(&self, ds: &Dataset, path: &str) -> Result<()> {
+        let shape = ds.shape().map_err(|e| self.fail(path, e))?;
+        let element = ds.element_size().map_err(|e| self.fail(path, e))?.max(1);
+        let bytes = shape
+            .iter()
+            .try_fold(u128::from(element), |acc, &d| {
+                acc.checked_mul(u128::from(d))
+            })
+            .unwrap_or(u128::MAX);
+        let values = bytes / u128::from(element);
+        if bytes > u128::from(self.file_len) * u128::from(MAX_EXPANSION) {
+            return Err(self.err(
+                format!("dataset /{path}"),
+                format!(
+                    "declares {values} values ({bytes} bytes) but the whole file is {} bytes; \
+                     even compressed it cannot hold them: the file is damaged",
+                    self.file_len
+                ),
+            ));
+        }
+        if bytes > u128::from(self.max_expanded) {
+            return Err(self.err(
+                format!("dataset /{path}"),
+                format!(
+                    "holds {values} values ({}), more than the {} cellvae reads from one \
+                     file{}: too large to read here, not damaged; keep fewer genes or cells \
+                     before exporting, or split the cells into several files",
+                    super::human_bytes(u64::try_from(bytes).unwrap_or(u64::MAX)),
+                    super::human_bytes(self.max_expanded),
+                    if cfg!(target_arch = "wasm32") {
+                        " in the browser (the command line reads more)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// What `path` (from the root, no leading `/`) leads to.
@@ -177,6 +247,7 @@ impl H5 {
 
     /// Reads a dataset as text: strings as they are, numbers formatted.
     fn strings(&self, ds: &Dataset, path: &str) -> Result<Vec<String>> {
+        self.check_size(ds, path)?;
         let dtype = ds.dtype().map_err(|e| self.fail(path, e))?;
         match dtype {
             DType::String | DType::VariableLengthString => {
@@ -200,6 +271,9 @@ impl H5 {
                 }
                 .map_err(|e| self.fail(path, e))?
             };
+        }
+        if rows.is_none() {
+            self.check_size(ds, path)?;
         }
         let dtype = ds.dtype().map_err(|e| self.fail(path, e))?;
         Ok(match dtype {
@@ -561,6 +635,7 @@ fn read_dense(
     n_genes: usize,
     allow_non_counts: bool,
 ) -> Result<std::result::Result<CountMatrix, Rejection>> {
+    h.check_size(ds, path)?;
     let rows_per_window = (4_000_000 / n_genes.max(1)).max(1);
     let mut indptr = Vec::with_capacity(n_cells + 1);
     indptr.push(0);
@@ -640,13 +715,14 @@ struct Filled {
 
 /// Reads a shape dataset or attribute value into (rows, columns), refusing absurd sizes.
 fn shape2(h: &H5, location: &str, v: Option<Vec<i128>>) -> Result<(usize, usize)> {
+    let max = h.max_dimension;
     match v.as_deref() {
-        Some(&[a, b]) if (0..=MAX_DIMENSION as i128).contains(&a) && (0..=MAX_DIMENSION as i128).contains(&b) => {
+        Some(&[a, b]) if (0..=max as i128).contains(&a) && (0..=max as i128).contains(&b) => {
             Ok((a as usize, b as usize))
         }
         Some(&[a, b]) => Err(h.err(
             location,
-            format!("the shape {a} x {b} is negative or larger than the {MAX_DIMENSION} cellvae accepts"),
+            format!("the shape {a} x {b} is negative or larger than the {max} rows or columns cellvae accepts"),
         )),
         _ => Err(h.err(location, "the shape must be two non-negative integers")),
     }

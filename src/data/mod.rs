@@ -193,12 +193,22 @@ pub struct ReadOptions {
     /// The most bytes a compressed count matrix may expand to (`None`:
     /// [`MAX_EXPANDED_BYTES`]); metadata and 10x side files always use the default.
     pub max_expanded_bytes: Option<u64>,
+    /// The most rows or columns (cells, genes) a file's header may claim (`None`:
+    /// [`MAX_DIMENSION`]; a value above it is clamped to it). Checked before anything
+    /// is allocated; the fuzz targets set it low.
+    pub max_dimension: Option<u64>,
 }
 
 impl ReadOptions {
     /// The decompression limit in force.
     pub fn expanded_limit(&self) -> u64 {
         self.max_expanded_bytes.unwrap_or(MAX_EXPANDED_BYTES)
+    }
+
+    /// The dimension limit in force (at most [`MAX_DIMENSION`]).
+    pub fn dimension_limit(&self) -> u64 {
+        self.max_dimension
+            .map_or(MAX_DIMENSION, |d| d.min(MAX_DIMENSION))
     }
 }
 
@@ -516,7 +526,8 @@ impl CountMatrix {
     /// Checks internal consistency (lengths, sorted in-range indices); used by tests and
     /// after every reader so a half-read matrix can never leave the reader.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.indptr.len() != self.n_cells + 1 {
+        // checked_add: a decoded n_cells may be usize::MAX (fuzz finding, codec).
+        if self.n_cells.checked_add(1) != Some(self.indptr.len()) {
             return Err("indptr length".into());
         }
         if self.indices.len() != self.data.len()

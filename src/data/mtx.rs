@@ -8,16 +8,15 @@
 //! Orientation: with [`Orientation::Auto`] rows are genes (10x) unless the features and
 //! barcodes files only fit the transposed matrix (rows = cells, as `scipy.io.mmwrite` of
 //! an AnnData `X` gives); [`Orientation::CellsAsRows`] / [`Orientation::CellsAsColumns`]
-//! force it. The header's sizes are checked against [`MAX_DIMENSION`] and [`MAX_NNZ`]
+//! force it. The header's sizes are checked against [`super::MAX_DIMENSION`] (or
+//! [`ReadOptions::max_dimension`]) and [`MAX_NNZ`]
 //! before anything is allocated, and allocations are bounded by the file's size.
 
 use super::text::{
     byte_lines, check_not_utf16, detect_delimiter, duplicates, line_str, parse_index, parse_number,
     show, show_bytes, split_fields, text_lines,
 };
-use super::{
-    check_count, CountMatrix, InputFile, Orientation, ReadOptions, MAX_DIMENSION, MAX_NNZ,
-};
+use super::{check_count, CountMatrix, InputFile, Orientation, ReadOptions, MAX_NNZ};
 use crate::error::{Error, Result};
 
 /// Genes as listed in a features / genes file.
@@ -59,7 +58,7 @@ pub fn read_mtx(
     }
     let mut lines = byte_lines(&bytes);
     let pattern = parse_banner(name, lines.next())?;
-    let (size_line, rows, cols, nnz) = parse_size(name, &mut lines)?;
+    let (size_line, rows, cols, nnz) = parse_size(name, &mut lines, opts.dimension_limit())?;
 
     let mut pending_notes = Vec::new();
     let mut gene_list = features.map(read_features).transpose()?;
@@ -347,6 +346,7 @@ fn parse_banner(name: &str, first: Option<(usize, &[u8])>) -> Result<bool> {
 fn parse_size(
     name: &str,
     lines: &mut super::text::ByteLines<'_>,
+    max_dimension: u64,
 ) -> Result<(usize, u64, u64, u64)> {
     for (n, line) in lines.by_ref() {
         let trimmed = line.trim_ascii();
@@ -373,12 +373,12 @@ fn parse_size(
             }
         };
         for (what, v) in [("rows", rows), ("columns", cols)] {
-            if v > MAX_DIMENSION {
+            if v > max_dimension {
                 return Err(Error::input_at(
                     name,
                     at,
                     format!(
-                        "the header says {v} {what}, more than the {MAX_DIMENSION} this reader accepts; \
+                        "the header says {v} {what}, more than the {max_dimension} this reader accepts; \
                          the file is damaged or not a count matrix"
                     ),
                 ));

@@ -114,6 +114,8 @@ pub fn checkpoint_from_safetensors(
     config: &ModelConfig,
     file: &str,
 ) -> Result<crate::model::TrainState> {
+    // from_safetensors refuses an architecture larger than the file, so Adam's two
+    // moments allocated below are at most twice the file's size.
     let params = from_safetensors(bytes, config, file)?;
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::input(file, format!("is not a readable safetensors file ({e})")))?;
@@ -166,6 +168,7 @@ pub fn from_safetensors(bytes: &[u8], config: &ModelConfig, file: &str) -> Resul
             format!("is not a readable safetensors file ({e}); export the model again"),
         )
     })?;
+    check_room(bytes, config, file)?;
     let mut p = Params::init(config, 0)?;
     let layout = p.layout.clone();
     for (spec, is_buffer) in layout
@@ -205,6 +208,27 @@ pub fn from_safetensors(bytes: &[u8], config: &ModelConfig, file: &str) -> Resul
         ));
     }
     Ok(p)
+}
+
+/// Refuses, before anything is allocated, an architecture whose parameter and buffer
+/// values (f32) need more bytes than the file has (a small `config.json` can describe a
+/// model of gigabytes: 8 layers of 8192 units).
+fn check_room(bytes: &[u8], config: &ModelConfig, file: &str) -> Result<()> {
+    config.validate()?;
+    let layout = super::ParamLayout::new(config);
+    let values = layout.n_params as u64 + layout.n_buffers as u64;
+    let needed = values.saturating_mul(4);
+    if needed > bytes.len() as u64 {
+        return Err(Error::input(
+            file,
+            format!(
+                "has {} bytes but the architecture in config.json needs {needed} bytes ({values} \
+                 f32 values); the file is truncated or the files do not belong together",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads `config.json` text.

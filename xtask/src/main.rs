@@ -3,14 +3,18 @@
 //! - `cargo xtask serve`: build the wasm core and the page, serve them on 127.0.0.1
 //!   (`PORT`, default 8080) with the built-in demo data.
 //! - `cargo xtask test`: every check CI runs: fmt, clippy (native and wasm32), native
-//!   tests (GPU tests on the software Vulkan adapter), wasm tests in headless Chromium
+//!   tests (GPU tests on the software Vulkan adapter), a short run of every fuzz target
+//!   (nightly cargo fuzz, fuzz/README.md), wasm tests in headless Chromium
 //!   with WebGPU, the page's type check (`tsc --noEmit` over www/, JSDoc types) and
 //!   Playwright tests of the served page with WebGPU on and off.
+//!
+//! - `cargo xtask fuzz-smoke`: only the fuzz step of `test` (each target in `fuzz/` for 10 s).
 //!
 //! Both install what is missing on a fresh Debian machine (the wasm32 target,
 //! wasm-bindgen-cli at the Cargo.lock version, Debian's mesa-vulkan-drivers, chromium
 //! and chromium-driver when run as root, the npm test tools) and skip what is there.
 
+mod fuzz;
 mod serve;
 mod setup;
 
@@ -22,12 +26,18 @@ fn main() -> ExitCode {
         Some("serve") => serve::serve_command(),
         Some("build-web") => setup::build_web(true).map(|_| ()),
         Some("test") => test(&args[1..]),
+        Some("fuzz-smoke") => setup::gpu_test_env().and_then(|env| {
+            let refs: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            fuzz::smoke(&refs)
+        }),
         _ => {
             eprintln!(
-                "usage: cargo xtask serve | test [--skip-browser]\n\
+                "usage: cargo xtask serve | test [--skip-browser] | build-web | fuzz-smoke\n\
                  \n  serve       build the web app and serve it on 127.0.0.1:$PORT (default 8080)\
                  \n  test        run every check (fmt, clippy, native, wasm, type check and browser tests)\
-                 \n  build-web   build the wasm core and bindings into www/pkg"
+                 \n  build-web   build the wasm core and bindings into www/pkg\
+                 \n  fuzz-smoke  only the fuzz step of `test`: each fuzz target for 10 s (nightly)"
             );
             return ExitCode::from(2);
         }
@@ -94,6 +104,10 @@ fn test(args: &[String]) -> Result<(), String> {
     step("native tests", &mut || {
         setup::cargo(&["test", "--workspace"], &env_refs)
     })?;
+    step(
+        "fuzz smoke (nightly cargo fuzz, 10 s per target)",
+        &mut || fuzz::smoke(&env_refs),
+    )?;
     if !skip_browser {
         let wasm_env = setup::wasm_test_env()?;
         let wasm_refs: Vec<(&str, &str)> = wasm_env

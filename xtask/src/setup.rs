@@ -298,3 +298,31 @@ pub fn build_web(install: bool) -> Result<PathBuf, String> {
     )?;
     Ok(out)
 }
+
+/// The nightly toolchain (minimal profile) and cargo-fuzz for the fuzz smoke step;
+/// each is installed only when missing, and the step says what it installs.
+pub fn ensure_fuzz_tools() -> Result<(), String> {
+    let toolchains = output("rustup", &["toolchain", "list"]).unwrap_or_default();
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        eprintln!(
+            "xtask: installing the nightly Rust toolchain (minimal profile; cargo fuzz needs it)"
+        );
+        run(
+            "rustup",
+            &["toolchain", "install", "nightly", "--profile", "minimal"],
+            &[],
+            &repo_root(),
+        )?;
+    }
+    if output("cargo-fuzz", &["--version"]).is_none() {
+        eprintln!("xtask: installing cargo-fuzz (cargo install cargo-fuzz --locked, about 2 minutes, once)");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        run(
+            &cargo,
+            &["install", "cargo-fuzz", "--locked"],
+            &[],
+            &repo_root(),
+        )?;
+    }
+    Ok(())
+}

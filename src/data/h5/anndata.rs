@@ -4,7 +4,7 @@
 
 use super::frame::{self, Frame};
 use super::{assemble, finish, read_compressed, read_dense, shape2, Filled, Node, Rejection, H5};
-use crate::data::{CountMatrix, ObsTable, ReadOptions, MAX_DIMENSION, MAX_NNZ};
+use crate::data::{CountMatrix, ObsTable, ReadOptions, MAX_NNZ};
 use crate::error::{Error, Result};
 use hdf5_pure::{AttrValue, Dataset};
 
@@ -234,12 +234,12 @@ fn layout(h: &H5, path: &str) -> Result<(usize, usize, Layout)> {
                     ))
                 }
             };
-            if r > MAX_DIMENSION || c > MAX_DIMENSION || (r as u128) * (c as u128) > MAX_NNZ as u128
-            {
+            let max = h.max_dimension;
+            if r > max || c > max || (r as u128) * (c as u128) > MAX_NNZ as u128 {
                 return Err(h.err(
                     at,
                     format!(
-                        "is a dense {r} x {c} matrix, larger than cellvae accepts ({MAX_DIMENSION} \
+                        "is a dense {r} x {c} matrix, larger than cellvae accepts ({max} \
                          rows or columns, {MAX_NNZ} values); store it sparse (CSR)"
                     ),
                 ));

@@ -285,6 +285,7 @@ fn compound(h: &H5, ds: &Dataset, path: &str) -> Result<Frame> {
             "is neither a dataframe group nor a compound (old AnnData) dataframe",
         ));
     };
+    h.check_size(ds, path)?;
     let raw = ds.read_raw().map_err(|e| h.fail(path, e))?;
     let size = size as usize;
     if size == 0 || raw.len() % size != 0 {

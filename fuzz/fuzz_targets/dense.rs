@@ -1,0 +1,10 @@
+//! Fuzz target `dense`: the body is `tests/fuzz_regressions/targets.rs::dense` (shared with
+//! the stable regression tests); see fuzz/README.md for what it covers.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../../tests/fuzz_regressions/targets.rs"]
+mod targets;
+
+fuzz_target!(|data: &[u8]| targets::dense(data));
