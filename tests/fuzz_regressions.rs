@@ -215,8 +215,14 @@ fn tenx_h5_fixed_array_page_bits_past_63_are_refused_before_reading() {
         let e = read_inputs(&[InputFile::new("damaged.h5", bytes.clone())], None, &opts)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("damaged.h5") && e.contains("checksum mismatch"), "{e}");
-        assert!(!e.contains("stopped on malformed content"), "a caught panic: {e}");
+        assert!(
+            e.contains("damaged.h5") && e.contains("checksum mismatch"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("stopped on malformed content"),
+            "a caught panic: {e}"
+        );
     }
     // The same header with its checksum made valid (fix_hdf5_checksums.py) passes hdf5-pure's check, and would reach the shift: refused at open.
     let bytes = finding("tenx_h5", "fixed-array-shift-overflow-checksummed.h5");
@@ -225,7 +231,10 @@ fn tenx_h5_fixed_array_page_bits_past_63_are_refused_before_reading() {
             .unwrap_err()
             .to_string();
         assert!(e.contains("damaged.h5 (byte 972)"), "{e}");
-        assert!(e.contains("Fixed Array header") && e.contains("2^245"), "{e}");
+        assert!(
+            e.contains("Fixed Array header") && e.contains("2^245"),
+            "{e}"
+        );
     }
 }
 
