@@ -34,6 +34,7 @@
 pub mod backend;
 mod blocking;
 pub mod data;
+pub mod de;
 pub mod error;
 pub mod eval;
 pub mod explore;
