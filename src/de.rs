@@ -299,6 +299,56 @@ pub fn differential_expression(
     })
 }
 
+/// The two groups of a comparison by a metadata column: the cells among `cells` whose
+/// value of `column` is `group1`, and those whose value is `group2` (or, without it,
+/// every other cell among `cells`: "the rest").
+pub fn groups_by_column(
+    m: &CountMatrix,
+    cells: &[usize],
+    column: &str,
+    group1: &str,
+    group2: Option<&str>,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let col = m.obs.get(column).ok_or_else(|| {
+        let names: Vec<&str> = m.obs.columns.iter().map(|c| c.name.as_str()).collect();
+        Error::Config(format!(
+            "no metadata column is called {column:?}; the columns are: {}",
+            if names.is_empty() {
+                "(none)".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))
+    })?;
+    let (codes, levels) = crate::pipeline::column_codes(col);
+    let level = |name: &str| {
+        levels.iter().position(|l| l == name).ok_or_else(|| {
+            Error::Config(format!(
+                "column {column:?} has no value {name:?}; its values are: {}",
+                levels.join(", ")
+            ))
+        })
+    };
+    let l1 = level(group1)? as u32;
+    let l2 = group2.map(level).transpose()?.map(|l| l as u32);
+    if l2 == Some(l1) {
+        return Err(Error::Config(format!(
+            "group 1 and group 2 are both {group1:?}: choose two different values"
+        )));
+    }
+    let mut g1 = Vec::new();
+    let mut g2 = Vec::new();
+    for &c in cells {
+        let code = codes.get(c).copied().flatten();
+        if code == Some(l1) {
+            g1.push(c);
+        } else if l2.is_none() || code == l2 {
+            g2.push(c);
+        }
+    }
+    Ok((g1, g2))
+}
+
 /// How many of the genes, sorted by probability of change (descending), are called at
 /// the expected false discovery rate: the most for which the running mean of
 /// `1 - p` is at most `target` (scvi-tools counts every position where it holds; the

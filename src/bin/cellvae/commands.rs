@@ -1,10 +1,11 @@
-//! `cellvae train` and `cellvae eval`: the pipeline from a matrix to the files the
+//! `cellvae train`, `cellvae eval` and `cellvae de`: the pipeline from a matrix to the files the
 //! browser loads.
 
 use cellvae::data::CountMatrix;
+use cellvae::de::{differential_expression, groups_by_column, to_csv, DeOptions, DecodeAs};
 use cellvae::eval::{evaluate, knn_accuracy, latent};
 use cellvae::model::io::{
-    checkpoint_to_safetensors, from_safetensors, read_config, to_safetensors,
+    checkpoint_to_safetensors, from_safetensors, read_config, to_safetensors, ModelFiles,
 };
 use cellvae::model::{Backend, CpuBackend, GpuBackend, ModelConfig, Params, TrainState};
 use cellvae::pipeline::{column_codes, prepare, prepare_for_model, PrepareOptions};
@@ -314,14 +315,8 @@ fn outputs<B: Backend>(
 }
 
 /// Recomputes metrics of a saved model on data.
-pub fn eval(
-    dir: &Path,
-    data: &CountMatrix,
-    holdout_every: Option<usize>,
-    label_key: Option<&str>,
-    samples: usize,
-    seed: u64,
-) -> Result<()> {
+/// A saved model: `config.json` and `model.safetensors` from `dir`.
+fn load_model(dir: &Path) -> Result<(ModelFiles, Params)> {
     let cfg_path = dir.join("config.json");
     let cfg_name = cfg_path.display().to_string();
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::Io {
@@ -336,6 +331,74 @@ pub fn eval(
         source: e,
     })?;
     let params = from_safetensors(&bytes, &files.model, &st_name)?;
+    Ok((files, params))
+}
+
+/// `cellvae de`: the model's differential expression between two groups, as CSV.
+#[allow(clippy::too_many_arguments)]
+pub fn de(
+    dir: &Path,
+    data: &CountMatrix,
+    groupby: &str,
+    group1: &str,
+    group2: Option<&str>,
+    decode_as: &str,
+    mut opts: DeOptions,
+    out: Option<&Path>,
+) -> Result<()> {
+    let (files, params) = load_model(dir)?;
+    let prep = prepare_for_model(&files, data, None, None)?;
+    opts.decode_as = match decode_as {
+        "observed" => DecodeAs::Observed,
+        "all" => DecodeAs::AllBatches,
+        level => match files.batch_levels.iter().position(|l| l == level) {
+            Some(k) if files.batch_key.is_some() => DecodeAs::Batch(k as u32),
+            _ => {
+                return Err(Error::Config(format!(
+                    "--decode-as {level}: not observed, all or a batch of the model ({})",
+                    if files.batch_key.is_some() {
+                        files.batch_levels.join(", ")
+                    } else {
+                        "it has no batches".to_string()
+                    }
+                )))
+            }
+        },
+    };
+    let m = &prep.matrix;
+    let (g1, g2) = groups_by_column(m, &prep.train_cells, groupby, group1, group2)
+        .map_err(|e| Error::Config(format!("--groupby {groupby}: {e}")))?;
+    let t = now();
+    let r = differential_expression(&params, m, &prep.batch_codes, &g1, &g2, &opts)?;
+    let csv = to_csv(&r, &files.gene_ids, &files.gene_names);
+    match out {
+        Some(p) => write(p, csv.as_bytes())?,
+        None => print!("{csv}"),
+    }
+    eprintln!(
+        "compared {} cells ({group1}) with {} ({}): {} of {} genes called at an expected \
+         false discovery rate of {} (|log2 fold change| >= {}), in {:.1} s",
+        r.n_cells1,
+        r.n_cells2,
+        group2.unwrap_or("the rest"),
+        r.n_de,
+        r.genes.len(),
+        opts.fdr_target,
+        opts.delta,
+        now() - t
+    );
+    Ok(())
+}
+
+pub fn eval(
+    dir: &Path,
+    data: &CountMatrix,
+    holdout_every: Option<usize>,
+    label_key: Option<&str>,
+    samples: usize,
+    seed: u64,
+) -> Result<()> {
+    let (files, params) = load_model(dir)?;
     // The data's genes in the model's order, the model's batch codes, and the cells
     // with counts in those genes (held out by input position with --holdout-every).
     let prep = prepare_for_model(&files, data, None, holdout_every)?;

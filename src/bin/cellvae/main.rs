@@ -131,6 +131,45 @@ struct TrainArgs {
     eval_samples: usize,
 }
 
+#[derive(clap::Args)]
+struct DeArgs {
+    /// Folder with model.safetensors and config.json (as `train --out` wrote it).
+    model_dir: PathBuf,
+    #[command(flatten)]
+    input: InputArgs,
+    /// Metadata column that defines the groups.
+    #[arg(long)]
+    groupby: String,
+    /// The value of --groupby that makes group 1.
+    #[arg(long)]
+    group1: String,
+    /// The value that makes group 2 (default: every other cell).
+    #[arg(long)]
+    group2: Option<String>,
+    /// Decode cells as their own batch (`observed`), as every batch in turn with pairs
+    /// within a batch (`all`: batch effects cancel), or as one batch (its name).
+    #[arg(long, default_value = "observed")]
+    decode_as: String,
+    /// Posterior draws per group.
+    #[arg(long, default_value_t = 5000)]
+    n_samples: usize,
+    /// Pairs of draws forming each gene's log fold change distribution.
+    #[arg(long, default_value_t = 10000)]
+    n_pairs: usize,
+    /// The smallest |log2 fold change| that counts as a change.
+    #[arg(long, default_value_t = 0.25)]
+    delta: f32,
+    /// Expected false discovery rate of the genes called.
+    #[arg(long, default_value_t = 0.05)]
+    fdr: f64,
+    /// Seed of every draw.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the CSV here (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train a model and write latent.tsv, losses.csv, metrics.json, model.safetensors, config.json.
@@ -154,6 +193,9 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Differential expression between two groups of cells from a trained model, as
+    /// scvi-tools' "change" mode: one CSV row per gene, most probable change first.
+    De(Box<DeArgs>),
     /// Print the matrix as read, before any filtering.
     Inspect {
         #[command(flatten)]
@@ -212,6 +254,27 @@ fn run(cli: Cli) -> Result<()> {
                 label_key.as_deref(),
                 eval_samples,
                 seed,
+            )
+        }
+        Command::De(a) => {
+            let m = read(&a.input, false)?;
+            let opts = cellvae::de::DeOptions {
+                n_samples: a.n_samples,
+                n_pairs: a.n_pairs,
+                delta: a.delta,
+                fdr_target: a.fdr,
+                seed: a.seed,
+                ..Default::default()
+            };
+            commands::de(
+                &a.model_dir,
+                &m,
+                &a.groupby,
+                &a.group1,
+                a.group2.as_deref(),
+                &a.decode_as,
+                opts,
+                a.out.as_deref(),
             )
         }
         Command::Inspect {
