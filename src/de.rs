@@ -41,8 +41,9 @@ pub enum DecodeAs {
     AllBatches,
 }
 
-/// Settings of one comparison.
+/// Settings of one comparison (the page may give only some: the rest are defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DeOptions {
     /// S: posterior draws per group (scvi-tools: `n_samples`, 5000).
     pub n_samples: usize,

@@ -361,6 +361,27 @@ impl Session {
         self.with(|s| s.decode_genes(&z, batch, library, &genes))
     }
 
+    /// Differential expression of `group1` against `group2` (cell positions; empty: every
+    /// other cell), with `options` (`DeOptions`' fields, any left out take their defaults):
+    /// `{genes: [{id, name, gene, lfc_mean, lfc_std, lfc_min, lfc_max, proba_de,
+    /// bayes_factor, is_de_fdr, scale1, scale2, raw_mean1, raw_mean2, nonzero1,
+    /// nonzero2}], n_cells1, n_cells2, n_de, options, csv}`, most probable change first.
+    pub fn compare(
+        &self,
+        group1: Vec<u32>,
+        group2: Vec<u32>,
+        options: JsValue,
+    ) -> Result<JsValue, JsError> {
+        let opts: crate::de::DeOptions = if options.is_null() || options.is_undefined() {
+            crate::de::DeOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| JsError::new(&format!("comparison settings: {e}")))?
+        };
+        let g2 = (!group2.is_empty()).then_some(group2.as_slice());
+        to_js_value(&self.with(|s| s.compare(&group1, g2, &opts))?)
+    }
+
     /// The `k` training cells nearest `z` and their mean profile at `library`:
     /// `{cells, distances, mean}`.
     pub fn nearest_profile(&self, z: Vec<f32>, k: usize, library: f32) -> Result<JsValue, JsError> {

@@ -594,3 +594,60 @@ fn out_of_memory_and_an_invalid_shader_on_the_gpu_fall_back_without_losing_train
         eprintln!("{kind}: resumed on the CPU at step {at}: {why}");
     }
 }
+
+/// A comparison in the page is the core's `differential_expression` on the same cells
+/// and parameters (the numbers `cellvae de` prints), with the genes named, "the rest"
+/// as every other cell, and the CSV the page exports.
+#[test]
+fn comparisons_are_the_cores_differential_expression() {
+    use cellvae::de::{differential_expression, DeOptions};
+    let m = demo();
+    let mut s = Session::new(&m, &options(r#"{"top_genes": 200, "n_latent": 4}"#), clock).unwrap();
+    s.step(150).unwrap();
+    let data = s.data().clone();
+    let col = data.matrix.obs.get("cell_type").unwrap();
+    let (codes, levels) = cellvae::pipeline::column_codes(col);
+    let mono = levels.iter().position(|l| l == "CD14+ Monocyte").unwrap() as u32;
+    let g1: Vec<u32> = (0..700u32)
+        .filter(|&c| codes[c as usize] == Some(mono))
+        .collect();
+    let opts: DeOptions =
+        serde_json::from_str(r#"{"n_samples": 500, "n_pairs": 1000, "seed": 3}"#).unwrap();
+    assert_eq!(opts.delta, 0.25, "options left out take their defaults");
+    let c = s.compare(&g1, None, &opts).unwrap();
+    assert_eq!((c.n_cells1, c.n_cells2), (g1.len(), 700 - g1.len()));
+    let rest: Vec<usize> = (0..700).filter(|c| codes[*c] != Some(mono)).collect();
+    let g1u: Vec<usize> = g1.iter().map(|&c| c as usize).collect();
+    let core = differential_expression(
+        &s.params().unwrap(),
+        &data.matrix,
+        &data.batch_codes,
+        &g1u,
+        &rest,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(c.genes.len(), core.genes.len());
+    for (row, de) in c.genes.iter().zip(&core.genes) {
+        assert_eq!(&row.de, de);
+        assert_eq!(row.name, data.matrix.gene_names[de.gene]);
+    }
+    assert_eq!(c.n_de, core.n_de);
+    assert_eq!(c.csv.lines().count(), 201);
+    assert!(c
+        .csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .starts_with(&format!("{},", c.genes[0].id)));
+    // Monocytes against the rest: a real difference, so genes are called.
+    assert!(c.n_de > 0);
+    // The page's words for a bad request.
+    let e = s.compare(&[], None, &opts).unwrap_err().to_string();
+    assert!(e.contains("group 1 has no cells"), "{e}");
+    let e = s
+        .compare(&[1], Some(&[5000]), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("group 2 names cell 5000"), "{e}");
+}

@@ -8,6 +8,7 @@
 //! `web.rs` wraps it for JavaScript; the page's Web Worker owns one.
 
 pub mod codec;
+mod compare;
 pub mod gpu_run;
 pub mod options;
 mod report;
@@ -22,6 +23,7 @@ use crate::model::{CpuBackend, ModelConfig, Params, StepLosses, TrainState};
 use crate::pipeline::{prepare, prepare_for_model, Prepared};
 use crate::train::{EpochRecord, Schedule, Trainer};
 use crate::CountMatrix;
+pub use compare::{Comparison, GeneRow};
 use gpu_run::{GpuRun, GpuView};
 pub use options::{check_beta, check_lr, RunOptions, SessionOptions, Words};
 pub use report::{Column, Facts, Status};
