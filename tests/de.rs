@@ -309,3 +309,116 @@ fn decoding_as_all_batches_pairs_within_batches() {
             .all(|x| x.lfc_mean.is_finite() && x.proba_de.is_finite()));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Against scvi-tools (tests/fixtures/de/make_reference.py: scvi-tools 1.4.2's own
+// `differential_expression(mode="change")` on a model it trained on the demo).
+
+/// Ranks with ties averaged (1-based).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        for &k in &idx[i..=j] {
+            r[k] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = a.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+#[test]
+fn spearman_is_one_for_monotone_and_minus_one_for_reversed() {
+    let a = [1.0, 2.0, 2.0, 5.0, 9.0];
+    assert!((spearman(&a, &[0.1, 0.2, 0.2, 0.3, 7.0]) - 1.0).abs() < 1e-12);
+    assert!((spearman(&a, &[9.0, 5.0, 5.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+    assert_eq!(ranks(&[3.0, 1.0, 3.0]), vec![2.5, 1.0, 2.5]);
+}
+
+/// One comparison's rows as (gene, lfc_mean, proba_de), in file order.
+fn table(text: &str, sep: char, gene_col: &str) -> Vec<(String, f64, f64)> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(sep).collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let (g, l, p) = (col(gene_col), col("lfc_mean"), col("proba_de"));
+    lines
+        .map(|line| {
+            let f: Vec<&str> = line.split(sep).collect();
+            (f[g].to_string(), f[l].parse().unwrap(), f[p].parse().unwrap())
+        })
+        .collect()
+}
+
+/// The 50 genes of largest change: by probability of change, then |lfc_mean| (the
+/// order cellvae reports; scvi-tools sorts by probability only, its ties unordered).
+fn top50(rows: &[(String, f64, f64)]) -> std::collections::HashSet<String> {
+    let mut r = rows.to_vec();
+    r.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.1.abs().total_cmp(&a.1.abs())));
+    r.into_iter().take(50).map(|x| x.0).collect()
+}
+
+#[test]
+fn cellvae_de_ranks_genes_as_scvi_tools_does() {
+    use std::process::Command;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let demo = format!("{root}/www/demo/pbmc68k_reduced_700");
+    let cells = format!("{demo}/cells.tsv");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("de_scvi");
+    let _ = std::fs::remove_dir_all(&out);
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_cellvae")).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "cellvae {args:?}: {err}");
+        (String::from_utf8_lossy(&o.stdout).to_string(), err)
+    };
+    let model = out.join("model");
+    let model = model.to_str().unwrap();
+    // The reference's architecture and data: scvi-tools' defaults, every cell.
+    run(&["train", &demo, "--obs", &cells, "--epochs", EPOCHS, "--seed", "0", "--out", model]);
+    for (name, g1, g2) in [
+        ("monocyte_vs_b", "CD14+ Monocyte", Some("CD19+ B")),
+        ("dendritic_vs_rest", "Dendritic", None),
+        ("nk_vs_cd8", "CD56+ NK", Some("CD8+ Cytotoxic T")),
+    ] {
+        let mut args = vec!["de", model, &demo, "--obs", &cells, "--groupby", "cell_type", "--group1", g1];
+        if let Some(g2) = g2 {
+            args.extend(["--group2", g2]);
+        }
+        let (csv, err) = run(&args);
+        assert!(err.contains("genes called at an expected false discovery rate"), "{err}");
+        let ours = table(&csv, ',', "gene_name");
+        let theirs = table(
+            &std::fs::read_to_string(format!("{root}/tests/fixtures/de/{name}.tsv")).unwrap(),
+            '\t',
+            "gene",
+        );
+        assert_eq!(ours.len(), theirs.len(), "{name}: the same genes");
+        let by_name: std::collections::HashMap<&str, &(String, f64, f64)> =
+            theirs.iter().map(|r| (r.0.as_str(), r)).collect();
+        let (a, b): (Vec<f64>, Vec<f64>) = ours.iter().map(|r| (r.1, by_name[r.0.as_str()].1)).unzip();
+        let rho = spearman(&a, &b);
+        let shared = top50(&ours).intersection(&top50(&theirs)).count();
+        eprintln!("{name}: Spearman of lfc_mean {rho:.4}, top 50 shared {shared}");
+        assert!(rho >= 0.9, "{name}: Spearman {rho}");
+        assert!(shared >= 30, "{name}: {shared} of the top 50 shared");
+    }
+}
+
+/// Epochs of the cellvae model compared with scvi-tools' (which trained 400).
+const EPOCHS: &str = "400";
