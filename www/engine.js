@@ -535,6 +535,12 @@ const handlers = {
     return { latent: this.need().latent() };
   },
 
+  async compare(req) {
+    // The model's differential expression (src/session/compare.rs) with the parameters as
+    // they are now; group2 empty: every other cell.
+    return this.need().compare(Uint32Array.from(req.group1), Uint32Array.from(req.group2), req.options);
+  },
+
   async export_model() {
     const s = this.need();
     return { safetensors: s.model_safetensors(), config: s.model_config_json() };

@@ -92,6 +92,19 @@
  * 'auto' or a number of CPU steps per 1/60 s.
  * @typedef {'auto' | number} Pace
  *
+ * Options of a comparison (src/de.rs `DeOptions`; fields left out take their defaults).
+ * @typedef {{n_samples?: number, n_pairs?: number, delta?: number, fdr_target?: number, pseudocount?: number,
+ *   decode_as?: {kind: 'observed'} | {kind: 'batch', batch: number} | {kind: 'all_batches'}, seed?: number}} CompareOptions
+ *
+ * One gene of a comparison (src/session/compare.rs `GeneRow`).
+ * @typedef {{id: string, name: string, gene: number, lfc_mean: number, lfc_std: number, lfc_min: number, lfc_max: number,
+ *   proba_de: number, bayes_factor: number, is_de_fdr: boolean, scale1: number, scale2: number, raw_mean1: number,
+ *   raw_mean2: number, nonzero1: number, nonzero2: number}} GeneRow
+ *
+ * `Session.compare`: one row per modelled gene, most probable change first; `csv`: the
+ * whole table as `cellvae de` writes it.
+ * @typedef {{genes: GeneRow[], n_cells1: number, n_cells2: number, n_de: number, options: CompareOptions, csv: string}} Comparison
+ *
  * Every request: its payload and its result.
  * @typedef {{
  *   hello: {payload: {}, result: {thread: Thread, gpu: GpuInfo}},
@@ -109,6 +122,7 @@
  *   decode_genes: {payload: {zs: Float32Array, batch: number, library: number, genes: number[]}, result: {values: Float32Array}},
  *   expression: {payload: {gene: string}, result: {values: Float32Array}},
  *   latent: {payload: {}, result: {latent: Float32Array}},
+ *   compare: {payload: {group1: Uint32Array, group2: Uint32Array, options: CompareOptions}, result: Comparison},
  *   export_model: {payload: {}, result: {safetensors: Uint8Array, config: string}},
  *   lose_gpu: {payload: {step: number}, result: {}},
  *   gpu_fault: {payload: {kind: 'lost' | 'oom' | 'shader', step: number}, result: {}},
