@@ -77,9 +77,13 @@
  * What `restore` brought back: the data (with what it was and when it was kept), the
  * session made from the kept model (null: none kept, or it was discarded: the page makes a
  * new one from the settings), the settings form, and notes on anything discarded.
+ * `groups`: the named groups of cells kept with the data (selection.js), if any.
  * @typedef {{data: {summary: Summary, geneNames: string[], what: string, savedAt: number} | null,
  *   made: {info: SessionInfo, snapshot: Snapshot} | null, savedAt: number | null, epoch: number,
- *   form: Record<string, string> | null, notes: string[]}} Restored
+ *   form: Record<string, string> | null, notes: string[], groups: KeptGroups | null}} Restored
+ *
+ * Named groups of cells as kept (store.js `KeptGroup`: id, name, cell positions, outline colour, shown).
+ * @typedef {{nextId: number, groups: import('./store.js').KeptGroup[]}} KeptGroups
  *
  * @typedef {{type: 'response', id: number, ok: true, result: any} | {type: 'response', id: number, ok: false, error: string}} Response
  *
@@ -128,6 +132,7 @@
  *   gpu_fault: {payload: {kind: 'lost' | 'oom' | 'shader', step: number}, result: {}},
  *   restore: {payload: {}, result: Restored},
  *   keep_settings: {payload: {form: Record<string, string>}, result: {}},
+ *   keep_groups: {payload: KeptGroups, result: {}},
  *   forget: {payload: {}, result: {}},
  *   test_storage_full: {payload: {}, result: {}},
  * }} Requests

@@ -5,6 +5,8 @@
 // the k cells nearest the probe in the latent space make the *current selection*; a group
 // is made from it, renamed, highlighted on the map or deleted. Groups hold cell positions
 // (the map's cell order) and belong to the data they were made on: other data drops them.
+// The engine keeps them in this browser with the data (`keep_groups`; persist.js brings
+// them back with the session).
 // map-view.js draws the selection and the highlighted groups; this module only changes the
 // state and draws the panel's lists.
 import { S } from './state.js';
@@ -125,6 +127,23 @@ export function selectNearProbe(k) {
   return true;
 }
 
+/** Sends the groups to the engine to keep with the data (store.js); a failure only means they are not kept. */
+function keepGroups() {
+  if (!S.client || !S.info) return;
+  const groups = S.sel.groups.map((g) => ({ id: g.id, name: g.name, cells: g.cells.slice(), colour: g.colour, shown: g.shown }));
+  S.client.request('keep_groups', { nextId: S.sel.nextId, groups }).catch(() => {});
+}
+
+/** The groups kept with the restored session (persist.js). @param {import('./protocol.js').KeptGroups} kept */
+export function restoreGroups(kept) {
+  if (!S.info) return;
+  S.sel.for = cellsKey(S.info);
+  S.sel.groups = kept.groups.map((g) => ({ id: g.id, name: g.name, cells: Uint32Array.from(g.cells), colour: g.colour, shown: g.shown }));
+  S.sel.nextId = Math.max(kept.nextId, ...S.sel.groups.map((g) => g.id + 1));
+  renderGroups();
+  drawMap();
+}
+
 /** A new group from the current selection. @param {string} [name] */
 export function makeGroup(name) {
   const cur = S.sel.current;
@@ -137,6 +156,7 @@ export function makeGroup(name) {
   S.sel.how = '';
   renderGroups();
   drawMap();
+  keepGroups();
   return group;
 }
 
@@ -145,6 +165,7 @@ export function renameGroup(id, name) {
   const g = S.sel.groups.find((x) => x.id === id);
   if (g && name.trim()) g.name = name.trim();
   renderGroups();
+  keepGroups();
 }
 
 /** @param {number} id */
@@ -152,6 +173,7 @@ export function deleteGroup(id) {
   S.sel.groups = S.sel.groups.filter((x) => x.id !== id);
   renderGroups();
   drawMap();
+  keepGroups();
 }
 
 /** Shows or hides a group's outline on the map. @param {number} id @param {boolean} shown */
@@ -159,6 +181,7 @@ function showGroup(id, shown) {
   const g = S.sel.groups.find((x) => x.id === id);
   if (g) g.shown = shown;
   drawMap();
+  keepGroups();
 }
 
 /** A key of the session's cells: groups made on other cells are dropped. @param {import('./protocol.js').SessionInfo | null} info */
@@ -177,7 +200,8 @@ export function adoptGroups(info) {
     S.sel.current = null;
     S.sel.how = '';
     S.sel.groups = [];
-  }
+    S.sel.nextId = 1;
+  } else if (S.sel.groups.length) keepGroups(); // the same cells loaded again: keep them with the new data entry
   S.sel.drawing = null;
   renderGroups();
 }

@@ -268,6 +268,22 @@ for (const webgpu of [true, false]) {
         assert.equal(again.result.n_cells2, 700 - again.result.n_cells1);
         assert.ok(await page.locator('[data-testid="cmp-error"]').isHidden());
       });
+
+      await t.test('the groups are kept with the session: a reload brings them back', async () => {
+        const before = await page.evaluate(() => window.cellvae.groups());
+        await page.waitForFunction(() => window.cellvae.status().kept.state === 'saved', null, { timeout: 30_000 });
+        await page.reload();
+        await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+        assert.ok((await status(page)).restored, 'the session was not restored');
+        const after = await page.evaluate(() => window.cellvae.groups());
+        assert.deepEqual(after, before);
+        assert.equal(await page.locator('[data-testid="groups"] li[data-group]').count(), before.length);
+        // The next group gets a new id and colour.
+        await page.evaluate(() => window.cellvae.selectCells([1, 2, 3]));
+        const id = await page.evaluate(() => window.cellvae.makeGroup('three'));
+        assert.ok(!before.some((g) => g.id === id), `id ${id} reused`);
+        await page.screenshot({ path: screenshotPath(`compare-restored-${mode}.png`) });
+      });
       assert.deepEqual(b.consoleErrors.filter((e) => !/favicon/.test(e)), [], 'console errors');
     } finally {
       await b.close();
