@@ -5,7 +5,7 @@
 // may have any size and aspect ratio (www/layout.js sizes it and dispatches
 // `cellvae:layout`): every draw reads canvas.width and canvas.height.
 import { SCALES, MISSING, drawColourBar, fmtNumber } from './plot.js';
-import { axisProjection, pcaProjection, projectAll, projectPoint, fitView, toPixel, drawPoints } from './map.js';
+import { axisProjection, pcaProjection, projectAll, projectPoint, fitView, toPixel, drawPoints, drawRings } from './map.js';
 import { S, TRAV_STEPS } from './state.js';
 import { GROUP_COLOURS, SELECTION_COLOUR, drawnPolygon } from './selection.js';
 import { $, canvas as canvasEl, select, el, option } from './dom.js';
@@ -104,23 +104,9 @@ export function drawMap() {
 function drawGroups(ctx, W, H) {
   const proj = S.proj, v = S.view;
   if (!proj || !v) return;
-  const sx = W / (v.x1 - v.x0), sy = H / (v.y1 - v.y0);
-  /** @param {Uint32Array} cells @param {string} colour @param {number} r @param {number} w */
-  const rings = (cells, colour, r, w) => {
-    ctx.strokeStyle = colour;
-    ctx.lineWidth = w;
-    ctx.beginPath();
-    for (const c of cells) {
-      if (c >= S.n) continue;
-      const x = (proj[2 * c] - v.x0) * sx, y = H - (proj[2 * c + 1] - v.y0) * sy;
-      if (x < -8 || x > W + 8 || y < -8 || y > H + 8) continue;
-      ctx.moveTo(x + r, y);
-      ctx.arc(x, y, r, 0, 2 * Math.PI);
-    }
-    ctx.stroke();
-  };
-  for (const g of S.sel.groups) if (g.shown) rings(g.cells, g.colour || GROUP_COLOURS[0], 4.5, 1.4);
-  if (S.sel.current && S.sel.current.length) rings(S.sel.current, SELECTION_COLOUR, 5.5, 1.6);
+  const sets = S.sel.groups.filter((g) => g.shown).map((g) => ({ cells: g.cells, colour: g.colour || GROUP_COLOURS[0], radius: 4.5, width: 1.4 }));
+  if (S.sel.current && S.sel.current.length) sets.push({ cells: S.sel.current, colour: SELECTION_COLOUR, radius: 5.8, width: 1.5 });
+  drawRings(ctx, proj, S.n, v, W, H, sets);
   const poly = drawnPolygon();
   if (poly) {
     ctx.strokeStyle = SELECTION_COLOUR;
