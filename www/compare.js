@@ -84,6 +84,7 @@ export async function runCompare() {
   const [group2, name2] = groupOf(select('cmp-group2').value);
   const options = readCompareOptions();
   const session = S.info.session;
+  const epoch = S.status ? S.status.epoch : 0;
   S.cmp.running = true;
   S.cmp.error = null;
   $('cmp-status').textContent = `Comparing ${name1} (${group1.length}) with ${name2}${group2.length ? ` (${group2.length})` : ''}: ${options.n_samples ?? 5000} posterior draws per group…`;
@@ -93,6 +94,7 @@ export async function runCompare() {
     if (!S.info || S.info.session !== session) throw new Error('the model changed while comparing: run it again');
     S.cmp.result = r;
     S.cmp.names = [name1, name2];
+    S.cmp.epoch = epoch;
     S.cmp.chosen = -1;
     $('cmp-status').textContent = '';
   } catch (e) {
@@ -182,7 +184,7 @@ export function renderCompare() {
   const [a, b] = S.cmp.names;
   const fdr = r.options.fdr_target ?? 0.05;
   $('cmp-summary').textContent = `${a} (${r.n_cells1} cells) vs ${b} (${r.n_cells2} cells): ${r.n_de} of ${r.genes.length} genes `
-    + `called at an expected false discovery rate of ${Math.round(fdr * 100)}%.`;
+    + `called at an expected false discovery rate of ${Math.round(fdr * 100)}% (the model at epoch ${S.cmp.epoch}).`;
   drawVolcano(/** @type {HTMLCanvasElement} */ ($('volcano')), r.genes, r.options.delta ?? 0.25, S.cmp.chosen);
   renderTable();
 }

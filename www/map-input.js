@@ -164,7 +164,7 @@ export function wireMapInput() {
     } else if (e.button === 0 && S.sel.tool !== 'probe') {
       mode = 'select';
       const [px, py] = canvasPoint(e);
-      selectionStart(...toPlane(S.view, canvas.width, canvas.height, px, py));
+      selectionStart(...toPlane(S.view, canvas.width, canvas.height, px, py), e.ctrlKey || e.metaKey);
     } else if (e.button === 0) {
       mode = 'probe';
       probeAt(e, true);

@@ -68,9 +68,10 @@ export function drawnPolygon() {
   return [ax, ay, bx, ay, bx, by, ax, by];
 }
 
-/** A lasso or box drag starts at (u, v) of the plane. @param {number} u @param {number} v */
-export function selectionStart(u, v) {
+/** A lasso or box drag starts at (u, v) of the plane (`add`: Ctrl or ⌘ held, its cells join the selection). @param {number} u @param {number} v @param {boolean} add */
+export function selectionStart(u, v, add) {
   S.sel.drawing = [u, v];
+  S.sel.adding = add;
   drawMap();
 }
 
@@ -88,19 +89,30 @@ export function selectionEnd() {
   const poly = drawnPolygon();
   const tool = S.sel.tool;
   S.sel.drawing = null;
-  setSelection(poly ? cellsInPolygon(poly) : new Uint32Array(0), tool === 'box' ? 'box' : 'lasso');
+  setSelection(poly ? cellsInPolygon(poly) : new Uint32Array(0), tool === 'box' ? 'box' : 'lasso', S.sel.adding);
 }
 
-/** Makes `cells` the current selection (`how`: said in the panel). @param {Uint32Array} cells @param {string} how */
-export function setSelection(cells, how) {
-  S.sel.current = cells;
-  S.sel.how = how;
+/**
+ * Makes `cells` the current selection (`how`: said in the panel), or adds them to it.
+ * @param {Uint32Array} cells @param {string} how @param {boolean} [add]
+ */
+export function setSelection(cells, how, add = false) {
+  const cur = S.sel.current;
+  if (add && cur && cur.length) {
+    const union = new Set(cur);
+    for (const c of cells) union.add(c);
+    S.sel.current = Uint32Array.from(union).sort();
+    S.sel.how = `${S.sel.how} + ${how}`;
+  } else {
+    S.sel.current = cells;
+    S.sel.how = how;
+  }
   renderGroups();
   drawMap();
 }
 
-/** The cells of metadata level `k` of the colouring shown (a legend click). @param {number} k */
-export function selectLegendLevel(k) {
+/** The cells of metadata level `k` of the colouring shown (a legend click; `add`: with Ctrl or ⌘). @param {number} k @param {boolean} [add] */
+export function selectLegendLevel(k, add = false) {
   const col = S.colours;
   const lg = col && col.legend;
   if (!col || !lg || lg.kind !== 'categorical') return;
@@ -108,7 +120,7 @@ export function selectLegendLevel(k) {
   const out = [];
   for (let c = 0; c < col.index.length; c++) if (col.index[c] === k) out.push(c);
   const name = k < lg.levels.length ? lg.levels[k] : '(no value)';
-  setSelection(Uint32Array.from(out), `${lg.title} = ${name}`);
+  setSelection(Uint32Array.from(out), `${lg.title} = ${name}`, add);
 }
 
 /** The `k` cells nearest the probe in the latent space (latent means, Euclidean). @param {number} k */
@@ -212,7 +224,7 @@ export function renderGroups() {
   const n = cur ? cur.length : 0;
   $('selection-note').textContent = n
     ? `Selected: ${n.toLocaleString('en-US')} cells (${S.sel.how}).`
-    : 'Nothing selected: draw a lasso or a box on the map, click a legend entry, or pick the cells nearest the probe.';
+    : 'Nothing selected: draw a lasso or a box on the map, click a legend entry, or pick the cells nearest the probe (hold Ctrl or ⌘ to add to a selection).';
   $('selection-note').dataset.count = String(n);
   button('group-make').disabled = !n;
   button('selection-clear').disabled = !n;
@@ -249,11 +261,11 @@ export function wireSelection() {
   // A click on a legend entry (colour by a metadata column) selects its cells.
   $('legend').addEventListener('click', (e) => {
     const li = e.target instanceof Element ? e.target.closest('li[data-level]') : null;
-    if (li instanceof HTMLElement) selectLegendLevel(Number(li.dataset.level));
+    if (li instanceof HTMLElement) selectLegendLevel(Number(li.dataset.level), e.ctrlKey || e.metaKey);
   });
   $('legend').addEventListener('keydown', (e) => {
     const li = e.target instanceof HTMLElement && e.target.matches('li[data-level]') ? e.target : null;
-    if (li && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); selectLegendLevel(Number(li.dataset.level)); }
+    if (li && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); selectLegendLevel(Number(li.dataset.level), e.ctrlKey || e.metaKey); }
   });
   button('group-make').addEventListener('click', () => {
     makeGroup(input('group-name').value);

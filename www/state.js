@@ -43,14 +43,16 @@
  * @typedef {{id: number, name: string, cells: Uint32Array, colour: string, shown: boolean}} CellGroup
  *
  * Selections (selection.js): the map's tool, the current selection (null: none), the lasso
- * or box being drawn (points of the plane), the named groups and the data they are for
- * (`for`: cell count and first and last cell id; other data drops them).
+ * or box being drawn (points of the plane; `adding`: its cells join the selection), the
+ * named groups and the data they are for (`for`: cell count and first and last cell id;
+ * other data drops them).
  * @typedef {{tool: 'probe' | 'lasso' | 'box', current: Uint32Array | null, how: string, drawing: number[] | null,
- *   groups: CellGroup[], nextId: number, for: string}} SelectState
+ *   adding: boolean, groups: CellGroup[], nextId: number, for: string}} SelectState
  *
- * The comparison (compare.js): the last result (with the groups' names), whether one
- * runs, its error, and the table's sort, filter and the gene chosen in it.
- * @typedef {{result: import('./protocol.js').Comparison | null, names: [string, string], running: boolean,
+ * The comparison (compare.js): the last result (with the groups' names and the epoch the
+ * model had reached), whether one runs, its error, and the table's sort, filter and the
+ * gene chosen in it.
+ * @typedef {{result: import('./protocol.js').Comparison | null, names: [string, string], epoch: number, running: boolean,
  *   error: string | null, sort: string, desc: boolean, filter: string, chosen: number}} CompareState
  */
 
@@ -150,8 +152,8 @@ export const S = {
   stepMs: 0, // the engine's milliseconds per training step
   kept: { state: 'idle', savedAt: null, epoch: null, step: null, note: null }, // what the engine keeps in this browser (persist.js)
   restored: null, // the session restored on start-up, if any
-  sel: { tool: 'probe', current: null, how: '', drawing: null, groups: [], nextId: 1, for: '' }, // selections and groups (selection.js)
-  cmp: { result: null, names: ['', ''], running: false, error: null, sort: 'proba_de', desc: true, filter: '', chosen: -1 }, // the comparison (compare.js)
+  sel: { tool: 'probe', current: null, how: '', drawing: null, adding: false, groups: [], nextId: 1, for: '' }, // selections and groups (selection.js)
+  cmp: { result: null, names: ['', ''], epoch: 0, running: false, error: null, sort: 'proba_de', desc: true, filter: '', chosen: -1 }, // the comparison (compare.js)
 };
 
 /** The modelled genes (decode's columns). */

@@ -149,6 +149,9 @@ for (const webgpu of [true, false]) {
           assert.equal((await status(page)).selected, counts.get(type), `${type}: selected ${(await status(page)).selected}`);
           assert.match(await page.textContent('[data-testid="selection-note"]'), new RegExp(`Selected: ${counts.get(type)} cells \\(cell_type = ${type.replace('+', '\\+')}\\)`));
         }
+        // Ctrl-click adds the cells of another value.
+        await page.locator('[data-testid="legend"] li[data-level]', { hasText: 'CD14+ Monocyte' }).first().click({ modifiers: ['Control'] });
+        assert.equal((await status(page)).selected, counts.get('CD19+ B') + counts.get('CD14+ Monocyte'));
         // A third group from the legend, then deleted.
         await page.click('[data-testid="group-make"]');
         assert.equal((await page.evaluate(() => window.cellvae.groups())).length, 3);
