@@ -183,8 +183,12 @@ export function renderCompare() {
   if (!r) return;
   const [a, b] = S.cmp.names;
   const fdr = r.options.fdr_target ?? 0.05;
+  const levels = S.info ? S.info.batchLevels : [];
+  const dec = r.options.decode_as;
+  const decoded = !dec || dec.kind === 'observed' ? (levels.length > 1 ? ' Decoded as each cell’s own batch.' : '')
+    : dec.kind === 'all_batches' ? ' Decoded as every batch in turn.' : ` Decoded as batch ${levels[dec.batch] ?? dec.batch}.`;
   $('cmp-summary').textContent = `${a} (${r.n_cells1} cells) vs ${b} (${r.n_cells2} cells): ${r.n_de} of ${r.genes.length} genes `
-    + `called at an expected false discovery rate of ${Math.round(fdr * 100)}% (the model at epoch ${S.cmp.epoch}).`;
+    + `called at an expected false discovery rate of ${Math.round(fdr * 100)}% (the model at epoch ${S.cmp.epoch}).${decoded}`;
   drawVolcano(/** @type {HTMLCanvasElement} */ ($('volcano')), r.genes, r.options.delta ?? 0.25, S.cmp.chosen);
   renderTable();
 }

@@ -4,7 +4,8 @@
 // deleted; the comparison runs in the engine (worker, and on the page with ?thread=page)
 // and shows a volcano plot and a table (one entry per gene; search, sort), exports
 // result.csv exactly, and a gene chosen in the table or the plot colours the map and is
-// pinned in the probe's profile; an empty group says so and the page stays usable.
+// pinned in the probe's profile; an empty group says so and the page stays usable; the
+// groups come back after a reload; with a batch column, decode as every batch or one.
 // WebGPU on and off; screenshots at 1400x900.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -314,6 +315,47 @@ test('compare cells with the engine on the page (?thread=page)', async () => {
     assert.equal(c.result.n_cells2, 640);
     assert.equal(c.result.n_genes, (await page.evaluate(() => window.cellvae.modelGenes())).length);
     assert.equal(c.result.csv_header.split(',')[0], 'gene_id');
+  } finally {
+    await b.close();
+  }
+});
+
+test('decode as: with a batch column, every batch or one batch', async () => {
+  const b = await launch(false);
+  try {
+    const { page } = b;
+    await page.setViewportSize({ width: 1400, height: 900 });
+    await openApp(page);
+    await loadDemo(page);
+    // No batches: no decode-as choice.
+    assert.ok(await page.locator('[data-testid="cmp-decode"]').isHidden());
+    await page.evaluate(() => window.cellvae.selectCells(Array.from({ length: 80 }, (_, i) => i)));
+    await page.click('[data-testid="group-make"]');
+    await page.click('[data-testid="settings"] summary');
+    await page.selectOption('[data-testid="opt-batch-key"]', 'phase');
+    await page.click('[data-testid="train-reset"]');
+    await page.waitForFunction(() => window.cellvae.status().batch_key === 'phase' && window.cellvae.status().model.n_batches === 3);
+    await page.click('[data-testid="train-step"]');
+    await page.waitForFunction(() => window.cellvae.status().step >= 1);
+    assert.ok(await page.locator('[data-testid="cmp-decode"]').isVisible());
+    const choices = await page.$$eval('[data-testid="cmp-decode"] option', (os) => os.map((o) => o.value));
+    assert.deepEqual(choices, ['observed', 'all', 'b:0', 'b:1', 'b:2']);
+    // The group made before the new model is still there (same cells).
+    assert.equal((await page.evaluate(() => window.cellvae.groups())).length, 1);
+    await page.selectOption('[data-testid="cmp-group2"]', 'rest');
+    await page.fill('[data-testid="cmp-samples"]', '200');
+    await page.selectOption('[data-testid="cmp-decode"]', 'all');
+    let c = await runCompare(page);
+    assert.equal(c.error, null);
+    assert.deepEqual(c.result.options.decode_as, { kind: 'all_batches' });
+    assert.match(await page.textContent('[data-testid="cmp-summary"]'), /Decoded as every batch in turn\./);
+    await page.selectOption('[data-testid="cmp-decode"]', 'b:1');
+    c = await runCompare(page);
+    assert.equal(c.error, null);
+    assert.deepEqual(c.result.options.decode_as, { kind: 'batch', batch: 1 });
+    const level = await page.$eval('[data-testid="cmp-decode"] option[value="b:1"]', (o) => o.textContent.replace(/^batch /, ''));
+    assert.match(await page.textContent('[data-testid="cmp-summary"]'), new RegExp(`Decoded as batch ${level}\\.`));
+    assert.equal(c.result.n_cells1, 80);
   } finally {
     await b.close();
   }
