@@ -193,8 +193,11 @@ export function renderCompare() {
   renderTable();
 }
 
-/** A new session: the decode-as choices for its batches; a result for other genes goes. @param {import('./protocol.js').SessionInfo | null} info */
-export function adoptCompare(info) {
+/**
+ * A new session: the decode-as choices for its batches; a result for other cells or genes goes.
+ * @param {import('./protocol.js').SessionInfo | null} info @param {boolean} sameCells
+ */
+export function adoptCompare(info, sameCells) {
   const dec = select('cmp-decode');
   dec.replaceChildren(option('observed', 'each cell’s own batch (observed)'));
   const levels = info ? info.batchLevels : [];
@@ -204,7 +207,7 @@ export function adoptCompare(info) {
   }
   $('cmp-decode-label').hidden = levels.length < 2;
   const r = S.cmp.result;
-  if (!info || (r && r.genes.length !== info.nGenes)) {
+  if (!info || !sameCells || (r && (r.genes.length !== info.nGenes || r.genes.some((g) => info.genes[g.gene] !== g.name)))) {
     S.cmp.result = null;
     S.cmp.chosen = -1;
   }

@@ -147,8 +147,7 @@ export function adopt(info, snap) {
   Object.assign(S.trav, { path: null, A: null, B: null, pos: 0, shown: false, top: [], values: [], note: null });
   $('legend').replaceChildren();
   $('map-tooltip').hidden = true;
-  adoptGroups(info);
-  adoptCompare(info);
+  adoptCompare(info, adoptGroups(info));
   if (!info || !snap) {
     $('prep-report').hidden = true;
     $('train-what').textContent = '';

@@ -203,11 +203,16 @@ function cellsKey(info) {
   return `${ids.length}:${ids[0] ?? ''}:${ids[ids.length - 1] ?? ''}`;
 }
 
-/** A new session: keep the selection and groups when it shows the same cells, else drop them. @param {import('./protocol.js').SessionInfo | null} info */
+/**
+ * A new session: keep the selection and groups when it shows the same cells, else drop
+ * them. Returns whether the cells are the same.
+ * @param {import('./protocol.js').SessionInfo | null} info
+ */
 export function adoptGroups(info) {
   const key = cellsKey(info);
-  if (!info) { renderGroups(); return; }
-  if (key !== S.sel.for) {
+  if (!info) { renderGroups(); return false; }
+  const same = key === S.sel.for;
+  if (!same) {
     S.sel.for = key;
     S.sel.current = null;
     S.sel.how = '';
@@ -216,6 +221,7 @@ export function adoptGroups(info) {
   } else if (S.sel.groups.length) keepGroups(); // the same cells loaded again: keep them with the new data entry
   S.sel.drawing = null;
   renderGroups();
+  return same;
 }
 
 /** Draws the selection line and the groups' list, and refreshes the comparison's choices. */

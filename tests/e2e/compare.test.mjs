@@ -360,3 +360,41 @@ test('decode as: with a batch column, every batch or one batch', async () => {
     await b.close();
   }
 });
+
+test('compare a model trained on the GPU (WebGPU, SwiftShader)', async () => {
+  const b = await launch(true);
+  try {
+    const { page } = b;
+    await page.setViewportSize({ width: 1400, height: 900 });
+    await openApp(page);
+    await loadDemo(page);
+    await page.click('[data-testid="settings"] summary');
+    // A small model: SwiftShader is slow.
+    await page.fill('[data-testid="opt-n-hidden"]', '16');
+    await page.fill('[data-testid="opt-top-genes"]', '200');
+    await page.selectOption('[data-testid="opt-device"]', 'gpu');
+    await page.click('[data-testid="train-reset"]');
+    await page.waitForFunction(() => window.cellvae.status().gpu_state === 'on', null, { timeout: 120_000 });
+    for (let i = 1; i <= 3; i++) {
+      await page.click('[data-testid="train-step"]');
+      await page.waitForFunction((k) => window.cellvae.status().step === k && !window.cellvae.status().training, i, { timeout: 60_000 });
+    }
+    assert.equal((await status(page)).training_backend, 'webgpu');
+    await page.locator('[data-testid="legend"] li[data-level]', { hasText: 'CD14+ Monocyte' }).first().click();
+    await page.click('[data-testid="group-make"]');
+    await page.locator('[data-testid="legend"] li[data-level]', { hasText: 'CD19+ B' }).first().click();
+    await page.click('[data-testid="group-make"]');
+    await page.selectOption('[data-testid="cmp-group1"]', 'g:1');
+    await page.selectOption('[data-testid="cmp-group2"]', 'g:2');
+    await page.fill('[data-testid="cmp-samples"]', '300');
+    const c = await runCompare(page);
+    assert.equal(c.error, null);
+    assert.equal(c.result.n_genes, 200);
+    assert.equal(c.volcano_points, 200);
+    assert.equal(c.result.n_cells1, cellTypeCounts().get('CD14+ Monocyte'));
+    assert.equal(c.result.n_cells2, cellTypeCounts().get('CD19+ B'));
+    assert.equal((await status(page)).gpu_state, 'on', 'the GPU run stopped');
+  } finally {
+    await b.close();
+  }
+});
