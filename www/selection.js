@@ -84,8 +84,9 @@ export function selectionMove(u, v) {
   drawMap();
 }
 
-/** The drag ends: the cells inside become the selection. */
+/** The drag ends: the cells inside become the selection (nothing when it was cancelled). */
 export function selectionEnd() {
+  if (!S.sel.drawing) return;
   const poly = drawnPolygon();
   const tool = S.sel.tool;
   S.sel.drawing = null;
@@ -264,6 +265,15 @@ export function wireSelection() {
     b.addEventListener('click', () => setTool(tool === 'lasso' || tool === 'box' ? tool : 'probe'));
   }
   setTool('probe');
+  // Keys on the map: L lasso, B box, P probe; Escape drops the outline being drawn.
+  $('latent-map').addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    /** @type {Record<string, 'probe' | 'lasso' | 'box'>} */
+    const keys = { l: 'lasso', b: 'box', p: 'probe' };
+    const tool = keys[e.key.toLowerCase()];
+    if (tool) { e.preventDefault(); setTool(tool); }
+    else if (e.key === 'Escape' && S.sel.drawing) { e.preventDefault(); S.sel.drawing = null; drawMap(); }
+  });
   // A click on a legend entry (colour by a metadata column) selects its cells.
   $('legend').addEventListener('click', (e) => {
     const li = e.target instanceof Element ? e.target.closest('li[data-level]') : null;

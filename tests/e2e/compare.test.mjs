@@ -125,6 +125,19 @@ for (const webgpu of [true, false]) {
         assert.ok(want2.length > 0, 'the box holds no cell');
         assert.deepEqual(got2, want2, 'the box selected other cells than those inside it');
         await page.click('[data-testid="group-make"]');
+        // Keys on the map choose the tool; Escape drops a lasso being drawn.
+        await page.focus(MAP);
+        await page.keyboard.press('l');
+        assert.equal((await status(page)).tool, 'lasso');
+        await page.mouse.move(lasso[0][0], lasso[0][1]);
+        await page.mouse.down();
+        await page.mouse.move(lasso[2][0], lasso[2][1], { steps: 3 });
+        await page.keyboard.press('Escape');
+        await page.mouse.move(lasso[4][0], lasso[4][1], { steps: 3 });
+        await page.mouse.up();
+        assert.equal((await status(page)).selected, 0, 'a cancelled lasso selected cells');
+        await page.keyboard.press('p');
+        assert.equal((await status(page)).tool, 'probe');
         const groups = await page.evaluate(() => window.cellvae.groups());
         assert.deepEqual(groups.map((g) => [g.name, g.count]), [['near cell 0', want1.length], ['group 2', want2.length]]);
         assert.deepEqual(groups[0].cells, want1);
