@@ -55,7 +55,8 @@ export function drawVolcano(canvas, rows, delta, chosen) {
   ctx.fillText('log2 fold change (group 1 / group 2)', (s.x0 + s.x1) / 2, H - 14);
   ctx.textAlign = 'left';
   ctx.textBaseline = 'alphabetic';
-  ctx.fillText(`P(|LFC| ≥ ${delta})`, 4, 13);
+  const title = `P(|LFC| ≥ ${delta})`;
+  ctx.fillText(title, 4, 13);
   ctx.setLineDash([3, 3]);
   ctx.beginPath();
   for (const v of [-delta, delta, 0]) { ctx.moveTo(s.x(v), s.y0); ctx.lineTo(s.x(v), s.y1); }
@@ -78,10 +79,15 @@ export function drawVolcano(canvas, rows, delta, chosen) {
   }
   ctx.globalAlpha = 1;
   // Names of the strongest called changes on each side, and the chosen gene.
-  /** @type {number[][]} the boxes of the labels placed (a label that would overlap one is left out) */
-  const placed = [];
+  /** @type {number[][]} the boxes of the labels placed (a label that would overlap one is left out), the title's first */
+  const placed = [[0, 0, ctx.measureText(title).width + 8, 17]];
   const c = rows.find((r) => r.gene === chosen);
-  const top = rows.filter((r) => r.is_de_fdr && r.gene !== chosen).sort((a, b) => Math.abs(b.lfc_mean) - Math.abs(a.lfc_mean)).slice(0, 12);
+  // The strongest called changes up and down, alternately.
+  const called1 = rows.filter((r) => r.is_de_fdr && r.gene !== chosen);
+  const up = called1.filter((r) => r.lfc_mean > 0).sort((a, b) => b.lfc_mean - a.lfc_mean).slice(0, 8);
+  const down = called1.filter((r) => r.lfc_mean < 0).sort((a, b) => a.lfc_mean - b.lfc_mean).slice(0, 8);
+  const top = [];
+  for (let i = 0; i < 8; i++) { if (up[i]) top.push(up[i]); if (down[i]) top.push(down[i]); }
   if (c) {
     const x = s.x(c.lfc_mean), y = s.y(c.proba_de);
     ctx.strokeStyle = '#1d2330';
@@ -108,14 +114,18 @@ export function drawVolcano(canvas, rows, delta, chosen) {
  */
 function label(ctx, x, y, text, W, placed) {
   const w = ctx.measureText(text).width;
-  const left = x + 6 + w > W - 2;
-  const tx = left ? x - 6 - w : x + 6, ty = Math.max(10, y - 4);
-  const box = [tx - 1, ty - 10, tx + w + 1, ty + 2];
-  if (placed.some((b) => box[0] < b[2] && box[2] > b[0] && box[1] < b[3] && box[3] > b[1])) return false;
-  placed.push(box);
-  ctx.textAlign = 'left';
-  ctx.fillText(text, tx, ty);
-  return true;
+  // Right of the point, then left of it; above it, then below it.
+  for (const [dx, dy] of [[1, -1], [-1, -1], [1, 1], [-1, 1]]) {
+    const tx = dx > 0 ? x + 6 : x - 6 - w, ty = dy < 0 ? y - 4 : y + 13;
+    if (tx < 1 || tx + w > W - 1 || ty < 10) continue;
+    const box = [tx - 1, ty - 10, tx + w + 1, ty + 2];
+    if (placed.some((b) => box[0] < b[2] && box[2] > b[0] && box[1] < b[3] && box[3] > b[1])) continue;
+    placed.push(box);
+    ctx.textAlign = 'left';
+    ctx.fillText(text, tx, ty);
+    return true;
+  }
+  return false;
 }
 
 /**

@@ -239,7 +239,7 @@ for (const webgpu of [true, false]) {
         assert.equal(lines.length, nGenes + 1);
         assert.equal(lines[1].split(',')[1], c.result.genes[0].name);
         await page.screenshot({ path: screenshotPath(`compare-${mode}.png`) });
-        await page.locator('[data-testid="compare"]').screenshot({ path: screenshotPath(`compare-panel-${mode}.png`) });
+        await page.locator('[data-testid="cmp-results"]').screenshot({ path: screenshotPath(`compare-results-${mode}.png`) });
       });
 
       await t.test('a gene chosen in the table or the volcano colours the map and is pinned', async () => {
