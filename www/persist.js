@@ -1,8 +1,8 @@
 // @ts-check
 // cellvae page: the session kept in this browser (the engine keeps it: store.js). On
 // start-up, `restoreSession` asks the engine to bring back the kept data, model, history,
-// settings and named groups of cells and shows "Restored your session from …"; the settings form is sent to
-// the engine whenever it changes; the keeper's state is shown (saved, or why not: a full
+// settings and named groups of cells and shows "Restored your session from …"; the
+// settings form is sent to the engine whenever it changes; the keeper's state is shown (saved, or why not: a full
 // storage, none offered); "Forget everything" deletes it all and starts the page afresh.
 // Text from the kept data (file names) is only ever set with textContent.
 import { S } from './state.js';

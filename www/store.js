@@ -13,8 +13,8 @@
 //   `safetensors` (the parameters only) and a `history` instead of `checkpoint` and
 //   `run`: it is still read (`Session.from_model`: training goes on from the parameters);
 // - `settings`: the values of the settings form, by element id;
-// - `groups`: the named groups of cells (compare.js: name, cell positions, outline colour,
-//   shown), for the `data` entry they name.
+// - `groups`: the named groups of cells (selection.js: name, cell positions, outline
+//   colour, shown), for the `data` entry they name.
 //
 // Only the engine writes (engine.js, through `Keeper`): after a load, after a new model,
 // every few seconds while training, on pause, after a step and when training ends. Writes

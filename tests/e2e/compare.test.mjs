@@ -301,6 +301,42 @@ for (const webgpu of [true, false]) {
         assert.ok(!before.some((g) => g.id === id), `id ${id} reused`);
         await page.screenshot({ path: screenshotPath(`compare-restored-${mode}.png`) });
       });
+
+      await t.test('a damaged groups entry is discarded with a note; the session comes back', async () => {
+        // Once the third group is kept: a cell position beyond the data's cells, written
+        // straight into IndexedDB.
+        await page.waitForFunction(() => new Promise((resolve) => {
+          const open = indexedDB.open('cellvae');
+          open.onerror = () => resolve(false);
+          open.onsuccess = () => {
+            const get = open.result.transaction('kept', 'readonly').objectStore('kept').get('groups');
+            get.onsuccess = () => { open.result.close(); resolve(!!get.result && get.result.groups.length === 3); };
+            get.onerror = () => { open.result.close(); resolve(false); };
+          };
+        }), null, { timeout: 30_000 });
+        await page.evaluate(() => new Promise((resolve, reject) => {
+          const open = indexedDB.open('cellvae');
+          open.onerror = () => reject(open.error);
+          open.onsuccess = () => {
+            const tx = open.result.transaction('kept', 'readwrite');
+            const store = tx.objectStore('kept');
+            const get = store.get('groups');
+            get.onsuccess = () => {
+              const entry = get.result;
+              entry.groups[0].cells = Uint32Array.from([5, 700000]);
+              store.put(entry, 'groups');
+            };
+            tx.oncomplete = () => { open.result.close(); resolve(null); };
+            tx.onerror = () => reject(tx.error);
+          };
+        }));
+        const step = (await status(page)).step;
+        await page.reload();
+        await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+        assert.equal((await status(page)).step, step, 'the model did not come back');
+        assert.deepEqual(await page.evaluate(() => window.cellvae.groups()), []);
+        assert.match(await page.textContent('[data-testid="restore-note"]'), /groups of cells kept in this browser were damaged or not for this data: they were discarded/);
+      });
       assert.deepEqual(b.consoleErrors.filter((e) => !/favicon/.test(e)), [], 'console errors');
     } finally {
       await b.close();
