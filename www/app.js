@@ -15,6 +15,8 @@ import { wireMapInput } from './map-input.js';
 import { wireTraversal } from './traversal.js';
 import { wireExport } from './export.js';
 import { installAutomation } from './automation.js';
+import { wireSelection } from './selection.js';
+import { wireCompare } from './compare.js';
 import { wirePersist, restoreSession } from './persist.js';
 
 /** The page's WebGPU, said in the header. @param {import('./protocol.js').GpuInfo} g */
@@ -41,6 +43,8 @@ async function main() {
   wireTraversal();
   wireExport();
   wirePersist();
+  wireSelection();
+  wireCompare();
   adopt(null, null);
   // The engine: in a worker (which checks its own WebGPU while the page checks its), unless
   // the worker cannot run (no module workers) or lacks the WebGPU the page has;

@@ -7,6 +7,9 @@ import { $ } from './dom.js';
 import { toPixel, drawPoints } from './map.js';
 import { ctx2d } from './plot.js';
 import { drawMap, mapCanvas } from './map-view.js';
+import { setSelection, makeGroup } from './selection.js';
+import { tableRows } from './compare.js';
+import { volcanoPosition } from './volcano.js';
 
 function probeReady() {
   const p = S.probe, prof = p.profile;
@@ -70,7 +73,53 @@ function status() {
     history: S.history.map((r) => ({ ...r })),
     kept: { ...S.kept },
     restored: S.restored ? { ...S.restored } : null,
+    tool: S.sel.tool,
+    selected: S.sel.current ? S.sel.current.length : 0,
+    n_groups: S.sel.groups.length,
   };
+}
+
+/** The current selection's cells (positions in the map's cell order). */
+function selection() {
+  return S.sel.current ? Array.from(S.sel.current) : [];
+}
+
+/** Makes cells `indices` the current selection (as a lasso would). @param {number[]} indices */
+function selectCells(indices) {
+  setSelection(Uint32Array.from(indices), 'chosen by automation');
+  return S.sel.current ? S.sel.current.length : 0;
+}
+
+/** The named groups: id, name, cell count, whether outlined, their cells. */
+function groups() {
+  return S.sel.groups.map((g) => ({ id: g.id, name: g.name, count: g.cells.length, shown: g.shown, colour: g.colour, cells: Array.from(g.cells) }));
+}
+
+/** The comparison as the page shows it (null: none yet), with the state of the run. */
+function comparison() {
+  const r = S.cmp.result;
+  const volcano = /** @type {HTMLCanvasElement} */ ($('volcano'));
+  return {
+    running: S.cmp.running,
+    error: S.cmp.error,
+    result: r ? {
+      n_genes: r.genes.length, n_cells1: r.n_cells1, n_cells2: r.n_cells2, n_de: r.n_de, options: r.options,
+      names: [...S.cmp.names], csv_header: r.csv.split('\n')[0], csv_rows: r.csv.trim().split('\n').length - 1,
+      genes: r.genes.map((g) => ({ name: g.name, gene: g.gene, lfc_mean: g.lfc_mean, proba_de: g.proba_de, is_de_fdr: g.is_de_fdr })),
+    } : null,
+    table: tableRows().map((g) => g.name || g.id).slice(0, 200),
+    table_rows: $('cmp-table').querySelectorAll('tbody tr').length,
+    volcano_points: Number(volcano.dataset.points || 0),
+    volcano_called: Number(volcano.dataset.called || 0),
+    chosen: S.cmp.chosen,
+  };
+}
+
+/** Where gene `name` of the comparison is drawn on the volcano plot, as fractions of the canvas. @param {string} name */
+function volcanoPoint(name) {
+  const r = S.cmp.result;
+  const row = r && r.genes.find((g) => g.name === name);
+  return r && row ? volcanoPosition(/** @type {HTMLCanvasElement} */ ($('volcano')), r.genes, row) : null;
 }
 
 /** Decodes a latent point with the current model: expected counts per modelled gene. @param {number[]} z @param {number} [batch] @param {number} [library] */
@@ -154,5 +203,11 @@ export function installAutomation() {
     testLoseGpuAtStep,
     testGpuFault,
     testStorageFull,
+    selection,
+    selectCells,
+    makeGroup: (/** @type {string | undefined} */ name) => { const g = makeGroup(name); return g ? g.id : null; },
+    groups,
+    comparison,
+    volcanoPoint,
   };
 }

@@ -11,6 +11,8 @@ import { renderProbe, renderPins, requestProbe } from './probe.js';
 import { computeTraversal, drawHeatmap, fillTravModes, stopAnimation } from './traversal.js';
 import { clearField, computeField } from './field.js';
 import { fillGeneList } from './settings.js';
+import { adoptGroups } from './selection.js';
+import { adoptCompare } from './compare.js';
 
 /** @typedef {import('./protocol.js').Snapshot} Snapshot */
 /** @typedef {import('./protocol.js').SessionInfo} SessionInfo */
@@ -145,6 +147,7 @@ export function adopt(info, snap) {
   Object.assign(S.trav, { path: null, A: null, B: null, pos: 0, shown: false, top: [], values: [], note: null });
   $('legend').replaceChildren();
   $('map-tooltip').hidden = true;
+  adoptCompare(info, adoptGroups(info));
   if (!info || !snap) {
     $('prep-report').hidden = true;
     $('train-what').textContent = '';

@@ -17,7 +17,7 @@
 import { Session, Dataset, read_files } from './pkg/cellvae.js';
 import { detectGpu } from './gpu-detect.js';
 import { readEntries } from './read.js';
-import { Keeper, FORMAT, checkData, checkModel, checkSettings } from './store.js';
+import { Keeper, FORMAT, checkData, checkModel, checkSettings, checkGroups } from './store.js';
 
 /** @typedef {import('./protocol.js').Requests} Requests */
 /** @typedef {import('./protocol.js').RequestType} RequestType */
@@ -255,7 +255,7 @@ export class Engine {
     try { bytes = d.to_bytes(); } catch { return; }
     const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
     this.dataId = id;
-    this.keeper.write({ data: { format: FORMAT, id, savedAt: Date.now(), what, nCells: d.n_cells, nGenes: d.n_genes, bytes }, model: null });
+    this.keeper.write({ data: { format: FORMAT, id, savedAt: Date.now(), what, nCells: d.n_cells, nGenes: d.n_genes, bytes }, model: null, groups: null });
   }
 
   /**
@@ -535,6 +535,12 @@ const handlers = {
     return { latent: this.need().latent() };
   },
 
+  async compare(req) {
+    // The model's differential expression (src/session/compare.rs) with the parameters as
+    // they are now; group2 empty: every other cell.
+    return this.need().compare(Uint32Array.from(req.group1), Uint32Array.from(req.group2), req.options);
+  },
+
   async export_model() {
     const s = this.need();
     return { safetensors: s.model_safetensors(), config: s.model_config_json() };
@@ -558,6 +564,16 @@ const handlers = {
     const form = /** @type {Record<string, string>} */ (req.form);
     const entry = checkSettings({ format: FORMAT, savedAt: Date.now(), form });
     if (entry) this.keeper.write({ settings: entry });
+    return {};
+  },
+
+  async keep_groups(req) {
+    // The named groups of cells, kept with the loaded data (a foreign or damaged list is not written).
+    if (!this.dataId || !this.dataset) return {};
+    const entry = checkGroups({ format: FORMAT, dataId: this.dataId, savedAt: Date.now(), nextId: req.nextId, groups: req.groups },
+      this.dataId, this.dataset.n_cells);
+    if (!entry) throw new Error('the groups could not be kept: they do not fit the loaded data');
+    this.keeper.write({ groups: entry });
     return {};
   },
 
@@ -591,13 +607,13 @@ const handlers = {
  */
 async function restoreKept(engine) {
   /** @type {import('./protocol.js').Restored} */
-  const out = { data: null, made: null, savedAt: null, epoch: 0, form: null, notes: [] };
+  const out = { data: null, made: null, savedAt: null, epoch: 0, form: null, notes: [], groups: null };
   const raw = await engine.keeper.read();
   if (!raw) {
     if (engine.keeper.state.note) out.notes.push(engine.keeper.state.note);
     return out;
   }
-  /** @type {('data' | 'model' | 'settings')[]} */
+  /** @type {('data' | 'model' | 'settings' | 'groups')[]} */
   const bad = [];
   const settings = raw.settings === undefined ? null : checkSettings(raw.settings);
   if (raw.settings !== undefined && !settings) {
@@ -609,7 +625,7 @@ async function restoreKept(engine) {
   /** @type {Dataset | null} */
   let dataset = null;
   if (raw.data !== undefined && !data) {
-    bad.push('data', 'model');
+    bad.push('data', 'model', 'groups');
     out.notes.push('The data kept in this browser was damaged or not this page’s: it was discarded.');
   } else if (data) {
     try {
@@ -618,10 +634,13 @@ async function restoreKept(engine) {
     } catch (e) {
       if (dataset) dataset.free();
       dataset = null;
-      bad.push('data', 'model');
+      bad.push('data', 'model', 'groups');
       out.notes.push(`The data kept in this browser could not be read back (${message(e)}): it was discarded.`);
     }
-  } else if (raw.model !== undefined) bad.push('model');
+  } else {
+    if (raw.model !== undefined) bad.push('model');
+    if (raw.groups !== undefined) bad.push('groups');
+  }
   if (!dataset || !data) {
     if (bad.length) await engine.keeper.discard(bad);
     return out;
@@ -632,6 +651,12 @@ async function restoreKept(engine) {
   engine.dataId = data.id;
   out.data = { summary: dataset.summary(), geneNames: dataset.gene_names(), what: data.what, savedAt: data.savedAt };
   out.savedAt = data.savedAt;
+  const groups = raw.groups === undefined ? null : checkGroups(raw.groups, data.id, dataset.n_cells);
+  if (raw.groups !== undefined && !groups) {
+    bad.push('groups');
+    out.notes.push('The groups of cells kept in this browser were damaged or not for this data: they were discarded.');
+  }
+  out.groups = groups ? { nextId: groups.nextId, groups: groups.groups } : null;
   const model = raw.model === undefined ? null : checkModel(raw.model, data.id);
   if (raw.model !== undefined && !model) {
     bad.push('model');

@@ -11,8 +11,8 @@ import { adopt, setStatusText } from './controls.js';
 import { liveOptions, device } from './settings.js';
 import { canvas } from './dom.js';
 
-/** @param {string} name @param {Blob} blob */
-function download(name, blob) {
+/** Downloads `blob` as `name` and says so in the note `noteId`. @param {string} name @param {Blob} blob @param {string} [noteId] */
+export function download(name, blob, noteId = 'export-note') {
   const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
   a.href = url;
@@ -22,7 +22,7 @@ function download(name, blob) {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  $('export-note').textContent = `Saved ${name}.`;
+  $(noteId).textContent = `Saved ${name}.`;
 }
 
 /** @param {unknown} s */

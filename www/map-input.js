@@ -1,5 +1,6 @@
 // @ts-check
-// cellvae page: what the user does to the map and its toolbar. Click or drag: the probe;
+// cellvae page: what the user does to the map and its toolbar. Click or drag: the probe
+// (or, with the lasso or box tool chosen, a selection: selection.js);
 // wheel: zoom; right- or shift-drag: pan; hover: the cell's id and metadata (as text);
 // keyboard: arrows move the probe, + and - zoom, 0 resets the view. Also the colour-by,
 // axes, background-gene and probe inputs, and `cellvae:layout` (the map canvas resized).
@@ -13,6 +14,7 @@ import { requestProbe, pinGene } from './probe.js';
 import { computeTraversal } from './traversal.js';
 import { chooseFieldGene, scheduleField } from './field.js';
 import { fillGeneList } from './settings.js';
+import { selectionStart, selectionMove, selectionEnd } from './selection.js';
 
 /** Canvas pixels (drawing buffer) of a pointer event. @param {MouseEvent} ev @returns {[number, number]} */
 function canvasPoint(ev) {
@@ -146,7 +148,7 @@ export function wireMapInput() {
     } else box.classList.add('invalid');
   });
 
-  /** @type {'probe' | 'pan' | null} */
+  /** @type {'probe' | 'pan' | 'select' | null} */
   let mode = null;
   /** @type {{x: number, y: number, view: import('./map.js').View} | null} */
   let panStart = null;
@@ -159,6 +161,10 @@ export function wireMapInput() {
       mode = 'pan';
       panStart = { x: e.clientX, y: e.clientY, view: { ...S.view } };
       canvas.style.cursor = 'grabbing';
+    } else if (e.button === 0 && S.sel.tool !== 'probe') {
+      mode = 'select';
+      const [px, py] = canvasPoint(e);
+      selectionStart(...toPlane(S.view, canvas.width, canvas.height, px, py), e.ctrlKey || e.metaKey);
     } else if (e.button === 0) {
       mode = 'probe';
       probeAt(e, true);
@@ -166,7 +172,10 @@ export function wireMapInput() {
   });
   canvas.addEventListener('pointermove', (e) => {
     if (mode === 'probe') probeAt(e, false);
-    else if (mode === 'pan' && panStart) {
+    else if (mode === 'select' && S.view) {
+      const [px, py] = canvasPoint(e);
+      selectionMove(...toPlane(S.view, canvas.width, canvas.height, px, py));
+    } else if (mode === 'pan' && panStart) {
       const r = canvas.getBoundingClientRect();
       const dx = ((e.clientX - panStart.x) * canvas.width) / r.width;
       const dy = ((e.clientY - panStart.y) * canvas.height) / r.height;
@@ -176,6 +185,7 @@ export function wireMapInput() {
     } else hover(e);
   });
   const stop = () => {
+    if (mode === 'select') selectionEnd();
     if (mode === 'pan') scheduleField();
     if (mode === 'probe') {
       if (S.trav.path && select('trav-mode').value !== 'line') computeTraversal();

@@ -5,8 +5,9 @@
 // may have any size and aspect ratio (www/layout.js sizes it and dispatches
 // `cellvae:layout`): every draw reads canvas.width and canvas.height.
 import { SCALES, MISSING, drawColourBar, fmtNumber } from './plot.js';
-import { axisProjection, pcaProjection, projectAll, projectPoint, fitView, toPixel, drawPoints } from './map.js';
+import { axisProjection, pcaProjection, projectAll, projectPoint, fitView, toPixel, drawPoints, drawRings } from './map.js';
 import { S, TRAV_STEPS } from './state.js';
+import { GROUP_COLOURS, SELECTION_COLOUR, drawnPolygon } from './selection.js';
 import { $, canvas as canvasEl, select, el, option } from './dom.js';
 
 export const mapCanvas = () => canvasEl('latent-map');
@@ -78,6 +79,7 @@ export function drawMap() {
   ctx.fillText(axisName(0), W - 6, H - 6);
   ctx.textAlign = 'left';
   ctx.fillText(axisName(1), 6, 14);
+  drawGroups(ctx, W, H);
   drawTraversalPath(ctx, W, H);
   if (S.probe.z) {
     const [px, py] = projectPoint(S.probe.z, S.P);
@@ -91,6 +93,35 @@ export function drawMap() {
     ctx.moveTo(x, y - 12); ctx.lineTo(x, y - 4);
     ctx.moveTo(x, y + 4); ctx.lineTo(x, y + 12);
     ctx.stroke();
+  }
+}
+
+/**
+ * Rings around the cells of the highlighted groups (each in its colour) and of the current
+ * selection, and the lasso or box being drawn.
+ * @param {CanvasRenderingContext2D} ctx @param {number} W @param {number} H
+ */
+function drawGroups(ctx, W, H) {
+  const proj = S.proj, v = S.view;
+  if (!proj || !v) return;
+  const sets = S.sel.groups.filter((g) => g.shown).map((g) => ({ cells: g.cells, colour: g.colour || GROUP_COLOURS[0], radius: 4.5, width: 1.4 }));
+  if (S.sel.current && S.sel.current.length) sets.push({ cells: S.sel.current, colour: SELECTION_COLOUR, radius: 5.8, width: 1.5 });
+  drawRings(ctx, proj, S.n, v, W, H, sets);
+  const poly = drawnPolygon();
+  if (poly) {
+    ctx.strokeStyle = SELECTION_COLOUR;
+    ctx.fillStyle = 'rgba(47, 111, 222, 0.08)';
+    ctx.lineWidth = 1.5;
+    ctx.setLineDash([5, 4]);
+    ctx.beginPath();
+    for (let i = 0; i < poly.length; i += 2) {
+      const [x, y] = toPixel(v, W, H, poly[i], poly[i + 1]);
+      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+    }
+    ctx.closePath();
+    ctx.fill();
+    ctx.stroke();
+    ctx.setLineDash([]);
   }
 }
 
@@ -129,19 +160,21 @@ export function renderLegend() {
     root.append(el('p', lg.title, { class: 'legend-title' }));
     if (lg.kind === 'categorical') {
       const ul = el('ul');
-      /** @param {string} name @param {string} colour @param {number} n */
-      const add = (name, colour, n) => {
-        const li = el('li');
+      // Each entry selects its cells when clicked (selection.js listens on #legend).
+      /** @param {string} name @param {string} colour @param {number} n @param {number} k */
+      const add = (name, colour, n, k) => {
+        const li = el('li', null, { class: 'pick', tabindex: '0', role: 'button', title: `select the ${n} cells of ${name}` });
+        li.dataset.level = String(k);
         const sw = el('span', null, { class: 'swatch' });
         sw.style.background = colour;
         li.append(sw, el('span', `${name} (${n})`));
         ul.append(li);
       };
       const shown = Math.min(lg.levels.length, 40);
-      for (let i = 0; i < shown; i++) if (lg.counts[i]) add(lg.levels[i], lg.table[i], lg.counts[i]);
+      for (let i = 0; i < shown; i++) if (lg.counts[i]) add(lg.levels[i], lg.table[i], lg.counts[i], i);
       if (lg.levels.length > shown) ul.append(el('li', `… and ${lg.levels.length - shown} more`));
-      if (lg.counts[lg.levels.length]) add('(no value)', MISSING, lg.counts[lg.levels.length]);
-      root.append(ul);
+      if (lg.counts[lg.levels.length]) add('(no value)', MISSING, lg.counts[lg.levels.length], lg.levels.length);
+      root.append(ul, el('p', 'Click an entry to select its cells.', { class: 'legend-hint' }));
     } else if (lg.kind === 'continuous') {
       root.append(colourBar(lg.lo, lg.hi, lg.scale, 'colour-bar'));
     }

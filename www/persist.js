@@ -1,8 +1,8 @@
 // @ts-check
 // cellvae page: the session kept in this browser (the engine keeps it: store.js). On
-// start-up, `restoreSession` asks the engine to bring back the kept data, model, history
-// and settings and shows "Restored your session from …"; the settings form is sent to
-// the engine whenever it changes; the keeper's state is shown (saved, or why not: a full
+// start-up, `restoreSession` asks the engine to bring back the kept data, model, history,
+// settings and named groups of cells and shows "Restored your session from …"; the
+// settings form is sent to the engine whenever it changes; the keeper's state is shown (saved, or why not: a full
 // storage, none offered); "Forget everything" deletes it all and starts the page afresh.
 // Text from the kept data (file names) is only ever set with textContent.
 import { S } from './state.js';
@@ -10,6 +10,7 @@ import { $, button, message } from './dom.js';
 import { adopt, setStatusText, sendPace } from './controls.js';
 import { readOptions, fillColumnSelects, device } from './settings.js';
 import { showData } from './files.js';
+import { restoreGroups } from './selection.js';
 
 /** The form fields kept: every setting, the live learning rate and beta, the pace. */
 function formFields() {
@@ -92,6 +93,7 @@ async function restore() {
       }
     }
     adopt(made ? made.info : null, made ? made.snapshot : null);
+    if (r.groups && made) restoreGroups(r.groups);
     const n = r.data.summary.n_cells.toLocaleString('en-US');
     const text = `Restored your session from ${when(r.savedAt || r.data.savedAt)}: ${n} cells (${r.data.what}), epoch ${r.epoch}.`;
     S.restored = { savedAt: r.savedAt || r.data.savedAt, epoch: r.epoch, cells: r.data.summary.n_cells };

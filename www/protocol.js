@@ -77,9 +77,13 @@
  * What `restore` brought back: the data (with what it was and when it was kept), the
  * session made from the kept model (null: none kept, or it was discarded: the page makes a
  * new one from the settings), the settings form, and notes on anything discarded.
+ * `groups`: the named groups of cells kept with the data (selection.js), if any.
  * @typedef {{data: {summary: Summary, geneNames: string[], what: string, savedAt: number} | null,
  *   made: {info: SessionInfo, snapshot: Snapshot} | null, savedAt: number | null, epoch: number,
- *   form: Record<string, string> | null, notes: string[]}} Restored
+ *   form: Record<string, string> | null, notes: string[], groups: KeptGroups | null}} Restored
+ *
+ * Named groups of cells as kept (store.js `KeptGroup`: id, name, cell positions, outline colour, shown).
+ * @typedef {{nextId: number, groups: import('./store.js').KeptGroup[]}} KeptGroups
  *
  * @typedef {{type: 'response', id: number, ok: true, result: any} | {type: 'response', id: number, ok: false, error: string}} Response
  *
@@ -91,6 +95,19 @@
  *
  * 'auto' or a number of CPU steps per 1/60 s.
  * @typedef {'auto' | number} Pace
+ *
+ * Options of a comparison (src/de.rs `DeOptions`; fields left out take their defaults).
+ * @typedef {{n_samples?: number, n_pairs?: number, delta?: number, fdr_target?: number, pseudocount?: number,
+ *   decode_as?: {kind: 'observed'} | {kind: 'batch', batch: number} | {kind: 'all_batches'}, seed?: number}} CompareOptions
+ *
+ * One gene of a comparison (src/session/compare.rs `GeneRow`).
+ * @typedef {{id: string, name: string, gene: number, lfc_mean: number, lfc_std: number, lfc_min: number, lfc_max: number,
+ *   proba_de: number, bayes_factor: number, is_de_fdr: boolean, scale1: number, scale2: number, raw_mean1: number,
+ *   raw_mean2: number, nonzero1: number, nonzero2: number}} GeneRow
+ *
+ * `Session.compare`: one row per modelled gene, most probable change first; `csv`: the
+ * whole table as `cellvae de` writes it.
+ * @typedef {{genes: GeneRow[], n_cells1: number, n_cells2: number, n_de: number, options: CompareOptions, csv: string}} Comparison
  *
  * Every request: its payload and its result.
  * @typedef {{
@@ -109,11 +126,13 @@
  *   decode_genes: {payload: {zs: Float32Array, batch: number, library: number, genes: number[]}, result: {values: Float32Array}},
  *   expression: {payload: {gene: string}, result: {values: Float32Array}},
  *   latent: {payload: {}, result: {latent: Float32Array}},
+ *   compare: {payload: {group1: Uint32Array, group2: Uint32Array, options: CompareOptions}, result: Comparison},
  *   export_model: {payload: {}, result: {safetensors: Uint8Array, config: string}},
  *   lose_gpu: {payload: {step: number}, result: {}},
  *   gpu_fault: {payload: {kind: 'lost' | 'oom' | 'shader', step: number}, result: {}},
  *   restore: {payload: {}, result: Restored},
  *   keep_settings: {payload: {form: Record<string, string>}, result: {}},
+ *   keep_groups: {payload: KeptGroups, result: {}},
  *   forget: {payload: {}, result: {}},
  *   test_storage_full: {payload: {}, result: {}},
  * }} Requests

@@ -37,6 +37,23 @@
  * view it covers, its range in expected counts and the gene it shows).
  * @typedef {{gene: number, canvas: HTMLCanvasElement | null, view: View | null, lo: number, hi: number,
  *   shown: string | null, stamp: number, timer: ReturnType<typeof setTimeout> | undefined, inFlight: boolean, again: boolean}} FieldState
+ *
+ * A named group of cells (positions in the map's cell order), its colour on the map, and
+ * whether it is highlighted there.
+ * @typedef {{id: number, name: string, cells: Uint32Array, colour: string, shown: boolean}} CellGroup
+ *
+ * Selections (selection.js): the map's tool, the current selection (null: none), the lasso
+ * or box being drawn (points of the plane; `adding`: its cells join the selection), the
+ * named groups and the data they are for (`for`: cell count and first and last cell id;
+ * other data drops them).
+ * @typedef {{tool: 'probe' | 'lasso' | 'box', current: Uint32Array | null, how: string, drawing: number[] | null,
+ *   adding: boolean, groups: CellGroup[], nextId: number, for: string}} SelectState
+ *
+ * The comparison (compare.js): the last result (with the groups' names and the epoch the
+ * model had reached), whether one runs, its error, and the table's sort, filter and the
+ * gene chosen in it.
+ * @typedef {{result: import('./protocol.js').Comparison | null, names: [string, string], epoch: number, running: boolean,
+ *   error: string | null, sort: string, desc: boolean, filter: string, chosen: number}} CompareState
  */
 
 /**
@@ -82,6 +99,8 @@
  *   stepMs: number,
  *   kept: Kept,
  *   restored: {savedAt: number, epoch: number, cells: number} | null,
+ *   sel: SelectState,
+ *   cmp: CompareState,
  * }} PageState
  */
 
@@ -133,6 +152,8 @@ export const S = {
   stepMs: 0, // the engine's milliseconds per training step
   kept: { state: 'idle', savedAt: null, epoch: null, step: null, note: null }, // what the engine keeps in this browser (persist.js)
   restored: null, // the session restored on start-up, if any
+  sel: { tool: 'probe', current: null, how: '', drawing: null, adding: false, groups: [], nextId: 1, for: '' }, // selections and groups (selection.js)
+  cmp: { result: null, names: ['', ''], epoch: 0, running: false, error: null, sort: 'proba_de', desc: true, filter: '', chosen: -1 }, // the comparison (compare.js)
 };
 
 /** The modelled genes (decode's columns). */

@@ -12,7 +12,9 @@
 //   names the `data` entry it belongs to. An entry of an earlier version of the page holds
 //   `safetensors` (the parameters only) and a `history` instead of `checkpoint` and
 //   `run`: it is still read (`Session.from_model`: training goes on from the parameters);
-// - `settings`: the values of the settings form, by element id.
+// - `settings`: the values of the settings form, by element id;
+// - `groups`: the named groups of cells (selection.js: name, cell positions, outline
+//   colour, shown), for the `data` entry they name.
 //
 // Only the engine writes (engine.js, through `Keeper`): after a load, after a new model,
 // every few seconds while training, on pause, after a step and when training ends. Writes
@@ -39,7 +41,9 @@ export const FORMAT = 'cellvae-kept-1';
  *   safetensors?: Uint8Array, history?: EpochRow[]}} ModelEntry
  *   `checkpoint` + `run` (this version), or `safetensors` + `history` (an earlier one).
  * @typedef {{format: string, savedAt: number, form: Record<string, string>}} SettingsEntry
- * @typedef {{data?: DataEntry | null, model?: ModelEntry | null, settings?: SettingsEntry | null}} Write
+ * @typedef {{id: number, name: string, cells: Uint32Array, colour: string, shown: boolean}} KeptGroup
+ * @typedef {{format: string, dataId: string, savedAt: number, nextId: number, groups: KeptGroup[]}} GroupsEntry
+ * @typedef {{data?: DataEntry | null, model?: ModelEntry | null, settings?: SettingsEntry | null, groups?: GroupsEntry | null}} Write
  *   What to write: an entry to put, null to delete it, absent to leave it.
  */
 
@@ -149,6 +153,20 @@ export function checkSettings(v) {
   return ok ? /** @type {SettingsEntry} */ (/** @type {unknown} */ (v)) : null;
 }
 
+/**
+ * A groups entry as written by this page for the data entry `dataId` of `nCells` cells,
+ * else null (every cell position in range, short names, a #rrggbb colour).
+ * @param {unknown} v @param {string} dataId @param {number} nCells @returns {GroupsEntry | null}
+ */
+export function checkGroups(v, dataId, nCells) {
+  if (!isObject(v) || v.format !== FORMAT || v.dataId !== dataId || !isTime(v.savedAt) || !isCount(v.nextId)) return null;
+  if (!Array.isArray(v.groups) || v.groups.length > 1000) return null;
+  const ok = v.groups.every((g) => isObject(g) && isCount(g.id) && isText(g.name, 200) && typeof g.shown === 'boolean'
+    && typeof g.colour === 'string' && /^#[0-9a-f]{6}$/i.test(g.colour)
+    && g.cells instanceof Uint32Array && g.cells.every((c) => c < nCells));
+  return ok ? /** @type {GroupsEntry} */ (/** @type {unknown} */ (v)) : null;
+}
+
 // ---- the keeper ------------------------------------------------------------------------
 
 /**
@@ -189,14 +207,14 @@ export class Keeper {
   /**
    * Everything kept, raw (validate before use). Null when the browser keeps nothing for
    * this page or IndexedDB cannot be used (the note says why).
-   * @returns {Promise<{data: unknown, model: unknown, settings: unknown} | null>}
+   * @returns {Promise<{data: unknown, model: unknown, settings: unknown, groups: unknown} | null>}
    */
   async read() {
     try {
       const db = await this.open();
       return await transact(db, 'readonly', (s) => {
-        const out = { data: /** @type {unknown} */ (undefined), model: /** @type {unknown} */ (undefined), settings: /** @type {unknown} */ (undefined) };
-        for (const k of /** @type {const} */ (['data', 'model', 'settings'])) {
+        const out = { data: /** @type {unknown} */ (undefined), model: /** @type {unknown} */ (undefined), settings: /** @type {unknown} */ (undefined), groups: /** @type {unknown} */ (undefined) };
+        for (const k of /** @type {const} */ (['data', 'model', 'settings', 'groups'])) {
           const req = s.get(k);
           req.onsuccess = () => { out[k] = req.result; };
         }
@@ -208,7 +226,7 @@ export class Keeper {
     }
   }
 
-  /** Deletes the entries named (damaged or foreign ones found on start-up). @param {('data' | 'model' | 'settings')[]} keys */
+  /** Deletes the entries named (damaged or foreign ones found on start-up). @param {('data' | 'model' | 'settings' | 'groups')[]} keys */
   async discard(keys) {
     try {
       const db = await this.open();
@@ -268,7 +286,7 @@ export class Keeper {
     } catch (e) {
       // A failed write wrote nothing; if it was a new data set, what is kept is the old
       // one: delete it and its model, so a reload never brings back the wrong data.
-      if (w.data) await this.discard(['data', 'model']);
+      if (w.data) await this.discard(['data', 'model', 'groups']);
       this.stopped = true;
       this.waiting = null;
       if (isQuota(e)) {
