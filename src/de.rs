@@ -41,6 +41,16 @@ pub enum DecodeAs {
     AllBatches,
 }
 
+/// How the probability of a change is counted (scvi-tools' `test_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestMode {
+    /// Up and down apart: the larger of P(lfc >= delta) and P(lfc < -delta).
+    Three,
+    /// Both together: P(|lfc| >= delta).
+    Two,
+}
+
 /// Settings of one comparison (the page may give only some: the rest are defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,8 +63,11 @@ pub struct DeOptions {
     pub delta: f32,
     /// Expected false discovery rate of the genes called (`fdr_target`, 0.05).
     pub fdr_target: f64,
-    /// Added to the proportions before the logarithm (`pseudocounts`, 0).
-    pub pseudocount: f32,
+    /// Added to the proportions before the logarithm (`pseudocounts`); `None`:
+    /// estimated from the data, as scvi-tools does by default.
+    pub pseudocount: Option<f32>,
+    /// How the probability of a change is counted (`test_mode`).
+    pub test_mode: TestMode,
     /// The batch cells are decoded as.
     pub decode_as: DecodeAs,
     /// Seed of every draw.
@@ -68,7 +81,8 @@ impl Default for DeOptions {
             n_pairs: 10_000,
             delta: 0.25,
             fdr_target: 0.05,
-            pseudocount: 0.0,
+            pseudocount: None,
+            test_mode: TestMode::Three,
             decode_as: DecodeAs::Observed,
             seed: 0,
         }
@@ -119,6 +133,8 @@ pub struct DeResult {
     pub n_cells2: usize,
     /// Genes called at the false discovery rate.
     pub n_de: usize,
+    /// The pseudocount used (given, or estimated from the data).
+    pub pseudocount: f32,
     /// The settings used.
     pub options: DeOptions,
 }
@@ -139,8 +155,10 @@ impl DeOptions {
         if !(self.fdr_target > 0.0 && self.fdr_target < 1.0) {
             return bad("the false discovery rate must be between 0 and 1");
         }
-        if !(self.pseudocount.is_finite() && self.pseudocount >= 0.0) {
-            return bad("the pseudocount must be a number >= 0");
+        if let Some(pc) = self.pseudocount {
+            if !(pc.is_finite() && pc >= 0.0) {
+                return bad("the pseudocount must be a number >= 0");
+            }
         }
         if let DecodeAs::Batch(k) = self.decode_as {
             if k as usize >= n_batches {
@@ -153,12 +171,13 @@ impl DeOptions {
     }
 }
 
-/// Draws of one group: S rows of G log2 proportions, the batch of each row, and the
-/// mean proportion per gene.
+/// Draws of one group: S rows of G proportions, the batch of each row, and the mean
+/// and largest proportion per gene.
 struct Draws {
-    log2_rho: Vec<f32>,
+    rho: Vec<f32>,
     batch: Vec<u32>,
     mean_rho: Vec<f64>,
+    max_rho: Vec<f32>,
 }
 
 /// Compares `group1` with `group2` (cell indices into `m`, whose genes are the model's
@@ -220,9 +239,17 @@ pub fn differential_expression(
             opts.n_pairs,
         )],
     };
+    let (raw1, nz1) = raw_stats(m, group1);
+    let (raw2, nz2) = raw_stats(m, group2);
+    let pc = match opts.pseudocount {
+        Some(pc) => pc,
+        None => estimate_pseudocount(&d1.max_rho, &raw1, &d2.max_rho, &raw2),
+    };
+    let pc_stats = 1e-3 * pc;
     let mut sum = vec![0f64; g];
     let mut sum_sq = vec![0f64; g];
-    let mut n_de = vec![0u32; g];
+    let mut n_up = vec![0u32; g];
+    let mut n_down = vec![0u32; g];
     let mut lo = vec![f32::INFINITY; g];
     let mut hi = vec![f32::NEG_INFINITY; g];
     let mut n_pairs = 0u64;
@@ -236,13 +263,16 @@ pub fn differential_expression(
             index = index.wrapping_add(1);
             let i1 = rows1[pick(w[0], rows1.len())];
             let i2 = rows2[pick(w[1], rows2.len())];
-            let a = &d1.log2_rho[i1 * g..(i1 + 1) * g];
-            let b = &d2.log2_rho[i2 * g..(i2 + 1) * g];
+            let a = &d1.rho[i1 * g..(i1 + 1) * g];
+            let b = &d2.rho[i2 * g..(i2 + 1) * g];
             for j in 0..g {
-                let lfc = a[j] - b[j];
+                // The test with the pseudocount, the summary with a thousandth of it.
+                let test = (a[j] + pc).log2() - (b[j] + pc).log2();
+                n_up[j] += u32::from(test >= opts.delta);
+                n_down[j] += u32::from(test < -opts.delta);
+                let lfc = (a[j] + pc_stats).log2() - (b[j] + pc_stats).log2();
                 sum[j] += f64::from(lfc);
                 sum_sq[j] += f64::from(lfc) * f64::from(lfc);
-                n_de[j] += u32::from(lfc.abs() >= opts.delta);
                 lo[j] = lo[j].min(lfc);
                 hi[j] = hi[j].max(lfc);
             }
@@ -250,13 +280,15 @@ pub fn differential_expression(
         }
     }
     let np = n_pairs as f64;
-    let (raw1, nz1) = raw_stats(m, group1);
-    let (raw2, nz2) = raw_stats(m, group2);
     let mut genes: Vec<GeneDe> = (0..g)
         .map(|j| {
             let mean = sum[j] / np;
             let var = (sum_sq[j] / np - mean * mean).max(0.0);
-            let p = f64::from(n_de[j]) / np;
+            let (up, down) = (f64::from(n_up[j]) / np, f64::from(n_down[j]) / np);
+            let p = match opts.test_mode {
+                TestMode::Three => up.max(down),
+                TestMode::Two => up + down,
+            };
             GeneDe {
                 gene: j,
                 lfc_mean: mean as f32,
@@ -296,6 +328,7 @@ pub fn differential_expression(
         n_cells1: group1.len(),
         n_cells2: group2.len(),
         n_de: called,
+        pseudocount: pc,
         options: opts.clone(),
     })
 }
@@ -348,6 +381,32 @@ pub fn groups_by_column(
         }
     }
     Ok((g1, g2))
+}
+
+/// scvi-tools' `estimate_pseudocounts_offset`: for each group, the 0.9 quantile (linear
+/// interpolation, numpy's default) of the largest drawn proportion over the genes the
+/// group does not express (mean raw count below 0.01; 1e-10 when there are none); the
+/// larger of the two, divided by the number of genes, at least 1e-10. (scvi-tools takes
+/// the largest over the paired draws; here over all draws, nearly the same set.)
+pub fn estimate_pseudocount(max1: &[f32], raw1: &[f32], max2: &[f32], raw2: &[f32]) -> f32 {
+    let eps = |max: &[f32], raw: &[f32]| -> f64 {
+        let mut v: Vec<f64> = max
+            .iter()
+            .zip(raw)
+            .filter(|(_, &r)| r < 0.01)
+            .map(|(&m, _)| f64::from(m))
+            .collect();
+        if v.is_empty() {
+            return 1e-10;
+        }
+        v.sort_by(f64::total_cmp);
+        let pos = 0.9 * (v.len() - 1) as f64;
+        let (i, f) = (pos.floor() as usize, pos - pos.floor());
+        let hi = v.get(i + 1).copied().unwrap_or(v[i]);
+        v[i] + f * (hi - v[i])
+    };
+    let e = eps(max1, raw1).max(eps(max2, raw2));
+    ((e / max1.len().max(1) as f64).max(1e-10)) as f32
 }
 
 /// How many of the genes, sorted by probability of change (descending), are called at
@@ -409,8 +468,9 @@ fn draw(
     }
     let mut p = params.clone();
     let mut ws = Workspace::default();
-    let mut log2_rho = Vec::with_capacity(s * g);
+    let mut rho = Vec::with_capacity(s * g);
     let mut mean_rho = vec![0f64; g];
+    let mut max_rho = vec![0f32; g];
     for (zc, bc) in z.chunks(256 * zd).zip(batch.chunks(256)) {
         let b = bc.len();
         if ws.z.len() < zc.len() {
@@ -418,10 +478,11 @@ fn draw(
         }
         ws.z[..zc.len()].copy_from_slice(zc);
         CpuModel::decode(&mut p, &mut ws, bc, b, Mode::Eval);
+        rho.extend_from_slice(&ws.rho[..b * g]);
         for row in ws.rho[..b * g].chunks_exact(g) {
             for (j, &r) in row.iter().enumerate() {
                 mean_rho[j] += f64::from(r);
-                log2_rho.push((r + opts.pseudocount).log2());
+                max_rho[j] = max_rho[j].max(r);
             }
         }
     }
@@ -429,9 +490,10 @@ fn draw(
         *v /= s as f64;
     }
     Ok(Draws {
-        log2_rho,
+        rho,
         batch,
         mean_rho,
+        max_rho,
     })
 }
 
@@ -521,6 +583,20 @@ mod tests {
             seen[i] = true;
         }
         assert!(seen[0] && seen[6]);
+    }
+
+    /// numpy: np.quantile([1e-5, 2e-5, 4e-5, 8e-5], 0.9) = 6.8e-5 (the genes group 1 does
+    /// not express), divided by the 5 genes.
+    #[test]
+    fn the_pseudocount_is_scvi_tools_estimate() {
+        let max1 = [1e-5f32, 2e-5, 4e-5, 8e-5, 0.5];
+        let raw1 = [0.0f32, 0.001, 0.0, 0.005, 3.0];
+        let max2 = [1.0f32; 5];
+        let raw2 = [1.0f32; 5];
+        let pc = estimate_pseudocount(&max1, &raw1, &max2, &raw2);
+        assert!((pc - 6.8e-5 / 5.0).abs() < 1e-10, "{pc}");
+        // Every gene expressed in both groups: the floor.
+        assert_eq!(estimate_pseudocount(&max2, &raw2, &max2, &raw2), 1e-10);
     }
 
     #[test]

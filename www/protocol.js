@@ -97,7 +97,8 @@
  * @typedef {'auto' | number} Pace
  *
  * Options of a comparison (src/de.rs `DeOptions`; fields left out take their defaults).
- * @typedef {{n_samples?: number, n_pairs?: number, delta?: number, fdr_target?: number, pseudocount?: number,
+ * @typedef {{n_samples?: number, n_pairs?: number, delta?: number, fdr_target?: number, pseudocount?: number | null,
+ *   test_mode?: 'three' | 'two',
  *   decode_as?: {kind: 'observed'} | {kind: 'batch', batch: number} | {kind: 'all_batches'}, seed?: number}} CompareOptions
  *
  * One gene of a comparison (src/session/compare.rs `GeneRow`).
