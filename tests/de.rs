@@ -429,6 +429,9 @@ fn cellvae_de_ranks_genes_as_scvi_tools_does() {
             err.contains("genes called at an expected false discovery rate"),
             "{err}"
         );
+        // `cellvae de` prints the core's numbers: the same call in the library (as the
+        // page's session makes it) writes the same CSV, byte for byte.
+        assert_eq!(csv, core_csv(model, g1, g2), "{name}");
         let ours = table(&csv, ',', "gene_name");
         let reference =
             std::fs::read_to_string(format!("{root}/tests/fixtures/de/{name}.tsv")).unwrap();
@@ -465,6 +468,36 @@ fn cellvae_de_ranks_genes_as_scvi_tools_does() {
             "{name}: {n_ours} genes called, scvi-tools {n_theirs}"
         );
     }
+}
+
+/// The CSV of `cellvae::de` for a saved model on the demo, with the default options.
+fn core_csv(model: &str, g1: &str, g2: Option<&str>) -> String {
+    use cellvae::data::{read_inputs, InputFile, ReadOptions};
+    use cellvae::de::groups_by_column;
+    use cellvae::model::io::{from_safetensors, read_config};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/www/demo/pbmc68k_reduced_700/");
+    let read = |f: &str| InputFile::new(f, std::fs::read(format!("{dir}{f}")).unwrap());
+    let files: Vec<InputFile> = ["matrix.mtx.gz", "features.tsv", "barcodes.tsv"]
+        .iter()
+        .map(|f| read(f))
+        .collect();
+    let m = read_inputs(&files, Some(&read("cells.tsv")), &ReadOptions::default()).unwrap();
+    let text = std::fs::read_to_string(format!("{model}/config.json")).unwrap();
+    let mf = read_config(&text, "config.json").unwrap();
+    let bytes = std::fs::read(format!("{model}/model.safetensors")).unwrap();
+    let params = from_safetensors(&bytes, &mf.model, "model.safetensors").unwrap();
+    let prep = cellvae::pipeline::prepare_for_model(&mf, &m, None, None).unwrap();
+    let (a, b) = groups_by_column(&prep.matrix, &prep.train_cells, "cell_type", g1, g2).unwrap();
+    let r = differential_expression(
+        &params,
+        &prep.matrix,
+        &prep.batch_codes,
+        &a,
+        &b,
+        &DeOptions::default(),
+    )
+    .unwrap();
+    to_csv(&r, &mf.gene_ids, &mf.gene_names)
 }
 
 /// Epochs of the cellvae model compared with scvi-tools' (which trained 400).
