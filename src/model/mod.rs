@@ -33,6 +33,7 @@ pub mod cpu_model;
 pub mod gpu;
 pub mod io;
 pub mod params;
+pub mod scvi;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
