@@ -101,3 +101,74 @@ fn scvi_tools_models_reproduce_scvi_tools_outputs() {
         assert!(norm <= 1e-4, "{name}: normalised {norm}");
     }
 }
+
+/// `cellvae encode`, `eval` and `de` take an scvi-tools model folder or its model.pt.
+#[test]
+fn the_command_line_takes_scvi_tools_models() {
+    use std::process::Command;
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/www/demo/pbmc68k_reduced_700");
+    let cells = format!("{demo}/cells.tsv");
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_cellvae"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    // encode, from the folder: scvi-tools' latent means.
+    let folder = format!("{FIXTURES}nb_batch");
+    let (ok, out, err) = run(&["encode", &folder, demo, "--obs", &cells]);
+    assert!(ok, "{err}");
+    assert!(err.contains("encoded 700 cells"), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 701);
+    assert_eq!(lines[0], "cell_id\tz1\tz2\tz3\tz4\tz5");
+    let want = tsv(&format!("{folder}/latent.tsv"));
+    for (c, row) in want.iter().enumerate() {
+        let got: Vec<f64> = lines[c + 1]
+            .split('\t')
+            .skip(1)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        for (a, b) in got.iter().zip(row) {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1e-2),
+                "cell {c}: {a} vs {b}"
+            );
+        }
+    }
+    // eval, from model.pt: finite metrics.
+    let pt = format!("{FIXTURES}zinb_2layers/model.pt");
+    let (ok, out, err) = run(&["eval", &pt, demo, "--obs", &cells, "--eval-samples", "5"]);
+    assert!(ok, "{err}");
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(m["heldout_elbo_per_cell"].as_f64().unwrap().is_finite());
+    assert_eq!(m["n_genes"], 200);
+    // de on an scvi-tools model.
+    let (ok, out, err) = run(&[
+        "de",
+        &folder,
+        demo,
+        "--obs",
+        &cells,
+        "--groupby",
+        "cell_type",
+        "--group1",
+        "CD19+ B",
+        "--n-samples",
+        "500",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 201);
+    // The batch column the model needs, missing: said.
+    let (ok, _, err) = run(&["encode", &folder, demo]);
+    assert!(!ok);
+    assert!(err.contains("batch column phase"), "{err}");
+    // Not a model.
+    let (ok, _, err) = run(&["encode", &cells, demo]);
+    assert!(!ok && err.contains("is not a model"), "{err}");
+}

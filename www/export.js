@@ -89,7 +89,7 @@ function exportCharts() {
   exportCanvas(out, 'charts.png');
 }
 
-/** Loads model.safetensors + config.json onto the loaded data. @param {FileList | null} list */
+/** Loads model.safetensors + config.json, or an scvi-tools model.pt, onto the loaded data. @param {FileList | null} list */
 async function importModel(list) {
   const box = $('import-error');
   box.hidden = true;
@@ -98,11 +98,13 @@ async function importModel(list) {
   if (!files.length) return;
   try {
     if (!S.data || !S.client) throw new Error('load the data first: the model is shown on the cells loaded in step 1');
-    const st = files.find((f) => f.name.toLowerCase().endsWith('.safetensors'));
-    const cfg = files.find((f) => f.name.toLowerCase().endsWith('.json'));
-    if (!st || !cfg) throw new Error('choose both files of the model: model.safetensors and config.json');
+    // An scvi-tools model.pt carries its configuration; cellvae's model is two files.
+    const pt = files.find((f) => f.name.toLowerCase().endsWith('.pt'));
+    const st = pt || files.find((f) => f.name.toLowerCase().endsWith('.safetensors'));
+    const cfg = pt ? null : files.find((f) => f.name.toLowerCase().endsWith('.json'));
+    if (!st || (!pt && !cfg)) throw new Error('choose both files of the model (model.safetensors and config.json), or the model.pt of an scvi-tools model');
     const safetensors = new Uint8Array(await st.arrayBuffer());
-    const config = await cfg.text();
+    const config = cfg ? await cfg.text() : '';
     /** @type {import('./protocol.js').SessionOptions} */
     const options = { ...liveOptions() };
     const label = /** @type {HTMLSelectElement} */ ($('opt-label-key')).value;
@@ -111,7 +113,7 @@ async function importModel(list) {
     adopt(r.info, r.snapshot);
     input('opt-n-latent').value = String(r.info.nLatent);
     setStatusText('Model loaded: explore it, or press Train to continue training it.');
-    $('export-note').textContent = `Loaded ${st.name} and ${cfg.name}.`;
+    $('export-note').textContent = cfg ? `Loaded ${st.name} and ${cfg.name}.` : `Loaded the scvi-tools model ${st.name}.`;
   } catch (e) {
     box.textContent = `The model was not loaded: ${message(e)}`;
     box.hidden = false;

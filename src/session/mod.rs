@@ -114,7 +114,8 @@ impl Session {
     }
 
     /// A session around a saved model (`model.safetensors` bytes and `config.json`
-    /// text, as `cellvae train` writes them) on `m`: the data's genes are matched to
+    /// text, as `cellvae train` writes them; or an scvi-tools `model.pt`, whose bytes
+    /// come in place of the safetensors and whose configuration is inside) on `m`: the data's genes are matched to
     /// the model's (by id, then name; a missing gene is an error), batches by the
     /// model's batch column. Training may continue, at full beta (no warm-up). Of
     /// `opts` only the label column, lr, beta, seed, minibatch size and epochs apply.
@@ -125,16 +126,28 @@ impl Session {
         opts: &SessionOptions,
         clock: fn() -> f64,
     ) -> Result<Session> {
-        let files = read_config(config_json, "config.json")?;
-        let params = from_safetensors(safetensors, &files.model, "model.safetensors")?;
+        // An scvi-tools model.pt (a torch zip) carries its own configuration.
+        let scvi = crate::model::scvi::is_torch_zip(safetensors);
+        let (files, params) = if scvi {
+            crate::model::scvi::read_scvi_model(safetensors, "model.pt")?
+        } else {
+            let files = read_config(config_json, "config.json")?;
+            let params = from_safetensors(safetensors, &files.model, "model.safetensors")?;
+            (files, params)
+        };
         let label_key = opts.label_key(m);
         let prep = prepare_for_model(&files, m, label_key.as_deref(), None)?;
         let mut run = opts.run();
         run.kl_warmup_epochs = Some(0);
         run.n_latent = files.model.n_latent;
         let origin = format!(
-            "a model from config.json (cellvae {}: {} genes, {}-D latent, {} hidden x {} layers, {:?})",
-            files.cellvae_version,
+            "a model from {} ({}: {} genes, {}-D latent, {} hidden x {} layers, {:?})",
+            if scvi { "model.pt" } else { "config.json" },
+            if scvi {
+                "scvi-tools".to_string()
+            } else {
+                format!("cellvae {}", files.cellvae_version)
+            },
             files.model.n_genes,
             files.model.n_latent,
             files.model.n_hidden,

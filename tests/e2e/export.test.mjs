@@ -195,6 +195,24 @@ for (const webgpu of [true, false]) {
         await page.screenshot({ path: screenshotPath(`imported-cli-model-${mode}.png`), fullPage: true });
       });
 
+      await t.test('an scvi-tools model.pt loads: the latent means scvi-tools computed', async () => {
+        const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'scvi', 'nb_batch');
+        await page.setInputFiles('[data-testid="model-input"]', [path.join(dir, 'model.pt')]);
+        await page.waitForFunction(() => /model\.pt/.test(window.cellvae.status().origin || ''));
+        const s = await status(page);
+        assert.equal(s.model.n_genes, 200);
+        assert.equal(s.n_latent, 5);
+        assert.match(s.origin, /scvi-tools/);
+        assert.match(await page.textContent('[data-testid="export-note"]'), /scvi-tools model model\.pt/);
+        const want = fs.readFileSync(path.join(dir, 'latent.tsv'), 'utf8').trim().split('\n').map((l) => l.split('\t').map(Number));
+        for (const c of [0, 7, 19]) {
+          const got = await page.evaluate((i) => window.cellvae.latentOf(i), c);
+          got.forEach((v, j) => assert.ok(Math.abs(v - want[c][j]) <= 1e-4 * Math.max(Math.abs(want[c][j]), 1e-2), `cell ${c} z${j + 1}: page ${v}, scvi-tools ${want[c][j]}`));
+        }
+        assert.equal(await page.isHidden('[data-testid="import-error"]'), true);
+        await page.screenshot({ path: screenshotPath(`imported-scvi-model-${mode}.png`), fullPage: true });
+      });
+
       await t.test('wrong files are clear errors and keep the current model', async () => {
         const before = await status(page);
         // One file only.

@@ -46,6 +46,19 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Writes `text` to standard output. A reader that stops early (`| head`) is not an
+/// error: the rest is not wanted.
+pub fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+            file: "standard output".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn json(v: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string_pretty(v).map_err(|e| Error::Config(format!("cannot write JSON: {e}")))
 }
@@ -233,20 +246,10 @@ fn outputs<B: Backend>(
     let all: Vec<usize> = (0..m.n_cells).collect();
     let (mean, _) = latent(&params, m, &prep.batch_codes, &all);
     let z = config.n_latent;
-    let mut tsv = String::from("cell_id");
-    for j in 1..=z {
-        let _ = write!(tsv, "\tz{j}");
-    }
-    tsv.push('\n');
-    for (c, id) in m.cell_ids.iter().enumerate() {
-        // Ids with a tab, quote or line break are quoted (RFC 4180): the columns hold.
-        tsv.push_str(&cellvae::data::quote_field(id, '\t'));
-        for j in 0..z {
-            let _ = write!(tsv, "\t{}", mean[c * z + j]);
-        }
-        tsv.push('\n');
-    }
-    write(&job.out.join("latent.tsv"), tsv.as_bytes())?;
+    write(
+        &job.out.join("latent.tsv"),
+        latent_tsv(&m.cell_ids, &mean, z).as_bytes(),
+    )?;
     let mut csv = String::from("epoch,elbo,reconstruction,kl,kl_weight,seconds\n");
     for r in &trainer.history {
         let _ = writeln!(
@@ -310,28 +313,87 @@ fn outputs<B: Backend>(
     )?;
     let files = prep.model_files(&config, job.batch_key.clone(), tc);
     write(&job.out.join("config.json"), json(&files)?.as_bytes())?;
-    println!("{}", json(&mj)?);
+    emit(&format!("{}\n", json(&mj)?))?;
     Ok(())
 }
 
 /// Recomputes metrics of a saved model on data.
-/// A saved model: `config.json` and `model.safetensors` from `dir`.
-fn load_model(dir: &Path) -> Result<(ModelFiles, Params)> {
-    let cfg_path = dir.join("config.json");
+/// A saved model: a folder with `config.json` and `model.safetensors` (as `cellvae
+/// train` writes it), or an scvi-tools model (`model.save`'s folder, or its `model.pt`).
+pub fn load_model(path: &Path) -> Result<(ModelFiles, Params)> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| Error::Io {
+            file: p.display().to_string(),
+            source: e,
+        })
+    };
+    let pt = if path.is_file() {
+        Some(path.to_path_buf())
+    } else {
+        let pt = path.join("model.pt");
+        (pt.is_file() && !path.join("config.json").is_file()).then_some(pt)
+    };
+    if let Some(pt) = pt {
+        let bytes = read(&pt)?;
+        if !cellvae::model::scvi::is_torch_zip(&bytes) {
+            return Err(Error::input(
+                pt.display().to_string(),
+                "is not a model: give the folder `cellvae train --out` wrote, an scvi-tools model folder, or its model.pt",
+            ));
+        }
+        return cellvae::model::scvi::read_scvi_model(&bytes, &pt.display().to_string());
+    }
+    let cfg_path = path.join("config.json");
     let cfg_name = cfg_path.display().to_string();
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::Io {
         file: cfg_name.clone(),
         source: e,
     })?;
     let files = read_config(&text, &cfg_name)?;
-    let st_path = dir.join("model.safetensors");
-    let st_name = st_path.display().to_string();
-    let bytes = std::fs::read(&st_path).map_err(|e| Error::Io {
-        file: st_name.clone(),
-        source: e,
-    })?;
-    let params = from_safetensors(&bytes, &files.model, &st_name)?;
+    let st_path = path.join("model.safetensors");
+    let bytes = read(&st_path)?;
+    let params = from_safetensors(&bytes, &files.model, &st_path.display().to_string())?;
     Ok((files, params))
+}
+
+/// latent.tsv: a header (`cell_id`, `z1`..), then each cell's id and latent means. Ids
+/// with a tab, quote or line break are quoted (RFC 4180): the columns hold.
+fn latent_tsv(cell_ids: &[String], mean: &[f32], z: usize) -> String {
+    let mut tsv = String::from("cell_id");
+    for j in 1..=z {
+        let _ = write!(tsv, "\tz{j}");
+    }
+    tsv.push('\n');
+    for (id, row) in cell_ids.iter().zip(mean.chunks_exact(z.max(1))) {
+        tsv.push_str(&cellvae::data::quote_field(id, '\t'));
+        for v in row {
+            let _ = write!(tsv, "\t{v}");
+        }
+        tsv.push('\n');
+    }
+    tsv
+}
+
+/// `cellvae encode`: every cell's latent means as latent.tsv.
+pub fn encode(model: &Path, data: &CountMatrix, out: Option<&Path>) -> Result<()> {
+    let (files, params) = load_model(model)?;
+    let prep = prepare_for_model(&files, data, None, None)?;
+    let m = &prep.matrix;
+    let t = now();
+    let cells: Vec<usize> = (0..m.n_cells).collect();
+    let (mean, _) = latent(&params, m, &prep.batch_codes, &cells);
+    let text = latent_tsv(&m.cell_ids, &mean, files.model.n_latent);
+    match out {
+        Some(p) => write(p, text.as_bytes())?,
+        None => emit(&text)?,
+    }
+    let secs = now() - t;
+    eprintln!(
+        "encoded {} cells in {secs:.2} s ({:.0} cells/s)",
+        m.n_cells,
+        m.n_cells as f64 / secs.max(1e-9)
+    );
+    Ok(())
 }
 
 /// `cellvae de`: the model's differential expression between two groups, as CSV.
@@ -373,7 +435,7 @@ pub fn de(
     let csv = to_csv(&r, &files.gene_ids, &files.gene_names);
     match out {
         Some(p) => write(p, csv.as_bytes())?,
-        None => print!("{csv}"),
+        None => emit(&csv)?,
     }
     eprintln!(
         "compared {} cells ({group1}) with {} ({}): {} of {} genes called at an expected \
@@ -431,6 +493,6 @@ pub fn eval(
             mj["knn15_accuracy"] = serde_json::json!(k);
         }
     }
-    println!("{}", json(&mj)?);
+    emit(&format!("{}\n", json(&mj)?))?;
     Ok(())
 }

@@ -133,7 +133,8 @@ struct TrainArgs {
 
 #[derive(clap::Args)]
 struct DeArgs {
-    /// Folder with model.safetensors and config.json (as `train --out` wrote it).
+    /// Folder with model.safetensors and config.json (as `train --out` wrote it), or an
+    /// scvi-tools model folder or its model.pt.
     model_dir: PathBuf,
     #[command(flatten)]
     input: InputArgs,
@@ -176,7 +177,8 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Recompute the metrics of a trained model on data.
     Eval {
-        /// Folder with model.safetensors and config.json (as `train --out` wrote it).
+        /// Folder with model.safetensors and config.json (as `train --out` wrote it), or an
+        /// scvi-tools model folder or its model.pt.
         model_dir: PathBuf,
         #[command(flatten)]
         input: InputArgs,
@@ -196,6 +198,17 @@ enum Command {
     /// Differential expression between two groups of cells from a trained model, as
     /// scvi-tools' "change" mode: one CSV row per gene, most probable change first.
     De(Box<DeArgs>),
+    /// Latent means of every cell under a trained model (cellvae's folder, or an
+    /// scvi-tools model folder or model.pt), as latent.tsv.
+    Encode {
+        /// Folder with model.safetensors and config.json, or an scvi-tools model folder / model.pt.
+        model: PathBuf,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Write the TSV here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the matrix as read, before any filtering.
     Inspect {
         #[command(flatten)]
@@ -256,6 +269,10 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
             )
         }
+        Command::Encode { model, input, out } => {
+            let m = read(&input, false)?;
+            commands::encode(&model, &m, out.as_deref())
+        }
         Command::De(a) => {
             let m = read(&a.input, false)?;
             let opts = cellvae::de::DeOptions {
@@ -287,9 +304,9 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 let text = serde_json::to_string_pretty(&s)
                     .map_err(|e| Error::Config(format!("cannot write JSON: {e}")))?;
-                println!("{text}");
+                commands::emit(&format!("{text}\n"))?;
             } else {
-                print!("{}", s.to_text());
+                commands::emit(&s.to_text())?;
             }
             Ok(())
         }

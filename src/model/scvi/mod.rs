@@ -532,3 +532,135 @@ fn read_tensor(
         .collect();
     Ok((shape, values))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_attrs() -> (Value, usize) {
+        let bytes = include_bytes!("../../../tests/fixtures/scvi/nb_batch/model.pt");
+        let archive = zip::Archive::open(bytes, "model.pt").unwrap();
+        let pkl = archive
+            .read(archive.find("data.pkl").unwrap(), "model.pt", 1 << 26)
+            .unwrap();
+        let root = pickle::read(&pkl).unwrap();
+        let n = strings(root.get("var_names").unwrap()).unwrap().len();
+        (root.get("attr_dict").unwrap().clone(), n)
+    }
+
+    /// Replaces the value at `path` (dict keys) in place.
+    fn set(v: &mut Value, path: &[&str], new: Value) {
+        let items = match v {
+            Value::Dict(items) | Value::Object { items, .. } => items,
+            _ => panic!("not a dict at {path:?}"),
+        };
+        let slot = items
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some(path[0]))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no key {}", path[0]));
+        if path.len() == 1 {
+            *slot = new;
+        } else {
+            set(slot, &path[1..], new);
+        }
+    }
+
+    #[test]
+    fn settings_cellvae_does_not_model_are_named() {
+        let (attrs, n) = fixture_attrs();
+        let (c, key, levels) = config_of(&attrs, n, "model.pt").unwrap();
+        assert_eq!(
+            (c.n_batches, key.as_deref(), levels.len()),
+            (3, Some("phase"), 3)
+        );
+        for (path, value, expect) in [
+            (
+                &["init_params_", "non_kwargs", "use_observed_lib_size"][..],
+                Value::Bool(false),
+                "use_observed_lib_size=False",
+            ),
+            (
+                &["init_params_", "non_kwargs", "latent_distribution"][..],
+                Value::Str("ln".into()),
+                "log-normal",
+            ),
+            (
+                &["init_params_", "non_kwargs", "dispersion"][..],
+                Value::Str("gene-cell".into()),
+                "dispersion=\"gene-cell\"",
+            ),
+            (
+                &["init_params_", "non_kwargs", "gene_likelihood"][..],
+                Value::Str("normal".into()),
+                "gene_likelihood=\"normal\"",
+            ),
+            (
+                &[
+                    "registry_",
+                    "field_registries",
+                    "extra_categorical_covs",
+                    "summary_stats",
+                    "n_extra_categorical_covs",
+                ][..],
+                Value::Int(2),
+                "categorical_covariate_keys",
+            ),
+            (
+                &[
+                    "registry_",
+                    "field_registries",
+                    "extra_continuous_covs",
+                    "summary_stats",
+                    "n_extra_continuous_covs",
+                ][..],
+                Value::Int(1),
+                "continuous_covariate_keys",
+            ),
+            (
+                &["registry_", "model_name"][..],
+                Value::Str("TOTALVI".into()),
+                "TOTALVI",
+            ),
+        ] {
+            let mut a = attrs.clone();
+            set(&mut a, path, value);
+            let e = config_of(&a, n, "model.pt").unwrap_err().to_string();
+            assert!(
+                e.contains("model.pt") && e.contains(expect),
+                "{path:?}: {e}"
+            );
+        }
+        // Layer norm, through the keyword arguments.
+        let mut a = attrs.clone();
+        set(
+            &mut a,
+            &["init_params_", "kwargs", "kwargs"],
+            Value::Dict(vec![(
+                Value::Str("use_layer_norm".into()),
+                Value::Str("both".into()),
+            )]),
+        );
+        let e = config_of(&a, n, "model.pt").unwrap_err().to_string();
+        assert!(e.contains("use_layer_norm=\"both\""), "{e}");
+    }
+
+    #[test]
+    fn damaged_files_are_clear_errors() {
+        let bytes = include_bytes!("../../../tests/fixtures/scvi/nb/model.pt");
+        for (cut, expect) in [(100, "end of central directory"), (bytes.len() - 10, "")] {
+            let e = read_scvi_model(&bytes[..cut], "model.pt")
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("model.pt") && e.contains(expect), "{e}");
+        }
+        // A tensor's storage cut short inside an intact archive: the stored entries are
+        // read by their recorded sizes, so zero a storage's name in the directory.
+        let mut b = bytes.to_vec();
+        let at = memchr::memmem::rfind(&b, b"model/data/0").unwrap();
+        b[at + 11] = b'Z';
+        let e = read_scvi_model(&b, "model.pt").unwrap_err().to_string();
+        assert!(e.contains("which the zip does not hold"), "{e}");
+        assert!(!is_torch_zip(b"\x80\x02}q\x00."));
+    }
+}
