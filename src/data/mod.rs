@@ -16,6 +16,7 @@
 
 pub mod dense;
 pub mod h5;
+pub mod h5ad_out;
 pub mod inputs;
 pub mod mtx;
 pub mod obs;

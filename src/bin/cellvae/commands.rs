@@ -28,6 +28,10 @@ pub struct TrainJob {
     pub gpu: bool,
     pub out: PathBuf,
     pub eval_samples: usize,
+    /// Also write the cells, their metadata and latent means as an .h5ad here.
+    pub out_h5ad: Option<PathBuf>,
+    /// Leave the counts out of that .h5ad (a minified file for sharing).
+    pub drop_counts: bool,
 }
 
 fn now() -> f64 {
@@ -250,6 +254,14 @@ fn outputs<B: Backend>(
         &job.out.join("latent.tsv"),
         latent_tsv(&m.cell_ids, &mean, z).as_bytes(),
     )?;
+    if let Some(path) = &job.out_h5ad {
+        let settings = serde_json::json!({
+            "model": config,
+            "training": tc,
+            "batch_key": job.batch_key,
+        });
+        write_h5ad_file(path, m, &mean, z, !job.drop_counts, settings)?;
+    }
     let mut csv = String::from("epoch,elbo,reconstruction,kl,kl_weight,seconds\n");
     for r in &trainer.history {
         let _ = writeln!(
@@ -356,6 +368,25 @@ pub fn load_model(path: &Path) -> Result<(ModelFiles, Params)> {
     Ok((files, params))
 }
 
+/// The cells of `m` with their latent means (`obsm["X_cellvae"]`) and the settings
+/// (`uns["cellvae"]`, JSON) as an .h5ad at `path`; the counts as `X` unless dropped.
+fn write_h5ad_file(
+    path: &Path,
+    m: &CountMatrix,
+    mean: &[f32],
+    z: usize,
+    keep_counts: bool,
+    settings: serde_json::Value,
+) -> Result<()> {
+    let bytes = cellvae::data::h5ad_out::write_h5ad(&cellvae::data::h5ad_out::H5adContent {
+        matrix: m,
+        keep_counts,
+        obsm: vec![("X_cellvae", mean, z)],
+        uns: vec![("cellvae", json(&settings)?)],
+    })?;
+    write(path, &bytes)
+}
+
 /// latent.tsv: a header (`cell_id`, `z1`..), then each cell's id and latent means. Ids
 /// with a tab, quote or line break are quoted (RFC 4180): the columns hold.
 fn latent_tsv(cell_ids: &[String], mean: &[f32], z: usize) -> String {
@@ -375,13 +406,27 @@ fn latent_tsv(cell_ids: &[String], mean: &[f32], z: usize) -> String {
 }
 
 /// `cellvae encode`: every cell's latent means as latent.tsv.
-pub fn encode(model: &Path, data: &CountMatrix, out: Option<&Path>) -> Result<()> {
+pub fn encode(
+    model: &Path,
+    data: &CountMatrix,
+    out: Option<&Path>,
+    out_h5ad: Option<&Path>,
+    drop_counts: bool,
+) -> Result<()> {
     let (files, params) = load_model(model)?;
     let prep = prepare_for_model(&files, data, None, None)?;
     let m = &prep.matrix;
     let t = now();
     let cells: Vec<usize> = (0..m.n_cells).collect();
     let (mean, _) = latent(&params, m, &prep.batch_codes, &cells);
+    if let Some(path) = out_h5ad {
+        let settings = serde_json::json!({
+            "model": files.model,
+            "batch_key": files.batch_key,
+            "encoded_with": model.display().to_string(),
+        });
+        write_h5ad_file(path, m, &mean, files.model.n_latent, !drop_counts, settings)?;
+    }
     let text = latent_tsv(&m.cell_ids, &mean, files.model.n_latent);
     match out {
         Some(p) => write(p, text.as_bytes())?,

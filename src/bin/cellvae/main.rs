@@ -129,6 +129,13 @@ struct TrainArgs {
     /// Importance samples for the held-out log p(x).
     #[arg(long, default_value_t = 100)]
     eval_samples: usize,
+    /// Also write an AnnData .h5ad: the cells (modelled genes), metadata, latent means in
+    /// obsm["X_cellvae"], the settings in uns["cellvae"].
+    #[arg(long)]
+    out_h5ad: Option<PathBuf>,
+    /// Leave the counts out of the .h5ad (a minified file for sharing).
+    #[arg(long)]
+    drop_counts: bool,
 }
 
 #[derive(clap::Args)]
@@ -208,6 +215,13 @@ enum Command {
         /// Write the TSV here (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write an AnnData .h5ad: the cells (the model's genes), metadata, latent
+        /// means in obsm["X_cellvae"], the settings in uns["cellvae"].
+        #[arg(long)]
+        out_h5ad: Option<PathBuf>,
+        /// Leave the counts out of the .h5ad (a minified file for sharing).
+        #[arg(long)]
+        drop_counts: bool,
     },
     /// Print the matrix as read, before any filtering.
     Inspect {
@@ -269,9 +283,15 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
             )
         }
-        Command::Encode { model, input, out } => {
+        Command::Encode {
+            model,
+            input,
+            out,
+            out_h5ad,
+            drop_counts,
+        } => {
             let m = read(&input, false)?;
-            commands::encode(&model, &m, out.as_deref())
+            commands::encode(&model, &m, out.as_deref(), out_h5ad.as_deref(), drop_counts)
         }
         Command::De(a) => {
             let m = read(&a.input, false)?;
@@ -373,6 +393,8 @@ fn args_into(a: &TrainArgs) -> Result<Box<commands::TrainJob>> {
         gpu: a.backend == BackendArg::Gpu,
         out: a.out.clone(),
         eval_samples: a.eval_samples,
+        out_h5ad: a.out_h5ad.clone(),
+        drop_counts: a.drop_counts,
     }))
 }
 
