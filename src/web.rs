@@ -320,6 +320,12 @@ impl Session {
         self.with(|s| s.model_safetensors())
     }
 
+    /// An AnnData `.h5ad` of the cells, their metadata and latent means (counts as `X`
+    /// unless `keep_counts` is false).
+    pub fn h5ad(&self, keep_counts: bool) -> Result<Vec<u8>, JsError> {
+        self.with(|s| s.h5ad(keep_counts))
+    }
+
     /// `checkpoint.safetensors` of the run (parameters, Adam's moments, step, epoch).
     pub fn checkpoint(&self) -> Result<Vec<u8>, JsError> {
         self.with(|s| s.checkpoint())

@@ -651,3 +651,34 @@ fn comparisons_are_the_cores_differential_expression() {
         .to_string();
     assert!(e.contains("group 2 names cell 5000"), "{e}");
 }
+
+/// The page's .h5ad is the session's cells and latent means, read back by cellvae's
+/// reader (what `cellvae train --out-h5ad` writes, tests/h5ad_out.rs).
+#[test]
+fn the_session_saves_an_h5ad() {
+    let m = demo();
+    let mut s = Session::new(&m, &options(r#"{"top_genes": 150, "n_latent": 3}"#), clock).unwrap();
+    s.step(5).unwrap();
+    let bytes = s.h5ad(true).unwrap();
+    let back = read_inputs(
+        &[InputFile::new("cellvae.h5ad", bytes.clone())],
+        None,
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    let data = s.data().clone();
+    assert_eq!((back.n_cells, back.n_genes), (700, 150));
+    assert_eq!(back.data, data.matrix.data);
+    assert_eq!(back.gene_names, data.matrix.gene_names);
+    assert!(back.obs.get("cell_type").is_some());
+    let f = hdf5_pure::File::from_bytes(bytes).unwrap();
+    assert_eq!(
+        f.dataset("obsm/X_cellvae").unwrap().read_f32().unwrap(),
+        s.latent().unwrap()
+    );
+    let small = s.h5ad(false).unwrap();
+    assert!(hdf5_pure::File::from_bytes(small)
+        .unwrap()
+        .group("X")
+        .is_err());
+}

@@ -541,6 +541,10 @@ const handlers = {
     return this.need().compare(Uint32Array.from(req.group1), Uint32Array.from(req.group2), req.options);
   },
 
+  async export_h5ad(req) {
+    return { bytes: this.need().h5ad(req.keepCounts) };
+  },
+
   async export_model() {
     const s = this.need();
     return { safetensors: s.model_safetensors(), config: s.model_config_json() };

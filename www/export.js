@@ -55,6 +55,13 @@ async function exportLatent() {
   download('latent.csv', new Blob([lines.join('\n') + '\n'], { type: 'text/csv' }));
 }
 
+/** The cells, metadata and latent means as AnnData (.h5ad). @param {boolean} keepCounts */
+async function exportH5ad(keepCounts) {
+  if (!S.client || !S.info) return;
+  const { bytes } = await S.client.request('export_h5ad', { keepCounts });
+  download(keepCounts ? 'cellvae.h5ad' : 'cellvae-minified.h5ad', new Blob([bytes.slice()], { type: 'application/x-hdf5' }));
+}
+
 /** @param {'weights' | 'config'} part */
 async function exportModel(part) {
   if (!S.client || !S.info) return;
@@ -122,6 +129,8 @@ async function importModel(list) {
 
 export function wireExport() {
   button('export-latent').addEventListener('click', () => exportLatent().catch(exportFailed));
+  button('export-h5ad').addEventListener('click', () => exportH5ad(true).catch(exportFailed));
+  button('export-h5ad-small').addEventListener('click', () => exportH5ad(false).catch(exportFailed));
   button('export-model-weights').addEventListener('click', () => exportModel('weights').catch(exportFailed));
   button('export-model-config').addEventListener('click', () => exportModel('config').catch(exportFailed));
   button('export-probe').addEventListener('click', exportProbe);

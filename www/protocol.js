@@ -129,6 +129,7 @@
  *   latent: {payload: {}, result: {latent: Float32Array}},
  *   compare: {payload: {group1: Uint32Array, group2: Uint32Array, options: CompareOptions}, result: Comparison},
  *   export_model: {payload: {}, result: {safetensors: Uint8Array, config: string}},
+ *   export_h5ad: {payload: {keepCounts: boolean}, result: {bytes: Uint8Array}},
  *   lose_gpu: {payload: {step: number}, result: {}},
  *   gpu_fault: {payload: {kind: 'lost' | 'oom' | 'shader', step: number}, result: {}},
  *   restore: {payload: {}, result: Restored},

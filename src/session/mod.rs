@@ -556,4 +556,31 @@ impl Session {
         serde_json::to_string_pretty(&files)
             .map_err(|e| Error::Config(format!("cannot write config.json: {e}")))
     }
+
+    /// An AnnData `.h5ad` of the session's cells (the modelled genes; the counts as `X`
+    /// unless `keep_counts` is false), their metadata, the latent means with the current
+    /// parameters (`obsm["X_cellvae"]`) and the settings (`uns["cellvae"]`): what `cellvae
+    /// train --out-h5ad` writes.
+    pub fn h5ad(&mut self, keep_counts: bool) -> Result<Vec<u8>> {
+        let mean = self.latent()?;
+        let training = match &self.run {
+            Run::Cpu(t) => t.config.clone(),
+            Run::Gpu(run) => run.with_view(|v| v.config.clone()),
+            Run::Failed(v, _) => v.config.clone(),
+        };
+        let settings = serde_json::json!({
+            "model": self.config,
+            "training": training,
+            "batch_key": self.batch_key,
+            "origin": self.origin,
+        });
+        let text = serde_json::to_string_pretty(&settings)
+            .map_err(|e| Error::Config(format!("cannot write the settings: {e}")))?;
+        crate::data::h5ad_out::write_h5ad(&crate::data::h5ad_out::H5adContent {
+            matrix: &self.data.matrix,
+            keep_counts,
+            obsm: vec![("X_cellvae", &mean, self.config.n_latent)],
+            uns: vec![("cellvae", text)],
+        })
+    }
 }

@@ -105,6 +105,21 @@ for (const webgpu of [true, false]) {
         fs.writeFileSync(path.join(saved, 'config.json'), c.bytes);
       });
 
+      await t.test('AnnData (.h5ad): an HDF5 file that the page reads back as the same cells', async () => {
+        const full = await download(page, 'export-h5ad');
+        const small = await download(page, 'export-h5ad-small');
+        assert.equal(full.name, 'cellvae.h5ad');
+        assert.equal(small.name, 'cellvae-minified.h5ad');
+        const sig = Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
+        assert.ok(full.bytes.subarray(0, 8).equals(sig) && small.bytes.subarray(0, 8).equals(sig), 'HDF5 signature');
+        assert.ok(small.bytes.length < full.bytes.length, 'the minified file is smaller');
+        for (const needle of ['X_cellvae', 'cell_type', 'csr_matrix', 'anndata']) {
+          assert.ok(full.bytes.includes(Buffer.from(needle)), `${needle} in the file`);
+        }
+        assert.ok(!small.bytes.includes(Buffer.from('csr_matrix')), 'no counts in the minified file');
+        fs.writeFileSync(path.join(saved, 'cellvae.h5ad'), full.bytes);
+      });
+
       await t.test('the probe profile as CSV: every gene, decoded and the nearest cells observed', async () => {
         const { name, bytes } = await download(page, 'export-probe');
         assert.equal(name, 'probe-profile.csv');
