@@ -643,7 +643,9 @@ fn comparisons_are_the_cores_differential_expression() {
     // Monocytes against B cells: a real difference, so genes are called (against the
     // mixed rest, as in scvi-tools, few or none may be).
     let b = levels.iter().position(|l| l == "CD19+ B").unwrap() as u32;
-    let g2: Vec<u32> = (0..700u32).filter(|&c| codes[c as usize] == Some(b)).collect();
+    let g2: Vec<u32> = (0..700u32)
+        .filter(|&c| codes[c as usize] == Some(b))
+        .collect();
     let two = s.compare(&g1, Some(&g2), &opts).unwrap();
     assert_eq!(two.n_cells2, g2.len());
     assert!(two.n_de > 0, "no gene called between monocytes and B cells");

@@ -405,6 +405,30 @@ fn latent_tsv(cell_ids: &[String], mean: &[f32], z: usize) -> String {
     tsv
 }
 
+/// `cellvae export --format scvi-tools`: `out/model.pt` for scvi-tools' `SCVI.load`.
+pub fn export_scvi(model: &Path, out: &Path) -> Result<()> {
+    let (files, params) = load_model(model)?;
+    let bytes = cellvae::model::scvi::write::write_scvi_model(&files, &params)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::Io {
+        file: out.display().to_string(),
+        source: e,
+    })?;
+    let path = out.join("model.pt");
+    write(&path, &bytes)?;
+    eprintln!(
+        "wrote {} ({} bytes): load it with scvi.model.SCVI.load({:?}, adata=...) on data with the model's {} genes{}",
+        path.display(),
+        bytes.len(),
+        out.display().to_string(),
+        files.model.n_genes,
+        match &files.batch_key {
+            Some(k) => format!(" and its batch column {k}"),
+            None => String::new(),
+        }
+    );
+    Ok(())
+}
+
 /// `cellvae encode`: every cell's latent means as latent.tsv.
 pub fn encode(
     model: &Path,

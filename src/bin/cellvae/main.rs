@@ -223,6 +223,18 @@ enum Command {
         #[arg(long)]
         drop_counts: bool,
     },
+    /// Write a trained model in another tool's format: `--format scvi-tools` writes
+    /// OUT/model.pt, which scvi.model.SCVI.load(OUT, adata=...) loads.
+    Export {
+        /// Folder with model.safetensors and config.json (or an scvi-tools model).
+        model: PathBuf,
+        /// The format to write.
+        #[arg(long, value_parser = ["scvi-tools"])]
+        format: String,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the matrix as read, before any filtering.
     Inspect {
         #[command(flatten)]
@@ -292,6 +304,10 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let m = read(&input, false)?;
             commands::encode(&model, &m, out.as_deref(), out_h5ad.as_deref(), drop_counts)
+        }
+        Command::Export { model, format, out } => {
+            let _ = format; // one format so far: scvi-tools
+            commands::export_scvi(&model, &out)
         }
         Command::De(a) => {
             let m = read(&a.input, false)?;

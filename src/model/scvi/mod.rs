@@ -24,6 +24,7 @@
 //! decoder that sees the batch only in its first layer.
 
 pub mod pickle;
+pub mod write;
 pub mod zip;
 
 use super::io::ModelFiles;
