@@ -320,6 +320,11 @@ impl Session {
         self.with(|s| s.model_safetensors())
     }
 
+    /// The model as scvi-tools' `model.pt`.
+    pub fn scvi_model(&self) -> Result<Vec<u8>, JsError> {
+        self.with(|s| s.scvi_model())
+    }
+
     /// An AnnData `.h5ad` of the cells, their metadata and latent means (counts as `X`
     /// unless `keep_counts` is false).
     pub fn h5ad(&self, keep_counts: bool) -> Result<Vec<u8>, JsError> {

@@ -689,3 +689,16 @@ fn the_session_saves_an_h5ad() {
         .group("X")
         .is_err());
 }
+
+/// The page's model.pt for scvi-tools is cellvae's writer on the session's parameters:
+/// a session opened on it has the same latent means.
+#[test]
+fn the_session_saves_an_scvi_tools_model() {
+    let m = demo();
+    let mut s = Session::new(&m, &options(r#"{"top_genes": 150, "n_latent": 3}"#), clock).unwrap();
+    s.step(5).unwrap();
+    let pt = s.scvi_model().unwrap();
+    let mut back = Session::from_model(&m, &pt, "", &options("{}"), clock).unwrap();
+    assert!(back.origin().contains("scvi-tools"), "{}", back.origin());
+    assert_eq!(back.latent().unwrap(), s.latent().unwrap());
+}

@@ -46,7 +46,7 @@ export function setButtons() {
   button('train-reset').disabled = !S.data;
   button('train-toggle').textContent = running ? 'Pause' : 'Train';
   button('train-toggle').setAttribute('aria-pressed', running ? 'true' : 'false');
-  for (const id of ['export-latent', 'export-h5ad', 'export-h5ad-small', 'export-model-weights', 'export-model-config', 'export-map-png', 'export-charts-png']) button(id).disabled = !has;
+  for (const id of ['export-latent', 'export-h5ad', 'export-h5ad-small', 'export-scvi', 'export-model-weights', 'export-model-config', 'export-map-png', 'export-charts-png']) button(id).disabled = !has;
   button('export-probe').disabled = !has || !S.probe.profile;
 }
 

@@ -541,6 +541,10 @@ const handlers = {
     return this.need().compare(Uint32Array.from(req.group1), Uint32Array.from(req.group2), req.options);
   },
 
+  async export_scvi() {
+    return { bytes: this.need().scvi_model() };
+  },
+
   async export_h5ad(req) {
     return { bytes: this.need().h5ad(req.keepCounts) };
   },

@@ -62,6 +62,13 @@ async function exportH5ad(keepCounts) {
   download(keepCounts ? 'cellvae.h5ad' : 'cellvae-minified.h5ad', new Blob([bytes.slice()], { type: 'application/x-hdf5' }));
 }
 
+/** The model as scvi-tools' model.pt (scvi.model.SCVI.load(dir, adata=...) loads it). */
+async function exportScvi() {
+  if (!S.client || !S.info) return;
+  const { bytes } = await S.client.request('export_scvi', {});
+  download('model.pt', new Blob([bytes.slice()], { type: 'application/octet-stream' }));
+}
+
 /** @param {'weights' | 'config'} part */
 async function exportModel(part) {
   if (!S.client || !S.info) return;
@@ -129,6 +136,7 @@ async function importModel(list) {
 
 export function wireExport() {
   button('export-latent').addEventListener('click', () => exportLatent().catch(exportFailed));
+  button('export-scvi').addEventListener('click', () => exportScvi().catch(exportFailed));
   button('export-h5ad').addEventListener('click', () => exportH5ad(true).catch(exportFailed));
   button('export-h5ad-small').addEventListener('click', () => exportH5ad(false).catch(exportFailed));
   button('export-model-weights').addEventListener('click', () => exportModel('weights').catch(exportFailed));

@@ -130,6 +130,7 @@
  *   compare: {payload: {group1: Uint32Array, group2: Uint32Array, options: CompareOptions}, result: Comparison},
  *   export_model: {payload: {}, result: {safetensors: Uint8Array, config: string}},
  *   export_h5ad: {payload: {keepCounts: boolean}, result: {bytes: Uint8Array}},
+ *   export_scvi: {payload: {}, result: {bytes: Uint8Array}},
  *   lose_gpu: {payload: {step: number}, result: {}},
  *   gpu_fault: {payload: {kind: 'lost' | 'oom' | 'shader', step: number}, result: {}},
  *   restore: {payload: {}, result: Restored},

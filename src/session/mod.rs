@@ -557,6 +557,21 @@ impl Session {
             .map_err(|e| Error::Config(format!("cannot write config.json: {e}")))
     }
 
+    /// The current model as scvi-tools' `model.pt` (what `cellvae export --format
+    /// scvi-tools` writes): `scvi.model.SCVI.load(dir, adata=...)` loads it.
+    pub fn scvi_model(&mut self) -> Result<Vec<u8>> {
+        let params = self.params()?;
+        let training = match &self.run {
+            Run::Cpu(t) => t.config.clone(),
+            Run::Gpu(run) => run.with_view(|v| v.config.clone()),
+            Run::Failed(v, _) => v.config.clone(),
+        };
+        let files = self
+            .data
+            .model_files(&self.config, self.batch_key.clone(), &training);
+        crate::model::scvi::write::write_scvi_model(&files, &params)
+    }
+
     /// An AnnData `.h5ad` of the session's cells (the modelled genes; the counts as `X`
     /// unless `keep_counts` is false), their metadata, the latent means with the current
     /// parameters (`obsm["X_cellvae"]`) and the settings (`uns["cellvae"]`): what `cellvae

@@ -105,7 +105,7 @@ for (const webgpu of [true, false]) {
         fs.writeFileSync(path.join(saved, 'config.json'), c.bytes);
       });
 
-      await t.test('AnnData (.h5ad): an HDF5 file that the page reads back as the same cells', async () => {
+      await t.test('AnnData (.h5ad): an HDF5 file with the counts, the metadata and the latent means', async () => {
         const full = await download(page, 'export-h5ad');
         const small = await download(page, 'export-h5ad-small');
         assert.equal(full.name, 'cellvae.h5ad');
@@ -228,6 +228,22 @@ for (const webgpu of [true, false]) {
         await page.screenshot({ path: screenshotPath(`imported-scvi-model-${mode}.png`), fullPage: true });
       });
 
+      await t.test("the model for scvi-tools (model.pt): a torch zip that the page loads back with the same latent means (from the scvi-tools model just loaded)", async () => {
+        const pt = await download(page, 'export-scvi');
+        assert.equal(pt.name, 'model.pt');
+        assert.ok(pt.bytes.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1')), 'a zip file');
+        for (const needle of ['model/data.pkl', 'model/version', 'z_encoder.mean_encoder.weight', 'registry_']) {
+          assert.ok(pt.bytes.includes(Buffer.from(needle)), `${needle} in model.pt`);
+        }
+        fs.writeFileSync(path.join(saved, 'model.pt'), pt.bytes);
+        const before = await page.evaluate(() => [0, 350, 699].map((c) => window.cellvae.latentOf(c)));
+        await page.evaluate(() => { document.querySelector('[data-testid="export-note"]').textContent = ''; });
+        await page.setInputFiles('[data-testid="model-input"]', [path.join(saved, 'model.pt')]);
+        await page.waitForFunction(() => /Loaded the scvi-tools model/.test(document.querySelector('[data-testid="export-note"]').textContent));
+        const after = await page.evaluate(() => [0, 350, 699].map((c) => window.cellvae.latentOf(c)));
+        after.flat().forEach((v, i) => assert.ok(close(v, before.flat()[i], 1e-5), `latent ${i}: ${v} vs ${before.flat()[i]}`));
+      });
+
       await t.test('wrong files are clear errors and keep the current model', async () => {
         const before = await status(page);
         // One file only.
@@ -251,7 +267,7 @@ for (const webgpu of [true, false]) {
         const s1 = await status(page);
         assert.equal(s1.n_latent, s0.n_latent);
         assert.equal(s1.origin, 'new');
-        assert.ok(before.n_latent === 4);
+        assert.ok(before.n_latent === 5, 'the scvi-tools model loaded last is kept');
         await page.locator('section.export').screenshot({ path: screenshotPath(`import-error-${mode}.png`) });
       });
 
