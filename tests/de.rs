@@ -502,3 +502,76 @@ fn core_csv(model: &str, g1: &str, g2: Option<&str>) -> String {
 
 /// Epochs of the cellvae model compared with scvi-tools' (which trained 400).
 const EPOCHS: &str = "400";
+
+/// On one fixed model (scvi-tools' own `nb_batch` fixture, read by cellvae), cellvae's
+/// estimator and scvi-tools' `differential_expression(mode="change")`
+/// (tests/fixtures/de/make_fixed_model_reference.py) agree: Spearman of the LFC means
+/// 0.996 or more, nearly all of the top 50 genes shared, the same genes called give or
+/// take a few (both draw their own posterior samples).
+#[test]
+fn on_the_same_model_cellvae_de_is_scvi_tools_de() {
+    use cellvae::data::{read_inputs, InputFile, ReadOptions};
+    use cellvae::de::groups_by_column;
+    use cellvae::model::scvi::read_scvi_model;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let bytes = std::fs::read(format!("{root}/tests/fixtures/scvi/nb_batch/model.pt")).unwrap();
+    let (files, params) = read_scvi_model(&bytes, "model.pt").unwrap();
+    let dir = format!("{root}/www/demo/pbmc68k_reduced_700/");
+    let read = |f: &str| InputFile::new(f, std::fs::read(format!("{dir}{f}")).unwrap());
+    let inputs: Vec<InputFile> = ["matrix.mtx.gz", "features.tsv", "barcodes.tsv"]
+        .iter()
+        .map(|f| read(f))
+        .collect();
+    let m = read_inputs(&inputs, Some(&read("cells.tsv")), &ReadOptions::default()).unwrap();
+    let prep = cellvae::pipeline::prepare_for_model(&files, &m, None, None).unwrap();
+    for (name, g1, g2) in [
+        ("monocyte_vs_b", "CD14+ Monocyte", Some("CD19+ B")),
+        ("dendritic_vs_rest", "Dendritic", None),
+        ("nk_vs_cd8", "CD56+ NK", Some("CD8+ Cytotoxic T")),
+    ] {
+        let (a, b) =
+            groups_by_column(&prep.matrix, &prep.train_cells, "cell_type", g1, g2).unwrap();
+        let r = differential_expression(
+            &params,
+            &prep.matrix,
+            &prep.batch_codes,
+            &a,
+            &b,
+            &DeOptions::default(),
+        )
+        .unwrap();
+        let ours: Vec<(String, f64, f64)> = r
+            .genes
+            .iter()
+            .map(|x| {
+                (
+                    files.gene_names[x.gene].clone(),
+                    f64::from(x.lfc_mean),
+                    f64::from(x.proba_de),
+                )
+            })
+            .collect();
+        let reference =
+            std::fs::read_to_string(format!("{root}/tests/fixtures/de/fixed_{name}.tsv")).unwrap();
+        let theirs = table(&reference, '\t', "gene");
+        let by_name: std::collections::HashMap<&str, &(String, f64, f64)> =
+            theirs.iter().map(|r| (r.0.as_str(), r)).collect();
+        let (x, y): (Vec<f64>, Vec<f64>) =
+            ours.iter().map(|r| (r.1, by_name[r.0.as_str()].1)).unzip();
+        let rho = spearman(&x, &y);
+        let shared = top50(&ours).intersection(&top50(&theirs)).count();
+        let theirs_called = reference
+            .lines()
+            .skip(1)
+            .filter(|l| l.ends_with("\t1"))
+            .count();
+        eprintln!("{name}: Spearman {rho:.4}, top 50 shared {shared}, called {} (scvi-tools {theirs_called})", r.n_de);
+        assert!(rho >= 0.99, "{name}: Spearman {rho}");
+        assert!(shared >= 45, "{name}: {shared} of the top 50 shared");
+        assert!(
+            (r.n_de as i64 - theirs_called as i64).abs() <= 10,
+            "{name}: {} vs {theirs_called}",
+            r.n_de
+        );
+    }
+}
