@@ -4,6 +4,8 @@
 //! rate; two halves of one population give almost nothing.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use cellvae::backend::cpu::sample;
 use cellvae::data::CountMatrix;
 use cellvae::de::{differential_expression, to_csv, DeOptions, DecodeAs};
@@ -472,16 +474,9 @@ fn cellvae_de_ranks_genes_as_scvi_tools_does() {
 
 /// The CSV of `cellvae::de` for a saved model on the demo, with the default options.
 fn core_csv(model: &str, g1: &str, g2: Option<&str>) -> String {
-    use cellvae::data::{read_inputs, InputFile, ReadOptions};
     use cellvae::de::groups_by_column;
     use cellvae::model::io::{from_safetensors, read_config};
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/www/demo/pbmc68k_reduced_700/");
-    let read = |f: &str| InputFile::new(f, std::fs::read(format!("{dir}{f}")).unwrap());
-    let files: Vec<InputFile> = ["matrix.mtx.gz", "features.tsv", "barcodes.tsv"]
-        .iter()
-        .map(|f| read(f))
-        .collect();
-    let m = read_inputs(&files, Some(&read("cells.tsv")), &ReadOptions::default()).unwrap();
+    let m = common::demo();
     let text = std::fs::read_to_string(format!("{model}/config.json")).unwrap();
     let mf = read_config(&text, "config.json").unwrap();
     let bytes = std::fs::read(format!("{model}/model.safetensors")).unwrap();
@@ -510,19 +505,12 @@ const EPOCHS: &str = "400";
 /// take a few (both draw their own posterior samples).
 #[test]
 fn on_the_same_model_cellvae_de_is_scvi_tools_de() {
-    use cellvae::data::{read_inputs, InputFile, ReadOptions};
     use cellvae::de::groups_by_column;
     use cellvae::model::scvi::read_scvi_model;
     let root = env!("CARGO_MANIFEST_DIR");
     let bytes = std::fs::read(format!("{root}/tests/fixtures/scvi/nb_batch/model.pt")).unwrap();
     let (files, params) = read_scvi_model(&bytes, "model.pt").unwrap();
-    let dir = format!("{root}/www/demo/pbmc68k_reduced_700/");
-    let read = |f: &str| InputFile::new(f, std::fs::read(format!("{dir}{f}")).unwrap());
-    let inputs: Vec<InputFile> = ["matrix.mtx.gz", "features.tsv", "barcodes.tsv"]
-        .iter()
-        .map(|f| read(f))
-        .collect();
-    let m = read_inputs(&inputs, Some(&read("cells.tsv")), &ReadOptions::default()).unwrap();
+    let m = common::demo();
     let prep = cellvae::pipeline::prepare_for_model(&files, &m, None, None).unwrap();
     for (name, g1, g2) in [
         ("monocyte_vs_b", "CD14+ Monocyte", Some("CD19+ B")),

@@ -5,19 +5,12 @@
 //! its README).
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+use common::demo;
+
 use cellvae::data::h5ad_out::{write_h5ad, H5adContent};
 use cellvae::data::obs::ObsValues;
 use cellvae::data::{read_inputs, InputFile, ReadOptions};
-
-fn demo() -> cellvae::CountMatrix {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/www/demo/pbmc68k_reduced_700/");
-    let read = |f: &str| InputFile::new(f, std::fs::read(format!("{dir}{f}")).unwrap());
-    let files: Vec<InputFile> = ["matrix.mtx.gz", "features.tsv", "barcodes.tsv"]
-        .iter()
-        .map(|f| read(f))
-        .collect();
-    read_inputs(&files, Some(&read("cells.tsv")), &ReadOptions::default()).unwrap()
-}
 
 #[test]
 fn an_h5ad_written_reads_back_the_same() {

@@ -6,25 +6,16 @@
 //! mean) for the first 20 cells, recorded by that script.
 #![cfg(not(target_arch = "wasm32"))]
 
-use cellvae::data::{read_inputs, InputFile, ReadOptions};
+mod common;
+use common::demo;
+
 use cellvae::eval::latent;
 use cellvae::explore::Explorer;
 use cellvae::model::scvi::read_scvi_model;
 use cellvae::model::{Likelihood, ModelConfig};
 use cellvae::pipeline::prepare_for_model;
-use cellvae::CountMatrix;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scvi/");
-
-fn demo() -> CountMatrix {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/www/demo/pbmc68k_reduced_700/");
-    let read = |f: &str| InputFile::new(f, std::fs::read(format!("{dir}{f}")).unwrap());
-    let files: Vec<InputFile> = ["matrix.mtx.gz", "features.tsv", "barcodes.tsv"]
-        .iter()
-        .map(|f| read(f))
-        .collect();
-    read_inputs(&files, Some(&read("cells.tsv")), &ReadOptions::default()).unwrap()
-}
 
 fn tsv(path: &str) -> Vec<Vec<f64>> {
     std::fs::read_to_string(path)

@@ -7,24 +7,16 @@
 //! to the CPU without losing training and kept from the state last read back.
 
 use cellvae::data::{read_inputs, InputFile, ReadOptions};
+
+mod common;
 use cellvae::eval::evaluate;
 use cellvae::explore::Explorer;
 use cellvae::session::{Run, Session, SessionOptions};
 use cellvae::CountMatrix;
+use common::demo;
 
 fn clock() -> f64 {
     0.0
-}
-
-/// The built-in demo: 700 PBMCs with cell types (www/demo).
-fn demo() -> CountMatrix {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/www/demo/pbmc68k_reduced_700/");
-    let read = |f: &str| InputFile::new(f, std::fs::read(format!("{dir}{f}")).unwrap());
-    let files: Vec<InputFile> = ["matrix.mtx.gz", "features.tsv", "barcodes.tsv"]
-        .iter()
-        .map(|f| read(f))
-        .collect();
-    read_inputs(&files, Some(&read("cells.tsv")), &ReadOptions::default()).unwrap()
 }
 
 fn options(json: &str) -> SessionOptions {

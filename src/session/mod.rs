@@ -545,11 +545,7 @@ impl Session {
 
     /// `config.json` of the current model (the format `cellvae train` writes).
     pub fn model_config_json(&self) -> Result<String> {
-        let training = match &self.run {
-            Run::Cpu(t) => t.config.clone(),
-            Run::Gpu(run) => run.with_view(|v| v.config.clone()),
-            Run::Failed(v, _) => v.config.clone(),
-        };
+        let training = self.training_config();
         let files = self
             .data
             .model_files(&self.config, self.batch_key.clone(), &training);
@@ -557,15 +553,20 @@ impl Session {
             .map_err(|e| Error::Config(format!("cannot write config.json: {e}")))
     }
 
+    /// The training settings in force.
+    fn training_config(&self) -> crate::train::TrainConfig {
+        match &self.run {
+            Run::Cpu(t) => t.config.clone(),
+            Run::Gpu(run) => run.with_view(|v| v.config.clone()),
+            Run::Failed(v, _) => v.config.clone(),
+        }
+    }
+
     /// The current model as scvi-tools' `model.pt` (what `cellvae export --format
     /// scvi-tools` writes): `scvi.model.SCVI.load(dir, adata=...)` loads it.
     pub fn scvi_model(&mut self) -> Result<Vec<u8>> {
         let params = self.params()?;
-        let training = match &self.run {
-            Run::Cpu(t) => t.config.clone(),
-            Run::Gpu(run) => run.with_view(|v| v.config.clone()),
-            Run::Failed(v, _) => v.config.clone(),
-        };
+        let training = self.training_config();
         let files = self
             .data
             .model_files(&self.config, self.batch_key.clone(), &training);
@@ -578,11 +579,7 @@ impl Session {
     /// train --out-h5ad` writes.
     pub fn h5ad(&mut self, keep_counts: bool) -> Result<Vec<u8>> {
         let mean = self.latent()?;
-        let training = match &self.run {
-            Run::Cpu(t) => t.config.clone(),
-            Run::Gpu(run) => run.with_view(|v| v.config.clone()),
-            Run::Failed(v, _) => v.config.clone(),
-        };
+        let training = self.training_config();
         let settings = serde_json::json!({
             "model": self.config,
             "training": training,

@@ -1,9 +1,22 @@
-//! Helpers shared by the GPU test binaries (`tests/gpu_kernels/`, `tests/gpu_parity.rs`):
-//! the context, seeded inputs, and llm.c's `validate_result` comparison. Each binary uses
-//! a part of them.
+//! Helpers shared by the test binaries: the built-in demo data set; for the GPU tests
+//! (`tests/gpu_kernels/`, `tests/gpu_parity.rs`) the context, seeded inputs, and llm.c's
+//! `validate_result` comparison. Each binary uses a part of them.
 #![allow(dead_code)]
 
 use cellvae::backend::gpu::GpuContext;
+
+/// The built-in demo: 700 PBMCs with cell types and phases (www/demo), read as the page
+/// reads it.
+pub fn demo() -> cellvae::CountMatrix {
+    use cellvae::data::{read_inputs, InputFile, ReadOptions};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/www/demo/pbmc68k_reduced_700/");
+    let read = |f: &str| InputFile::new(f, std::fs::read(format!("{dir}{f}")).unwrap());
+    let files: Vec<InputFile> = ["matrix.mtx.gz", "features.tsv", "barcodes.tsv"]
+        .iter()
+        .map(|f| read(f))
+        .collect();
+    read_inputs(&files, Some(&read("cells.tsv")), &ReadOptions::default()).unwrap()
+}
 use cellvae::block_on;
 
 /// The GPU context of a test. No adapter is a failure (the GPU tests are marked ignored
