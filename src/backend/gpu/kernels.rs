@@ -7,7 +7,7 @@
 //! training path), and a slice method uploads, dispatches and reads back (the
 //! GPU-vs-CPU tests). `log1p` keeps its original free functions (re-exported here).
 
-pub use super::log1p::{log1p, log1p_with_source};
+pub use super::log1p::{log1p, log1p_with_source, self_check};
 use super::GpuContext;
 use crate::error::{Error, Result};
 

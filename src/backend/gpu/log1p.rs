@@ -105,3 +105,17 @@ pub async fn log1p_with_source(ctx: &GpuContext, x: &[f32], source: &str) -> Res
     let bytes = ctx.read_buffer(&y_buf, (x.len() * 4).max(4) as u64).await?;
     Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)[..x.len()].to_vec())
 }
+
+/// The GPU path checked end to end: `log1p` of `n` values on the GPU against its CPU
+/// twin; the largest absolute difference (the page's WebGPU check).
+pub async fn self_check(ctx: &GpuContext, n: usize) -> Result<f32> {
+    let x: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 0.37).collect();
+    let got = log1p(ctx, &x).await?;
+    let mut want = vec![0.0; n];
+    crate::backend::cpu::log1p::log1p(&x, &mut want);
+    Ok(got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max))
+}
