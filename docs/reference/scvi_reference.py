@@ -57,7 +57,9 @@ def load_10x(folder: Path):
     # sanity: integral, non-negative counts, no empty cells (log library would be -inf)
     assert np.all(adata.X.data >= 0) and np.all(np.floor(adata.X.data) == adata.X.data)
     lib = np.asarray(adata.X.sum(axis=1)).ravel()
-    assert lib.min() > 0, "a cell has zero total counts"
+    # a cell with no counts has no log library size; cellvae drops such cells (after the
+    # held-out split by input position), and so does main() here with --drop-empty-cells
+    adata.obs["_empty_cell"] = lib == 0
     return adata
 
 
@@ -106,6 +108,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n-mc", type=int, default=100)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--drop-empty-cells", action="store_true",
+                   help="leave cells with zero total counts out after the held-out split")
     args = p.parse_args()
 
     import torch
@@ -130,8 +134,12 @@ def main():
     n = adata.n_obs
     K = args.holdout_every
     test_mask = (np.arange(n) % K) == 0
-    adata_train = adata[~test_mask].copy()
-    adata_test = adata[test_mask].copy()
+    empty = adata.obs["_empty_cell"].to_numpy()
+    if empty.any() and not args.drop_empty_cells:
+        raise SystemExit(f"{int(empty.sum())} cell(s) have zero total counts; give --drop-empty-cells "
+                         "to leave them out after the held-out split (as cellvae does)")
+    adata_train = adata[~test_mask & ~empty].copy()
+    adata_test = adata[test_mask & ~empty].copy()
 
     if args.epochs == "heuristic":
         epochs = int(get_max_epochs_heuristic(adata_train.n_obs))

@@ -48,7 +48,7 @@ def main() -> int:
         ref = tmp / f"scvi_{name}.json"
         t0 = time.perf_counter()
         subprocess.run([sys.executable, str(HERE / "scvi_reference.py"), str(data), "--epochs", epochs,
-                        "--holdout-every", "10", "--out", str(ref)], check=True, capture_output=True)
+                        "--holdout-every", "10", "--drop-empty-cells", "--out", str(ref)], check=True, capture_output=True)
         sv_wall = time.perf_counter() - t0
         sv = json.loads(ref.read_text())
         rows.append((name, int(epochs), cv["n_cells"], cv["n_genes"], cv["seconds_per_epoch"], sv["seconds_per_epoch"],
