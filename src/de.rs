@@ -343,17 +343,7 @@ pub fn groups_by_column(
     group1: &str,
     group2: Option<&str>,
 ) -> Result<(Vec<usize>, Vec<usize>)> {
-    let col = m.obs.get(column).ok_or_else(|| {
-        let names: Vec<&str> = m.obs.columns.iter().map(|c| c.name.as_str()).collect();
-        Error::Config(format!(
-            "no metadata column is called {column:?}; the columns are: {}",
-            if names.is_empty() {
-                "(none)".to_string()
-            } else {
-                names.join(", ")
-            }
-        ))
-    })?;
+    let col = crate::pipeline::find_column(m, column, "the group column")?;
     let (codes, levels) = crate::pipeline::column_codes(col);
     let level = |name: &str| {
         levels.iter().position(|l| l == name).ok_or_else(|| {
@@ -547,18 +537,13 @@ pub fn to_csv(r: &DeResult, gene_ids: &[String], gene_names: &[String]) -> Strin
     out
 }
 
-/// One CSV field: quoted (quotes doubled) when it holds a comma, quote or line break;
-/// a leading `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet does not run it.
+/// One CSV field: RFC 4180 quoting (`data::quote_field`), and a leading `=`, `+`, `-` or
+/// `@` prefixed with `'` so a spreadsheet does not run it as a formula.
 fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
+    if s.starts_with(['=', '+', '-', '@']) {
+        crate::data::quote_field(&format!("'{s}"), ',').into_owned()
     } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
+        crate::data::quote_field(s, ',').into_owned()
     }
 }
 

@@ -55,7 +55,11 @@ pub fn column_codes(col: &ObsColumn) -> (Vec<Option<u32>>, Vec<String>) {
     }
 }
 
-fn find_column<'a>(m: &'a CountMatrix, key: &str, option: &str) -> Result<&'a ObsColumn> {
+pub(crate) fn find_column<'a>(
+    m: &'a CountMatrix,
+    key: &str,
+    option: &str,
+) -> Result<&'a ObsColumn> {
     m.obs.get(key).ok_or_else(|| {
         let names: Vec<&str> = m.obs.columns.iter().map(|c| c.name.as_str()).collect();
         Error::Config(format!(

@@ -371,6 +371,18 @@ fn table(text: &str, sep: char, gene_col: &str) -> Vec<(String, f64, f64)> {
         .collect()
 }
 
+/// How two tables of the same genes agree: Spearman of lfc_mean and of proba_de (genes
+/// matched by name), and how many of the top 50 genes they share.
+fn agreement(ours: &[(String, f64, f64)], theirs: &[(String, f64, f64)]) -> (f64, f64, usize) {
+    let by_name: std::collections::HashMap<&str, &(String, f64, f64)> =
+        theirs.iter().map(|r| (r.0.as_str(), r)).collect();
+    let other = |r: &(String, f64, f64)| by_name[r.0.as_str()];
+    let (a, b): (Vec<f64>, Vec<f64>) = ours.iter().map(|r| (r.1, other(r).1)).unzip();
+    let (pa, pb): (Vec<f64>, Vec<f64>) = ours.iter().map(|r| (r.2, other(r).2)).unzip();
+    let shared = top50(ours).intersection(&top50(theirs)).count();
+    (spearman(&a, &b), spearman(&pa, &pb), shared)
+}
+
 /// The 50 genes of largest change: by probability of change, then |lfc_mean| (the
 /// order cellvae reports; scvi-tools sorts by probability only, its ties unordered).
 fn top50(rows: &[(String, f64, f64)]) -> std::collections::HashSet<String> {
@@ -439,15 +451,7 @@ fn cellvae_de_ranks_genes_as_scvi_tools_does() {
             std::fs::read_to_string(format!("{root}/tests/fixtures/de/{name}.tsv")).unwrap();
         let theirs = table(&reference, '\t', "gene");
         assert_eq!(ours.len(), theirs.len(), "{name}: the same genes");
-        let by_name: std::collections::HashMap<&str, &(String, f64, f64)> =
-            theirs.iter().map(|r| (r.0.as_str(), r)).collect();
-        let (a, b): (Vec<f64>, Vec<f64>) =
-            ours.iter().map(|r| (r.1, by_name[r.0.as_str()].1)).unzip();
-        let (pa, pb): (Vec<f64>, Vec<f64>) =
-            ours.iter().map(|r| (r.2, by_name[r.0.as_str()].2)).unzip();
-        let rho = spearman(&a, &b);
-        let rho_p = spearman(&pa, &pb);
-        let shared = top50(&ours).intersection(&top50(&theirs)).count();
+        let (rho, rho_p, shared) = agreement(&ours, &theirs);
         // Genes called: as many as scvi-tools calls, give or take a third (or 5).
         let called = |t: &str, col: usize, yes: &str| {
             t.lines()
@@ -542,12 +546,7 @@ fn on_the_same_model_cellvae_de_is_scvi_tools_de() {
         let reference =
             std::fs::read_to_string(format!("{root}/tests/fixtures/de/fixed_{name}.tsv")).unwrap();
         let theirs = table(&reference, '\t', "gene");
-        let by_name: std::collections::HashMap<&str, &(String, f64, f64)> =
-            theirs.iter().map(|r| (r.0.as_str(), r)).collect();
-        let (x, y): (Vec<f64>, Vec<f64>) =
-            ours.iter().map(|r| (r.1, by_name[r.0.as_str()].1)).unzip();
-        let rho = spearman(&x, &y);
-        let shared = top50(&ours).intersection(&top50(&theirs)).count();
+        let (rho, _, shared) = agreement(&ours, &theirs);
         let theirs_called = reference
             .lines()
             .skip(1)

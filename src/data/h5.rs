@@ -3,7 +3,9 @@
 //!
 //! Both readers check everything before they trust it: the HDF5 signature (a PNG or a
 //! text file renamed `.h5ad` is named as such), the file length against the size its
-//! superblock declares (a truncated download), every shape against [`super::MAX_DIMENSION`] (or [`ReadOptions::max_dimension`]) and
+//! superblock declares (a truncated download), every shape against
+//! [`ReadOptions::max_dimension`] (default [`super::MAX_DIMENSION`]), each dataset's size
+//! against the file and the decompression limit (`h5/limits.rs`), and
 //! [`MAX_NNZ`] before anything is allocated, `indptr` (starts at 0, never decreases, ends at
 //! the number of stored values), every index against its axis, and every value through
 //! [`check_count`]. Any failure is an [`Error::Input`] naming the file, the HDF5 path and
@@ -20,6 +22,7 @@ mod anndata;
 mod fixed_array;
 mod float16;
 mod frame;
+mod limits;
 mod tenx;
 
 use super::{check_count, CountMatrix, InputFile, ReadOptions, MAX_NNZ};
@@ -60,10 +63,6 @@ struct H5 {
     max_expanded: u64,
 }
 
-/// How many times its stored size compressed data can expand to, at most: deflate's
-/// limit is about 1032 (258-byte matches in 2-bit codes); a margin on top.
-const MAX_EXPANSION: u64 = 1100;
-
 /// What a path inside the file leads to.
 enum Node {
     Group(Group),
@@ -94,18 +93,7 @@ impl H5 {
             )
         })?;
         let sb = file.superblock();
-        if let Some((at, bits)) =
-            fixed_array::overflowing_header(file.as_bytes(), sb.offset_size, sb.length_size)
-        {
-            return Err(Error::input_at(
-                &input.name,
-                format!("byte {at}"),
-                format!(
-                    "is a damaged HDF5 file: a chunk index (Fixed Array header) declares pages \
-                     of 2^{bits} elements, which cannot be; download or copy the file again"
-                ),
-            ));
-        }
+        fixed_array::refuse_overflowing_header(&input.name, &file)?;
         let declared = sb.base_address.get().saturating_add(sb.eof_address);
         if declared > len {
             return Err(Error::input(
@@ -136,50 +124,6 @@ impl H5 {
             format!("/{path}"),
             format!("cannot be read ({e}); the file may be damaged: download or copy it again"),
         )
-    }
-
-    /// Refuses, before it is read, a dataset the file cannot hold or that is too large:
-    /// a chunked dataset declares its dimensions and the chunks it lacks are filled in,
-    /// so a 2 KB file could otherwise ask for gigabytes (a fuzz finding: 5 GB and a
-    /// minute for 2^28 declared values).
-    fn check_size(&self, ds: &Dataset, path: &str) -> Result<()> {
-        let shape = ds.shape().map_err(|e| self.fail(path, e))?;
-        let element = ds.element_size().map_err(|e| self.fail(path, e))?.max(1);
-        let bytes = shape
-            .iter()
-            .try_fold(u128::from(element), |acc, &d| {
-                acc.checked_mul(u128::from(d))
-            })
-            .unwrap_or(u128::MAX);
-        let values = bytes / u128::from(element);
-        if bytes > u128::from(self.file_len) * u128::from(MAX_EXPANSION) {
-            return Err(self.err(
-                format!("dataset /{path}"),
-                format!(
-                    "declares {values} values ({bytes} bytes) but the whole file is {} bytes; \
-                     even compressed it cannot hold them: the file is damaged",
-                    self.file_len
-                ),
-            ));
-        }
-        if bytes > u128::from(self.max_expanded) {
-            return Err(self.err(
-                format!("dataset /{path}"),
-                format!(
-                    "holds {values} values ({}), more than the {} cellvae reads from one \
-                     file{}: too large to read here, not damaged; keep fewer genes or cells \
-                     before exporting, or split the cells into several files",
-                    super::human_bytes(u64::try_from(bytes).unwrap_or(u64::MAX)),
-                    super::human_bytes(self.max_expanded),
-                    if cfg!(target_arch = "wasm32") {
-                        " in the browser (the command line reads more)"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// What `path` (from the root, no leading `/`) leads to.

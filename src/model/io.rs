@@ -231,6 +231,23 @@ fn check_room(bytes: &[u8], config: &ModelConfig, file: &str) -> Result<()> {
     Ok(())
 }
 
+/// A saved model from its bytes: an scvi-tools `model.pt` (a torch zip, which carries
+/// its configuration; `config_json` is not used), or cellvae's `model.safetensors` with
+/// the text of its `config.json`. The names are for errors.
+pub fn read_model(
+    weights: &[u8],
+    weights_name: &str,
+    config_json: &str,
+    config_name: &str,
+) -> Result<(ModelFiles, Params)> {
+    if super::scvi::is_torch_zip(weights) {
+        return super::scvi::read_scvi_model(weights, weights_name);
+    }
+    let files = read_config(config_json, config_name)?;
+    let params = from_safetensors(weights, &files.model, weights_name)?;
+    Ok((files, params))
+}
+
 /// Reads `config.json` text.
 pub fn read_config(text: &str, file: &str) -> Result<ModelFiles> {
     let m: ModelFiles = serde_json::from_str(text).map_err(|e| {

@@ -3,7 +3,7 @@
 
 use super::Session;
 use crate::de::{differential_expression, to_csv, DeOptions, DeResult, GeneDe};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use serde::Serialize;
 
 /// One gene's row of a comparison, as the page's table and volcano plot use it.
@@ -45,21 +45,14 @@ impl Session {
         group2: Option<&[u32]>,
         opts: &DeOptions,
     ) -> Result<Comparison> {
-        let n = self.data.matrix.n_cells;
-        let cells = |g: &[u32], name: &str| -> Result<Vec<usize>> {
-            match g.iter().find(|&&c| c as usize >= n) {
-                Some(c) => Err(Error::Config(format!(
-                    "{name} names cell {c}, but the data has {n} cells"
-                ))),
-                None => Ok(g.iter().map(|&c| c as usize).collect()),
-            }
-        };
-        let g1 = cells(group1, "group 1")?;
-        let g2 = match group2 {
-            Some(g) => cells(g, "group 2")?,
+        // Positions past the data are refused by `differential_expression`, in these words.
+        let g1: Vec<usize> = group1.iter().map(|&c| c as usize).collect();
+        let g2: Vec<usize> = match group2 {
+            Some(g) => g.iter().map(|&c| c as usize).collect(),
             None => {
+                let n = self.data.matrix.n_cells;
                 let mut in1 = vec![false; n];
-                for &c in &g1 {
+                for &c in g1.iter().filter(|&&c| c < n) {
                     in1[c] = true;
                 }
                 (0..n).filter(|&c| !in1[c]).collect()

@@ -18,7 +18,7 @@ pub mod views;
 use crate::error::{Error, Result};
 use crate::eval::latent_raw;
 use crate::explore::Explorer;
-use crate::model::io::{from_safetensors, read_config, to_safetensors};
+use crate::model::io::to_safetensors;
 use crate::model::{CpuBackend, ModelConfig, Params, StepLosses, TrainState};
 use crate::pipeline::{prepare, prepare_for_model, Prepared};
 use crate::train::{EpochRecord, Schedule, Trainer};
@@ -128,13 +128,13 @@ impl Session {
     ) -> Result<Session> {
         // An scvi-tools model.pt (a torch zip) carries its own configuration.
         let scvi = crate::model::scvi::is_torch_zip(safetensors);
-        let (files, params) = if scvi {
-            crate::model::scvi::read_scvi_model(safetensors, "model.pt")?
+        let weights_name = if scvi {
+            "model.pt"
         } else {
-            let files = read_config(config_json, "config.json")?;
-            let params = from_safetensors(safetensors, &files.model, "model.safetensors")?;
-            (files, params)
+            "model.safetensors"
         };
+        let (files, params) =
+            crate::model::io::read_model(safetensors, weights_name, config_json, "config.json")?;
         let label_key = opts.label_key(m);
         let prep = prepare_for_model(&files, m, label_key.as_deref(), None)?;
         let mut run = opts.run();

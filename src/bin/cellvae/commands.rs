@@ -4,9 +4,7 @@
 use cellvae::data::CountMatrix;
 use cellvae::de::{differential_expression, groups_by_column, to_csv, DeOptions, DecodeAs};
 use cellvae::eval::{evaluate, knn_accuracy, latent};
-use cellvae::model::io::{
-    checkpoint_to_safetensors, from_safetensors, read_config, to_safetensors, ModelFiles,
-};
+use cellvae::model::io::{checkpoint_to_safetensors, read_model, to_safetensors, ModelFiles};
 use cellvae::model::{Backend, CpuBackend, GpuBackend, ModelConfig, Params, TrainState};
 use cellvae::pipeline::{column_codes, prepare, prepare_for_model, PrepareOptions};
 use cellvae::session::{RunOptions, Words};
@@ -361,11 +359,9 @@ pub fn load_model(path: &Path) -> Result<(ModelFiles, Params)> {
         file: cfg_name.clone(),
         source: e,
     })?;
-    let files = read_config(&text, &cfg_name)?;
     let st_path = path.join("model.safetensors");
     let bytes = read(&st_path)?;
-    let params = from_safetensors(&bytes, &files.model, &st_path.display().to_string())?;
-    Ok((files, params))
+    read_model(&bytes, &st_path.display().to_string(), &text, &cfg_name)
 }
 
 /// The cells of `m` with their latent means (`obsm["X_cellvae"]`) and the settings
@@ -497,8 +493,7 @@ pub fn de(
         },
     };
     let m = &prep.matrix;
-    let (g1, g2) = groups_by_column(m, &prep.train_cells, groupby, group1, group2)
-        .map_err(|e| Error::Config(format!("--groupby {groupby}: {e}")))?;
+    let (g1, g2) = groups_by_column(m, &prep.train_cells, groupby, group1, group2)?;
     let t = now();
     let r = differential_expression(&params, m, &prep.batch_codes, &g1, &g2, &opts)?;
     let csv = to_csv(&r, &files.gene_ids, &files.gene_names);

@@ -10,6 +10,26 @@
 //! HDF5 itself writes at most 32 bits here (pages of at most 2^32 elements), so no
 //! sound file is refused. Remove this when `hdf5-pure` checks the shift.
 
+/// Refuses `file` (named `name`) when it holds a Fixed Array header whose page bits
+/// would overflow, before hdf5-pure reads any chunk index.
+pub(super) fn refuse_overflowing_header(
+    name: &str,
+    file: &hdf5_pure::File,
+) -> crate::error::Result<()> {
+    let sb = file.superblock();
+    match overflowing_header(file.as_bytes(), sb.offset_size, sb.length_size) {
+        None => Ok(()),
+        Some((at, bits)) => Err(crate::error::Error::input_at(
+            name,
+            format!("byte {at}"),
+            format!(
+                "is a damaged HDF5 file: a chunk index (Fixed Array header) declares pages \
+                 of 2^{bits} elements, which cannot be; download or copy the file again"
+            ),
+        )),
+    }
+}
+
 /// The most `max_nelmts_bits` a header may hold: `1u64 << bits` must not overflow.
 const MAX_PAGE_BITS: u8 = 63;
 
