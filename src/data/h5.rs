@@ -23,7 +23,12 @@ mod fixed_array;
 mod float16;
 mod frame;
 mod limits;
+#[cfg(not(target_arch = "wasm32"))]
+mod stream;
 mod tenx;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use stream::H5Cells;
 
 use super::{check_count, CountMatrix, InputFile, ReadOptions, MAX_NNZ};
 use crate::error::{Error, Result};
@@ -111,6 +116,67 @@ impl H5 {
             file_len: len,
             max_expanded: opts.expanded_limit(),
         })
+    }
+
+    /// Opens the file at `path` for streaming reads (natively): metadata and dataset
+    /// windows are read from disk on demand, so memory does not grow with the file.
+    /// `Ok(None)` when the file is gzip-compressed as a whole (it cannot be read by
+    /// range; the caller reads it whole). The same checks as [`H5::open`]: signature,
+    /// length, the Fixed Array guard (a scan of the file in blocks).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn open_path(path: &std::path::Path, name: &str, opts: &ReadOptions) -> Result<Option<H5>> {
+        use std::io::Read;
+        let io = |e| Error::Io {
+            file: name.to_string(),
+            source: e,
+        };
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        let mut head = Vec::with_capacity(64);
+        f.by_ref().take(64).read_to_end(&mut head).map_err(io)?;
+        if super::is_gzip(&head) {
+            return Ok(None);
+        }
+        if !hdf5_pure::is_hdf5_bytes(&head) {
+            return Err(Error::input(
+                name,
+                format!(
+                    "is not an HDF5 file ({}); export the data as .h5ad, .h5, .mtx or .csv",
+                    describe_bytes(&head)
+                ),
+            ));
+        }
+        let file = File::open_streaming(path).map_err(|e| {
+            Error::input(
+                name,
+                format!("is a damaged HDF5 file ({e}); download or copy it again"),
+            )
+        })?;
+        let sb = file.superblock();
+        let f = std::fs::File::open(path).map_err(io)?;
+        if let Some((at, bits)) =
+            fixed_array::overflowing_header_in(f, sb.offset_size, sb.length_size).map_err(io)?
+        {
+            return Err(fixed_array::overflow_error(name, at, bits));
+        }
+        let declared = sb.base_address.get().saturating_add(sb.eof_address);
+        if declared > len {
+            return Err(Error::input(
+                name,
+                format!(
+                    "is truncated: its HDF5 header says it is {declared} bytes long but it has \
+                     only {len}; download or copy the file again"
+                ),
+            ));
+        }
+        Ok(Some(H5 {
+            name: name.to_string(),
+            file,
+            max_dimension: opts.dimension_limit(),
+            file_len: len,
+            // Windows are read one at a time: no dataset is ever held whole.
+            max_expanded: u64::MAX,
+        }))
     }
 
     /// An error at an HDF5 path (or a finer location).
@@ -428,8 +494,29 @@ fn read_compressed(
             ),
         ));
     }
-    let raw_ptr = h.values(&indptr, &pp, None)?;
-    let mut ptr = Vec::with_capacity(n_ptr);
+    let ptr = read_indptr(h, &indptr, &pp, nnz)?;
+    let raw_idx = h.values(&indices, &ip, None)?;
+    let idx = check_indices(h, raw_idx, &ip, 0, n_minor, minor_name)?;
+    let values = h.values(&data, &dp, None)?;
+    if values.len() != nnz || idx.len() != nnz {
+        return Err(h.err(
+            format!("group /{group}"),
+            "data or indices could not be read whole",
+        ));
+    }
+    Ok(Compressed {
+        indptr: ptr,
+        indices: idx,
+        values,
+        data_path: dp,
+    })
+}
+
+/// Reads `indptr` and checks it: integers, starting at 0, never decreasing, ending at
+/// the `nnz` stored values.
+fn read_indptr(h: &H5, indptr: &Dataset, pp: &str, nnz: usize) -> Result<Vec<usize>> {
+    let raw_ptr = h.values(indptr, pp, None)?;
+    let mut ptr = Vec::with_capacity(raw_ptr.len());
     for i in 0..raw_ptr.len() {
         let p = raw_ptr.int(i).ok_or_else(|| {
             h.err(
@@ -461,21 +548,32 @@ fn read_compressed(
             ),
         ));
     }
-    drop(raw_ptr);
-    let raw_idx = h.values(&indices, &ip, None)?;
+    Ok(ptr)
+}
+
+/// Checks stored indices (element `first` onwards of the dataset at `ip`): integers,
+/// each within the `n_minor` columns.
+fn check_indices(
+    h: &H5,
+    raw_idx: Values,
+    ip: &str,
+    first: usize,
+    n_minor: usize,
+    minor_name: &str,
+) -> Result<Vec<u32>> {
     if raw_idx.is_float() {
         return Err(h.err(
             format!("dataset /{ip}"),
             "holds floating-point values; indices must be integers",
         ));
     }
-    let mut idx = Vec::with_capacity(nnz);
+    let mut idx = Vec::with_capacity(raw_idx.len());
     for i in 0..raw_idx.len() {
         match raw_idx.int(i) {
             Some(j) if j >= 0 && (j as u128) < n_minor as u128 => idx.push(j as u32),
             j => {
                 return Err(h.err(
-                    format!("dataset /{ip}, element {i}"),
+                    format!("dataset /{ip}, element {}", first + i),
                     format!(
                         "index {} is out of range: there are {n_minor} {minor_name}",
                         j.unwrap_or(-1)
@@ -484,20 +582,7 @@ fn read_compressed(
             }
         }
     }
-    drop(raw_idx);
-    let values = h.values(&data, &dp, None)?;
-    if values.len() != nnz || idx.len() != nnz {
-        return Err(h.err(
-            format!("group /{group}"),
-            "data or indices could not be read whole",
-        ));
-    }
-    Ok(Compressed {
-        indptr: ptr,
-        indices: idx,
-        values,
-        data_path: dp,
-    })
+    Ok(idx)
 }
 
 /// Turns a checked compressed matrix into the CSR core of a [`CountMatrix`] (names still
@@ -581,50 +666,66 @@ fn read_dense(
 ) -> Result<std::result::Result<CountMatrix, Rejection>> {
     h.check_size(ds, path)?;
     let rows_per_window = (4_000_000 / n_genes.max(1)).max(1);
-    let mut indptr = Vec::with_capacity(n_cells + 1);
-    indptr.push(0);
-    let (mut indices, mut data) = (Vec::new(), Vec::new());
+    let mut m = CountMatrix {
+        n_cells,
+        n_genes,
+        indptr: Vec::with_capacity(n_cells + 1),
+        ..Default::default()
+    };
+    m.indptr.push(0);
     let mut start = 0;
     while start < n_cells {
         let count = rows_per_window.min(n_cells - start);
-        let v = h.values(ds, path, Some((start as u64, count as u64)))?;
-        if v.len() != count * n_genes {
-            return Err(h.err(
-                format!("dataset /{path}"),
-                "could not be read whole; the file may be truncated",
-            ));
-        }
-        if let Some((k, value, problem)) = v.first_problem(allow_non_counts) {
-            let (cell, gene) = (start + k / n_genes.max(1), k % n_genes.max(1));
-            return Ok(Err(Rejection {
-                location: format!(
-                    "dataset /{path}, element {} (cell {cell}, gene {gene})",
-                    start * n_genes + k
-                ),
-                value,
-                problem,
-            }));
-        }
-        for r in 0..count {
-            for g in 0..n_genes {
-                let x = v.get(r * n_genes + g);
-                if x != 0.0 {
-                    indices.push(g as u32);
-                    data.push(x as f32);
-                }
-            }
-            indptr.push(indices.len());
+        if let Some(r) = dense_rows(h, ds, path, start, count, allow_non_counts, &mut m)? {
+            return Ok(Err(r));
         }
         start += count;
     }
-    Ok(Ok(CountMatrix {
-        n_cells,
-        n_genes,
-        indptr,
-        indices,
-        data,
-        ..Default::default()
-    }))
+    Ok(Ok(m))
+}
+
+/// Appends the rows `start..start + count` of a dense cells x `m.n_genes` dataset to the
+/// CSR arrays of `m` (whose `indptr` holds at least its leading 0); a value that is not a
+/// count is returned as a [`Rejection`].
+fn dense_rows(
+    h: &H5,
+    ds: &Dataset,
+    path: &str,
+    start: usize,
+    count: usize,
+    allow_non_counts: bool,
+    m: &mut CountMatrix,
+) -> Result<Option<Rejection>> {
+    let n_genes = m.n_genes;
+    let v = h.values(ds, path, Some((start as u64, count as u64)))?;
+    if v.len() != count * n_genes {
+        return Err(h.err(
+            format!("dataset /{path}"),
+            "could not be read whole; the file may be truncated",
+        ));
+    }
+    if let Some((k, value, problem)) = v.first_problem(allow_non_counts) {
+        let (cell, gene) = (start + k / n_genes.max(1), k % n_genes.max(1));
+        return Ok(Some(Rejection {
+            location: format!(
+                "dataset /{path}, element {} (cell {cell}, gene {gene})",
+                start * n_genes + k
+            ),
+            value,
+            problem,
+        }));
+    }
+    for r in 0..count {
+        for g in 0..n_genes {
+            let x = v.get(r * n_genes + g);
+            if x != 0.0 {
+                m.indices.push(g as u32);
+                m.data.push(x as f32);
+            }
+        }
+        m.indptr.push(m.indices.len());
+    }
+    Ok(None)
 }
 
 /// Fills names and metadata into a CSR core and checks the result.

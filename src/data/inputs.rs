@@ -378,51 +378,54 @@ fn concat_obs(parts: &[(String, CountMatrix)], n_cells: usize) -> ObsTable {
     table
 }
 
-/// Natively: turns paths into input files. A folder stands for the 10x triplet in it
-/// (`matrix.mtx(.gz)`, `features.tsv(.gz)` or `genes.tsv(.gz)`, `barcodes.tsv(.gz)`).
+/// Natively: the files `paths` stand for, in order. A folder stands for the 10x triplet
+/// in it (`matrix.mtx(.gz)`, `features.tsv(.gz)` or `genes.tsv(.gz)`,
+/// `barcodes.tsv(.gz)`).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn load_paths(paths: &[std::path::PathBuf]) -> Result<Vec<InputFile>> {
+pub fn list_paths(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>> {
     let mut files = Vec::new();
     for p in paths {
-        let shown = p.display().to_string();
-        if p.is_dir() {
-            let entries = std::fs::read_dir(p).map_err(|e| Error::Io {
-                file: shown.clone(),
-                source: e,
-            })?;
-            let mut found: Vec<std::path::PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|q| {
-                    let f = InputFile::new(q.display().to_string(), Vec::new());
-                    q.is_file() && triplet_role(&f).is_some()
-                })
-                .collect();
-            found.sort();
-            if !found.iter().any(|q| {
-                triplet_role(&InputFile::new(q.display().to_string(), Vec::new()))
-                    .is_some_and(|(r, _)| r == Role::Matrix)
-            }) {
-                return Err(Error::input(
-                    shown,
-                    "is a folder without a matrix.mtx or matrix.mtx.gz; give a 10x folder or the files themselves",
-                ));
-            }
-            for q in found {
-                let name = q.display().to_string();
-                let bytes = std::fs::read(&q).map_err(|e| Error::Io {
-                    file: name.clone(),
-                    source: e,
-                })?;
-                files.push(InputFile::new(name, bytes));
-            }
-        } else {
-            let bytes = std::fs::read(p).map_err(|e| Error::Io {
-                file: shown.clone(),
-                source: e,
-            })?;
-            files.push(InputFile::new(shown, bytes));
+        if !p.is_dir() {
+            files.push(p.clone());
+            continue;
         }
+        let shown = p.display().to_string();
+        let entries = std::fs::read_dir(p).map_err(|e| Error::Io {
+            file: shown.clone(),
+            source: e,
+        })?;
+        let role = |q: &std::path::Path| {
+            triplet_role(&InputFile::new(q.display().to_string(), Vec::new())).map(|(r, _)| r)
+        };
+        let mut found: Vec<std::path::PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|q| q.is_file() && role(q).is_some())
+            .collect();
+        found.sort();
+        if !found.iter().any(|q| role(q) == Some(Role::Matrix)) {
+            return Err(Error::input(
+                shown,
+                "is a folder without a matrix.mtx or matrix.mtx.gz; give a 10x folder or the files themselves",
+            ));
+        }
+        files.extend(found);
     }
     Ok(files)
+}
+
+/// Natively: turns paths into input files (read whole; see [`list_paths`]).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_paths(paths: &[std::path::PathBuf]) -> Result<Vec<InputFile>> {
+    list_paths(paths)?
+        .into_iter()
+        .map(|p| {
+            let name = p.display().to_string();
+            let bytes = std::fs::read(&p).map_err(|e| Error::Io {
+                file: name.clone(),
+                source: e,
+            })?;
+            Ok(InputFile::new(name, bytes))
+        })
+        .collect()
 }

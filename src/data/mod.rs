@@ -21,6 +21,8 @@ pub mod inputs;
 pub mod mtx;
 pub mod obs;
 pub mod preprocess;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod stream;
 mod text;
 pub use text::quote_field;
 
@@ -29,9 +31,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Read;
 
-#[cfg(not(target_arch = "wasm32"))]
-pub use inputs::load_paths;
 pub use inputs::{concatenate, group_inputs, read_inputs};
+#[cfg(not(target_arch = "wasm32"))]
+pub use inputs::{list_paths, load_paths};
 pub use obs::{ObsColumn, ObsTable, ObsValues};
 
 /// One file as the user gave it: its name (a path natively, a file name in the browser)
@@ -451,6 +453,32 @@ impl CountMatrix {
                 "{file}: {renamed} duplicated gene names were made unique by appending -1, -2, ..."
             ));
         }
+    }
+
+    /// Appends the cells of `more`, which has the same genes and metadata columns (the
+    /// windows of one file), after the cells of `self`.
+    pub fn append(&mut self, more: CountMatrix) -> Result<()> {
+        if more.n_genes != self.n_genes {
+            return Err(Error::Config(
+                "internal error: cells to append have other genes; please report".into(),
+            ));
+        }
+        if self.indptr.is_empty() {
+            self.indptr.push(0);
+        }
+        let base = self.indices.len();
+        self.indptr
+            .extend(more.indptr.iter().skip(1).map(|&p| p + base));
+        self.indices.extend(more.indices);
+        self.data.extend(more.data);
+        self.cell_ids.extend(more.cell_ids);
+        if self.n_cells == 0 {
+            self.obs = more.obs;
+        } else {
+            self.obs.append(more.obs)?;
+        }
+        self.n_cells += more.n_cells;
+        Ok(())
     }
 
     /// Keeps the given cells (in the given order), with their metadata.

@@ -19,6 +19,11 @@ use super::text::{
 use super::{check_count, CountMatrix, InputFile, Orientation, ReadOptions, MAX_NNZ};
 use crate::error::{Error, Result};
 
+#[cfg(not(target_arch = "wasm32"))]
+mod stream;
+#[cfg(not(target_arch = "wasm32"))]
+pub use stream::MtxCells;
+
 /// Genes as listed in a features / genes file.
 struct FeatureList {
     ids: Vec<String>,
@@ -49,18 +54,78 @@ pub fn read_mtx(
 ) -> Result<CountMatrix> {
     let name = matrix.name.as_str();
     let bytes = matrix.decompressed_within(opts.expanded_limit())?;
-    check_not_utf16(name, &bytes)?;
+    let mut lines = byte_lines(&bytes);
+    let layout = read_layout(name, &bytes, &mut lines, features, barcodes, opts)?;
+    let triplets = parse_entries(name, &mut lines, &layout, opts)?;
+    let names = layout.names(name, features, barcodes, bytes.len() as u64)?;
+    let mut m = CountMatrix::from_triplets(layout.n_cells, layout.n_genes, triplets);
+    names.apply(&mut m, features);
+    finish(m, name, features, barcodes)
+}
+
+/// What the banner, the size line and the side files say, before any entry.
+struct Layout {
+    /// Field `pattern`: no values, every entry is 1.
+    pattern: bool,
+    /// The line number of the size line.
+    size_line: usize,
+    /// Rows, columns and entries as the size line gives them.
+    rows: u64,
+    cols: u64,
+    nnz: u64,
+    cells_as_rows: bool,
+    n_cells: usize,
+    n_genes: usize,
+    gene_list: Option<FeatureList>,
+    cell_list: Option<Vec<String>>,
+    notes: Vec<String>,
+}
+
+/// Genes and cells named, with the notes and the format, for every matrix of a file.
+struct Names {
+    gene_ids: Vec<String>,
+    gene_names: Vec<String>,
+    types: Option<Vec<String>>,
+    cell_ids: Vec<String>,
+    notes: Vec<String>,
+    format: &'static str,
+}
+
+impl Names {
+    /// Names `m` (all of the file's cells) and keeps only its gene expression features.
+    fn apply(self, m: &mut CountMatrix, features: Option<&InputFile>) {
+        m.gene_ids = self.gene_ids;
+        m.gene_names = self.gene_names;
+        m.cell_ids = self.cell_ids;
+        m.notes = self.notes;
+        m.format = self.format.to_string();
+        if let (Some(types), Some(f)) = (self.types, features) {
+            *m = keep_gene_expression(std::mem::take(m), &types, &f.name);
+        }
+    }
+}
+
+/// Reads the banner and the size line from `lines` (the start of `bytes`) and checks
+/// them with the features and barcodes files: sizes, orientation, header lines.
+fn read_layout(
+    name: &str,
+    bytes: &[u8],
+    lines: &mut super::text::ByteLines<'_>,
+    features: Option<&InputFile>,
+    barcodes: Option<&InputFile>,
+    opts: &ReadOptions,
+) -> Result<Layout> {
+    check_not_utf16(name, bytes)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::input(
             name,
             "the file is empty; a Matrix Market file starts with a %%MatrixMarket line",
         ));
     }
-    let mut lines = byte_lines(&bytes);
     let pattern = parse_banner(name, lines.next())?;
-    let (size_line, rows, cols, nnz) = parse_size(name, &mut lines, opts.dimension_limit())?;
+    let (size_line, rows, cols, nnz) = parse_size(name, lines, opts.dimension_limit())?;
 
-    let mut pending_notes = Vec::new();
+    let mut notes = Vec::new();
     let mut gene_list = features.map(read_features).transpose()?;
     if let (Some(list), Some(f)) = (gene_list.as_mut(), features) {
         if drop_header_line(&mut list.ids, rows, cols, GENE_HEADER_WORDS) {
@@ -68,7 +133,7 @@ pub fn read_mtx(
             if let Some(t) = list.types.as_mut() {
                 t.remove(0);
             }
-            pending_notes.push(format!(
+            notes.push(format!(
                 "{}: the first line looks like a header and was skipped",
                 f.name
             ));
@@ -77,7 +142,7 @@ pub fn read_mtx(
     let mut cell_list = barcodes.map(read_barcodes).transpose()?;
     if let (Some(list), Some(b)) = (cell_list.as_mut(), barcodes) {
         if drop_header_line(list, rows, cols, CELL_HEADER_WORDS) {
-            pending_notes.push(format!(
+            notes.push(format!(
                 "{}: the first line looks like a header and was skipped",
                 b.name
             ));
@@ -123,59 +188,8 @@ pub fn read_mtx(
             ));
         }
     }
-
-    let triplets = parse_entries(
-        name,
-        &mut lines,
-        pattern,
-        size_line,
-        [rows, cols, nnz],
-        cells_as_rows,
-        opts,
-    )?;
-    // A side file's names are as many as its lines; without one, the names are made here,
-    // as many as the header says: a tiny file must not make 50 million of them.
-    for (n, side, what, given) in [
-        (n_cells, cell_side, "cells", barcodes.is_some()),
-        (n_genes, gene_side, "genes", features.is_some()),
-    ] {
-        if !given && n > MAX_UNNAMED && n > bytes.len() as u64 {
-            return Err(Error::input_at(
-                name,
-                format!("line {size_line}"),
-                format!(
-                    "the header says {n} {what} (its {side}s), but the file is only {} and no \
-                     {} file names them; without one cellvae accepts at most {MAX_UNNAMED} \
-                     {what}, or one per byte of the file; the header is damaged, or give the \
-                     {} file from the same folder",
-                    super::human_bytes(bytes.len() as u64),
-                    if what == "cells" {
-                        "barcodes"
-                    } else {
-                        "features"
-                    },
-                    if what == "cells" {
-                        "barcodes"
-                    } else {
-                        "features"
-                    },
-                ),
-            ));
-        }
-    }
-
-    // Both sizes are at most MAX_DIMENSION (checked in parse_size), so they fit usize.
-    let (n_cells, n_genes) = (n_cells as usize, n_genes as usize);
-    let mut m = CountMatrix::from_triplets(n_cells, n_genes, triplets);
-    m.notes = pending_notes;
-    m.format = if features.is_some() && barcodes.is_some() {
-        "10x-mtx"
-    } else {
-        "mtx"
-    }
-    .to_string();
     if cells_as_rows {
-        m.notes.push(format!(
+        notes.push(format!(
             "{name}: read with cells as rows and genes as columns{}",
             if opts.orientation == Orientation::Auto {
                 " (the transpose of the 10x layout), because that is how the features and barcodes files fit"
@@ -184,34 +198,95 @@ pub fn read_mtx(
             }
         ));
     }
-    let mut types = None;
-    match gene_list {
-        Some(list) => {
-            m.gene_ids = list.ids;
-            m.gene_names = list.names;
-            types = list.types;
+    Ok(Layout {
+        pattern,
+        size_line,
+        rows,
+        cols,
+        nnz,
+        cells_as_rows,
+        // Both sizes are at most MAX_DIMENSION (checked in parse_size), so they fit usize.
+        n_cells: n_cells as usize,
+        n_genes: n_genes as usize,
+        gene_list,
+        cell_list,
+        notes,
+    })
+}
+
+impl Layout {
+    /// The genes' and cells' names (from the side files, or made here for a file of
+    /// `file_len` bytes: a tiny file must not make 50 million of them).
+    fn names(
+        &self,
+        name: &str,
+        features: Option<&InputFile>,
+        barcodes: Option<&InputFile>,
+        file_len: u64,
+    ) -> Result<Names> {
+        let (gene_side, cell_side) = if self.cells_as_rows {
+            ("column", "row")
+        } else {
+            ("row", "column")
+        };
+        let (n_cells, n_genes) = (self.n_cells, self.n_genes);
+        for (n, side, what, given) in [
+            (n_cells, cell_side, "cells", barcodes.is_some()),
+            (n_genes, gene_side, "genes", features.is_some()),
+        ] {
+            let n = n as u64;
+            if !given && n > MAX_UNNAMED && n > file_len {
+                let other = if what == "cells" {
+                    "barcodes"
+                } else {
+                    "features"
+                };
+                return Err(Error::input_at(
+                    name,
+                    format!("line {}", self.size_line),
+                    format!(
+                        "the header says {n} {what} (its {side}s), but the file is only {} and no \
+                         {other} file names them; without one cellvae accepts at most {MAX_UNNAMED} \
+                         {what}, or one per byte of the file; the header is damaged, or give the \
+                         {other} file from the same folder",
+                        super::human_bytes(file_len),
+                    ),
+                ));
+            }
         }
-        None => {
-            m.gene_ids = (1..=n_genes).map(|g| format!("gene_{g}")).collect();
-            m.gene_names = m.gene_ids.clone();
-            m.notes.push(format!(
-                "{name}: no features / genes file was given, so genes are named gene_1 ... gene_{n_genes}"
-            ));
-        }
+        let mut notes = self.notes.clone();
+        let (gene_ids, gene_names, types) = match &self.gene_list {
+            Some(list) => (list.ids.clone(), list.names.clone(), list.types.clone()),
+            None => {
+                let ids: Vec<String> = (1..=n_genes).map(|g| format!("gene_{g}")).collect();
+                notes.push(format!(
+                    "{name}: no features / genes file was given, so genes are named gene_1 ... gene_{n_genes}"
+                ));
+                (ids.clone(), ids, None)
+            }
+        };
+        let cell_ids = match &self.cell_list {
+            Some(list) => list.clone(),
+            None => {
+                notes.push(format!(
+                    "{name}: no barcodes file was given, so cells are named cell_1 ... cell_{n_cells}"
+                ));
+                (1..=n_cells).map(|c| format!("cell_{c}")).collect()
+            }
+        };
+        Ok(Names {
+            gene_ids,
+            gene_names,
+            types,
+            cell_ids,
+            notes,
+            format: if features.is_some() && barcodes.is_some() {
+                "10x-mtx"
+            } else {
+                "mtx"
+            },
+        })
     }
-    match cell_list {
-        Some(list) => m.cell_ids = list,
-        None => {
-            m.cell_ids = (1..=n_cells).map(|c| format!("cell_{c}")).collect();
-            m.notes.push(format!(
-                "{name}: no barcodes file was given, so cells are named cell_1 ... cell_{n_cells}"
-            ));
-        }
-    }
-    if let (Some(types), Some(f)) = (types, features) {
-        m = keep_gene_expression(m, &types, &f.name);
-    }
-    finish(m, name, features, barcodes)
 }
 
 /// Keeps only `Gene Expression` features when the type column mixes them with others
@@ -407,95 +482,117 @@ fn parse_size(
 fn parse_entries(
     name: &str,
     lines: &mut super::text::ByteLines<'_>,
-    pattern: bool,
-    size_line: usize,
-    [rows, cols, nnz]: [u64; 3],
-    cells_as_rows: bool,
+    layout: &Layout,
     opts: &ReadOptions,
 ) -> Result<Vec<(u32, u32, f32)>> {
-    let n_fields = if pattern { 2 } else { 3 };
     // An entry line takes at least 4 bytes ("1 1\n"): never reserve more than the file holds.
-    let capacity = usize::try_from(nnz)
+    let capacity = usize::try_from(layout.nnz)
         .unwrap_or(usize::MAX)
         .min(lines.remaining_len() / 4 + 1);
     let mut triplets: Vec<(u32, u32, f32)> = Vec::with_capacity(capacity);
     let mut seen: u64 = 0;
     for (n, line) in lines {
-        let mut tokens: [&[u8]; 3] = [&[]; 3];
-        let mut found = 0;
-        for t in line
-            .split(|b| *b == b' ' || *b == b'\t')
-            .filter(|t| !t.is_empty())
-        {
-            if let Some(slot) = tokens.get_mut(found) {
-                *slot = t;
-            }
-            found += 1;
+        if let Some(t) = parse_entry(name, n, line, layout, &mut seen, opts)? {
+            triplets.push(t);
         }
-        let [first, second, third] = tokens;
-        if found == 0 || first.starts_with(b"%") {
-            continue;
-        }
-        seen += 1;
-        if seen > nnz {
-            return Err(Error::input_at(
-                name,
-                format!("line {n}"),
-                format!(
-                    "the header (line {size_line}) says {nnz} {} but the file holds more; \
-                     the header or the file is damaged",
-                    entries(nnz)
-                ),
-            ));
-        }
-        if found != n_fields {
-            return Err(Error::input_at(
-                name,
-                format!("line {n}"),
-                format!(
-                    "an entry needs {n_fields} fields ({}) but this line has {found} ({}); the file is damaged",
-                    if n_fields == 2 { "row column" } else { "row column value" },
-                    show_bytes(line)
-                ),
-            ));
-        }
-        let row = index_in(name, n, 1, first, rows, "rows")?;
-        let col = index_in(name, n, 2, second, cols, "columns")?;
-        let value = if pattern {
-            1.0
-        } else {
-            let v = parse_number(third).ok_or_else(|| {
-                Error::input_at(
-                    name,
-                    format!("line {n}, field 3"),
-                    format!(
-                        "{} is not a number; the third field of an entry is its count",
-                        show_bytes(third)
-                    ),
-                )
-            })?;
-            check_count(v, opts.allow_non_counts)
-                .map_err(|p| Error::input_at(name, format!("line {n}, field 3"), p))?;
-            v
-        };
-        let (cell, gene) = if cells_as_rows {
-            (row, col)
-        } else {
-            (col, row)
-        };
-        triplets.push((cell, gene, value as f32));
     }
-    if seen < nnz {
-        return Err(Error::input(
+    check_all_seen(name, layout, seen)?;
+    Ok(triplets)
+}
+
+/// Parses line `n`: `None` for a blank or comment line, else the entry as 0-based
+/// (cell, gene, value), counted in `seen` against the header's number of entries.
+fn parse_entry(
+    name: &str,
+    n: usize,
+    line: &[u8],
+    layout: &Layout,
+    seen: &mut u64,
+    opts: &ReadOptions,
+) -> Result<Option<(u32, u32, f32)>> {
+    let n_fields = if layout.pattern { 2 } else { 3 };
+    let mut tokens: [&[u8]; 3] = [&[]; 3];
+    let mut found = 0;
+    for t in line
+        .split(|b| *b == b' ' || *b == b'\t')
+        .filter(|t| !t.is_empty())
+    {
+        if let Some(slot) = tokens.get_mut(found) {
+            *slot = t;
+        }
+        found += 1;
+    }
+    let [first, second, third] = tokens;
+    if found == 0 || first.starts_with(b"%") {
+        return Ok(None);
+    }
+    *seen += 1;
+    let nnz = layout.nnz;
+    if *seen > nnz {
+        return Err(Error::input_at(
             name,
+            format!("line {n}"),
             format!(
-                "the header (line {size_line}) says {nnz} {} but the file holds only {seen}; \
-                 the file is truncated: download or copy it again",
+                "the header (line {}) says {nnz} {} but the file holds more; \
+                 the header or the file is damaged",
+                layout.size_line,
                 entries(nnz)
             ),
         ));
     }
-    Ok(triplets)
+    if found != n_fields {
+        return Err(Error::input_at(
+            name,
+            format!("line {n}"),
+            format!(
+                "an entry needs {n_fields} fields ({}) but this line has {found} ({}); the file is damaged",
+                if n_fields == 2 { "row column" } else { "row column value" },
+                show_bytes(line)
+            ),
+        ));
+    }
+    let row = index_in(name, n, 1, first, layout.rows, "rows")?;
+    let col = index_in(name, n, 2, second, layout.cols, "columns")?;
+    let value = if layout.pattern {
+        1.0
+    } else {
+        let v = parse_number(third).ok_or_else(|| {
+            Error::input_at(
+                name,
+                format!("line {n}, field 3"),
+                format!(
+                    "{} is not a number; the third field of an entry is its count",
+                    show_bytes(third)
+                ),
+            )
+        })?;
+        check_count(v, opts.allow_non_counts)
+            .map_err(|p| Error::input_at(name, format!("line {n}, field 3"), p))?;
+        v
+    };
+    let (cell, gene) = if layout.cells_as_rows {
+        (row, col)
+    } else {
+        (col, row)
+    };
+    Ok(Some((cell, gene, value as f32)))
+}
+
+/// The truncation check once every line is read: as many entries as the header says.
+fn check_all_seen(name: &str, layout: &Layout, seen: u64) -> Result<()> {
+    if seen < layout.nnz {
+        return Err(Error::input(
+            name,
+            format!(
+                "the header (line {}) says {} {} but the file holds only {seen}; \
+                 the file is truncated: download or copy it again",
+                layout.size_line,
+                layout.nnz,
+                entries(layout.nnz)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A 1-based index checked against its bound, returned 0-based.

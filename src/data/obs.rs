@@ -171,6 +171,54 @@ impl ObsTable {
             columns: self.columns.iter().map(|c| c.select(keep)).collect(),
         }
     }
+
+    /// Appends the rows of `more` (the same columns, as windows of one file give):
+    /// categories are matched by name, a level new to a column is added to it.
+    pub fn append(&mut self, more: ObsTable) -> crate::error::Result<()> {
+        let same = self.columns.len() == more.columns.len()
+            && self
+                .columns
+                .iter()
+                .zip(&more.columns)
+                .all(|(a, b)| a.name == b.name);
+        if !same {
+            return Err(crate::error::Error::Config(
+                "internal error: cells to append have other metadata columns; please report".into(),
+            ));
+        }
+        for (a, b) in self.columns.iter_mut().zip(more.columns) {
+            match (&mut a.values, b.values) {
+                (
+                    ObsValues::Categorical { levels, codes },
+                    ObsValues::Categorical {
+                        levels: more_levels,
+                        codes: more_codes,
+                    },
+                ) => {
+                    let map: Vec<u32> = more_levels
+                        .into_iter()
+                        .map(|l| match levels.iter().position(|x| *x == l) {
+                            Some(i) => i as u32,
+                            None => {
+                                levels.push(l);
+                                (levels.len() - 1) as u32
+                            }
+                        })
+                        .collect();
+                    codes.extend(more_codes.into_iter().map(|c| c.map(|c| map[c as usize])));
+                }
+                (ObsValues::Text(v), ObsValues::Text(w)) => v.extend(w),
+                (ObsValues::Numeric(v), ObsValues::Numeric(w)) => v.extend(w),
+                _ => {
+                    return Err(crate::error::Error::Config(format!(
+                    "internal error: metadata column {} changes kind between cells; please report",
+                    a.name
+                )))
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Words that mean "missing" in a metadata table (besides an empty field).

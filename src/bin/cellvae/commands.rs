@@ -366,7 +366,7 @@ pub fn load_model(path: &Path) -> Result<(ModelFiles, Params)> {
 
 /// The cells of `m` with their latent means (`obsm["X_cellvae"]`) and the settings
 /// (`uns["cellvae"]`, JSON) as an .h5ad at `path`; the counts as `X` unless dropped.
-fn write_h5ad_file(
+pub fn write_h5ad_file(
     path: &Path,
     m: &CountMatrix,
     mean: &[f32],
@@ -383,22 +383,14 @@ fn write_h5ad_file(
     write(path, &bytes)
 }
 
-/// latent.tsv: a header (`cell_id`, `z1`..), then each cell's id and latent means. Ids
-/// with a tab, quote or line break are quoted (RFC 4180): the columns hold.
+/// latent.tsv: a header (`cell_id`, `z1`..), then each cell's id and latent means.
 fn latent_tsv(cell_ids: &[String], mean: &[f32], z: usize) -> String {
     let mut tsv = String::from("cell_id");
     for j in 1..=z {
         let _ = write!(tsv, "\tz{j}");
     }
     tsv.push('\n');
-    for (id, row) in cell_ids.iter().zip(mean.chunks_exact(z.max(1))) {
-        tsv.push_str(&cellvae::data::quote_field(id, '\t'));
-        for v in row {
-            let _ = write!(tsv, "\t{v}");
-        }
-        tsv.push('\n');
-    }
-    tsv
+    tsv + &super::encode::latent_rows(cell_ids, mean, z)
 }
 
 /// `cellvae export --format scvi-tools`: `out/model.pt` for scvi-tools' `SCVI.load`.
@@ -421,42 +413,6 @@ pub fn export_scvi(model: &Path, out: &Path) -> Result<()> {
             Some(k) => format!(" and its batch column {k}"),
             None => String::new(),
         }
-    );
-    Ok(())
-}
-
-/// `cellvae encode`: every cell's latent means as latent.tsv.
-pub fn encode(
-    model: &Path,
-    data: &CountMatrix,
-    out: Option<&Path>,
-    out_h5ad: Option<&Path>,
-    drop_counts: bool,
-) -> Result<()> {
-    let (files, params) = load_model(model)?;
-    let prep = prepare_for_model(&files, data, None, None)?;
-    let m = &prep.matrix;
-    let t = now();
-    let cells: Vec<usize> = (0..m.n_cells).collect();
-    let (mean, _) = latent(&params, m, &prep.batch_codes, &cells);
-    if let Some(path) = out_h5ad {
-        let settings = serde_json::json!({
-            "model": files.model,
-            "batch_key": files.batch_key,
-            "encoded_with": model.display().to_string(),
-        });
-        write_h5ad_file(path, m, &mean, files.model.n_latent, !drop_counts, settings)?;
-    }
-    let text = latent_tsv(&m.cell_ids, &mean, files.model.n_latent);
-    match out {
-        Some(p) => write(p, text.as_bytes())?,
-        None => emit(&text)?,
-    }
-    let secs = now() - t;
-    eprintln!(
-        "encoded {} cells in {secs:.2} s ({:.0} cells/s)",
-        m.n_cells,
-        m.n_cells as f64 / secs.max(1e-9)
     );
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! to do, and the exit code is non-zero.
 
 mod commands;
+mod encode;
 
 use cellvae::data::{load_paths, read_inputs, InputFile, Orientation, ReadOptions};
 use cellvae::model::{Dispersion, Likelihood};
@@ -222,6 +223,15 @@ enum Command {
         /// Leave the counts out of the .h5ad (a minified file for sharing).
         #[arg(long)]
         drop_counts: bool,
+        /// Where the encoder runs (the GPU falls back to the CPU when it fails).
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Cells read and encoded at a time: one .h5ad, 10x .h5 or Matrix Market
+        /// dataset is streamed from disk in windows of this many cells, so memory does
+        /// not grow with the number of cells (the .h5ad output, when asked for, keeps
+        /// what it writes).
+        #[arg(long, default_value_t = 10_000)]
+        chunk_cells: usize,
     },
     /// Write a trained model in another tool's format: `--format scvi-tools` writes
     /// OUT/model.pt, which scvi.model.SCVI.load(OUT, adata=...) loads.
@@ -251,6 +261,15 @@ enum Command {
 
 fn read(input: &InputArgs, allow_non_counts: bool) -> Result<cellvae::CountMatrix> {
     let files = load_paths(&input.paths)?;
+    let (obs, opts) = read_options(input, allow_non_counts)?;
+    read_inputs(&files, obs.as_ref(), &opts)
+}
+
+/// The metadata table (read whole) and the reading options of `input`.
+fn read_options(
+    input: &InputArgs,
+    allow_non_counts: bool,
+) -> Result<(Option<InputFile>, ReadOptions)> {
     let obs = match &input.obs {
         Some(p) => {
             let name = p.display().to_string();
@@ -271,7 +290,7 @@ fn read(input: &InputArgs, allow_non_counts: bool) -> Result<cellvae::CountMatri
         },
         ..Default::default()
     };
-    read_inputs(&files, obs.as_ref(), &opts)
+    Ok((obs, opts))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -301,9 +320,20 @@ fn run(cli: Cli) -> Result<()> {
             out,
             out_h5ad,
             drop_counts,
+            backend,
+            chunk_cells,
         } => {
-            let m = read(&input, false)?;
-            commands::encode(&model, &m, out.as_deref(), out_h5ad.as_deref(), drop_counts)
+            let (obs, opts) = read_options(&input, false)?;
+            let cells = cellvae::data::stream::CellStream::open(&input.paths, obs.as_ref(), &opts)?;
+            let job = encode::EncodeJob {
+                model: &model,
+                out: out.as_deref(),
+                out_h5ad: out_h5ad.as_deref(),
+                drop_counts,
+                gpu: backend == BackendArg::Gpu,
+                chunk_cells,
+            };
+            encode::encode(&job, cells)
         }
         Command::Export { model, format, out } => {
             let _ = format; // one format so far: scvi-tools

@@ -9,13 +9,13 @@ use crate::error::{Error, Result};
 use hdf5_pure::{AttrValue, Dataset};
 
 /// A matrix that may hold the counts, and the dataframe naming its genes.
-struct Candidate {
-    path: &'static str,
-    var: &'static str,
+pub(super) struct Candidate {
+    pub(super) path: &'static str,
+    pub(super) var: &'static str,
 }
 
 /// How a matrix is stored.
-enum Layout {
+pub(super) enum Layout {
     Dense(Dataset),
     /// `csr`: rows (cells) are the compressed axis; otherwise CSC.
     Sparse {
@@ -45,27 +45,7 @@ pub(super) fn read(h: &H5, opts: &ReadOptions) -> Result<CountMatrix> {
     let obs = frame::read(h, "obs")?;
     let n_obs = obs.as_ref().and_then(Frame::len);
 
-    let mut candidates = vec![Candidate {
-        path: "X",
-        var: "var",
-    }];
-    if !matches!(h.node("layers/counts")?, Node::Missing) {
-        candidates.push(Candidate {
-            path: "layers/counts",
-            var: "var",
-        });
-    }
-    if !matches!(h.node("raw/X")?, Node::Missing) {
-        candidates.push(Candidate {
-            path: "raw/X",
-            var: "raw/var",
-        });
-    } else if !matches!(h.node("raw.X")?, Node::Missing) {
-        candidates.push(Candidate {
-            path: "raw.X",
-            var: "raw.var",
-        });
-    }
+    let candidates = candidates(h)?;
 
     let mut rejected: Vec<(&'static str, Rejection)> = Vec::new();
     let mut chosen = None;
@@ -146,8 +126,35 @@ pub(super) fn read(h: &H5, opts: &ReadOptions) -> Result<CountMatrix> {
     finish(h, read.matrix, fill)
 }
 
+/// The matrices that may hold the counts, in the order they are tried: `X`,
+/// `layers/counts`, then `raw/X` (or the old `raw.X`).
+pub(super) fn candidates(h: &H5) -> Result<Vec<Candidate>> {
+    let mut candidates = vec![Candidate {
+        path: "X",
+        var: "var",
+    }];
+    if !matches!(h.node("layers/counts")?, Node::Missing) {
+        candidates.push(Candidate {
+            path: "layers/counts",
+            var: "var",
+        });
+    }
+    if !matches!(h.node("raw/X")?, Node::Missing) {
+        candidates.push(Candidate {
+            path: "raw/X",
+            var: "raw/var",
+        });
+    } else if !matches!(h.node("raw.X")?, Node::Missing) {
+        candidates.push(Candidate {
+            path: "raw.X",
+            var: "raw.var",
+        });
+    }
+    Ok(candidates)
+}
+
 /// "X holds negative values (...), raw/X holds non-integer values (...)".
-fn summarise(rejected: &[(&str, Rejection)]) -> String {
+pub(super) fn summarise(rejected: &[(&str, Rejection)]) -> String {
     let parts: Vec<String> = rejected
         .iter()
         .map(|(path, r)| {
@@ -174,7 +181,7 @@ fn summarise(rejected: &[(&str, Rejection)]) -> String {
 }
 
 /// Cell ids "0", "1", ... for a file without an obs index (as anndata numbers them).
-fn numbered(n: usize) -> Vec<String> {
+pub(super) fn numbered(n: usize) -> Vec<String> {
     (0..n).map(|i| i.to_string()).collect()
 }
 
@@ -218,7 +225,7 @@ fn read_candidate(
 }
 
 /// The shape (cells, genes) and storage of the matrix at `path`.
-fn layout(h: &H5, path: &str) -> Result<(usize, usize, Layout)> {
+pub(super) fn layout(h: &H5, path: &str) -> Result<(usize, usize, Layout)> {
     let at = format!("/{path}");
     match h.node(path)? {
         Node::Dataset(ds) => {

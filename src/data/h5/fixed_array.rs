@@ -19,14 +19,57 @@ pub(super) fn refuse_overflowing_header(
     let sb = file.superblock();
     match overflowing_header(file.as_bytes(), sb.offset_size, sb.length_size) {
         None => Ok(()),
-        Some((at, bits)) => Err(crate::error::Error::input_at(
-            name,
-            format!("byte {at}"),
-            format!(
-                "is a damaged HDF5 file: a chunk index (Fixed Array header) declares pages \
-                 of 2^{bits} elements, which cannot be; download or copy the file again"
-            ),
-        )),
+        Some((at, bits)) => Err(overflow_error(name, at, bits)),
+    }
+}
+
+/// The error for a Fixed Array header at byte `at` declaring pages of 2^`bits`.
+pub(super) fn overflow_error(name: &str, at: usize, bits: u8) -> crate::error::Error {
+    crate::error::Error::input_at(
+        name,
+        format!("byte {at}"),
+        format!(
+            "is a damaged HDF5 file: a chunk index (Fixed Array header) declares pages \
+             of 2^{bits} elements, which cannot be; download or copy the file again"
+        ),
+    )
+}
+
+/// [`overflowing_header`] over a file read in blocks of 8 MiB (a streamed file is never
+/// held whole); blocks overlap by one header, so none is missed at a boundary.
+#[cfg(not(target_arch = "wasm32"))]
+pub(super) fn overflowing_header_in(
+    file: impl std::io::Read,
+    offset_size: u8,
+    length_size: u8,
+) -> std::io::Result<Option<(usize, u8)>> {
+    scan_blocks(file, offset_size, length_size, 8 << 20)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn scan_blocks(
+    mut file: impl std::io::Read,
+    offset_size: u8,
+    length_size: u8,
+    block: usize,
+) -> std::io::Result<Option<(usize, u8)>> {
+    let size = 8 + usize::from(length_size) + usize::from(offset_size) + 4;
+    let mut buf = vec![0u8; block + size];
+    let (mut kept, mut base) = (0usize, 0usize);
+    loop {
+        let n = file.read(&mut buf[kept..])?;
+        let filled = kept + n;
+        if let Some((at, bits)) = overflowing_header(&buf[..filled], offset_size, length_size) {
+            return Ok(Some((base + at, bits)));
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        // Keep the last header's worth of bytes (minus one) for the next block.
+        let keep = filled.min(size - 1);
+        buf.copy_within(filled - keep..filled, 0);
+        base += filled - keep;
+        kept = keep;
     }
 }
 
@@ -131,6 +174,11 @@ mod tests {
         let sum = lookup3(&file[100..n - 4]);
         file[n - 4..].copy_from_slice(&sum.to_le_bytes());
         assert_eq!(overflowing_header(&file, 8, 8), Some((100, 64)));
+        // Read in blocks of every size, the header straddling their boundaries.
+        for block in 1..40 {
+            let found = scan_blocks(&file[..], 8, 8, block).expect("reading a slice");
+            assert_eq!(found, Some((100, 64)), "block of {block} bytes");
+        }
         // Cut short: no header.
         assert_eq!(overflowing_header(&file[..n - 1], 8, 8), None);
     }

@@ -5,7 +5,22 @@ use super::{assemble, finish, read_compressed, shape2, Filled, Node, H5};
 use crate::data::{CountMatrix, ReadOptions};
 use crate::error::{Error, Result};
 
-pub(super) fn read(h: &H5, opts: &ReadOptions) -> Result<CountMatrix> {
+/// Everything of a Cell Ranger file besides its counts.
+pub(super) struct Header {
+    /// The group holding `data`, `indices`, `indptr` (`matrix` for v3).
+    pub(super) group: String,
+    /// What the file is not when a dataset is missing.
+    pub(super) hint: &'static str,
+    pub(super) n_cells: usize,
+    pub(super) n_genes: usize,
+    pub(super) cell_ids: Vec<String>,
+    pub(super) gene_ids: Vec<String>,
+    pub(super) gene_names: Vec<String>,
+    /// `features/feature_type` when present (v3).
+    pub(super) types: Option<Vec<String>>,
+}
+
+pub(super) fn header(h: &H5) -> Result<Header> {
     let (group, v3) = match h.node("matrix")? {
         Node::Group(_) => ("matrix".to_string(), true),
         _ => (tenx_v2_genome(h)?, false),
@@ -36,20 +51,34 @@ pub(super) fn read(h: &H5, opts: &ReadOptions) -> Result<CountMatrix> {
         Some(ds) => Some(h.strings(&ds, &tp)?),
         None => None,
     };
-    let c = read_compressed(h, &group, n_cells, n_genes, "genes", hint)?;
-    let m = assemble(c, true, n_cells, n_genes, opts.allow_non_counts)
-        .map_err(|r| h.err(r.location, r.problem))?;
-    let fill = Filled {
+    Ok(Header {
+        group,
+        hint,
+        n_cells,
+        n_genes,
+        cell_ids,
         gene_ids,
         gene_names,
-        cell_ids,
+        types,
+    })
+}
+
+pub(super) fn read(h: &H5, opts: &ReadOptions) -> Result<CountMatrix> {
+    let hd = header(h)?;
+    let c = read_compressed(h, &hd.group, hd.n_cells, hd.n_genes, "genes", hd.hint)?;
+    let m = assemble(c, true, hd.n_cells, hd.n_genes, opts.allow_non_counts)
+        .map_err(|r| h.err(r.location, r.problem))?;
+    let fill = Filled {
+        gene_ids: hd.gene_ids,
+        gene_names: hd.gene_names,
+        cell_ids: hd.cell_ids,
         obs: Default::default(),
         format: "10x-h5",
-        source: group,
+        source: hd.group,
         notes: Vec::new(),
     };
     let m = finish(h, m, fill)?;
-    Ok(match types {
+    Ok(match hd.types {
         Some(t) => crate::data::mtx::keep_gene_expression(m, &t, &h.name),
         None => m,
     })
