@@ -2,7 +2,7 @@
 //! (`docs/INTEROP.md`, "Encoding at scale") and tests that need many cells.
 //!
 //! ```text
-//! cargo run --release --example synthetic_cells -- CELLS GENES FORMAT OUT [SEED]
+//! cargo run --release --example synthetic_cells -- CELLS GENES FORMAT OUT [SEED [DENSITY]]
 //! ```
 //! FORMAT: `h5ad` (CSR X, obs with a `cluster` column), `10x-h5` (Cell Ranger v3) or
 //! `mtx` (a 10x folder OUT/ with matrix.mtx, features.tsv and barcodes.tsv, entries
@@ -11,7 +11,9 @@
 //! Cells belong to 8 clusters, each with its own expression programme over the genes;
 //! each cell draws about 8% of the genes (weighted by its cluster's programme) with
 //! counts from a geometric distribution: structure a model can learn, at the sparsity
-//! of droplet data on highly variable genes.
+//! of droplet data on highly variable genes. With DENSITY (a share of non-zero values,
+//! e.g. 0.55: wide, dense data as deeply sequenced plate-based protocols give) each gene
+//! is expressed in a cell with a probability that follows its cluster's programme.
 
 use cellvae::data::h5ad_out::{write_h5ad, H5adContent};
 use cellvae::data::{CountMatrix, ObsColumn, ObsTable};
@@ -53,19 +55,31 @@ fn programmes(n_genes: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// One cell's sorted genes and counts.
-fn cell(cum: &[f64], rng: &mut Rng, genes: &mut Vec<u32>, counts: &mut Vec<f32>) {
+/// One cell's sorted genes and counts (`density`: 0 for droplet-like sparsity, else the
+/// share of genes expressed).
+fn cell(cum: &[f64], density: f64, rng: &mut Rng, genes: &mut Vec<u32>, counts: &mut Vec<f32>) {
     genes.clear();
     counts.clear();
     let n_genes = cum.len();
     let total = cum[n_genes - 1];
-    let k = ((n_genes as f64) * (0.04 + 0.08 * rng.unit())) as usize;
-    for _ in 0..k.max(1) {
-        let u = rng.unit() * total;
-        genes.push(cum.partition_point(|&c| c < u).min(n_genes - 1) as u32);
+    if density > 0.0 {
+        let mean = total / n_genes as f64;
+        let depth = 0.6 + 0.8 * rng.unit();
+        for g in 0..n_genes {
+            let w = cum[g] - if g == 0 { 0.0 } else { cum[g - 1] };
+            if rng.unit() < (density * depth * (w / mean).sqrt()).min(1.0) {
+                genes.push(g as u32);
+            }
+        }
+    } else {
+        let k = ((n_genes as f64) * (0.04 + 0.08 * rng.unit())) as usize;
+        for _ in 0..k.max(1) {
+            let u = rng.unit() * total;
+            genes.push(cum.partition_point(|&c| c < u).min(n_genes - 1) as u32);
+        }
+        genes.sort_unstable();
+        genes.dedup();
     }
-    genes.sort_unstable();
-    genes.dedup();
     for _ in 0..genes.len() {
         // Geometric with mean about 2.
         let c = 1.0 + (rng.unit().max(1e-12).ln() / 0.5f64.ln()).floor();
@@ -76,10 +90,13 @@ fn cell(cum: &[f64], rng: &mut Rng, genes: &mut Vec<u32>, counts: &mut Vec<f32>)
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [cells, genes, format, out, rest @ ..] = args.as_slice() else {
-        return Err("usage: synthetic_cells CELLS GENES h5ad|10x-h5|mtx OUT [SEED]".into());
+        return Err(
+            "usage: synthetic_cells CELLS GENES h5ad|10x-h5|mtx OUT [SEED [DENSITY]]".into(),
+        );
     };
     let (n_cells, n_genes): (usize, usize) = (cells.parse()?, genes.parse()?);
     let seed: u64 = rest.first().map_or(Ok(1), |s| s.parse())?;
+    let density: f64 = rest.get(1).map_or(Ok(0.0), |s| s.parse())?;
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let cum = programmes(n_genes, &mut rng);
     let gene_names: Vec<String> = (0..n_genes).map(|g| format!("Gene{g}")).collect();
@@ -94,14 +111,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut nnz = 0usize;
         let mut count_rng = Rng(rng.0);
         for c in 0..n_cells {
-            cell(&cum[c % CLUSTERS], &mut count_rng, &mut g, &mut v);
+            cell(&cum[c % CLUSTERS], density, &mut count_rng, &mut g, &mut v);
             nnz += g.len();
         }
         let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("matrix.mtx"))?);
         writeln!(w, "%%MatrixMarket matrix coordinate integer general")?;
         writeln!(w, "{n_genes} {n_cells} {nnz}")?;
         for c in 0..n_cells {
-            cell(&cum[c % CLUSTERS], &mut rng, &mut g, &mut v);
+            cell(&cum[c % CLUSTERS], density, &mut rng, &mut g, &mut v);
             for (gene, count) in g.iter().zip(&v) {
                 writeln!(w, "{} {} {}", gene + 1, c + 1, *count as u32)?;
             }
@@ -131,7 +148,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     m.indptr.push(0);
     for c in 0..n_cells {
-        cell(&cum[c % CLUSTERS], &mut rng, &mut g, &mut v);
+        cell(&cum[c % CLUSTERS], density, &mut rng, &mut g, &mut v);
         m.indices.extend_from_slice(&g);
         m.data.extend_from_slice(&v);
         m.indptr.push(m.indices.len());

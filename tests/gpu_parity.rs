@@ -69,6 +69,7 @@ fn minibatch_of(seed: u64, n_batches: u32) -> Minibatch {
                 mb.counts[r * G + j] = c as f32;
                 mb.indices.push(j as u32);
                 mb.values.push(c as f32);
+                mb.log1p_values.push((c as f32).ln_1p());
                 total += c as f64;
             }
         }

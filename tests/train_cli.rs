@@ -566,3 +566,44 @@ fn odd_cell_ids_keep_latent_tsv_well_formed() {
     assert_eq!(read_ids, ids);
     assert_eq!(table.columns.len(), 10);
 }
+
+/// The CPU kernels' threads change nothing: one and two threads (`CELLVAE_THREADS`)
+/// write the same latent means and losses, byte for byte, on sparse data (the demo:
+/// the first layer's sparse rows) and dense data (a product; its own threads too).
+#[test]
+fn threads_do_not_change_the_results() {
+    let dense = table("dense_threads.csv", 600, 300, |c, g| {
+        ((c * 7 + g * 13) % 11 + (c % 5) * (g % 3)) as u32
+    });
+    let (demo, _) = demo();
+    for (name, input) in [("demo", demo), ("dense", dense)] {
+        let mut outputs = Vec::new();
+        for threads in ["1", "2"] {
+            let out = out_dir(&format!("threads_{name}_{threads}"));
+            let o = Command::new(env!("CARGO_BIN_EXE_cellvae"))
+                .env("CELLVAE_THREADS", threads)
+                .env_remove("MATMUL_NUM_THREADS")
+                .args([
+                    "train",
+                    &input,
+                    "--epochs",
+                    "2",
+                    "--eval-samples",
+                    "5",
+                    "--out",
+                ])
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let losses = std::fs::read_to_string(out.join("losses.csv")).unwrap();
+            // The seconds column is the machine's, not the arithmetic's.
+            let losses: Vec<String> = losses
+                .lines()
+                .map(|l| l.rsplit_once(',').map_or(l, |(a, _)| a).to_string())
+                .collect();
+            outputs.push((std::fs::read(out.join("latent.tsv")).unwrap(), losses));
+        }
+        assert!(outputs[0] == outputs[1], "{name}: 1 and 2 threads differ");
+    }
+}

@@ -18,6 +18,9 @@ pub struct Minibatch {
     pub indices: Vec<u32>,
     /// CSR values.
     pub values: Vec<f32>,
+    /// `ln(1 + value)` of each CSR value: the encoder's input, computed once per
+    /// minibatch (from a table for small integer counts, bit for bit `f32::ln_1p`).
+    pub log1p_values: Vec<f32>,
     /// Observed library size of each cell (total counts), B.
     pub library: Vec<f32>,
     /// Batch index of each cell, B (0 when there is no batch covariate).
@@ -52,6 +55,7 @@ impl Minibatch {
         self.indptr.push(0);
         self.indices.clear();
         self.values.clear();
+        self.log1p_values.clear();
         self.library.clear();
         self.batch.clear();
         for (r, &cell) in rows.iter().enumerate() {
@@ -63,6 +67,8 @@ impl Minibatch {
             }
             self.indices.extend_from_slice(idx);
             self.values.extend_from_slice(val);
+            self.log1p_values
+                .extend(val.iter().map(|&v| log1p_count(v)));
             self.indptr.push(self.indices.len());
             self.library.push(total as f32);
             self.batch.push(batch_codes.get(cell).copied().unwrap_or(0));
@@ -74,5 +80,28 @@ impl Minibatch {
         let mut mb = Minibatch::default();
         mb.gather_into(m, batch_codes, rows);
         mb
+    }
+}
+
+/// `f32::ln_1p(v)`, from a table for the integer counts 0..=1023 (most of them).
+fn log1p_count(v: f32) -> f32 {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| (0..1024).map(|k| (k as f32).ln_1p()).collect());
+    let k = v as usize;
+    if k as f32 == v {
+        if let Some(&t) = table.get(k) {
+            return t;
+        }
+    }
+    v.ln_1p()
+}
+
+#[cfg(test)]
+mod log1p_tests {
+    #[test]
+    fn the_table_is_ln_1p_bit_for_bit() {
+        for v in [0.0f32, 1.0, 2.0, 7.0, 1023.0, 1024.0, 0.5, 3.25, 1e6] {
+            assert_eq!(super::log1p_count(v).to_bits(), v.ln_1p().to_bits(), "{v}");
+        }
     }
 }

@@ -135,9 +135,23 @@ pub(super) fn poisson_elem(x: f64, mu: f64) -> (f64, f64) {
     (lp, x - mu)
 }
 
-/// Shared loop: per element `elem(row, gene, x, mu) -> (log p, d/d ln mu)`; writes
-/// `loglik` and, when given, the weighted softmax-logit gradient.
-pub(super) fn drive<F: FnMut(usize, usize, f64, f64) -> (f64, f64)>(
+/// What an element gives the shared loop: `(log p, d/d ln mu, t d/dt, d/dp)` (the last two
+/// 0 where the likelihood has no dispersion or dropout).
+pub(super) type Elem = (f64, f64, f64, f64);
+
+/// The gradients [`drive`] writes, all B x G and overwritten: the weighted softmax-logit
+/// gradient, and when given the weighted per-element `t d/dt` (summed over cells by
+/// [`sum_theta_rows`]) and `d/dp`.
+pub(super) struct Grads<'a> {
+    pub(super) d_logits: &'a mut [f32],
+    pub(super) th: Option<&'a mut [f32]>,
+    pub(super) d_pi: Option<&'a mut [f32]>,
+}
+
+/// Shared loop: per element `elem(row, gene, x, mu)`; writes `loglik` and, when given,
+/// `grads`. Rows are split over threads ([`super::par`]); each row is computed as the
+/// serial loop computes it, so results do not depend on the number of threads.
+pub(super) fn drive<F: Fn(usize, usize, f64, f64) -> Elem + Sync>(
     x: &[f32],
     library: &[f32],
     rho: &[f32],
@@ -145,27 +159,93 @@ pub(super) fn drive<F: FnMut(usize, usize, f64, f64) -> (f64, f64)>(
     b: usize,
     g: usize,
     loglik: &mut [f32],
-    mut d_logits: Option<&mut [f32]>,
-    mut elem: F,
+    grads: Option<Grads<'_>>,
+    elem: F,
 ) {
-    for r in 0..b {
-        let l = f64::from(library[r]);
-        let w = weight.get(r).map_or(1.0, |&w| f64::from(w));
-        let (mut sum_lp, mut sum_a) = (0f64, 0f64);
-        for j in 0..g {
-            let i = r * g + j;
-            let (lp, a) = elem(r, j, f64::from(x[i]), l * f64::from(rho[i]));
-            sum_lp += lp;
-            if let Some(d) = d_logits.as_deref_mut() {
-                d[i] = (w * a) as f32;
-                sum_a += w * a;
+    let parts = super::par::ranges(b, b * g * 16);
+    let lls = super::par::split_rows(&mut loglik[..b], &parts, 1);
+    let n = parts.len();
+    let (mut ds, mut ths, mut dps): (Vec<Option<&mut [f32]>>, Vec<_>, Vec<_>) =
+        (Vec::new(), Vec::new(), Vec::new());
+    match grads {
+        Some(gr) => {
+            ds.extend(
+                super::par::split_rows(gr.d_logits, &parts, g)
+                    .into_iter()
+                    .map(Some),
+            );
+            match gr.th {
+                Some(t) => ths.extend(super::par::split_rows(t, &parts, g).into_iter().map(Some)),
+                None => ths.resize_with(n, || None),
+            }
+            match gr.d_pi {
+                Some(t) => dps.extend(super::par::split_rows(t, &parts, g).into_iter().map(Some)),
+                None => dps.resize_with(n, || None),
             }
         }
-        loglik[r] = sum_lp as f32;
-        if let Some(d) = d_logits.as_deref_mut() {
-            for i in r * g..(r + 1) * g {
-                d[i] = (f64::from(d[i]) - f64::from(rho[i]) * sum_a) as f32;
+        None => {
+            ds.resize_with(n, || None);
+            ths.resize_with(n, || None);
+            dps.resize_with(n, || None);
+        }
+    }
+    let elem = &elem;
+    let jobs: Vec<_> = parts
+        .into_iter()
+        .zip(lls)
+        .zip(ds.into_iter().zip(ths).zip(dps))
+        .map(|((range, ll), ((mut d, mut th), mut dp))| {
+            move || {
+                for (r0, r) in range.enumerate() {
+                    let l = f64::from(library[r]);
+                    let w = weight.get(r).map_or(1.0, |&w| f64::from(w));
+                    let (mut sum_lp, mut sum_a) = (0f64, 0f64);
+                    for j in 0..g {
+                        let (i, li) = (r * g + j, r0 * g + j);
+                        let (lp, a, t, p) = elem(r, j, f64::from(x[i]), l * f64::from(rho[i]));
+                        sum_lp += lp;
+                        if let Some(d) = d.as_deref_mut() {
+                            d[li] = (w * a) as f32;
+                            sum_a += w * a;
+                        }
+                        if let Some(th) = th.as_deref_mut() {
+                            th[li] = (w * t) as f32;
+                        }
+                        if let Some(dp) = dp.as_deref_mut() {
+                            dp[li] = (w * p) as f32;
+                        }
+                    }
+                    ll[r0] = sum_lp as f32;
+                    if let Some(d) = d.as_deref_mut() {
+                        for j in 0..g {
+                            let li = r0 * g + j;
+                            d[li] = (f64::from(d[li]) - f64::from(rho[r * g + j]) * sum_a) as f32;
+                        }
+                    }
+                }
             }
+        })
+        .collect();
+    super::par::run(jobs);
+}
+
+/// `d_log_theta` (K x G, overwritten) from the per-element `th` (B x G) of [`drive`]:
+/// each row of cells added to its dispersion row `theta_row[r]`, cell after cell.
+pub(super) fn sum_theta_rows(
+    th: &[f32],
+    theta_row: &[u32],
+    b: usize,
+    g: usize,
+    d_log_theta: &mut [f32],
+) {
+    d_log_theta.fill(0.0);
+    for r in 0..b {
+        let k = theta_row[r] as usize * g;
+        for (d, &t) in d_log_theta[k..k + g]
+            .iter_mut()
+            .zip(&th[r * g..(r + 1) * g])
+        {
+            *d += t;
         }
     }
 }

@@ -27,6 +27,8 @@ fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
+    // Before matrixmultiply's first product: it takes its thread count from here.
+    let _ = super::par::threads();
     assert!(
         c.len() >= (m - 1) * ldc + n && ldc >= n,
         "gemm: output too short"
@@ -109,7 +111,7 @@ pub fn backward(
 /// zero (so `t(0)` must be 0). CSR: `indptr` (n_rows + 1), `indices` (column of each
 /// stored value, < n_in), `values`. `w` n_in x n_out, `bias` n_out, `y` rows.len() x n_out
 /// (overwritten). Work is proportional to the stored values times n_out.
-pub fn forward_sparse<F: Fn(f32) -> f32>(
+pub fn forward_sparse<F: Fn(f32) -> f32 + Sync>(
     indptr: &[usize],
     indices: &[u32],
     values: &[f32],
@@ -122,24 +124,38 @@ pub fn forward_sparse<F: Fn(f32) -> f32>(
     y: &mut [f32],
 ) {
     let w = &w[..n_in * n_out];
-    for (r, &cell) in rows.iter().enumerate() {
-        let yr = &mut y[r * n_out..(r + 1) * n_out];
-        yr.copy_from_slice(&bias[..n_out]);
-        for nz in indptr[cell]..indptr[cell + 1] {
-            let t = transform(values[nz]);
-            let col = indices[nz] as usize;
-            let wr = &w[col * n_out..(col + 1) * n_out];
-            for (yj, &wj) in yr.iter_mut().zip(wr) {
-                *yj += t * wj;
+    let nnz: usize = rows.iter().map(|&c| indptr[c + 1] - indptr[c]).sum();
+    let parts = super::par::ranges(rows.len(), nnz * n_out);
+    let ys = super::par::split_rows(&mut y[..rows.len() * n_out], &parts, n_out);
+    let transform = &transform;
+    let jobs: Vec<_> = parts
+        .into_iter()
+        .zip(ys)
+        .map(|(range, y)| {
+            move || {
+                for (r, &cell) in rows[range].iter().enumerate() {
+                    let yr = &mut y[r * n_out..(r + 1) * n_out];
+                    yr.copy_from_slice(&bias[..n_out]);
+                    for nz in indptr[cell]..indptr[cell + 1] {
+                        let t = transform(values[nz]);
+                        let col = indices[nz] as usize;
+                        let wr = &w[col * n_out..(col + 1) * n_out];
+                        for (yj, &wj) in yr.iter_mut().zip(wr) {
+                            *yj += t * wj;
+                        }
+                    }
+                }
             }
-        }
-    }
+        })
+        .collect();
+    super::par::run(jobs);
 }
 
 /// Weight gradients of [`forward_sparse`]: `dw = t(x)^T dy` (n_in x n_out, overwritten:
 /// zeroed, then one row update per stored value) and `dbias = colsum(dy)` (n_out).
-/// `dy` is rows.len() x n_out. (The encoder's input needs no `dx`.)
-pub fn backward_sparse_weights<F: Fn(f32) -> f32>(
+/// `dy` is rows.len() x n_out. (The encoder's input needs no `dx`.) Threads share the
+/// rows of `dw` (genes), each adding its genes' values cell after cell, as one would.
+pub fn backward_sparse_weights<F: Fn(f32) -> f32 + Sync>(
     indptr: &[usize],
     indices: &[u32],
     values: &[f32],
@@ -153,16 +169,33 @@ pub fn backward_sparse_weights<F: Fn(f32) -> f32>(
 ) {
     let dw = &mut dw[..n_in * n_out];
     dw.fill(0.0);
-    for (r, &cell) in rows.iter().enumerate() {
-        let dyr = &dy[r * n_out..(r + 1) * n_out];
-        for nz in indptr[cell]..indptr[cell + 1] {
-            let t = transform(values[nz]);
-            let col = indices[nz] as usize;
-            for (dwj, &g) in dw[col * n_out..(col + 1) * n_out].iter_mut().zip(dyr) {
-                *dwj += t * g;
+    let nnz: usize = rows.iter().map(|&c| indptr[c + 1] - indptr[c]).sum();
+    let parts = super::par::ranges(n_in, nnz * n_out);
+    let dws = super::par::split_rows(dw, &parts, n_out);
+    let transform = &transform;
+    let jobs: Vec<_> = parts
+        .into_iter()
+        .zip(dws)
+        .map(|(genes, dw)| {
+            move || {
+                for (r, &cell) in rows.iter().enumerate() {
+                    let dyr = &dy[r * n_out..(r + 1) * n_out];
+                    for nz in indptr[cell]..indptr[cell + 1] {
+                        let col = indices[nz] as usize;
+                        if !genes.contains(&col) {
+                            continue;
+                        }
+                        let t = transform(values[nz]);
+                        let c = col - genes.start;
+                        for (dwj, &g) in dw[c * n_out..(c + 1) * n_out].iter_mut().zip(dyr) {
+                            *dwj += t * g;
+                        }
+                    }
+                }
             }
-        }
-    }
+        })
+        .collect();
+    super::par::run(jobs);
     column_sums(dy, rows.len(), n_out, dbias);
 }
 

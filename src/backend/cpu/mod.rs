@@ -1,7 +1,8 @@
 //! CPU twins of the WGSL kernels: plain loops, in binding order, the reference every
 //! shader is tested against. `<k>.rs` is the twin of `shaders/<k>.wgsl`; `counts` is
 //! the twin of `shaders/lib/counts.wgsl` (the likelihoods' shared elements); `special`
-//! (lgamma, digamma) and `sample` (count samplers for `explore`) have no shader.
+//! (lgamma, digamma), `sample` (count samplers for `explore`) and `par` (rows over
+//! threads, with results that do not depend on their number) have no shader.
 
 pub mod adam;
 pub mod batchnorm;
@@ -11,6 +12,7 @@ pub mod linear;
 pub mod log1p;
 pub mod nb_loglik;
 pub mod onehot;
+pub mod par;
 pub mod poisson_loglik;
 pub mod relu_dropout;
 pub mod reparam;

@@ -2,7 +2,7 @@
 //! fused with its gradients (shapes and conventions in [`super::counts`]).
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-use super::counts::{drive, nb_elem};
+use super::counts::{drive, nb_elem, sum_theta_rows, Grads};
 
 /// NB log-likelihood per cell with gradients (see the module docs for shapes): writes
 /// `loglik` (B), `d_logits` (B x G) and `d_log_theta` (K x G), all overwritten.
@@ -19,7 +19,12 @@ pub fn forward_backward(
     d_logits: &mut [f32],
     d_log_theta: &mut [f32],
 ) {
-    d_log_theta.fill(0.0);
+    let mut th = vec![0f32; b * g];
+    let grads = Grads {
+        d_logits,
+        th: Some(&mut th),
+        d_pi: None,
+    };
     drive(
         x,
         library,
@@ -28,14 +33,14 @@ pub fn forward_backward(
         b,
         g,
         loglik,
-        Some(d_logits),
+        Some(grads),
         |r, j, xv, mu| {
             let k = theta_row[r] as usize * g + j;
-            let (lp, a, th) = nb_elem(xv, f64::from(log_theta[k]), mu, true);
-            d_log_theta[k] += (f64::from(weight[r]) * th) as f32;
-            (lp, a)
+            let (lp, a, t) = nb_elem(xv, f64::from(log_theta[k]), mu, true);
+            (lp, a, t, 0.0)
         },
     );
+    sum_theta_rows(&th, theta_row, b, g, d_log_theta);
 }
 
 /// NB log-likelihood per cell only (`loglik`, B, overwritten).
@@ -51,6 +56,11 @@ pub fn forward(
 ) {
     drive(x, library, rho, &[], b, g, loglik, None, |r, j, xv, mu| {
         let k = theta_row[r] as usize * g + j;
-        (nb_elem(xv, f64::from(log_theta[k]), mu, false).0, 0.0)
+        (
+            nb_elem(xv, f64::from(log_theta[k]), mu, false).0,
+            0.0,
+            0.0,
+            0.0,
+        )
     });
 }

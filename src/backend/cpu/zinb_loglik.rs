@@ -3,7 +3,7 @@
 //! (shapes and conventions in [`super::counts`]).
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-use super::counts::{drive, zinb_elem};
+use super::counts::{drive, sum_theta_rows, zinb_elem, Grads};
 
 /// ZINB log-likelihood per cell with gradients: as [`super::nb_loglik::forward_backward`] plus the
 /// dropout logits `pi` (B x G) and their gradient `d_pi` (B x G, overwritten, weighted).
@@ -22,7 +22,12 @@ pub fn forward_backward(
     d_log_theta: &mut [f32],
     d_pi: &mut [f32],
 ) {
-    d_log_theta.fill(0.0);
+    let mut th = vec![0f32; b * g];
+    let grads = Grads {
+        d_logits,
+        th: Some(&mut th),
+        d_pi: Some(d_pi),
+    };
     drive(
         x,
         library,
@@ -31,17 +36,13 @@ pub fn forward_backward(
         b,
         g,
         loglik,
-        Some(d_logits),
+        Some(grads),
         |r, j, xv, mu| {
             let (k, i) = (theta_row[r] as usize * g + j, r * g + j);
-            let w = f64::from(weight[r]);
-            let (lp, a, th, dp) =
-                zinb_elem(xv, f64::from(log_theta[k]), mu, f64::from(pi[i]), true);
-            d_log_theta[k] += (w * th) as f32;
-            d_pi[i] = (w * dp) as f32;
-            (lp, a)
+            zinb_elem(xv, f64::from(log_theta[k]), mu, f64::from(pi[i]), true)
         },
     );
+    sum_theta_rows(&th, theta_row, b, g, d_log_theta);
 }
 
 /// ZINB log-likelihood per cell only (`loglik`, B, overwritten).
@@ -59,6 +60,11 @@ pub fn forward(
     drive(x, library, rho, &[], b, g, loglik, None, |r, j, xv, mu| {
         let k = theta_row[r] as usize * g + j;
         let p = f64::from(pi[r * g + j]);
-        (zinb_elem(xv, f64::from(log_theta[k]), mu, p, false).0, 0.0)
+        (
+            zinb_elem(xv, f64::from(log_theta[k]), mu, p, false).0,
+            0.0,
+            0.0,
+            0.0,
+        )
     });
 }
