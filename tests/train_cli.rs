@@ -607,3 +607,33 @@ fn threads_do_not_change_the_results() {
         assert!(outputs[0] == outputs[1], "{name}: 1 and 2 threads differ");
     }
 }
+
+/// `cellvae bench` prints one row per data set with positive figures, on the CPU and on
+/// the GPU (lavapipe in CI: a tiny size), the GPU row with its dispatches per step.
+#[test]
+fn bench_prints_its_figures_on_cpu_and_gpu() {
+    let tiny = table("bench_tiny.csv", 300, 40, |c, g| ((c * 3 + g * 5) % 7) as u32);
+    for backend in ["cpu", "gpu"] {
+        let (ok, out, err) = cellvae(&["bench", &tiny, "--epochs", "1", "--backend", backend]);
+        assert!(ok, "{backend}: {err}");
+        assert!(out.contains("matrix-product peak"), "{out}");
+        let row = out
+            .lines()
+            .find(|l| l.contains("bench_tiny.csv"))
+            .unwrap_or_else(|| panic!("no row for the data: {out}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | data | cells x genes | non-zero | backend | s/epoch | cells/s | step ms | GFLOP/s ...
+        assert_eq!(cells[2], "300 x 40", "{row}");
+        assert_eq!(cells[4], backend, "{row}");
+        for i in [5, 6, 7] {
+            let v: f64 = cells[i].parse().unwrap_or_else(|_| panic!("column {i} of {row}"));
+            assert!(v > 0.0 && v.is_finite(), "column {i} of {row}");
+        }
+        let dispatches = cells[14];
+        if backend == "gpu" {
+            assert!(dispatches.parse::<usize>().is_ok_and(|d| d > 10), "{row}");
+        } else {
+            assert_eq!(dispatches, "-", "{row}");
+        }
+    }
+}

@@ -23,6 +23,7 @@ pub mod obs;
 pub mod preprocess;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod stream;
+pub mod synthetic;
 mod text;
 pub use text::quote_field;
 

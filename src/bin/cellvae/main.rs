@@ -3,6 +3,7 @@
 //! Every error is printed as one line naming the file, the place, the problem and what
 //! to do, and the exit code is non-zero.
 
+mod bench;
 mod commands;
 mod encode;
 
@@ -245,6 +246,30 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print speed figures (benchmarks, not tests): seconds per epoch, cells per second,
+    /// a step's time by stage, GFLOP/s against the machine's matrix-product peak, GPU
+    /// dispatches per step; on the inputs given, else on the demo and a synthetic wide
+    /// dense 3,000 x 4,000 set.
+    Bench {
+        /// Count matrices to measure (each file or 10x folder its own row).
+        paths: Vec<PathBuf>,
+        /// Epochs to train for the seconds per epoch.
+        #[arg(long, default_value_t = 2)]
+        epochs: u32,
+        /// Where the arithmetic runs.
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Also a series over 1k-100k cells and 1k-5k genes (synthetic; minutes).
+        #[arg(long)]
+        scaling: bool,
+    },
+    /// One row of `bench --scaling` (run by it in a child process).
+    #[command(hide = true)]
+    BenchOne {
+        cells: usize,
+        genes: usize,
+        epochs: u32,
+    },
     /// Print the matrix as read, before any filtering.
     Inspect {
         #[command(flatten)]
@@ -360,6 +385,32 @@ fn run(cli: Cli) -> Result<()> {
                 a.out.as_deref(),
             )
         }
+        Command::Bench {
+            paths,
+            epochs,
+            backend,
+            scaling,
+        } => {
+            let mut data = Vec::new();
+            for p in &paths {
+                let files = load_paths(std::slice::from_ref(p))?;
+                data.push((
+                    p.display().to_string(),
+                    read_inputs(&files, None, &ReadOptions::default())?,
+                ));
+            }
+            bench::bench(bench::BenchJob {
+                data,
+                epochs,
+                gpu: backend == BackendArg::Gpu,
+                scaling,
+            })
+        }
+        Command::BenchOne {
+            cells,
+            genes,
+            epochs,
+        } => bench::bench_one(cells, genes, epochs),
         Command::Inspect {
             input,
             json,

@@ -1,0 +1,334 @@
+//! `cellvae bench`: figures, not pass/fail. For each data set (the paths given, else the
+//! built-in demo and a synthetic wide, dense 3,000 x 4,000 set): seconds per epoch and
+//! cells per second of `cellvae train`'s loop, the time of one step split by stage
+//! (encoder, decoder, likelihood, backward, optimizer), the step's arithmetic in GFLOP/s
+//! against the machine's matrix-product peak measured in the same run, and on the GPU
+//! the dispatches per step. `--scaling` adds a series over cells and genes (synthetic
+//! data, one child process each, so that each peak memory is its own).
+
+use cellvae::backend::cpu::{adam, nb_loglik, par};
+use cellvae::data::{synthetic, CountMatrix};
+use cellvae::model::cpu_model::{CpuModel, Mode, Workspace};
+use cellvae::model::{Backend, CpuBackend, GpuBackend, Minibatch, ModelConfig, Params, TrainState};
+use cellvae::pipeline::{prepare, PrepareOptions};
+use cellvae::train::{TrainConfig, Trainer, GROUP};
+use cellvae::{Error, Result};
+use std::time::Instant;
+
+/// What `cellvae bench` was asked to do.
+pub struct BenchJob {
+    /// Data sets to measure (name, matrix); empty: the demo and the wide dense set.
+    pub data: Vec<(String, CountMatrix)>,
+    pub epochs: u32,
+    pub gpu: bool,
+    pub scaling: bool,
+}
+
+fn now() -> f64 {
+    use std::sync::OnceLock;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+pub fn bench(job: BenchJob) -> Result<()> {
+    let peak = sgemm_peak_gflops();
+    println!(
+        "# cellvae bench\n\nthreads: {} (CELLVAE_THREADS); matrix-product peak (1024^3 sgemm, \
+         the same threads): {peak:.1} GFLOP/s\n",
+        par::threads()
+    );
+    let data = if job.data.is_empty() {
+        vec![
+            ("demo (pbmc68k_reduced_700)".to_string(), demo()?),
+            (
+                "synthetic wide dense 3000 x 4000".to_string(),
+                synthetic::matrix(3000, 4000, 0.78, 7),
+            ),
+        ]
+    } else {
+        job.data
+    };
+    println!(
+        "| data | cells x genes | non-zero | backend | s/epoch | cells/s | step ms | GFLOP/s (share of peak) | encoder | decoder | likelihood | backward | optimizer | dispatches/step |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, m) in &data {
+        let r = measure(name, m, job.epochs, job.gpu, peak)?;
+        println!("{r}");
+    }
+    if job.scaling {
+        scaling(job.epochs)?;
+    }
+    Ok(())
+}
+
+/// The built-in demo, as `cellvae train www/demo/pbmc68k_reduced_700` reads it.
+fn demo() -> Result<CountMatrix> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/demo/pbmc68k_reduced_700");
+    let files = cellvae::data::load_paths(&[dir])?;
+    cellvae::data::read_inputs(&files, None, &Default::default())
+}
+
+/// GFLOP/s of a 1024 x 1024 x 1024 product, best of a few, on the kernels' threads.
+fn sgemm_peak_gflops() -> f64 {
+    let n = 1024;
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let w: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 * 0.1).collect();
+    let bias = vec![0.0f32; n];
+    let mut y = vec![0.0f32; n * n];
+    let mut best = f64::INFINITY;
+    for _ in 0..4 {
+        let t = Instant::now();
+        cellvae::backend::cpu::linear::forward(&a, &w, &bias, n, n, n, &mut y);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (n * n * n) as f64 / best / 1e9
+}
+
+/// Multiply-adds of one training step of `cfg` on `b` cells (dense equivalent): each
+/// linear layer's forward, its input gradient (not the first layer's) and its weight
+/// gradient.
+fn step_flops(p: &Params, b: usize) -> f64 {
+    let cfg = &p.config;
+    let mut macs = 0.0;
+    let mut first = true;
+    for t in &p.layout.tensors {
+        if !t.name.ends_with(".weight") || t.name.contains(".bn.") {
+            continue;
+        }
+        let passes = if first && t.name.starts_with("encoder") {
+            2.0
+        } else {
+            3.0
+        };
+        if t.name.starts_with("encoder") {
+            first = false;
+        }
+        macs += passes * (t.len() * b) as f64;
+    }
+    let _ = cfg;
+    2.0 * macs
+}
+
+/// One table row: train `epochs` epochs of scvi-tools' defaults on `m`, then time the
+/// stages of a step on the CPU.
+fn measure(name: &str, m: &CountMatrix, epochs: u32, gpu: bool, peak: f64) -> Result<String> {
+    let prep = prepare(
+        m,
+        &PrepareOptions {
+            holdout_every: Some(10),
+            ..Default::default()
+        },
+    )?;
+    let mx = &prep.matrix;
+    let config = ModelConfig::scvi_defaults(mx.n_genes, 1);
+    let mut tc = TrainConfig::scvi_defaults(prep.train_cells.len());
+    tc.epochs = epochs;
+    let params = Params::init(&config, tc.seed)?;
+    let state = TrainState::new(params.clone());
+    let n_train = prep.train_cells.len();
+    let (s_epoch, dispatches) = if gpu {
+        let backend = cellvae::block_on(GpuBackend::create())?;
+        let mut t = Trainer::new(
+            backend,
+            tc.clone(),
+            state,
+            prep.train_cells.clone(),
+            prep.batch_codes.clone(),
+            now,
+        )?;
+        let s = run(&mut t, mx)?;
+        (s, Some(t.backend.last_dispatches))
+    } else {
+        let mut t = Trainer::new(
+            CpuBackend::new(),
+            tc.clone(),
+            state,
+            prep.train_cells.clone(),
+            prep.batch_codes.clone(),
+            now,
+        )?;
+        (run(&mut t, mx)?, None)
+    };
+    let st = stages(
+        params,
+        mx,
+        &prep.train_cells,
+        &prep.batch_codes,
+        tc.batch_size,
+    );
+    let nnz = mx.nnz() as f64 / (mx.n_cells * mx.n_genes).max(1) as f64;
+    let gflops = st.flops / st.total / 1e9;
+    let ms = |s: f64| format!("{:.1}", s * 1e3);
+    Ok(format!(
+        "| {name} | {} x {} | {:.0}% | {} | {s_epoch:.3} | {:.0} | {} | {gflops:.1} ({:.0}%) | {} | {} | {} | {} | {} | {} |",
+        mx.n_cells,
+        mx.n_genes,
+        100.0 * nnz,
+        if gpu { "gpu" } else { "cpu" },
+        n_train as f64 / s_epoch,
+        ms(st.total + st.optimizer),
+        100.0 * gflops / peak,
+        ms(st.encoder),
+        ms(st.decoder),
+        ms(st.likelihood),
+        ms(st.backward),
+        ms(st.optimizer),
+        dispatches.map_or("-".into(), |d| d.to_string()),
+    ))
+}
+
+/// Seconds per epoch over a whole run (the epochs' own times, as metrics.json has them).
+fn run<B: Backend>(t: &mut Trainer<B>, m: &CountMatrix) -> Result<f64> {
+    while !t.finished() {
+        t.step_group(m, GROUP)?;
+    }
+    let h = &t.history;
+    if h.is_empty() {
+        return Err(Error::Config("no epoch was trained".into()));
+    }
+    Ok(h.iter().map(|r| r.seconds).sum::<f64>() / h.len() as f64)
+}
+
+/// Seconds of one step's stages (best of several), and the step's floating-point work.
+struct Stages {
+    encoder: f64,
+    decoder: f64,
+    likelihood: f64,
+    backward: f64,
+    optimizer: f64,
+    /// forward + backward.
+    total: f64,
+    flops: f64,
+}
+
+fn stages(mut p: Params, m: &CountMatrix, cells: &[usize], codes: &[u32], batch: usize) -> Stages {
+    let rows: Vec<usize> = cells.iter().copied().take(batch).collect();
+    let mb = Minibatch::gather(m, codes, &rows);
+    let b = mb.n_rows;
+    let mut ws = Workspace::default();
+    let mode = Mode::Train { seed: 0, step: 0 };
+    let best = |f: &mut dyn FnMut()| {
+        let mut t_best = f64::INFINITY;
+        for _ in 0..5 {
+            let t = Instant::now();
+            f();
+            t_best = t_best.min(t.elapsed().as_secs_f64());
+        }
+        t_best
+    };
+    let total = best(&mut || {
+        CpuModel::forward_backward(&mut p, &mut ws, &mb, 0, 0, 1.0);
+    });
+    let encoder = best(&mut || CpuModel::encode(&mut p, &mut ws, &mb, mode));
+    let decoder = best(&mut || CpuModel::decode(&mut p, &mut ws, &mb.batch, b, mode));
+    let g = mb.n_genes;
+    let lt = p.values[p.layout.log_theta.clone()].to_vec();
+    let (rows0, w) = (vec![0u32; b], vec![-1.0 / b as f32; b]);
+    let (mut ll, mut dl, mut dt) = (vec![0.0; b], vec![0.0; b * g], vec![0.0; lt.len()]);
+    let rho = ws.rho[..b * g].to_vec();
+    let likelihood = best(&mut || {
+        nb_loglik::forward_backward(
+            &mb.counts,
+            &mb.library,
+            &rho,
+            &lt,
+            &rows0,
+            &w,
+            b,
+            g,
+            &mut ll,
+            &mut dl,
+            &mut dt,
+        )
+    });
+    let n = p.values.len();
+    let (mut am, mut av) = (vec![0.0; n], vec![0.0; n]);
+    let grads = ws.grads[..n].to_vec();
+    let optimizer = best(&mut || {
+        adam::step(
+            &mut p.values,
+            &grads,
+            &mut am,
+            &mut av,
+            1e-3,
+            0.9,
+            0.999,
+            1e-8,
+            1e-6,
+            1,
+        );
+    });
+    Stages {
+        encoder,
+        decoder,
+        likelihood,
+        backward: (total - encoder - decoder - likelihood).max(0.0),
+        optimizer,
+        total,
+        flops: step_flops(&p, b),
+    }
+}
+
+/// Seconds per epoch and peak memory over 1k-100k cells and 1k-5k genes (synthetic,
+/// droplet-like sparsity), each in a child process (`cellvae bench-one`).
+fn scaling(epochs: u32) -> Result<()> {
+    println!("\n## Scaling (synthetic, about 8% non-zero; one process each)\n");
+    println!("| cells | genes | s/epoch | cells/s | peak memory |");
+    println!("|---|---|---|---|---|");
+    let exe =
+        std::env::current_exe().map_err(|e| Error::Config(format!("cannot find cellvae: {e}")))?;
+    for &(cells, genes) in &[
+        (1_000, 2_000),
+        (10_000, 2_000),
+        (100_000, 2_000),
+        (10_000, 1_000),
+        (10_000, 5_000),
+    ] {
+        let o = std::process::Command::new(&exe)
+            .args([
+                "bench-one",
+                &cells.to_string(),
+                &genes.to_string(),
+                &epochs.to_string(),
+            ])
+            .output()
+            .map_err(|e| Error::Config(format!("cannot run cellvae bench-one: {e}")))?;
+        let out = String::from_utf8_lossy(&o.stdout);
+        if !o.status.success() {
+            return Err(Error::Config(format!(
+                "bench-one {cells} {genes}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            )));
+        }
+        println!("{}", out.trim());
+    }
+    Ok(())
+}
+
+/// `cellvae bench-one CELLS GENES EPOCHS` (hidden): one row of the scaling series.
+pub fn bench_one(cells: usize, genes: usize, epochs: u32) -> Result<()> {
+    let m = synthetic::matrix(cells, genes, 0.0, 1);
+    let prep = prepare(&m, &PrepareOptions::default())?;
+    drop(m);
+    let config = ModelConfig::scvi_defaults(prep.matrix.n_genes, 1);
+    let mut tc = TrainConfig::scvi_defaults(prep.train_cells.len());
+    tc.epochs = epochs;
+    let state = TrainState::new(Params::init(&config, tc.seed)?);
+    let mut t = Trainer::new(
+        CpuBackend::new(),
+        tc,
+        state,
+        prep.train_cells.clone(),
+        prep.batch_codes.clone(),
+        now,
+    )?;
+    let s = run(&mut t, &prep.matrix)?;
+    let peak =
+        super::encode::peak_rss_bytes().map_or("-".into(), |b| format!("{:.0} MB", b as f64 / 1e6));
+    println!(
+        "| {cells} | {genes} | {s:.3} | {:.0} | {peak} |",
+        prep.train_cells.len() as f64 / s
+    );
+    Ok(())
+}
