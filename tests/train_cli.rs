@@ -612,7 +612,9 @@ fn threads_do_not_change_the_results() {
 /// the GPU (lavapipe in CI: a tiny size), the GPU row with its dispatches per step.
 #[test]
 fn bench_prints_its_figures_on_cpu_and_gpu() {
-    let tiny = table("bench_tiny.csv", 300, 40, |c, g| ((c * 3 + g * 5) % 7) as u32);
+    let tiny = table("bench_tiny.csv", 300, 40, |c, g| {
+        ((c * 3 + g * 5) % 7) as u32
+    });
     for backend in ["cpu", "gpu"] {
         let (ok, out, err) = cellvae(&["bench", &tiny, "--epochs", "1", "--backend", backend]);
         assert!(ok, "{backend}: {err}");
@@ -626,7 +628,9 @@ fn bench_prints_its_figures_on_cpu_and_gpu() {
         assert_eq!(cells[2], "300 x 40", "{row}");
         assert_eq!(cells[4], backend, "{row}");
         for i in [5, 6, 7] {
-            let v: f64 = cells[i].parse().unwrap_or_else(|_| panic!("column {i} of {row}"));
+            let v: f64 = cells[i]
+                .parse()
+                .unwrap_or_else(|_| panic!("column {i} of {row}"));
             assert!(v > 0.0 && v.is_finite(), "column {i} of {row}");
         }
         let dispatches = cells[14];
