@@ -71,10 +71,10 @@ pub(super) fn count_terms(x: f64, t: f64, grad: bool) -> (f64, f64, f64) {
     }
 }
 
-/// NB log pmf at `x` with mean `mu`, inverse dispersion `t = exp(ln_t)`, and (when
-/// `grad`) `(d/d ln mu, t d/dt)`. One `exp` and one `ln` for a zero count.
-pub(super) fn nb_elem(x: f64, ln_t: f64, mu: f64, grad: bool) -> (f64, f64, f64) {
-    let t = ln_t.exp();
+/// NB log pmf at `x` with mean `mu`, inverse dispersion `t = exp(ln_t)` (both given:
+/// the callers take `exp` once per gene, not per cell), and (when `grad`)
+/// `(d/d ln mu, t d/dt)`. One `ln` for a zero count.
+pub(super) fn nb_elem(x: f64, ln_t: f64, t: f64, mu: f64, grad: bool) -> (f64, f64, f64) {
     let ln_tm = (t + mu).ln();
     let r = ln_tm - ln_t; // ln((t + mu) / t), accurate enough in f64 even for mu << t
     let mut lp = -t * r;
@@ -108,8 +108,15 @@ pub(super) fn sigmoid(y: f64) -> f64 {
 
 /// ZINB (scvi-tools `log_zinb_positive`) from the NB terms and dropout logit `p`:
 /// `(log p, d/d ln mu, t d/dt, d/dp)`.
-pub(super) fn zinb_elem(x: f64, ln_t: f64, mu: f64, p: f64, grad: bool) -> (f64, f64, f64, f64) {
-    let (nb, a, th) = nb_elem(x, ln_t, mu, grad);
+pub(super) fn zinb_elem(
+    x: f64,
+    ln_t: f64,
+    t: f64,
+    mu: f64,
+    p: f64,
+    grad: bool,
+) -> (f64, f64, f64, f64) {
+    let (nb, a, th) = nb_elem(x, ln_t, t, mu, grad);
     if x > 0.0 {
         // ln sigmoid(-p) + ln NB(x).
         (nb - softplus(-p) - p, a, th, -sigmoid(p))
@@ -229,6 +236,14 @@ pub(super) fn drive<F: Fn(usize, usize, f64, f64) -> Elem + Sync>(
     super::par::run(jobs);
 }
 
+/// `(ln t, t)` of each entry of the dispersion table `log_theta` (K x G), in f64.
+pub(super) fn dispersions(log_theta: &[f32]) -> Vec<(f64, f64)> {
+    log_theta
+        .iter()
+        .map(|&v| (f64::from(v), f64::from(v).exp()))
+        .collect()
+}
+
 /// `d_log_theta` (K x G, overwritten) from the per-element `th` (B x G) of [`drive`]:
 /// each row of cells added to its dispersion row `theta_row[r]`, cell after cell.
 pub(super) fn sum_theta_rows(
@@ -294,14 +309,14 @@ mod tests {
             let want = lgamma(xf + t) - lgamma(t) - lgamma(xf + 1.0)
                 + t * (t / (t + m)).ln()
                 + xf * (m / (t + m)).ln();
-            let (got, _, _) = nb_elem(xf, t.ln(), m, false);
+            let (got, _, _) = nb_elem(xf, t.ln(), t, m, false);
             assert!((got - want).abs() < 1e-12 * want.abs().max(1.0), "x={x}");
         }
         // mu -> 0: x = 0 is certain, x > 0 is very unlikely but finite.
-        let (lp, a, th) = nb_elem(0.0, 0.5, 0.0, true);
+        let (lp, a, th) = nb_elem(0.0, 0.5, 0.5f64.exp(), 0.0, true);
         assert!(lp.abs() < 1e-14 && a == 0.0 && th.abs() < 1e-14);
-        assert!(nb_elem(2.0, 0.5, 0.0, true).0 < -1000.0);
-        assert!(nb_elem(2.0, 0.5, 0.0, true).0.is_finite());
+        assert!(nb_elem(2.0, 0.5, 0.5f64.exp(), 0.0, true).0 < -1000.0);
+        assert!(nb_elem(2.0, 0.5, 0.5f64.exp(), 0.0, true).0.is_finite());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! fused with its gradients (shapes and conventions in [`super::counts`]).
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-use super::counts::{drive, nb_elem, sum_theta_rows, Grads};
+use super::counts::{dispersions, drive, nb_elem, sum_theta_rows, Grads};
 
 /// NB log-likelihood per cell with gradients (see the module docs for shapes): writes
 /// `loglik` (B), `d_logits` (B x G) and `d_log_theta` (K x G), all overwritten.
@@ -25,6 +25,7 @@ pub fn forward_backward(
         th: Some(&mut th),
         d_pi: None,
     };
+    let disp = dispersions(log_theta);
     drive(
         x,
         library,
@@ -35,8 +36,8 @@ pub fn forward_backward(
         loglik,
         Some(grads),
         |r, j, xv, mu| {
-            let k = theta_row[r] as usize * g + j;
-            let (lp, a, t) = nb_elem(xv, f64::from(log_theta[k]), mu, true);
+            let (ln_t, t) = disp[theta_row[r] as usize * g + j];
+            let (lp, a, t) = nb_elem(xv, ln_t, t, mu, true);
             (lp, a, t, 0.0)
         },
     );
@@ -54,13 +55,9 @@ pub fn forward(
     g: usize,
     loglik: &mut [f32],
 ) {
+    let disp = dispersions(log_theta);
     drive(x, library, rho, &[], b, g, loglik, None, |r, j, xv, mu| {
-        let k = theta_row[r] as usize * g + j;
-        (
-            nb_elem(xv, f64::from(log_theta[k]), mu, false).0,
-            0.0,
-            0.0,
-            0.0,
-        )
+        let (ln_t, t) = disp[theta_row[r] as usize * g + j];
+        (nb_elem(xv, ln_t, t, mu, false).0, 0.0, 0.0, 0.0)
     });
 }

@@ -3,7 +3,7 @@
 //! (shapes and conventions in [`super::counts`]).
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-use super::counts::{drive, sum_theta_rows, zinb_elem, Grads};
+use super::counts::{dispersions, drive, sum_theta_rows, zinb_elem, Grads};
 
 /// ZINB log-likelihood per cell with gradients: as [`super::nb_loglik::forward_backward`] plus the
 /// dropout logits `pi` (B x G) and their gradient `d_pi` (B x G, overwritten, weighted).
@@ -28,6 +28,7 @@ pub fn forward_backward(
         th: Some(&mut th),
         d_pi: Some(d_pi),
     };
+    let disp = dispersions(log_theta);
     drive(
         x,
         library,
@@ -38,8 +39,8 @@ pub fn forward_backward(
         loglik,
         Some(grads),
         |r, j, xv, mu| {
-            let (k, i) = (theta_row[r] as usize * g + j, r * g + j);
-            zinb_elem(xv, f64::from(log_theta[k]), mu, f64::from(pi[i]), true)
+            let (ln_t, t) = disp[theta_row[r] as usize * g + j];
+            zinb_elem(xv, ln_t, t, mu, f64::from(pi[r * g + j]), true)
         },
     );
     sum_theta_rows(&th, theta_row, b, g, d_log_theta);
@@ -57,14 +58,10 @@ pub fn forward(
     g: usize,
     loglik: &mut [f32],
 ) {
+    let disp = dispersions(log_theta);
     drive(x, library, rho, &[], b, g, loglik, None, |r, j, xv, mu| {
-        let k = theta_row[r] as usize * g + j;
+        let (ln_t, t) = disp[theta_row[r] as usize * g + j];
         let p = f64::from(pi[r * g + j]);
-        (
-            zinb_elem(xv, f64::from(log_theta[k]), mu, p, false).0,
-            0.0,
-            0.0,
-            0.0,
-        )
+        (zinb_elem(xv, ln_t, t, mu, p, false).0, 0.0, 0.0, 0.0)
     });
 }
