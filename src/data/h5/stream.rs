@@ -78,6 +78,10 @@ impl H5Cells {
                     format!("has {n_rows} rows but obs has {n} cells; the file is inconsistent"),
                 ));
             }
+            if n_rows == 0 {
+                // Nothing to stream: the whole-file reader says what the file holds.
+                return Ok(None);
+            }
             let rows = match layout {
                 Layout::Dense(ds) => Rows::Dense {
                     path: c.path.to_string(),
