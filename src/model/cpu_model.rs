@@ -254,6 +254,7 @@ pub struct CpuModel;
 impl CpuModel {
     /// Encoder forward: fills `ws.qm` and `ws.qv` for the minibatch.
     pub fn encode(p: &mut Params, ws: &mut Workspace, mb: &Minibatch, mode: Mode) {
+        let training = matches!(mode, Mode::Train { .. });
         let cfg = p.config.clone();
         let b = mb.n_rows;
         ws.ensure(&cfg, b, p.values.len());
@@ -263,8 +264,10 @@ impl CpuModel {
             let layer = &lay.encoder[l];
             let (before, rest) = ws.enc.split_at_mut(l);
             let c = &mut rest[0];
-            if l == 0 && dense_input(mb, &ws.rows[..b], cfg.n_genes) {
-                // Dense enough for the matrix product to beat the sparse rows.
+            if l == 0 && training && dense_input(mb, &ws.rows[..b], cfg.n_genes) {
+                // Dense enough for the matrix product to beat the sparse rows. Training
+                // only: encoding always reads sparse rows, so a cell's latent means do not
+                // depend on the cells it is encoded with (their rounding would).
                 fill_dense_log1p(mb, &ws.rows[..b], cfg.n_genes, &mut ws.x_log);
                 let g = cfg.n_genes;
                 linear::forward(
@@ -709,8 +712,8 @@ impl CpuModel {
     }
 }
 
-/// Whether the first layer reads the minibatch dense (one matrix product) rather than as
-/// sparse rows: from 30% non-zero on, the product is the faster.
+/// Whether the first layer of a training step reads the minibatch dense (one matrix
+/// product) rather than as sparse rows: from 30% non-zero on, the product is the faster.
 fn dense_input(mb: &Minibatch, rows: &[usize], n_genes: usize) -> bool {
     let nnz: usize = rows.iter().map(|&r| mb.indptr[r + 1] - mb.indptr[r]).sum();
     nnz * 10 >= rows.len() * n_genes * 3
