@@ -11,8 +11,7 @@
 //! default) for droplet-like sparsity, or e.g. 0.78 for about 55% non-zero.
 
 use cellvae::data::h5ad_out::{write_h5ad, H5adContent};
-use cellvae::data::synthetic::{barcode, gene_names, matrix, Generator};
-use cellvae::data::CountMatrix;
+use cellvae::data::synthetic::{barcode, gene_names, matrix, tenx_h5_bytes, Generator};
 use std::io::Write;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -70,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             obsm: Vec::new(),
             uns: Vec::new(),
         })?,
-        "10x-h5" => tenx_h5(&m)?,
+        "10x-h5" => tenx_h5_bytes(&m)?,
         other => return Err(format!("unknown format {other}: h5ad, 10x-h5 or mtx").into()),
     };
     std::fs::write(out, &bytes)?;
@@ -81,33 +80,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bytes.len()
     );
     Ok(())
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
-/// A Cell Ranger v3 `.h5`: genes x cells CSC in `/matrix` (the CSR of cells x genes).
-fn tenx_h5(m: &CountMatrix) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-    let mut fb = hdf5_pure::FileBuilder::new();
-    let mut g = fb.create_group("matrix");
-    let data: Vec<i32> = m.data.iter().map(|&x| x as i32).collect();
-    g.create_dataset("data").with_i32_data(&data);
-    let idx: Vec<i64> = m.indices.iter().map(|&i| i64::from(i)).collect();
-    g.create_dataset("indices").with_i64_data(&idx);
-    let ptr: Vec<i64> = m.indptr.iter().map(|&p| p as i64).collect();
-    g.create_dataset("indptr").with_i64_data(&ptr);
-    g.create_dataset("shape")
-        .with_i32_data(&[m.n_genes as i32, m.n_cells as i32]);
-    g.create_dataset("barcodes")
-        .with_vlen_strings(&strs(&m.cell_ids));
-    let mut f = g.create_group("features");
-    f.create_dataset("id").with_vlen_strings(&strs(&m.gene_ids));
-    f.create_dataset("name")
-        .with_vlen_strings(&strs(&m.gene_names));
-    let types = vec!["Gene Expression"; m.n_genes];
-    f.create_dataset("feature_type").with_vlen_strings(&types);
-    g.add_group(f.finish());
-    fb.add_group(g.finish());
-    Ok(fb.finish()?)
 }

@@ -466,6 +466,41 @@ fn read_compressed(
     minor_name: &str,
     hint: &str,
 ) -> Result<Compressed> {
+    let CompressedGroup {
+        data,
+        indices,
+        indptr: ptr,
+        nnz,
+    } = open_compressed(h, group, n_major, hint)?;
+    let (dp, ip) = (format!("{group}/data"), format!("{group}/indices"));
+    let raw_idx = h.values(&indices, &ip, None)?;
+    let idx = check_indices(h, raw_idx, &ip, 0, n_minor, minor_name)?;
+    let values = h.values(&data, &dp, None)?;
+    if values.len() != nnz || idx.len() != nnz {
+        return Err(h.err(
+            format!("group /{group}"),
+            "data or indices could not be read whole",
+        ));
+    }
+    Ok(Compressed {
+        indptr: ptr,
+        indices: idx,
+        values,
+        data_path: dp,
+    })
+}
+
+/// The datasets of a compressed group, with its whole checked `indptr`.
+struct CompressedGroup {
+    data: Dataset,
+    indices: Dataset,
+    indptr: Vec<usize>,
+    nnz: usize,
+}
+
+/// Opens `group/{data,indices,indptr}` for `n_major` rows: data and indices of one
+/// length, `indptr` read and checked ([`read_indptr`]); data and indices not yet read.
+fn open_compressed(h: &H5, group: &str, n_major: usize, hint: &str) -> Result<CompressedGroup> {
     let (dp, ip, pp) = (
         format!("{group}/data"),
         format!("{group}/indices"),
@@ -494,21 +529,12 @@ fn read_compressed(
             ),
         ));
     }
-    let ptr = read_indptr(h, &indptr, &pp, nnz)?;
-    let raw_idx = h.values(&indices, &ip, None)?;
-    let idx = check_indices(h, raw_idx, &ip, 0, n_minor, minor_name)?;
-    let values = h.values(&data, &dp, None)?;
-    if values.len() != nnz || idx.len() != nnz {
-        return Err(h.err(
-            format!("group /{group}"),
-            "data or indices could not be read whole",
-        ));
-    }
-    Ok(Compressed {
-        indptr: ptr,
-        indices: idx,
-        values,
-        data_path: dp,
+    let indptr = read_indptr(h, &indptr, &pp, nnz)?;
+    Ok(CompressedGroup {
+        data,
+        indices,
+        indptr,
+        nnz,
     })
 }
 

@@ -139,6 +139,36 @@ pub fn matrix(n_cells: usize, n_genes: usize, density: f64, seed: u64) -> CountM
     m
 }
 
+/// A Cell Ranger v3 `.h5` of `m` (genes x cells CSC in `/matrix`, the CSR of cells x
+/// genes; every feature `Gene Expression`), for synthetic data sets and tests.
+pub fn tenx_h5_bytes(m: &CountMatrix) -> crate::Result<Vec<u8>> {
+    fn strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let mut fb = hdf5_pure::FileBuilder::new();
+    let mut g = fb.create_group("matrix");
+    let data: Vec<i32> = m.data.iter().map(|&x| x as i32).collect();
+    g.create_dataset("data").with_i32_data(&data);
+    let idx: Vec<i64> = m.indices.iter().map(|&i| i64::from(i)).collect();
+    g.create_dataset("indices").with_i64_data(&idx);
+    let ptr: Vec<i64> = m.indptr.iter().map(|&p| p as i64).collect();
+    g.create_dataset("indptr").with_i64_data(&ptr);
+    g.create_dataset("shape")
+        .with_i32_data(&[m.n_genes as i32, m.n_cells as i32]);
+    g.create_dataset("barcodes")
+        .with_vlen_strings(&strs(&m.cell_ids));
+    let mut f = g.create_group("features");
+    f.create_dataset("id").with_vlen_strings(&strs(&m.gene_ids));
+    f.create_dataset("name")
+        .with_vlen_strings(&strs(&m.gene_names));
+    let types = vec!["Gene Expression"; m.n_genes];
+    f.create_dataset("feature_type").with_vlen_strings(&types);
+    g.add_group(f.finish());
+    fb.add_group(g.finish());
+    fb.finish()
+        .map_err(|e| crate::Error::Config(format!("cannot write the .h5: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -264,44 +264,37 @@ impl CpuModel {
             let layer = &lay.encoder[l];
             let (before, rest) = ws.enc.split_at_mut(l);
             let c = &mut rest[0];
-            if l == 0 && training && dense_input(mb, &ws.rows[..b], cfg.n_genes) {
-                // Dense enough for the matrix product to beat the sparse rows. Training
-                // only: encoding always reads sparse rows, so a cell's latent means do not
-                // depend on the cells it is encoded with (their rounding would).
-                fill_dense_log1p(mb, &ws.rows[..b], cfg.n_genes, &mut ws.x_log);
-                let g = cfg.n_genes;
-                linear::forward(
-                    &ws.x_log[..b * g],
-                    &p.values[layer.weight.clone()][..g * h],
-                    &p.values[layer.bias.clone()],
-                    b,
-                    g,
-                    h,
-                    &mut c.pre[..b * h],
-                );
-                if cfg.encode_batch {
-                    add_batch_rows(
-                        &mut c.pre,
-                        &p.values[layer.weight.clone()],
-                        cfg.n_genes,
+            if l == 0 {
+                if training && dense_input(mb, &ws.rows[..b], cfg.n_genes) {
+                    // Dense enough for the matrix product to beat the sparse rows.
+                    // Training only: encoding always reads sparse rows, so a cell's latent
+                    // means do not depend on the cells it is encoded with (their rounding
+                    // would).
+                    fill_dense_log1p(mb, &ws.rows[..b], cfg.n_genes, &mut ws.x_log);
+                    let g = cfg.n_genes;
+                    linear::forward(
+                        &ws.x_log[..b * g],
+                        &p.values[layer.weight.clone()][..g * h],
+                        &p.values[layer.bias.clone()],
+                        b,
+                        g,
                         h,
-                        &mb.batch,
-                        cfg.batch_inputs(),
+                        &mut c.pre[..b * h],
+                    );
+                } else {
+                    linear::forward_sparse(
+                        &mb.indptr,
+                        &mb.indices,
+                        &mb.log1p_values,
+                        &ws.rows[..b],
+                        |v| v,
+                        &p.values[layer.weight.clone()],
+                        &p.values[layer.bias.clone()],
+                        layer.n_in,
+                        h,
+                        &mut c.pre[..b * h],
                     );
                 }
-            } else if l == 0 {
-                linear::forward_sparse(
-                    &mb.indptr,
-                    &mb.indices,
-                    &mb.log1p_values,
-                    &ws.rows[..b],
-                    |v| v,
-                    &p.values[layer.weight.clone()],
-                    &p.values[layer.bias.clone()],
-                    layer.n_in,
-                    h,
-                    &mut c.pre[..b * h],
-                );
                 if cfg.encode_batch {
                     add_batch_rows(
                         &mut c.pre,

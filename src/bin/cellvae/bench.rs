@@ -129,26 +129,10 @@ fn measure(name: &str, m: &CountMatrix, epochs: u32, gpu: bool, peak: f64) -> Re
     let n_train = prep.train_cells.len();
     let (s_epoch, dispatches) = if gpu {
         let backend = cellvae::block_on(GpuBackend::create())?;
-        let mut t = Trainer::new(
-            backend,
-            tc.clone(),
-            state,
-            prep.train_cells.clone(),
-            prep.batch_codes.clone(),
-            now,
-        )?;
-        let s = run(&mut t, mx)?;
-        (s, Some(t.backend.last_dispatches))
+        let (s, backend) = train(backend, &tc, state, &prep)?;
+        (s, Some(backend.last_dispatches))
     } else {
-        let mut t = Trainer::new(
-            CpuBackend::new(),
-            tc.clone(),
-            state,
-            prep.train_cells.clone(),
-            prep.batch_codes.clone(),
-            now,
-        )?;
-        (run(&mut t, mx)?, None)
+        (train(CpuBackend::new(), &tc, state, &prep)?.0, None)
     };
     let st = stages(
         params,
@@ -178,16 +162,25 @@ fn measure(name: &str, m: &CountMatrix, epochs: u32, gpu: bool, peak: f64) -> Re
     ))
 }
 
-/// Seconds per epoch over a whole run (the epochs' own times, as metrics.json has them).
-fn run<B: Backend>(t: &mut Trainer<B>, m: &CountMatrix) -> Result<f64> {
+/// Trains `tc.epochs` epochs on `backend`: seconds per epoch (the epochs' own times, as
+/// metrics.json has them) and the backend.
+fn train<B: Backend>(
+    backend: B,
+    tc: &TrainConfig,
+    state: TrainState,
+    prep: &cellvae::pipeline::Prepared,
+) -> Result<(f64, B)> {
+    let (cells, codes) = (prep.train_cells.clone(), prep.batch_codes.clone());
+    let mut t = Trainer::new(backend, tc.clone(), state, cells, codes, now)?;
     while !t.finished() {
-        t.step_group(m, GROUP)?;
+        t.step_group(&prep.matrix, GROUP)?;
     }
     let h = &t.history;
     if h.is_empty() {
         return Err(Error::Config("no epoch was trained".into()));
     }
-    Ok(h.iter().map(|r| r.seconds).sum::<f64>() / h.len() as f64)
+    let s = h.iter().map(|r| r.seconds).sum::<f64>() / h.len() as f64;
+    Ok((s, t.backend))
 }
 
 /// Seconds of one step's stages (best of several), and the step's floating-point work.
@@ -315,15 +308,7 @@ pub fn bench_one(cells: usize, genes: usize, epochs: u32) -> Result<()> {
     let mut tc = TrainConfig::scvi_defaults(prep.train_cells.len());
     tc.epochs = epochs;
     let state = TrainState::new(Params::init(&config, tc.seed)?);
-    let mut t = Trainer::new(
-        CpuBackend::new(),
-        tc,
-        state,
-        prep.train_cells.clone(),
-        prep.batch_codes.clone(),
-        now,
-    )?;
-    let s = run(&mut t, &prep.matrix)?;
+    let (s, _) = train(CpuBackend::new(), &tc, state, &prep)?;
     let peak =
         super::encode::peak_rss_bytes().map_or("-".into(), |b| format!("{:.0} MB", b as f64 / 1e6));
     println!(

@@ -14,7 +14,7 @@
 
 use super::anndata::{self, Layout};
 use super::{
-    assemble, check_indices, dense_rows, frame, read_indptr, Compressed, Node, Rejection, H5,
+    assemble, check_indices, dense_rows, frame, open_compressed, Compressed, Node, Rejection, H5,
 };
 use crate::data::{CountMatrix, ObsTable, ReadOptions};
 use crate::error::Result;
@@ -253,42 +253,14 @@ fn header(
 
 /// The datasets of a CSR group and its checked `indptr` (`n_cells + 1` entries).
 fn csr_rows(h: &H5, group: &str, n_cells: usize, hint: &str) -> Result<Rows> {
-    let (dp, ip, pp) = (
-        format!("{group}/data"),
-        format!("{group}/indices"),
-        format!("{group}/indptr"),
-    );
-    let (data, indices, indptr) = (
-        h.require(&dp, hint)?,
-        h.require(&ip, hint)?,
-        h.require(&pp, hint)?,
-    );
-    let nnz = h.len_1d(&data, &dp)?;
-    let n_idx = h.len_1d(&indices, &ip)?;
-    if n_idx != nnz {
-        return Err(h.err(
-            format!("group /{group}"),
-            format!("has {nnz} values in data but {n_idx} in indices; they must match"),
-        ));
-    }
-    h.check_size(&data, &dp)?;
-    h.check_size(&indices, &ip)?;
-    let n_ptr = h.len_1d(&indptr, &pp)?;
-    if n_ptr != n_cells + 1 {
-        return Err(h.err(
-            format!("dataset /{pp}"),
-            format!(
-                "has {n_ptr} entries but the matrix shape needs {} (one more than its {n_cells} rows)",
-                n_cells + 1
-            ),
-        ));
-    }
-    let indptr = read_indptr(h, &indptr, &pp, nnz)?;
+    let g = open_compressed(h, group, n_cells, hint)?;
+    h.check_size(&g.data, &format!("{group}/data"))?;
+    h.check_size(&g.indices, &format!("{group}/indices"))?;
     Ok(Rows::Csr {
         group: group.to_string(),
-        data,
-        indices,
-        indptr,
+        data: g.data,
+        indices: g.indices,
+        indptr: g.indptr,
     })
 }
 
