@@ -39,8 +39,8 @@ struct LayerCache {
 #[derive(Debug, Clone, Default)]
 pub struct Workspace {
     enc: Vec<LayerCache>,
-    /// The first layer's dense input (log1p counts, B x G) when the minibatch is dense.
-    x_log: Vec<f32>,
+    /// The first layer's input as the forward pass read it.
+    first: super::first_layer::FirstInput,
     /// Mean of q(z|x), B x Z.
     pub qm: Vec<f32>,
     /// Raw variance output (var = exp(qv) + eps), B x Z.
@@ -134,7 +134,7 @@ impl Workspace {
 }
 
 /// Adds row `k` of the batch block of a weight (`[n_base + K, n_out]`) to every row of `y`.
-fn add_batch_rows(
+pub(super) fn add_batch_rows(
     y: &mut [f32],
     w: &[f32],
     n_base: usize,
@@ -154,7 +154,7 @@ fn add_batch_rows(
 }
 
 /// Accumulates `dy` rows into the batch rows of a weight gradient.
-fn add_batch_grads(
+pub(super) fn add_batch_grads(
     dw: &mut [f32],
     dy: &[f32],
     n_base: usize,
@@ -265,46 +265,16 @@ impl CpuModel {
             let (before, rest) = ws.enc.split_at_mut(l);
             let c = &mut rest[0];
             if l == 0 {
-                if training && dense_input(mb, &ws.rows[..b], cfg.n_genes) {
-                    // Dense enough for the matrix product to beat the sparse rows.
-                    // Training only: encoding always reads sparse rows, so a cell's latent
-                    // means do not depend on the cells it is encoded with (their rounding
-                    // would).
-                    fill_dense_log1p(mb, &ws.rows[..b], cfg.n_genes, &mut ws.x_log);
-                    let g = cfg.n_genes;
-                    linear::forward(
-                        &ws.x_log[..b * g],
-                        &p.values[layer.weight.clone()][..g * h],
-                        &p.values[layer.bias.clone()],
-                        b,
-                        g,
-                        h,
-                        &mut c.pre[..b * h],
-                    );
-                } else {
-                    linear::forward_sparse(
-                        &mb.indptr,
-                        &mb.indices,
-                        &mb.log1p_values,
-                        &ws.rows[..b],
-                        |v| v,
-                        &p.values[layer.weight.clone()],
-                        &p.values[layer.bias.clone()],
-                        layer.n_in,
-                        h,
-                        &mut c.pre[..b * h],
-                    );
-                }
-                if cfg.encode_batch {
-                    add_batch_rows(
-                        &mut c.pre,
-                        &p.values[layer.weight.clone()],
-                        cfg.n_genes,
-                        h,
-                        &mb.batch,
-                        cfg.batch_inputs(),
-                    );
-                }
+                super::first_layer::forward(
+                    &cfg,
+                    mb,
+                    &ws.rows[..b],
+                    training,
+                    &p.values[layer.weight.clone()],
+                    &p.values[layer.bias.clone()],
+                    &mut ws.first,
+                    &mut c.pre,
+                );
             } else {
                 linear::forward(
                     &before[l - 1].out[..b * h],
@@ -646,46 +616,10 @@ impl CpuModel {
                 &mut ws.d_b,
             );
             if l == 0 {
-                // The first layer reads the sparse log1p counts: weight gradients only.
+                // The first layer reads the log1p counts: weight gradients only.
                 let (dw, dbias) = split_two(gr, layer.weight.clone(), layer.bias.clone());
-                if dense_input(mb, &ws.rows[..b], cfg.n_genes) {
-                    // The dense input the forward pass filled (`x_log`).
-                    let g = cfg.n_genes;
-                    linear::backward(
-                        &ws.x_log[..b * g],
-                        &[],
-                        &ws.d_b[..b * h],
-                        b,
-                        g,
-                        h,
-                        None,
-                        &mut dw[..g * h],
-                        dbias,
-                    );
-                } else {
-                    linear::backward_sparse_weights(
-                        &mb.indptr,
-                        &mb.indices,
-                        &mb.log1p_values,
-                        &ws.rows[..b],
-                        |v| v,
-                        &ws.d_b[..b * h],
-                        layer.n_in,
-                        h,
-                        dw,
-                        dbias,
-                    );
-                }
-                if cfg.encode_batch {
-                    add_batch_grads(
-                        dw,
-                        &ws.d_b[..b * h],
-                        cfg.n_genes,
-                        h,
-                        &mb.batch,
-                        cfg.batch_inputs(),
-                    );
-                }
+                let d_pre = &ws.d_b[..b * h];
+                super::first_layer::backward(&cfg, mb, &ws.rows[..b], &ws.first, d_pre, dw, dbias);
             } else {
                 linear_backward_into(
                     gr,
@@ -702,24 +636,6 @@ impl CpuModel {
         let recon = -ws.loglik[..b].iter().map(|&v| v as f64).sum::<f64>() / b as f64;
         let klm = ws.kl[..b].iter().map(|&v| v as f64).sum::<f64>() / b as f64;
         (recon as f32, klm as f32)
-    }
-}
-
-/// Whether the first layer of a training step reads the minibatch dense (one matrix
-/// product) rather than as sparse rows: from 30% non-zero on, the product is the faster.
-fn dense_input(mb: &Minibatch, rows: &[usize], n_genes: usize) -> bool {
-    let nnz: usize = rows.iter().map(|&r| mb.indptr[r + 1] - mb.indptr[r]).sum();
-    nnz * 10 >= rows.len() * n_genes * 3
-}
-
-/// `out` (rows.len() x n_genes) = the log1p counts of `rows`, zeros included.
-fn fill_dense_log1p(mb: &Minibatch, rows: &[usize], n_genes: usize, out: &mut Vec<f32>) {
-    out.clear();
-    out.resize(rows.len() * n_genes, 0.0);
-    for (r, &cell) in rows.iter().enumerate() {
-        for nz in mb.indptr[cell]..mb.indptr[cell + 1] {
-            out[r * n_genes + mb.indices[nz] as usize] = mb.log1p_values[nz];
-        }
     }
 }
 

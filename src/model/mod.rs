@@ -30,6 +30,7 @@ pub mod backend;
 pub mod batch;
 pub mod cpu_backend;
 pub mod cpu_model;
+mod first_layer;
 pub mod gpu;
 pub mod io;
 pub mod params;

@@ -14,11 +14,13 @@
 
 use super::anndata::{self, Layout};
 use super::{
-    assemble, check_indices, dense_rows, frame, open_compressed, Compressed, Node, Rejection, H5,
+    assemble, check_indices, dense_rows, describe_bytes, fixed_array, frame, open_compressed,
+    Compressed, Node, Rejection, H5,
 };
 use crate::data::{CountMatrix, ObsTable, ReadOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use hdf5_pure::Dataset;
+use hdf5_pure::File;
 
 /// The cells an `.h5ad` or 10x `.h5` holds, read in windows ([`H5Cells::next_chunk`]).
 pub struct H5Cells {
@@ -224,6 +226,68 @@ impl H5Cells {
         Ok(Some(match &self.types {
             Some(t) => crate::data::mtx::keep_gene_expression(m, t, &self.h.name),
             None => m,
+        }))
+    }
+}
+
+impl H5 {
+    /// Opens the file at `path` for streaming reads (natively): metadata and dataset
+    /// windows are read from disk on demand, so memory does not grow with the file.
+    /// `Ok(None)` when the file is gzip-compressed as a whole (it cannot be read by
+    /// range; the caller reads it whole). The same checks as [`H5::open`]: signature,
+    /// length, the Fixed Array guard (a scan of the file in blocks).
+    fn open_path(path: &std::path::Path, name: &str, opts: &ReadOptions) -> Result<Option<H5>> {
+        use std::io::Read;
+        let io = |e| Error::Io {
+            file: name.to_string(),
+            source: e,
+        };
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        let mut head = Vec::with_capacity(64);
+        f.by_ref().take(64).read_to_end(&mut head).map_err(io)?;
+        if crate::data::is_gzip(&head) {
+            return Ok(None);
+        }
+        if !hdf5_pure::is_hdf5_bytes(&head) {
+            return Err(Error::input(
+                name,
+                format!(
+                    "is not an HDF5 file ({}); export the data as .h5ad, .h5, .mtx or .csv",
+                    describe_bytes(&head)
+                ),
+            ));
+        }
+        let file = File::open_streaming(path).map_err(|e| {
+            Error::input(
+                name,
+                format!("is a damaged HDF5 file ({e}); download or copy it again"),
+            )
+        })?;
+        let sb = file.superblock();
+        let f = std::fs::File::open(path).map_err(io)?;
+        if let Some((at, bits)) =
+            fixed_array::overflowing_header_in(f, sb.offset_size, sb.length_size).map_err(io)?
+        {
+            return Err(fixed_array::overflow_error(name, at, bits));
+        }
+        let declared = sb.base_address.get().saturating_add(sb.eof_address);
+        if declared > len {
+            return Err(Error::input(
+                name,
+                format!(
+                    "is truncated: its HDF5 header says it is {declared} bytes long but it has \
+                     only {len}; download or copy the file again"
+                ),
+            ));
+        }
+        Ok(Some(H5 {
+            name: name.to_string(),
+            file,
+            max_dimension: opts.dimension_limit(),
+            file_len: len,
+            // Windows are read one at a time: no dataset is ever held whole.
+            max_expanded: u64::MAX,
         }))
     }
 }
