@@ -28,6 +28,134 @@ pub struct Metrics {
     pub n_samples: usize,
 }
 
+/// What `cellvae eval` prints and the page's evaluation panel shows: the held-out
+/// metrics, the kNN label accuracy of every cell's latent means (when labels are given)
+/// and the batch-mixing score (when the data has more than one batch). One function for
+/// both, so the page's numbers are the command line's.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    /// Cells of the data (every input cell, in the model's genes).
+    pub n_cells: usize,
+    /// Genes of the model.
+    pub n_genes: usize,
+    /// Cells evaluated (the held-out cells, or the training cells when none is held out).
+    pub n_evaluated_cells: usize,
+    /// Whether the evaluated cells were held out of training.
+    pub heldout: bool,
+    /// ELBO per evaluated cell (nats).
+    pub heldout_elbo_per_cell: f64,
+    /// Importance-weighted log p(x) per evaluated cell (nats), `n_samples` samples.
+    pub heldout_log_px_iw_per_cell: f64,
+    /// E_q[log p(x|z)] per evaluated cell (nats).
+    pub heldout_reconstruction_per_cell: f64,
+    /// Mean KL(q(z|x) || N(0, I)) per latent dimension (nats).
+    pub kl_per_dim: Vec<f64>,
+    /// Dimensions whose posterior mean varies across cells.
+    pub active_units: usize,
+    /// Importance samples per cell.
+    pub n_samples: usize,
+    /// 5-fold kNN (k = 15) label accuracy of every labelled cell's latent means.
+    pub knn15_accuracy: Option<f64>,
+    /// Batch mixing of the latent means (see [`batch_mixing`]; k = 15), with 2+ batches.
+    pub batch_mixing15: Option<f64>,
+}
+
+/// The report on `cells` of `m` (`heldout`: whether they were held out), with labels
+/// for the kNN accuracy and the batch codes' level count for the mixing score.
+#[allow(clippy::too_many_arguments)]
+pub fn report(
+    params: &Params,
+    m: &CountMatrix,
+    batch_codes: &[u32],
+    n_batches: usize,
+    cells: &[usize],
+    heldout: bool,
+    labels: Option<&[Option<u32>]>,
+    n_samples: usize,
+    seed: u64,
+) -> Report {
+    let metrics = evaluate(params, m, batch_codes, cells, n_samples, seed);
+    let z = params.config.n_latent;
+    let needs_means = labels.is_some() || n_batches > 1;
+    let mean = if needs_means {
+        let all: Vec<usize> = (0..m.n_cells).collect();
+        latent(params, m, batch_codes, &all).0
+    } else {
+        Vec::new()
+    };
+    Report {
+        n_cells: m.n_cells,
+        n_genes: m.n_genes,
+        n_evaluated_cells: cells.len(),
+        heldout,
+        heldout_elbo_per_cell: metrics.elbo_per_cell,
+        heldout_log_px_iw_per_cell: metrics.log_px_iw_per_cell,
+        heldout_reconstruction_per_cell: metrics.reconstruction_per_cell,
+        kl_per_dim: metrics.kl_per_dim,
+        active_units: metrics.active_units,
+        n_samples: metrics.n_samples,
+        knn15_accuracy: labels.and_then(|l| knn_accuracy(&mean, z, l, 15, 5, seed)),
+        batch_mixing15: (n_batches > 1)
+            .then(|| batch_mixing(&mean, z, batch_codes, n_batches, 15, 2000, seed))
+            .flatten(),
+    }
+}
+
+/// Batch mixing of the points `x` (N x d) with batch codes `batches` (< `n_batches`):
+/// for up to `max_cells` cells (a seeded choice; every cell when fewer), the entropy of
+/// the batches among the cell's `k` nearest other cells, divided by ln(n_batches), then
+/// averaged (Haghverdi et al. 2018's entropy of batch mixing, normalised): 1 when every
+/// neighbourhood holds the batches in equal shares, 0 when each holds one batch. None
+/// with fewer than 2 batches or k + 1 cells.
+pub fn batch_mixing(
+    x: &[f32],
+    d: usize,
+    batches: &[u32],
+    n_batches: usize,
+    k: usize,
+    max_cells: usize,
+    seed: u64,
+) -> Option<f64> {
+    let n = batches.len();
+    if n_batches < 2 || k == 0 || n <= k || d == 0 || x.len() < n * d {
+        return None;
+    }
+    let queries: Vec<usize> = if n > max_cells {
+        let order = rng::shuffle(seed, 1, n);
+        order[..max_cells].iter().map(|&i| i as usize).collect()
+    } else {
+        (0..n).collect()
+    };
+    let ln_b = (n_batches as f64).ln();
+    let mut dists: Vec<(f32, u32)> = Vec::with_capacity(n);
+    let mut counts = vec![0usize; n_batches];
+    let mut total = 0.0f64;
+    for &a in &queries {
+        dists.clear();
+        for b in (0..n).filter(|&b| b != a) {
+            let dist: f32 = (0..d).map(|j| (x[a * d + j] - x[b * d + j]).powi(2)).sum();
+            dists.push((dist, batches[b]));
+        }
+        dists.select_nth_unstable_by(k - 1, |p, q| p.0.total_cmp(&q.0));
+        counts.iter_mut().for_each(|c| *c = 0);
+        for &(_, bt) in &dists[..k] {
+            if let Some(c) = counts.get_mut(bt as usize) {
+                *c += 1;
+            }
+        }
+        let h: f64 = counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| {
+                let p = c as f64 / k as f64;
+                -p * p.ln()
+            })
+            .sum();
+        total += h / ln_b;
+    }
+    Some(total / queries.len() as f64)
+}
+
 /// Latent means and variances of `cells` (eval mode), row-major N x Z.
 pub fn latent(
     params: &Params,
@@ -224,4 +352,32 @@ pub fn knn_accuracy(
         }
     }
     Some(correct as f64 / idx.len() as f64)
+}
+
+#[cfg(test)]
+mod mixing_tests {
+    use super::batch_mixing;
+
+    /// Two batches on a line: interleaved (every neighbourhood mixed) against in two
+    /// far-apart clumps (every neighbourhood one batch).
+    #[test]
+    fn mixing_is_one_when_interleaved_and_zero_when_apart() {
+        let n = 200;
+        let batches: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+        let interleaved: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let apart: Vec<f32> = (0..n)
+            .map(|i| if i % 2 == 0 { i as f32 } else { 1e4 + i as f32 })
+            .collect();
+        let mixed = batch_mixing(&interleaved, 1, &batches, 2, 14, 1000, 0).unwrap();
+        let separated = batch_mixing(&apart, 1, &batches, 2, 14, 1000, 0).unwrap();
+        assert!(mixed > 0.95, "interleaved: {mixed}");
+        assert!(separated < 1e-9, "apart: {separated}");
+        // A subsample of the cells gives nearly the same answer.
+        let sub = batch_mixing(&interleaved, 1, &batches, 2, 14, 50, 3).unwrap();
+        assert!((sub - mixed).abs() < 0.05, "{sub} vs {mixed}");
+        assert_eq!(
+            batch_mixing(&interleaved, 1, &batches, 1, 14, 1000, 0),
+            None
+        );
+    }
 }

@@ -127,6 +127,17 @@ pub fn read_files(files: js_sys::Array, obs: JsValue) -> Result<Dataset, JsError
     Ok(Dataset { matrix })
 }
 
+/// Every WGSL kernel as compiled (`[{name, source}]`; the library code some kernels
+/// have prepended, `shaders/lib/`, included): what the page's shader viewer shows.
+#[wasm_bindgen]
+pub fn shader_sources() -> Result<JsValue, JsError> {
+    let list: Vec<serde_json::Value> = gpu::kernels::SHADERS
+        .iter()
+        .map(|(name, source)| serde_json::json!({ "name": name, "source": source }))
+        .collect();
+    to_js_value(&list)
+}
+
 /// Checks the GPU path end to end: opens a WebGPU device, runs the `log1p` kernel on
 /// `n` values and compares with the CPU twin. Resolves to `{adapter, n, max_abs_diff}`.
 #[wasm_bindgen]

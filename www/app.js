@@ -18,6 +18,10 @@ import { installAutomation } from './automation.js';
 import { wireSelection } from './selection.js';
 import { wireCompare } from './compare.js';
 import { wirePersist, restoreSession } from './persist.js';
+import { wireEvaluation } from './evaluate.js';
+import { wireShaders } from './shaders.js';
+import { wireClassroom, applySetup, parseSetup } from './classroom.js';
+import { renderLessonLists } from './lessons/index.js';
 
 /** The page's WebGPU, said in the header. @param {import('./protocol.js').GpuInfo} g */
 function renderBackend(g) {
@@ -45,6 +49,10 @@ async function main() {
   wirePersist();
   wireSelection();
   wireCompare();
+  wireEvaluation();
+  wireShaders();
+  renderLessonLists();
+  wireClassroom();
   adopt(null, null);
   // The engine: in a worker (which checks its own WebGPU while the page checks its), unless
   // the worker cannot run (no module workers) or lacks the WebGPU the page has;
@@ -72,6 +80,8 @@ async function main() {
   sendPace();
   // What this browser kept of the last session comes back before the page says ready.
   await restoreSession();
+  // A classroom link (#lesson=...&data=...&<setting>=...) sets the page up before it says ready.
+  if (location.hash.length > 1) await applySetup(parseSetup(location.hash));
   document.body.dataset.ready = 'true';
 }
 

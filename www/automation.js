@@ -191,6 +191,29 @@ function benchmarkMap(n, repeats) {
   return (performance.now() - t0) / repeats;
 }
 
+/** The open lesson and what its interactions measured (a deep copy). */
+function lesson() {
+  return { id: S.cls.lesson, data: S.cls.data, hidden: [...S.cls.hidden], result: JSON.parse(JSON.stringify(S.cls.result)) };
+}
+
+/** The evaluation panel: the last report and the runs table's rows. */
+function evaluation() {
+  return JSON.parse(JSON.stringify({ report: S.ev.report, error: S.ev.error, runs: S.ev.runs }));
+}
+
+/** `n` training steps now (as n presses of "1 step"). @param {number} n */
+async function step(n) {
+  if (!S.client || !S.info) throw new Error('no model');
+  await S.client.request('step', { n });
+}
+
+/** The model files as the Save buttons write them: config.json's text and model.safetensors' bytes. */
+async function modelFiles() {
+  if (!S.client || !S.info) throw new Error('no model');
+  const r = await S.client.request('export_model', {});
+  return { config: r.config, safetensors: Array.from(r.safetensors) };
+}
+
 export function installAutomation() {
   /** @type {any} */ (window).cellvae = {
     status,
@@ -209,5 +232,9 @@ export function installAutomation() {
     groups,
     comparison,
     volcanoPoint,
+    lesson,
+    evaluation,
+    step,
+    modelFiles,
   };
 }

@@ -18,6 +18,9 @@ import { adoptCompare } from './compare.js';
 /** @typedef {import('./protocol.js').SessionInfo} SessionInfo */
 /** @typedef {import('./protocol.js').TrainStatus} TrainStatus */
 
+/** The event dispatched on `window` after a snapshot from the engine was applied. */
+export const SNAPSHOT_EVENT = 'cellvae:snapshot';
+
 /** @param {string} text */
 export function setStatusText(text) {
   $('train-status').textContent = text;
@@ -48,6 +51,7 @@ export function setButtons() {
   button('train-toggle').setAttribute('aria-pressed', running ? 'true' : 'false');
   for (const id of ['export-latent', 'export-h5ad', 'export-h5ad-small', 'export-scvi', 'export-model-weights', 'export-model-config', 'export-map-png', 'export-charts-png']) button(id).disabled = !has;
   button('export-probe').disabled = !has || !S.probe.profile;
+  button('eval-run').disabled = !has || S.ev.running;
 }
 
 /** Where and on what training runs, and why. */
@@ -126,6 +130,8 @@ export function applySnapshot(snap) {
   }
   if (!training || snap.history || now - S.chartsAt > 200) drawCharts();
   setStatusText(S.stopped || describe(S.status));
+  // Whoever follows training (the open lesson) hears of every snapshot applied.
+  window.dispatchEvent(new CustomEvent(SNAPSHOT_EVENT));
   // The last recovery in full (step, why, where training went back to), on hover.
   $('train-status').title = (S.status && S.status.last_recovery) || '';
   setButtons();

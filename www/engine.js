@@ -541,6 +541,21 @@ const handlers = {
     return this.need().compare(Uint32Array.from(req.group1), Uint32Array.from(req.group2), req.options);
   },
 
+  async evaluate(req) {
+    // The evaluation panel: src/eval.rs `report`, as `cellvae eval` computes it.
+    return this.need().evaluate(req.samples, req.seed);
+  },
+
+  async step_kernels() {
+    // The shader viewer: one GPU step's kernels in order (empty on the CPU).
+    return { kernels: this.need().step_kernels() };
+  },
+
+  async teach(req) {
+    // A lesson's computation (src/session/teach.rs), by name, with its arguments.
+    return this.need().teach(req.what, req.args);
+  },
+
   async export_scvi() {
     return { bytes: this.need().scvi_model() };
   },

@@ -83,8 +83,8 @@ function mb(n) {
   return `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} MB`;
 }
 
-/** Reads `files` (+ a metadata table) in the engine and trains a new model on them; whether they were read. @param {FileEntry[]} files @param {FileEntry | null} obs @param {string} what @returns {Promise<boolean>} */
-export async function load(files, obs, what) {
+/** Reads `files` (+ a metadata table) in the engine and trains a new model on them; whether they were read. @param {FileEntry[]} files @param {FileEntry | null} obs @param {string} what @param {'simulated_batches' | null} [transform] a change made to the data once read (the lessons') @returns {Promise<boolean>} */
+export async function load(files, obs, what, transform = null) {
   clearError();
   const started = performance.now();
   const state = { what, phase: 'reading', in_worker: true, started_at: started, parsed_at: /** @type {number | null} */ (null), read_ms: /** @type {number | null} */ (null), parse_ms: /** @type {number | null} */ (null), log: /** @type {string[]} */ ([]) };
@@ -99,7 +99,7 @@ export async function load(files, obs, what) {
     await engineReady;
     const client = S.client;
     if (!client) throw new Error('the training engine did not start');
-    const r = await client.request('load', { files, obs, what }, {
+    const r = await client.request('load', { files, obs, what, transform }, {
       onProgress: (m) => {
         if (S.load !== state) return;
         state.phase = m.phase;
@@ -108,6 +108,7 @@ export async function load(files, obs, what) {
       },
     });
     state.parsed_at = performance.now();
+    S.cls.data = null;
     state.read_ms = r.read_ms;
     state.parse_ms = r.parse_ms;
     state.in_worker = r.in_worker;
@@ -150,7 +151,12 @@ function fileEntries(list) {
   return Array.from(list).map((f) => ({ name: f.name, file: f }));
 }
 
-async function loadDemo() {
+/**
+ * Loads the built-in demo; `variant` 'batches': split into two batches with a simulated
+ * batch effect (src/teach: the batch-effect lesson's data). Whether it loaded.
+ * @param {'plain' | 'batches'} [variant] @returns {Promise<boolean>}
+ */
+export async function loadDemo(variant = 'plain') {
   const base = 'www/demo/pbmc68k_reduced_700/';
   /** @param {string} name @returns {Promise<FileEntry>} */
   const get = async (name) => {
@@ -161,9 +167,13 @@ async function loadDemo() {
   try {
     const files = await Promise.all(['matrix.mtx.gz', 'features.tsv', 'barcodes.tsv'].map(get));
     const obs = await get('cells.tsv');
-    if (await load(files, obs, 'the demo (700 PBMCs)')) S.chosen = files;
+    const batches = variant === 'batches';
+    const ok = await load(files, obs, batches ? 'the demo in two simulated batches' : 'the demo (700 PBMCs)', batches ? 'simulated_batches' : null);
+    if (ok) S.chosen = files;
+    return ok;
   } catch (e) {
     showError(message(e));
+    return false;
   }
 }
 
@@ -189,7 +199,7 @@ async function obsChosen() {
 }
 
 export function wireFiles() {
-  $('demo-button').addEventListener('click', loadDemo);
+  $('demo-button').addEventListener('click', () => { S.cls.data = null; loadDemo().then((ok) => { if (ok) S.cls.data = 'demo'; }); });
   input('file-input').addEventListener('change', () => loadChosen(input('file-input').files));
   input('obs-input').addEventListener('change', obsChosen);
   const zone = $('drop-zone');

@@ -110,10 +110,16 @@
  * whole table as `cellvae de` writes it.
  * @typedef {{genes: GeneRow[], n_cells1: number, n_cells2: number, n_de: number, options: CompareOptions, csv: string}} Comparison
  *
+ * `Session.evaluate` (src/eval.rs `Report`): what `cellvae eval` prints, in nats per cell.
+ * @typedef {{n_cells: number, n_genes: number, n_evaluated_cells: number, heldout: boolean,
+ *   heldout_elbo_per_cell: number, heldout_log_px_iw_per_cell: number, heldout_reconstruction_per_cell: number,
+ *   kl_per_dim: number[], active_units: number, n_samples: number, knn15_accuracy: number | null,
+ *   batch_mixing15: number | null}} EvalReport
+ *
  * Every request: its payload and its result.
  * @typedef {{
  *   hello: {payload: {}, result: {thread: Thread, gpu: GpuInfo}},
- *   load: {payload: {files: FileEntry[], obs: FileEntry | null, what?: string}, result: {summary: Summary, geneNames: string[], read_ms: number, parse_ms: number, in_worker: boolean}},
+ *   load: {payload: {files: FileEntry[], obs: FileEntry | null, what?: string, transform?: 'simulated_batches' | null}, result: {summary: Summary, geneNames: string[], read_ms: number, parse_ms: number, in_worker: boolean}},
  *   parse: {payload: {files: FileEntry[], obs: FileEntry | null}, result: {bytes: Uint8Array, read_ms: number, parse_ms: number}},
  *   reset: {payload: {options: SessionOptions, device: string, keep: boolean}, result: {info: SessionInfo, snapshot: Snapshot}},
  *   import: {payload: {safetensors: Uint8Array, config: string, options: SessionOptions, device: string}, result: {info: SessionInfo, snapshot: Snapshot}},
@@ -128,6 +134,9 @@
  *   expression: {payload: {gene: string}, result: {values: Float32Array}},
  *   latent: {payload: {}, result: {latent: Float32Array}},
  *   compare: {payload: {group1: Uint32Array, group2: Uint32Array, options: CompareOptions}, result: Comparison},
+ *   evaluate: {payload: {samples: number, seed: number}, result: EvalReport},
+ *   teach: {payload: {what: string, args: Record<string, any>}, result: any},
+ *   step_kernels: {payload: {}, result: {kernels: {kernel: string, pass: string, dispatches: number}[]}},
  *   export_model: {payload: {}, result: {safetensors: Uint8Array, config: string}},
  *   export_h5ad: {payload: {keepCounts: boolean}, result: {bytes: Uint8Array}},
  *   export_scvi: {payload: {}, result: {bytes: Uint8Array}},

@@ -37,6 +37,8 @@ export function readOptions() {
   if (epochs !== undefined) opts.epochs = epochs;
   const top = intField('opt-top-genes', 'top variable genes', 1, true);
   if (top !== undefined) opts.top_genes = top;
+  const holdout = intField('opt-holdout', 'hold out every Kth cell', 2, true);
+  if (holdout !== undefined) opts.holdout_every = holdout;
   if (select('opt-batch-key').value) opts.batch_key = select('opt-batch-key').value;
   if (select('opt-label-key').value) opts.label_key = select('opt-label-key').value;
   Object.assign(opts, liveOptions());

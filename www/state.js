@@ -54,6 +54,24 @@
  * gene chosen in it.
  * @typedef {{result: import('./protocol.js').Comparison | null, names: [string, string], epoch: number, running: boolean,
  *   error: string | null, sort: string, desc: boolean, filter: string, chosen: number}} CompareState
+ *
+ * The evaluation panel (evaluate.js): the last report, whether one runs, its error, and
+ * the runs made in this page (one row per session: its settings and its last report).
+ * @typedef {{report: import('./protocol.js').EvalReport | null, running: boolean, error: string | null,
+ *   runs: RunRow[]}} EvalState
+ * @typedef {{session: number, label: string, settings: Record<string, string>, epoch: number,
+ *   report: import('./protocol.js').EvalReport}} RunRow
+ *
+ * The classroom (classroom.js, lessons/): the lesson open (null: none), the data preset
+ * loaded last ('demo', 'demo-batches'; null: the user's data), the controls hidden by
+ * the link, and what the open lesson's interactions measured (read by the tests).
+ * @typedef {{lesson: string | null, data: string | null, hidden: Set<string>, result: Record<string, any>}} ClassState
+ *
+ * The shader viewer (shaders.js): every kernel's WGSL (from the wasm core), the one
+ * shown, and one GPU training step's kernels in order (null: not asked yet; empty: the
+ * model trains on the CPU or has not stepped on the GPU).
+ * @typedef {{sources: {name: string, source: string}[], chosen: string,
+ *   step: {kernel: string, pass: string, dispatches: number}[] | null}} ShaderState
  */
 
 /**
@@ -101,6 +119,9 @@
  *   restored: {savedAt: number, epoch: number, cells: number} | null,
  *   sel: SelectState,
  *   cmp: CompareState,
+ *   ev: EvalState,
+ *   cls: ClassState,
+ *   sh: ShaderState,
  * }} PageState
  */
 
@@ -154,6 +175,9 @@ export const S = {
   restored: null, // the session restored on start-up, if any
   sel: { tool: 'probe', current: null, how: '', drawing: null, adding: false, groups: [], nextId: 1, for: '' }, // selections and groups (selection.js)
   cmp: { result: null, names: ['', ''], epoch: 0, running: false, error: null, sort: 'proba_de', desc: true, filter: '', chosen: -1 }, // the comparison (compare.js)
+  ev: { report: null, running: false, error: null, runs: [] }, // the evaluation panel (evaluate.js)
+  cls: { lesson: null, data: null, hidden: new Set(), result: {} }, // the classroom: lesson, preset, hidden controls (classroom.js)
+  sh: { sources: [], chosen: 'reparam', step: null }, // the shader viewer (shaders.js)
 };
 
 /** The modelled genes (decode's columns). */

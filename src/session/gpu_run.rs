@@ -43,6 +43,8 @@ pub struct GpuView {
     /// The whole state last read back (by a read-back with no steps, `step(0)`, or at the
     /// end of training), with the [`Schedule::version`] and record it was read at.
     pub saved: Option<Rc<(u64, TrainState, ScheduleRecord)>>,
+    /// One training step's kernels in recording order (empty until a step ran).
+    pub step_kernels: Vec<crate::backend::gpu::kernels::KernelRun>,
 }
 
 /// Where the run's trainer is.
@@ -104,6 +106,7 @@ impl GpuRun {
             last: None,
             params,
             saved: None,
+            step_kernels: Vec::new(),
         };
         Ok(GpuRun {
             state: RefCell::new(GpuState::Ready(Box::new(trainer))),
@@ -272,6 +275,9 @@ impl GpuRun {
             v.recoveries = s.recoveries.clone();
         }
         v.config = s.config.clone();
+        if v.step_kernels.is_empty() {
+            v.step_kernels = trainer.backend.step_kernels.clone();
+        }
         if let Some(&(l, _)) = out.iter().rev().find(|(l, _)| l.finite) {
             // The epoch of the last step: the previous one when it closed an epoch.
             let closed = out.last().is_some_and(|(_, r)| r.is_some());

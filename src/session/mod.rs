@@ -9,7 +9,9 @@
 
 pub mod codec;
 mod compare;
+mod evaluate;
 pub mod gpu_run;
+mod lessons;
 pub mod options;
 mod report;
 pub mod resume;
@@ -24,6 +26,7 @@ use crate::pipeline::{prepare, prepare_for_model, Prepared};
 use crate::train::{EpochRecord, Schedule, Trainer};
 use crate::CountMatrix;
 pub use compare::{Comparison, GeneRow};
+pub use evaluate::EVAL_SAMPLES;
 use gpu_run::{GpuRun, GpuView};
 pub use options::{check_beta, check_lr, RunOptions, SessionOptions, Words};
 pub use report::{Column, Facts, Status};
@@ -359,6 +362,15 @@ impl Session {
         match &self.run {
             Run::Cpu(_) => "cpu",
             Run::Gpu(_) | Run::Failed(..) => "webgpu",
+        }
+    }
+
+    /// One GPU training step's kernels in recording order (empty: training is on the
+    /// CPU, or no GPU step ran yet).
+    pub fn step_kernels(&self) -> Vec<crate::backend::gpu::kernels::KernelRun> {
+        match &self.run {
+            Run::Gpu(run) => run.with_view(|v| v.step_kernels.clone()),
+            Run::Cpu(_) | Run::Failed(..) => Vec::new(),
         }
     }
 

@@ -271,6 +271,9 @@ pub struct SessionOptions {
     pub min_counts: u64,
     /// QC: minimum detected genes per cell.
     pub min_genes: usize,
+    /// Hold out the cell at input position i when i % K == 0 (None or 0: none), for the
+    /// evaluation panel's held-out metrics (as `cellvae train --holdout-every`).
+    pub holdout_every: Option<usize>,
 }
 
 impl Default for SessionOptions {
@@ -300,6 +303,7 @@ impl SessionOptions {
             top_genes: None,
             min_counts: 0,
             min_genes: 0,
+            holdout_every: None,
         }
     }
 
@@ -382,6 +386,7 @@ impl SessionOptions {
             },
             label_key,
             batch_key,
+            holdout_every: self.holdout_every.filter(|&k| k > 0),
             ..Default::default()
         })
     }

@@ -257,4 +257,25 @@ impl Session {
     pub fn nearest_profile(&self, z: Vec<f32>, k: usize, library: f32) -> Result<JsValue, JsError> {
         to_js_value(&self.with(|s| s.nearest_profile(&z, k, library))?)
     }
+
+    /// The evaluation panel's numbers with `n_samples` importance samples (`cellvae
+    /// eval`'s fields: `{n_cells, n_genes, n_evaluated_cells, heldout,
+    /// heldout_elbo_per_cell, heldout_log_px_iw_per_cell, heldout_reconstruction_per_cell,
+    /// kl_per_dim, active_units, n_samples, knn15_accuracy, batch_mixing15}`).
+    pub fn evaluate(&self, n_samples: usize, seed: u32) -> Result<JsValue, JsError> {
+        to_js_value(&self.with(|s| s.evaluate(n_samples, u64::from(seed)))?)
+    }
+
+    /// A lesson's computation by name (src/session/lessons.rs), its arguments and its
+    /// answer as plain objects.
+    pub fn teach(&self, what: &str, args: JsValue) -> Result<JsValue, JsError> {
+        let a: serde_json::Value = from_js_or_default(args, "lesson arguments")?;
+        to_js_value(&self.with(|s| s.teach(what, a))?)
+    }
+
+    /// One GPU training step's kernels in order: `[{kernel, pass, dispatches}]` (empty
+    /// on the CPU or before the first GPU step).
+    pub fn step_kernels(&self) -> Result<JsValue, JsError> {
+        to_js_value(&self.core.borrow().step_kernels())
+    }
 }

@@ -174,6 +174,12 @@ pub fn run_browser_tests() -> Result<(), String> {
     let base = format!("http://127.0.0.1:{port}/");
     let artifacts = root.join("tests/e2e/artifacts");
     std::fs::create_dir_all(&artifacts).map_err(|e| e.to_string())?;
+    // The native command line (built by the native tests before this step): the lessons
+    // test compares the page's evaluation panel with `cellvae eval`.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug/cellvae");
     run(
         "node",
         &["--test", "--test-concurrency=1", "tests/e2e/"],
@@ -184,6 +190,7 @@ pub fn run_browser_tests() -> Result<(), String> {
                 "CELLVAE_SHARED_DATA",
                 &root.join("../shared/data").to_string_lossy(),
             ),
+            ("CELLVAE_BIN", &bin.to_string_lossy()),
         ],
         &root,
     )

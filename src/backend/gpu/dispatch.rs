@@ -156,7 +156,7 @@ pub fn encode(
     pass.set_pipeline(pipeline);
     pass.set_bind_group(0, &bind_group, &[]);
     pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-    ctx.count_dispatch();
+    ctx.count_dispatch(label);
     Ok(())
 }
 

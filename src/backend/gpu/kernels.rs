@@ -387,3 +387,66 @@ pub fn grid_for(n: u32) -> (u32, u32) {
         (65_535, groups.div_ceil(65_535))
     }
 }
+
+/// Consecutive dispatches of one kernel entry point in a recorded step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KernelRun {
+    /// The kernel's file in `shaders/` (without `.wgsl`), as named in [`SHADERS`].
+    pub kernel: String,
+    /// The compute pass's label (the kernel, or `kernel.entry` for a second entry point).
+    pub pass: String,
+    /// Dispatches in a row.
+    pub dispatches: u32,
+}
+
+/// The kernel file a compute pass's label belongs to (`linear_forward`,
+/// `linear_backward.dw` -> `linear`; `nb_loglik.theta` -> `nb_loglik`).
+pub fn kernel_of_pass(label: &str) -> &str {
+    let head = label.split('.').next().unwrap_or(label);
+    match head {
+        "linear_forward" | "linear_backward" => "linear",
+        other => other,
+    }
+}
+
+/// Pass labels in recording order, grouped into runs of the same pass.
+pub fn kernel_runs(labels: &[String]) -> Vec<KernelRun> {
+    let mut out: Vec<KernelRun> = Vec::new();
+    for l in labels {
+        match out.last_mut() {
+            Some(r) if r.pass == *l => r.dispatches += 1,
+            _ => out.push(KernelRun {
+                kernel: kernel_of_pass(l).to_string(),
+                pass: l.clone(),
+                dispatches: 1,
+            }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod kernel_run_tests {
+    use super::*;
+
+    #[test]
+    fn every_pass_names_a_kernel_file_and_runs_group() {
+        let labels: Vec<String> = [
+            "linear_forward",
+            "linear_forward",
+            "nb_loglik.theta",
+            "adam",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let runs = kernel_runs(&labels);
+        assert_eq!(runs.len(), 3);
+        assert_eq!((runs[0].kernel.as_str(), runs[0].dispatches), ("linear", 2));
+        assert_eq!(runs[1].kernel, "nb_loglik");
+        let names: Vec<&str> = SHADERS.iter().map(|(n, _)| *n).collect();
+        for r in &runs {
+            assert!(names.contains(&r.kernel.as_str()), "{}", r.kernel);
+        }
+    }
+}

@@ -61,6 +61,9 @@ pub struct GpuContext {
     /// Fault injection: the next out-of-memory scope reports an error (see
     /// [`GpuContext::fail_next_allocation`]).
     fail_allocation: AtomicBool,
+    /// The labels of the compute passes recorded while a log is on (see
+    /// [`GpuContext::start_kernel_log`]).
+    kernel_log: Mutex<Option<Vec<String>>>,
 }
 
 /// A bind group and what it was made of.
@@ -138,6 +141,7 @@ impl GpuContext {
             largest_buffer: AtomicU64::new(0),
             tapes: Mutex::new(Tapes::default()),
             fail_allocation: AtomicBool::new(false),
+            kernel_log: Mutex::new(None),
         })
     }
 
@@ -276,8 +280,31 @@ impl GpuContext {
         self.dispatches.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn count_dispatch(&self) {
+    pub(crate) fn count_dispatch(&self, label: &str) {
         self.dispatches.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut log) = self.kernel_log.lock() {
+            if let Some(l) = log.as_mut() {
+                l.push(label.to_string());
+            }
+        }
+    }
+
+    /// Starts logging the label of every compute pass recorded (until
+    /// [`GpuContext::take_kernel_log`]): what the page's shader viewer lists.
+    pub fn start_kernel_log(&self) {
+        if let Ok(mut log) = self.kernel_log.lock() {
+            *log = Some(Vec::new());
+        }
+    }
+
+    /// The labels logged since [`GpuContext::start_kernel_log`], in recording order; stops
+    /// the log.
+    pub fn take_kernel_log(&self) -> Vec<String> {
+        self.kernel_log
+            .lock()
+            .ok()
+            .and_then(|mut l| l.take())
+            .unwrap_or_default()
     }
 
     /// The size in bytes of the largest buffer created on this context so far (the

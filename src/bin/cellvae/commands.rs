@@ -3,7 +3,7 @@
 
 use cellvae::data::CountMatrix;
 use cellvae::de::{differential_expression, groups_by_column, to_csv, DeOptions, DecodeAs};
-use cellvae::eval::{evaluate, knn_accuracy, latent};
+use cellvae::eval::{evaluate, knn_accuracy, latent, report};
 use cellvae::model::io::{checkpoint_to_safetensors, read_model, to_safetensors, ModelFiles};
 use cellvae::model::{Backend, CpuBackend, GpuBackend, ModelConfig, Params, TrainState};
 use cellvae::pipeline::{column_codes, prepare, prepare_for_model, PrepareOptions};
@@ -490,29 +490,29 @@ pub fn eval(
     } else {
         &prep.train_cells
     };
-    let metrics = evaluate(&params, m, batch_codes, cells, samples, seed);
-    let mut mj = serde_json::json!({
-        "n_cells": m.n_cells,
-        "n_genes": m.n_genes,
-        "n_evaluated_cells": cells.len(),
-        "heldout_elbo_per_cell": metrics.elbo_per_cell,
-        "heldout_log_px_iw100_per_cell": metrics.log_px_iw_per_cell,
-        "heldout_reconstruction_per_cell": metrics.reconstruction_per_cell,
-        "kl_per_dim": metrics.kl_per_dim,
-        "active_units": metrics.active_units,
-    });
-    if let Some(key) = label_key {
-        let col = m
-            .obs
-            .get(key)
-            .ok_or_else(|| Error::Config(format!("--label-key {key}: no such metadata column")))?;
-        let (codes, _) = column_codes(col);
-        let all: Vec<usize> = (0..m.n_cells).collect();
-        let (mean, _) = latent(&params, m, batch_codes, &all);
-        if let Some(k) = knn_accuracy(&mean, files.model.n_latent, &codes, 15, 5, seed) {
-            mj["knn15_accuracy"] = serde_json::json!(k);
+    let heldout = holdout_every.is_some_and(|k| k > 0);
+    let labels = match label_key {
+        Some(key) => {
+            let col = m.obs.get(key).ok_or_else(|| {
+                Error::Config(format!("--label-key {key}: no such metadata column"))
+            })?;
+            Some(column_codes(col).0)
         }
-    }
+        None => None,
+    };
+    let n_batches = files.model.n_batches.max(1);
+    let r = report(
+        &params,
+        m,
+        batch_codes,
+        n_batches,
+        cells,
+        heldout,
+        labels.as_deref(),
+        samples,
+        seed,
+    );
+    let mj = serde_json::to_value(&r).map_err(|e| Error::Config(format!("eval: {e}")))?;
     emit(&format!("{}\n", json(&mj)?))?;
     Ok(())
 }

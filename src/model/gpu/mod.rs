@@ -39,6 +39,9 @@ pub struct GpuBackend {
     model: Option<Resident>,
     /// Compute dispatches recorded by the last training step (forward, backward, Adam).
     pub last_dispatches: usize,
+    /// The kernels of one training step in recording order (logged on the first step:
+    /// the page's shader viewer).
+    pub step_kernels: Vec<crate::backend::gpu::kernels::KernelRun>,
     /// Fault injection for tests of the CPU fallback: a fault at a step (see
     /// [`GpuBackend::fault_at_step`]).
     fault_at: Option<(u32, GpuFault)>,
@@ -88,6 +91,7 @@ impl GpuBackend {
             pipes,
             model: None,
             last_dispatches: 0,
+            step_kernels: Vec::new(),
             fault_at: None,
             poison_at: None,
         })
@@ -353,7 +357,15 @@ impl Backend for GpuBackend {
                     .queue
                     .write_buffer(&t.value, 0, bytemuck::cast_slice(&nan));
             }
+            let log = self.step_kernels.is_empty() && slot == 0;
+            if log {
+                self.ctx.start_kernel_log();
+            }
             self.queue_step(batch, hyper, slot).await?;
+            if log {
+                self.step_kernels =
+                    crate::backend::gpu::kernels::kernel_runs(&self.ctx.take_kernel_log());
+            }
         }
         let ctx = &self.ctx;
         let m = self.model.as_mut().ok_or_else(not_loaded)?;
