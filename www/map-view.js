@@ -3,14 +3,71 @@
 // the shown plane (and fits the view) when the latent means or the axes change; the render
 // functions (drawMap, renderLegend, renderPlaneNote) only draw from the state. The canvas
 // may have any size and aspect ratio (www/layout.js sizes it and dispatches
-// `cellvae:layout`): every draw reads canvas.width and canvas.height.
+// `cellvae:layout`): every draw reads canvas.width and canvas.height. The cells are drawn
+// by WebGL2 (gl-points.js) where it runs on a GPU (or `?map=webgl2`), else (no WebGL2,
+// WebGL2 in software, a lost context, or `?map=canvas`) by map.js's drawPoints; the
+// canvas's `data-renderer` says which.
 import { SCALES, MISSING, drawColourBar, fmtNumber } from './plot.js';
 import { axisProjection, pcaProjection, projectAll, projectPoint, fitView, toPixel, drawPoints, drawRings } from './map.js';
 import { S, TRAV_STEPS } from './state.js';
 import { GROUP_COLOURS, SELECTION_COLOUR, drawnPolygon } from './selection.js';
 import { $, canvas as canvasEl, select, el, option } from './dom.js';
+import { GlPoints } from './gl-points.js';
 
 export const mapCanvas = () => canvasEl('latent-map');
+
+// Bumped whenever S.proj is rewritten (in place), so the GL renderer uploads positions once
+// per latent update and never for a pan or zoom.
+let projVersion = 0;
+const asked = new URLSearchParams(location.search).get('map');
+/** @type {GlPoints | null | undefined} undefined: not tried yet; null: none (see fallbackWhy) */
+let glPoints;
+/** Why the cells are drawn by drawPoints: 'asked' (?map=canvas), 'unavailable' (no WebGL2), 'software' (WebGL2 on the CPU), 'lost'. */
+let fallbackWhy = '';
+/** The WebGL renderer's name, where there is one. */
+let glName = '';
+
+/**
+ * The GL renderer, made on first use; null where the cells are drawn by drawPoints:
+ * `?map=canvas`, no WebGL2, or WebGL2 on the CPU (SwiftShader, llvmpipe: drawPoints is
+ * faster there) unless `?map=webgl2` asks for it.
+ */
+function glRenderer() {
+  if (glPoints === undefined) {
+    glPoints = null;
+    if (asked === 'canvas') fallbackWhy = 'asked';
+    else {
+      try {
+        const g = new GlPoints(() => drawMap());
+        glName = g.name;
+        if (g.software && asked !== 'webgl2') {
+          g.dispose();
+          fallbackWhy = 'software';
+        } else glPoints = g;
+      } catch (e) {
+        fallbackWhy = 'unavailable';
+        console.info(`cellvae: the map draws its cells on a 2-D canvas (${e instanceof Error ? e.message : e})`);
+      }
+    }
+  }
+  return glPoints;
+}
+
+/**
+ * What draws the map's cells (automation, tests): `renderer` 'webgl2' or 'canvas', `why`
+ * the canvas ('' | 'asked' | 'unavailable' | 'software' | 'lost'), `gl` the WebGL renderer's name.
+ */
+export function mapRenderer() {
+  const g = glRenderer();
+  const on = !!g && g.ready;
+  return { renderer: on ? 'webgl2' : 'canvas', why: on ? '' : g ? 'lost' : fallbackWhy, gl: glName };
+}
+
+/** Tests: lose the GL renderer's context (the map falls back to drawPoints) or restore it. @param {boolean} lose */
+export function testLoseMapContext(lose) {
+  const g = glRenderer();
+  return g ? g.testLoseContext(lose) : false;
+}
 
 /** The cells' positions in the shown plane from the latent means (and the view, while it follows the data). */
 export function updateProjection() {
@@ -24,6 +81,7 @@ export function updateProjection() {
     S.P = axisProjection(S.latent, S.n, S.d, i, Math.min(j, S.d));
   }
   S.proj = projectAll(S.latent, S.n, S.d, S.P, S.proj);
+  projVersion++;
   if (S.autoView || !S.view) fitToCanvas();
 }
 
@@ -72,7 +130,13 @@ export function drawMap() {
   if (ox > 0 && ox < W) { ctx.moveTo(ox, 0); ctx.lineTo(ox, H); }
   if (oy > 0 && oy < H) { ctx.moveTo(0, oy); ctx.lineTo(W, oy); }
   ctx.stroke();
-  if (S.colours && S.colours.index.length === S.n) drawPoints(ctx, S.proj, S.n, v, W, H, S.colours);
+  if (S.colours && S.colours.index.length === S.n) {
+    // Cells above the field and axes, below the labels, rings, walk and probe.
+    const g = glRenderer();
+    const onGpu = !!g && g.draw(ctx, S.proj, projVersion, S.n, v, W, H, S.colours);
+    if (!onGpu) drawPoints(ctx, S.proj, S.n, v, W, H, S.colours);
+    canvas.dataset.renderer = onGpu ? 'webgl2' : 'canvas';
+  }
   ctx.fillStyle = '#667085';
   ctx.font = '11px system-ui, sans-serif';
   ctx.textAlign = 'right';

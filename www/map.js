@@ -287,8 +287,8 @@ const ALPHA = 0.85;
 
 /** @type {Map<string, number[]>} */
 const rgbCache = new Map();
-/** @param {string} colour */
-function rgbOf(colour) {
+/** The r, g, b of a CSS colour as colours.js writes them (#rrggbb or rgb(r, g, b)). @param {string} colour */
+export function rgbOf(colour) {
   let v = rgbCache.get(colour);
   if (!v) {
     const m = /^rgb\((\d+),\s*(\d+),\s*(\d+)\)$/.exec(colour);

@@ -6,6 +6,16 @@
 //   CELLVAE_BASE_URL=http://127.0.0.1:8181/ CELLVAE_SHARED_DATA=/work/shared/data \
 //     node tests/e2e/measure.mjs [--seconds 20] [--frames-seconds 6] [--mode webgpu|no-webgpu]
 //
+//   ... node tests/e2e/measure.mjs --map [--map-seconds 4] [--cells 10000,100000,1000000]
+//
+// `--map` measures the latent map instead: for each WebGPU mode, the page as it draws
+// (WebGL2 where it has it) and with `?map=canvas` (map.js drawPoints), the demo loaded
+// and then synthetic latent means of N cells (12 clusters, coloured by cluster) put in
+// the page's state; every animation frame pans the view and redraws the map (drawMap).
+// Prints the renderer used, the milliseconds drawMap takes (median, p95), the frame
+// intervals meanwhile (median, p95, frames/s), and one latent update (projection,
+// upload, draw).
+//
 // Prints one line per figure and a JSON summary at the end. Works on the page before and
 // after training moved into a worker (status() may be sync or async; `thread` is printed
 // when the page reports it).
@@ -22,6 +32,9 @@ const arg = (name, dflt) => {
 const SECONDS = Number(arg('seconds', 20));
 const FRAME_SECONDS = Number(arg('frames-seconds', 6));
 const MODES = arg('mode', 'both') === 'both' ? [false, true] : [arg('mode') === 'webgpu'];
+const MAP = args.includes('--map');
+const MAP_SECONDS = Number(arg('map-seconds', 4));
+const CELLS = String(arg('cells', '10000,100000,1000000')).split(',').map(Number);
 
 const status = (page) => page.evaluate(() => window.cellvae.status());
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -111,11 +124,95 @@ async function measure(webgpu) {
   return out;
 }
 
+// The map's frame figures for N synthetic cells, on the page as opened (see --map).
+async function measureMap(webgpu, canvasPath) {
+  const mode = `${webgpu ? 'webgpu' : 'no-webgpu'}${canvasPath ? ', ?map=canvas' : ''}`;
+  const b = await launch(webgpu);
+  const rows = [];
+  try {
+    const { page } = b;
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await openApp(page, canvasPath ? new URL('?map=canvas', process.env.CELLVAE_BASE_URL).href : undefined);
+    await page.click('[data-testid="demo-button"]');
+    await waitStatus(page, '(s) => s.n_cells === 700');
+    await page.waitForFunction(() => window.cellvae.cellPosition(0) !== null, null, { timeout: 60_000 });
+    for (const n of CELLS) {
+      const r = await page.evaluate(async ({ n, ms }) => {
+        const base = document.baseURI;
+        const { S } = await import(new URL('www/state.js', base).href);
+        const mv = await import(new URL('www/map-view.js', base).href);
+        const d = S.d, K = 12;
+        // Clusters in the latent space, each cell a little off its centre.
+        const centres = Array.from({ length: K * d }, () => Math.random() * 6 - 3);
+        const lat = new Float32Array(n * d);
+        const index = new Uint16Array(n);
+        for (let c = 0; c < n; c++) {
+          const k = c % K;
+          index[c] = k;
+          for (let j = 0; j < d; j++) {
+            const g = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+            lat[c * d + j] = centres[k * d + j] + 0.4 * g;
+          }
+        }
+        const table = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#637939'];
+        const t0 = performance.now();
+        S.latent = lat;
+        S.n = n;
+        S.colours = { table, index, order: null };
+        S.autoView = true;
+        mv.updateProjection();
+        const t1 = performance.now();
+        mv.drawMap();
+        const t2 = performance.now();
+        const v0 = { ...S.view };
+        const w = v0.x1 - v0.x0;
+        const draws = [], frames = [];
+        await new Promise((res) => {
+          const end = performance.now() + ms;
+          const f = (t) => {
+            frames.push(t);
+            // Pan back and forth (a fifth of the width), as a right-drag does.
+            const dx = 0.2 * w * Math.sin(frames.length / 20);
+            S.autoView = false;
+            S.view = { x0: v0.x0 + dx, x1: v0.x1 + dx, y0: v0.y0, y1: v0.y1 };
+            const a = performance.now();
+            mv.drawMap();
+            draws.push(performance.now() - a);
+            if (t < end) requestAnimationFrame(f); else res(null);
+          };
+          requestAnimationFrame(f);
+        });
+        const c = document.querySelector('[data-testid="latent-map"]');
+        return {
+          renderer: mv.mapRenderer(), canvas: [c.width, c.height], project_ms: t1 - t0, first_draw_ms: t2 - t1, draws,
+          gaps: frames.slice(1).map((x, i) => x - frames[i]),
+        };
+      }, { n, ms: MAP_SECONDS * 1000 });
+      const draws = [...r.draws].sort((a, c) => a - c), gaps = [...r.gaps].sort((a, c) => a - c);
+      const row = {
+        mode, cells: n, renderer: r.renderer.renderer + (r.renderer.why ? ` (${r.renderer.why})` : ''), canvas: r.canvas.join('x'),
+        draw_ms_median: quantile(draws, 0.5), draw_ms_p95: quantile(draws, 0.95),
+        frame_ms_median: quantile(gaps, 0.5), frame_ms_p95: quantile(gaps, 0.95), fps: r.gaps.length / (r.gaps.reduce((a, x) => a + x, 0) / 1000),
+        latent_update_ms: r.project_ms + r.first_draw_ms,
+      };
+      rows.push(row);
+      console.log(`[${mode}] ${n} cells, ${row.renderer}, map ${row.canvas}: drawMap median ${row.draw_ms_median.toFixed(1)} ms, p95 ${row.draw_ms_p95.toFixed(1)} ms; frames ${row.fps.toFixed(1)}/s (median ${row.frame_ms_median.toFixed(1)} ms, p95 ${row.frame_ms_p95.toFixed(1)} ms); a latent update (project + upload + draw) ${row.latent_update_ms.toFixed(0)} ms`);
+    }
+  } finally {
+    await b.close();
+  }
+  return rows;
+}
+
 let chromium = '';
 try { chromium = execFileSync(process.env.CHROMIUM || '/usr/bin/chromium', ['--version'], { encoding: 'utf8' }).trim(); } catch { /* unknown */ }
 const load0 = os.loadavg();
 const results = [];
-for (const webgpu of MODES) results.push(await measure(webgpu));
+if (MAP) {
+  for (const webgpu of MODES) for (const canvasPath of [false, true]) results.push(...(await measureMap(webgpu, canvasPath)));
+} else {
+  for (const webgpu of MODES) results.push(await measure(webgpu));
+}
 const summary = {
   date: new Date().toISOString(), chromium, cpus: os.cpus().length, cpu: os.cpus()[0]?.model,
   loadavg_before: load0.map((x) => x.toFixed(2)), loadavg_after: os.loadavg().map((x) => x.toFixed(2)),
