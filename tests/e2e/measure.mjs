@@ -8,8 +8,9 @@
 //
 //   ... node tests/e2e/measure.mjs --map [--map-seconds 4] [--cells 10000,100000,1000000]
 //
-// `--map` measures the latent map instead: for each WebGPU mode, the page as it draws
-// (WebGL2 where it has it) and with `?map=canvas` (map.js drawPoints), the demo loaded
+// `--map` measures the latent map instead: for each WebGPU mode, the page with
+// `?map=webgl2` (WebGL2 wherever the browser has it, software too) and with `?map=canvas`
+// (map.js drawPoints), the demo loaded
 // and then synthetic latent means of N cells (12 clusters, coloured by cluster) put in
 // the page's state; every animation frame pans the view and redraws the map (drawMap).
 // Prints the renderer used, the milliseconds drawMap takes (median, p95), the frame
@@ -126,13 +127,13 @@ async function measure(webgpu) {
 
 // The map's frame figures for N synthetic cells, on the page as opened (see --map).
 async function measureMap(webgpu, canvasPath) {
-  const mode = `${webgpu ? 'webgpu' : 'no-webgpu'}${canvasPath ? ', ?map=canvas' : ''}`;
+  const mode = `${webgpu ? 'webgpu' : 'no-webgpu'}, ?map=${canvasPath ? 'canvas' : 'webgl2'}`;
   const b = await launch(webgpu);
   const rows = [];
   try {
     const { page } = b;
     await page.setViewportSize({ width: 1280, height: 900 });
-    await openApp(page, canvasPath ? new URL('?map=canvas', process.env.CELLVAE_BASE_URL).href : undefined);
+    await openApp(page, new URL(`?map=${canvasPath ? 'canvas' : 'webgl2'}`, process.env.CELLVAE_BASE_URL).href);
     await page.click('[data-testid="demo-button"]');
     await waitStatus(page, '(s) => s.n_cells === 700');
     await page.waitForFunction(() => window.cellvae.cellPosition(0) !== null, null, { timeout: 60_000 });
@@ -190,7 +191,7 @@ async function measureMap(webgpu, canvasPath) {
       }, { n, ms: MAP_SECONDS * 1000 });
       const draws = [...r.draws].sort((a, c) => a - c), gaps = [...r.gaps].sort((a, c) => a - c);
       const row = {
-        mode, cells: n, renderer: r.renderer.renderer + (r.renderer.why ? ` (${r.renderer.why})` : ''), canvas: r.canvas.join('x'),
+        mode, cells: n, renderer: r.renderer.renderer + (r.renderer.why ? ` (${r.renderer.why})` : ''), gl: r.renderer.gl, canvas: r.canvas.join('x'),
         draw_ms_median: quantile(draws, 0.5), draw_ms_p95: quantile(draws, 0.95),
         frame_ms_median: quantile(gaps, 0.5), frame_ms_p95: quantile(gaps, 0.95), fps: r.gaps.length / (r.gaps.reduce((a, x) => a + x, 0) / 1000),
         latent_update_ms: r.project_ms + r.first_draw_ms,
