@@ -21,8 +21,8 @@ import { rgbOf } from './map.js';
 // point whose centre is outside its viewport, so the GL canvas has this margin all round.
 const MARGIN = 4;
 const TABLE_WIDTH = 1024;
-// WebGL renderers that run on the CPU. On this project's 2-core test machine SwiftShader
-// draws 100,000 points in ~200 ms, where drawPoints takes ~80 ms (docs/SPEED.md).
+// WebGL renderers that run on the CPU. On this project's 2-core machines SwiftShader draws
+// the cells 3 to 5 times as slowly as drawPoints (docs/PAGE.md, "The map's cells on the GPU").
 const SOFTWARE = /swiftshader|llvmpipe|softpipe|lavapipe|software|basic render/i;
 
 const VERTEX = `#version 300 es
