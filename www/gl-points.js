@@ -22,7 +22,7 @@ import { rgbOf } from './map.js';
 const MARGIN = 4;
 const TABLE_WIDTH = 1024;
 // WebGL renderers that run on the CPU. On this project's 2-core machines SwiftShader draws
-// the cells 3 to 5 times as slowly as drawPoints (docs/PAGE.md, "The map's cells on the GPU").
+// the cells 4 to 10 times as slowly as drawPoints (docs/PAGE.md, "The map's cells on the GPU").
 const SOFTWARE = /swiftshader|llvmpipe|softpipe|lavapipe|software|basic render/i;
 
 const VERTEX = `#version 300 es
