@@ -96,64 +96,99 @@ pub fn report(
         n_samples: metrics.n_samples,
         knn15_accuracy: labels.and_then(|l| knn_accuracy(&mean, z, l, 15, 5, seed)),
         batch_mixing15: (n_batches > 1)
-            .then(|| batch_mixing(&mean, z, batch_codes, n_batches, 15, 2000, seed))
+            .then(|| batch_mixing(&mean, z, batch_codes, 15, 2000, seed))
             .flatten(),
     }
 }
 
-/// Batch mixing of the points `x` (N x d) with batch codes `batches` (< `n_batches`):
-/// for up to `max_cells` cells (a seeded choice; every cell when fewer), the entropy of
-/// the batches among the cell's `k` nearest other cells, divided by ln(n_batches), then
-/// averaged (Haghverdi et al. 2018's entropy of batch mixing, normalised): 1 when every
-/// neighbourhood holds the batches in equal shares, 0 when each holds one batch. None
-/// with fewer than 2 batches or k + 1 cells.
+/// Batch mixing of the points `x` (N x d) with batch codes `batches` over every cell:
+/// [`batch_mixing_entropy`] with k neighbours, scored on up to `max_cells` cells (a
+/// seeded choice; every cell when fewer): 1 when every neighbourhood holds the batches
+/// in equal shares, 0 when each holds one batch (Haghverdi et al. 2018's entropy of batch
+/// mixing, normalised by ln of the batches present). None with fewer than 2 batches.
 pub fn batch_mixing(
     x: &[f32],
     d: usize,
     batches: &[u32],
-    n_batches: usize,
     k: usize,
     max_cells: usize,
     seed: u64,
 ) -> Option<f64> {
     let n = batches.len();
-    if n_batches < 2 || k == 0 || n <= k || d == 0 || x.len() < n * d {
+    if x.len() < n * d {
         return None;
     }
-    let queries: Vec<usize> = if n > max_cells {
+    let cells: Vec<usize> = (0..n).collect();
+    let query: Vec<usize> = if n > max_cells {
         let order = rng::shuffle(seed, 1, n);
         order[..max_cells].iter().map(|&i| i as usize).collect()
     } else {
-        (0..n).collect()
+        cells.clone()
     };
-    let ln_b = (n_batches as f64).ln();
-    let mut dists: Vec<(f32, u32)> = Vec::with_capacity(n);
-    let mut counts = vec![0usize; n_batches];
-    let mut total = 0.0f64;
-    for &a in &queries {
-        dists.clear();
-        for b in (0..n).filter(|&b| b != a) {
-            let dist: f32 = (0..d).map(|j| (x[a * d + j] - x[b * d + j]).powi(2)).sum();
-            dists.push((dist, batches[b]));
-        }
-        dists.select_nth_unstable_by(k - 1, |p, q| p.0.total_cmp(&q.0));
-        counts.iter_mut().for_each(|c| *c = 0);
-        for &(_, bt) in &dists[..k] {
-            if let Some(c) = counts.get_mut(bt as usize) {
-                *c += 1;
-            }
-        }
-        let h: f64 = counts
-            .iter()
-            .filter(|&&c| c > 0)
-            .map(|&c| {
-                let p = c as f64 / k as f64;
-                -p * p.ln()
-            })
-            .sum();
-        total += h / ln_b;
+    batch_mixing_entropy(x, d, batches, &cells, &query, k)
+}
+
+/// The mean normalised batch entropy among the `k` nearest neighbours of each of
+/// `query` (indices into the points) among `cells` (the cell itself excluded); `latent`
+/// is every cell's point (n x d), `batch` every cell's batch. None with fewer than two
+/// batches among `cells`.
+pub fn batch_mixing_entropy(
+    latent: &[f32],
+    d: usize,
+    batch: &[u32],
+    cells: &[usize],
+    query: &[usize],
+    k: usize,
+) -> Option<f64> {
+    let n_levels = cells.iter().map(|&c| batch[c] as usize + 1).max()?;
+    let present = (0..n_levels)
+        .filter(|&b| cells.iter().any(|&c| batch[c] as usize == b))
+        .count();
+    if present < 2 || d == 0 || k == 0 || query.is_empty() {
+        return None;
     }
-    Some(total / queries.len() as f64)
+    let ln_k = (present as f64).ln();
+    let mut dists: Vec<(f32, u32)> = Vec::with_capacity(cells.len());
+    let mut total = 0.0f64;
+    for &q in query {
+        dists.clear();
+        let pq = &latent[q * d..(q + 1) * d];
+        for &c in cells {
+            if c == q {
+                continue;
+            }
+            let pc = &latent[c * d..(c + 1) * d];
+            let dist: f32 = pq.iter().zip(pc).map(|(a, b)| (a - b) * (a - b)).sum();
+            dists.push((dist, batch[c]));
+        }
+        let kk = k.min(dists.len());
+        if kk == 0 {
+            continue;
+        }
+        dists.select_nth_unstable_by(kk - 1, |a, b| a.0.total_cmp(&b.0));
+        let mut counts = vec![0usize; n_levels];
+        for &(_, b) in &dists[..kk] {
+            counts[b as usize] += 1;
+        }
+        total += entropy(&counts) / ln_k;
+    }
+    Some(total / query.len() as f64)
+}
+
+/// The entropy (nats) of the proportions `counts` / their sum (0 for no counts).
+pub fn entropy(counts: &[usize]) -> f64 {
+    let n: usize = counts.iter().sum();
+    if n == 0 {
+        return 0.0;
+    }
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n as f64;
+            -p * p.ln()
+        })
+        .sum()
 }
 
 /// Latent means and variances of `cells` (eval mode), row-major N x Z.
@@ -368,15 +403,15 @@ mod mixing_tests {
         let apart: Vec<f32> = (0..n)
             .map(|i| if i % 2 == 0 { i as f32 } else { 1e4 + i as f32 })
             .collect();
-        let mixed = batch_mixing(&interleaved, 1, &batches, 2, 14, 1000, 0).unwrap();
-        let separated = batch_mixing(&apart, 1, &batches, 2, 14, 1000, 0).unwrap();
+        let mixed = batch_mixing(&interleaved, 1, &batches, 14, 1000, 0).unwrap();
+        let separated = batch_mixing(&apart, 1, &batches, 14, 1000, 0).unwrap();
         assert!(mixed > 0.95, "interleaved: {mixed}");
         assert!(separated < 1e-9, "apart: {separated}");
         // A subsample of the cells gives nearly the same answer.
-        let sub = batch_mixing(&interleaved, 1, &batches, 2, 14, 50, 3).unwrap();
+        let sub = batch_mixing(&interleaved, 1, &batches, 14, 50, 3).unwrap();
         assert!((sub - mixed).abs() < 0.05, "{sub} vs {mixed}");
         assert_eq!(
-            batch_mixing(&interleaved, 1, &batches, 1, 14, 1000, 0),
+            batch_mixing(&interleaved, 1, &vec![0; n], 14, 1000, 0),
             None
         );
     }

@@ -20,6 +20,8 @@
 //! - [`eval`]: ELBO, IW log p(x), reconstruction, KL per dimension, kNN accuracy.
 //! - [`explore`]: decoding, traversals, prior samples, nearest cells.
 //! - [`pipeline`]: matrix -> training data (QC, HVG, held-out split, batch and labels).
+//! - [`teach`]: the lessons' computations (estimators, gradient noise, ELBO surgery,
+//!   generated cells, rotations, batch mixing) on a model and real cells.
 //! - [`session`]: everything the page does with data and a model (options shared with
 //!   the command line, the run on the CPU or the GPU with lr and beta in one place,
 //!   latent means, KL per dimension, profiles, model files, the worker hand-off codec),
@@ -43,6 +45,7 @@ pub mod pipeline;
 pub mod rng;
 pub mod session;
 pub mod summary;
+pub mod teach;
 pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

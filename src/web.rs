@@ -96,6 +96,18 @@ impl Dataset {
         self.matrix.gene_names.clone()
     }
 
+    /// This data split into two batches with a simulated batch effect and a `batch`
+    /// column (the batch-effect lesson's data; see
+    /// [`crate::teach::mixing::simulate_batch_effect`]): stratified by `cell_type` when
+    /// the data has it, per-gene factors of log-sd 0.7, seeded.
+    pub fn with_simulated_batches(&self, seed: u32) -> Result<Dataset, JsError> {
+        let key = self.matrix.obs.get("cell_type").map(|_| "cell_type");
+        let (matrix, _) =
+            crate::teach::mixing::simulate_batch_effect(&self.matrix, key, 0.7, u64::from(seed))
+                .map_err(to_js)?;
+        Ok(Dataset { matrix })
+    }
+
     /// The matrix as bytes, to hand it to another thread ([`Dataset::from_bytes`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         codec::encode_matrix(&self.matrix)

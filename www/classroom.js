@@ -128,13 +128,6 @@ let applying = /** @type {Promise<void> | null} */ (null);
  */
 export async function applySetup(setup) {
   const run = async () => {
-    const note = $('share-note');
-    try {
-      if (setup.problems.length) throw new Error(`this link has ${setup.problems.length === 1 ? 'a part' : 'parts'} the page does not know: ${setup.problems.join('; ')}. The rest was applied; ask for a new link.`);
-      note.textContent = '';
-    } catch (e) {
-      showError(message(e));
-    }
     try {
       fillForm(setup.settings, false);
       const wanted = setup.data;
@@ -154,6 +147,10 @@ export async function applySetup(setup) {
     }
     applyHidden(setup.hide);
     openLesson(setup.lesson);
+    // Said last: loading the data clears the error box.
+    if (setup.problems.length) {
+      showError(`This link has ${setup.problems.length === 1 ? 'a part' : 'parts'} the page does not know: ${setup.problems.join('; ')}. The rest was applied; ask for a new link.`);
+    }
   };
   const prev = applying;
   applying = (async () => { if (prev) await prev; await run(); })();

@@ -426,6 +426,12 @@ const handlers = {
 
   async load(req) {
     const r = await this.readDataset(req);
+    if (req.transform === 'simulated_batches') {
+      // The batch-effect lesson's data: the same cells in two batches (seeded, documented in src/teach/mixing.rs).
+      const split = r.dataset.with_simulated_batches(0);
+      r.dataset.free();
+      r.dataset = split;
+    }
     const summary = r.dataset.summary();
     const geneNames = r.dataset.gene_names();
     // New data, new model: the old session goes (a failed read above keeps both).
@@ -454,6 +460,17 @@ const handlers = {
     // On failure the current session (when kept) stays as it was.
     const s = new Session(this.dataset, req.options);
     return this.adopt(s, req.device, req.options);
+  },
+
+  async rotate(req) {
+    // Lesson 12: the current model rotated in a plane of the latent space, shown as a new
+    // session (as a loaded model is), on the same data.
+    const s = this.need();
+    if (!this.dataset) throw new Error('no data loaded');
+    const bytes = s.rotated_model(req.i, req.j, req.angle);
+    const config = s.model_config_json();
+    const r = Session.from_model(this.dataset, bytes, config, req.options);
+    return this.adopt(r, 'cpu', req.options, false, `the model rotated by ${req.angle}° in the plane z${req.i + 1}, z${req.j + 1}`);
   },
 
   async import(req) {

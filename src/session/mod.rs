@@ -15,6 +15,7 @@ mod lessons;
 pub mod options;
 mod report;
 pub mod resume;
+mod teach;
 pub mod views;
 
 use crate::error::{Error, Result};

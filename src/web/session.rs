@@ -278,4 +278,16 @@ impl Session {
     pub fn step_kernels(&self) -> Result<JsValue, JsError> {
         to_js_value(&self.core.borrow().step_kernels())
     }
+
+    /// The current model rotated by `angle_degrees` in the plane of latent axes `i`, `j`
+    /// (lesson 12), as `model.safetensors` bytes (load it with `from_model` and
+    /// `model_config_json`).
+    pub fn rotated_model(
+        &self,
+        i: usize,
+        j: usize,
+        angle_degrees: f64,
+    ) -> Result<Vec<u8>, JsError> {
+        self.with(|s| s.rotated_model([i, j], angle_degrees))
+    }
 }

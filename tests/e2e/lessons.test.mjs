@@ -20,14 +20,28 @@ async function lessonLink(page, id) {
   return href;
 }
 
-async function openLesson(page, id) {
-  await openApp(page);
-  const href = await lessonLink(page, id);
+// Opens a link in a fresh document (a change of the hash alone would not reload the page:
+// the page applies it on hashchange, while the test would already go on).
+async function openLink(page, href) {
+  await page.goto('about:blank');
   await openApp(page, BASE_URL + href);
+}
+
+async function openLesson(page, id) {
+  await openLink(page, '');
+  const href = await lessonLink(page, id);
+  await openLink(page, href);
   await page.waitForSelector(`[data-testid="lesson"][data-lesson="${id}"]`, { timeout: 60_000 });
   const s = await status(page);
   assert.ok(s.n_cells > 0, 'the lesson loaded its data');
   return s;
+}
+
+// Opens a lesson and trains its model to the last epoch.
+async function trainedLesson(page, id) {
+  await openLesson(page, id);
+  await page.click('[data-testid="train-toggle"]');
+  await page.waitForFunction(() => window.cellvae.status().finished, null, { timeout: 240_000 });
 }
 
 async function clickAndWait(page, testid, pred, timeout = 240_000) {
@@ -44,7 +58,7 @@ for (const webgpu of [false, true]) {
       await page.setViewportSize({ width: 1400, height: 1000 });
 
       await t.test('the start screen lists every lesson with its link', async () => {
-        await openApp(page);
+        await openLink(page, '');
         const links = await page.$$eval('[data-testid="start-lesson-list"] a', (as) => as.map((a) => a.getAttribute('href')));
         assert.ok(links.length >= 3, `lessons listed: ${links.length}`);
         for (const l of links) assert.match(l, /^#lesson=[a-z]+&data=/);
@@ -117,7 +131,7 @@ for (const webgpu of [false, true]) {
       });
 
       await t.test('a shared link reproduces the run and hides what it says', async () => {
-        await openApp(page, `${BASE_URL}#data=demo&n_latent=3&seed=7&kl_warmup=0&epochs=20`);
+        await openLink(page, '#data=demo&n_latent=3&seed=7&kl_warmup=0&epochs=20');
         await page.click('[data-testid="share"] summary');
         await page.check('[data-testid="hide-beta"]');
         await page.check('[data-testid="hide-compare"]');
@@ -142,8 +156,137 @@ for (const webgpu of [false, true]) {
         assert.equal(losses[0], losses[1], 'the same link and seed give the same losses');
       });
 
+      await t.test('the shader viewer: a lesson links its kernels; one GPU step lists its kernels in order', async () => {
+        await openLesson(page, 'collapse');
+        await page.click('[data-testid="lesson"] a[data-kernel-link="kl"]');
+        await page.waitForFunction(() => document.querySelector('[data-testid="shader-source"]').dataset.kernel === 'kl');
+        const src = await page.textContent('[data-testid="shader-source"]');
+        assert.match(src, /@compute/);
+        assert.match(src, /fn /);
+        if (!webgpu) {
+          assert.match(await page.textContent('[data-testid="step-note"]'), /CPU/);
+          return;
+        }
+        await openLink(page, '#data=demo&device=gpu&epochs=5&seed=1');
+        await page.waitForFunction(() => window.cellvae.status().training_backend === 'webgpu' || window.cellvae.status().gpu_state === 'on', null, { timeout: 120_000 });
+        await page.evaluate(() => window.cellvae.step(2));
+        await page.click('[data-testid="shaders"] summary');
+        await page.waitForFunction(() => document.querySelectorAll('[data-testid="step-kernels"] tr').length > 10, null, { timeout: 60_000 });
+        const rows = await page.$$eval('[data-testid="step-kernels"] tr', (trs) => trs.slice(1).map((tr) => [...tr.children].map((td) => td.textContent)));
+        const total = rows.reduce((a, r) => a + Number(r[3]), 0);
+        assert.ok(total >= 20, `dispatches in a step: ${total}`);
+        const kernels = rows.map((r) => r[1]);
+        assert.equal(kernels[0], 'log1p.wgsl', 'the step starts with log1p of the counts');
+        assert.equal(kernels.at(-1), 'adam.wgsl', 'and ends with Adam');
+        assert.ok(kernels.includes('reparam.wgsl') && kernels.includes('nb_loglik.wgsl'), kernels.join(' '));
+        await page.screenshot({ path: screenshotPath(`shaders-${mode}.png`) });
+      });
+
+      await t.test('two machines: random points of the autoencoder decode further from any cell', async () => {
+        await openLesson(page, 'autoencoder');
+        await clickAndWait(page, 'machines-vae', () => !!window.cellvae.lesson().result.machines.VAE);
+        await clickAndWait(page, 'machines-ae', () => !!window.cellvae.lesson().result.machines.autoencoder);
+        const m = (await lesson(page)).result.machines;
+        assert.ok(m.autoencoder.data_box.median > m.VAE.data_box.median, `box medians: AE ${m.autoencoder.data_box.median}, VAE ${m.VAE.data_box.median}`);
+        assert.ok(m.VAE.prior.median < m.VAE.wide_box.median, 'the VAE\'s prior draws decode closer to cells than far points');
+      });
+
+      await t.test('the generative story: generated cells look like the data', async () => {
+        await trainedLesson(page, 'generative');
+        await clickAndWait(page, 'generative-run', () => !!window.cellvae.lesson().result.generated);
+        const g = (await lesson(page)).result.generated;
+        assert.equal(g.n, 300);
+        assert.ok(g.integer_counts, 'counts are whole numbers');
+        assert.ok(Math.abs(g.mean_total / g.data_mean_library - 1) < 0.3, `library ${g.mean_total} vs ${g.data_mean_library}`);
+        assert.ok(g.z_vs_encoded_corr > 0.5, `the encoder finds z again: ${g.z_vs_encoded_corr}`);
+        await page.screenshot({ path: screenshotPath(`lesson-generative-${mode}.png`) });
+      });
+
+      await t.test('reparameterization: the same gradient, far less variance than the score function', async () => {
+        await trainedLesson(page, 'reparam');
+        await clickAndWait(page, 'reparam-run', () => !!window.cellvae.lesson().result.reparam);
+        const r = (await lesson(page)).result.reparam;
+        assert.ok(r.means_agree, 'the estimators agree within their standard errors');
+        assert.ok(r.reparam_variance < r.score_baseline_variance, `variances: reparam ${r.reparam_variance}, score+baseline ${r.score_baseline_variance}`);
+        assert.ok(r.reparam_variance < r.score_variance);
+      });
+
+      await t.test('two sources of noise: the spread falls with minibatch size and with z samples', async () => {
+        await openLesson(page, 'noise');
+        await clickAndWait(page, 'noise-run', () => !!window.cellvae.lesson().result.noise);
+        const n = (await lesson(page)).result.noise;
+        for (const series of [n.minibatch, n.monte_carlo]) {
+          for (let i = 1; i < series.length; i++) assert.ok(series[i][1] < series[i - 1][1], JSON.stringify(series));
+        }
+      });
+
+      await t.test('count likelihoods: NB beats Poisson on held-out cells; the genes are overdispersed; Gaussian samples are not counts', async () => {
+        await openLesson(page, 'likelihood');
+        await clickAndWait(page, 'likelihood-poisson', () => window.cellvae.lesson().result.runs.length === 1);
+        await clickAndWait(page, 'likelihood-nb', () => window.cellvae.lesson().result.runs.length === 2);
+        const [poisson, nb] = (await lesson(page)).result.runs;
+        assert.ok(nb.logpx > poisson.logpx, `held-out log p(x): NB ${nb.logpx}, Poisson ${poisson.logpx}`);
+        await clickAndWait(page, 'likelihood-plot', () => !!window.cellvae.lesson().result.mean_variance);
+        const mv = (await lesson(page)).result.mean_variance;
+        assert.ok(mv.nb_above_poisson);
+        assert.ok(mv.overdispersed > mv.genes / 2, `${mv.overdispersed} of ${mv.genes} overdispersed`);
+        assert.ok(mv.gaussian_non_integer > 0.9, `non-integer Gaussian samples: ${mv.gaussian_non_integer}`);
+        await page.screenshot({ path: screenshotPath(`lesson-likelihood-${mode}.png`) });
+      });
+
+      await t.test('batch effects: the batch covariate mixes the simulated batches and keeps the cell types', async () => {
+        const s = await openLesson(page, 'batch');
+        assert.equal((await lesson(page)).data, 'demo-batches');
+        assert.ok(s.n_cells === 700);
+        await clickAndWait(page, 'batch-without', () => window.cellvae.lesson().result.runs.length === 1);
+        await clickAndWait(page, 'batch-with', () => window.cellvae.lesson().result.runs.length === 2);
+        const [without, withBatch] = (await lesson(page)).result.runs;
+        assert.ok(withBatch.mixing > without.mixing, `mixing: without ${without.mixing}, with ${withBatch.mixing}`);
+        assert.ok(withBatch.knn > 0.5, `label accuracy with the covariate: ${withBatch.knn}`);
+        assert.equal((await status(page)).colour_by, 'obs:batch');
+        await page.screenshot({ path: screenshotPath(`lesson-batch-${mode}.png`) });
+      });
+
+      await t.test('what the decoder assumes: generated genes are nearly independent within a neighbourhood', async () => {
+        await trainedLesson(page, 'independence');
+        await clickAndWait(page, 'independence-run', () => !!window.cellvae.lesson().result.correlations);
+        const c = (await lesson(page)).result.correlations;
+        assert.ok(c.generated_neighbourhood < c.real_overall, JSON.stringify(c));
+        assert.ok(c.generated_neighbourhood < c.generated_overall, JSON.stringify(c));
+        assert.ok(c.agreement > 0.5, `overall agreement ${c.agreement}`);
+      });
+
+      await t.test('aggregate posterior: the KL splits into information and mismatch; a hole decodes in the probe', async () => {
+        await trainedLesson(page, 'aggregate');
+        await clickAndWait(page, 'aggregate-run', () => !!window.cellvae.lesson().result.aggregate);
+        const a = (await lesson(page)).result.aggregate;
+        assert.ok(Math.abs(a.sum - a.mean_kl) <= 4 * a.sum_se + 0.05, JSON.stringify(a));
+        assert.ok(a.mi <= a.log_n + 1e-9 && a.mi > 0, JSON.stringify(a));
+        await clickAndWait(page, 'aggregate-decode', () => window.cellvae.status().probe_ready);
+        const z = (await lesson(page)).result.decoded_hole;
+        assert.deepEqual((await status(page)).probe.map((v) => v.toFixed(4)), z.slice(0, 2).map((v) => v.toFixed(4)));
+      });
+
+      await t.test('identifiability: the rotated model has the same log-likelihood, its axis another meaning', async () => {
+        await trainedLesson(page, 'identifiability');
+        const z0 = await page.evaluate(() => window.cellvae.latentOf(5));
+        await clickAndWait(page, 'identifiability-run', () => !!window.cellvae.lesson().result.rotation);
+        const r = (await lesson(page)).result.rotation;
+        assert.ok(Math.abs(r.relative_change) < 0.005, `log p(x) ${r.before} -> ${r.after}`);
+        assert.ok(r.genes_changed >= 1, `top genes along z1: ${r.genes_before} / ${r.genes_after}`);
+        const after = await status(page);
+        assert.match(after.origin, /rotated by 45/);
+        // Every cell's code turned by 45 degrees: the same length, another direction.
+        const z1 = await page.evaluate(() => window.cellvae.latentOf(5));
+        const norm = (z) => Math.hypot(...z);
+        assert.ok(Math.abs(norm(z1) / norm(z0) - 1) < 1e-3, `|z| ${norm(z0)} -> ${norm(z1)}`);
+        const cos = (z0[0] * z1[0] + z0[1] * z1[1]) / (norm(z0) * norm(z1));
+        assert.ok(Math.abs(cos - Math.SQRT1_2) < 1e-3, `turned by acos(${cos})`);
+        await page.screenshot({ path: screenshotPath(`lesson-identifiability-${mode}.png`) });
+      });
+
       await t.test('a link with an unknown part says what is wrong', async () => {
-        await openApp(page, `${BASE_URL}#lesson=nosuch&data=demo&colour_hide&warp=9`);
+        await openLink(page, '#lesson=nosuch&data=demo&colour_hide&warp=9');
         const err = await page.textContent('[data-testid="error"]');
         assert.match(err, /warp: not a setting/);
         assert.match(await page.textContent('[data-testid="lesson"]'), /no lesson called "nosuch"/);

@@ -9,6 +9,10 @@ import { setupHash } from '../classroom.js';
 import { showKernel } from '../shaders.js';
 import { TRAINING_LESSONS } from './training.js';
 import { DECODER_LESSONS } from './decoder.js';
+import { MACHINE_LESSONS } from './machines.js';
+import { GRADIENT_LESSONS } from './gradients.js';
+import { LIKELIHOOD_LESSONS } from './likelihood.js';
+import { STRUCTURE_LESSONS } from './structure.js';
 
 /**
  * A lesson. `setup`: the link's parameters (data preset and settings) that set it up;
@@ -22,7 +26,7 @@ import { DECODER_LESSONS } from './decoder.js';
 const ORDER = ['autoencoder', 'generative', 'elbo', 'reparam', 'noise', 'likelihood', 'library', 'batch', 'independence', 'collapse', 'aggregate', 'identifiability'];
 
 /** Every lesson, in the order a course takes through the subject. @type {Lesson[]} */
-export const LESSONS = [...TRAINING_LESSONS, ...DECODER_LESSONS].sort((a, b) => ORDER.indexOf(a.id) - ORDER.indexOf(b.id));
+export const LESSONS = [...MACHINE_LESSONS, ...TRAINING_LESSONS, ...GRADIENT_LESSONS, ...LIKELIHOOD_LESSONS, ...DECODER_LESSONS, ...STRUCTURE_LESSONS].sort((a, b) => ORDER.indexOf(a.id) - ORDER.indexOf(b.id));
 
 /** A lesson's number in the course (its place in ORDER). @param {Lesson} l */
 export function lessonNumber(l) {
