@@ -20,7 +20,7 @@ import { wireCompare } from './compare.js';
 import { wirePersist, restoreSession } from './persist.js';
 import { wireEvaluation } from './evaluate.js';
 import { wireShaders } from './shaders.js';
-import { wireClassroom, applySetup, parseSetup } from './classroom.js';
+import { wireClassroom, openFromUrl } from './classroom.js';
 import { renderLessonLists } from './lessons/index.js';
 
 /** The page's WebGPU, said in the header. @param {import('./protocol.js').GpuInfo} g */
@@ -81,7 +81,7 @@ async function main() {
   // What this browser kept of the last session comes back before the page says ready.
   await restoreSession();
   // A classroom link (#lesson=...&data=...&<setting>=...) sets the page up before it says ready.
-  if (location.hash.length > 1) await applySetup(parseSetup(location.hash));
+  if (location.hash.length > 1) await openFromUrl();
   document.body.dataset.ready = 'true';
 }
 

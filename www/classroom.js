@@ -155,7 +155,32 @@ export async function applySetup(setup) {
   const prev = applying;
   applying = (async () => { if (prev) await prev; await run(); })();
   await applying;
+  // A reload of this tab with the same link keeps the run it restored (see openFromUrl).
+  try { sessionStorage.setItem(KEPT_SETUP, JSON.stringify({ hash: location.hash, data: S.cls.data })); } catch { /* storage off: a reload sets up again */ }
   document.body.dataset.setup = 'done';
+}
+
+/** Where this tab remembers the link it set up last (sessionStorage: this tab only). */
+const KEPT_SETUP = 'cellvae:setup';
+
+/**
+ * Start-up: sets up the page from its link. When the page restored the session kept in
+ * this browser and this tab set up the same link before (a reload), the restored run
+ * stays (nothing is lost): only the controls and the lesson are applied.
+ */
+export async function openFromUrl() {
+  const setup = parseSetup(location.hash);
+  /** @type {{hash: string, data: string | null} | null} */
+  let kept = null;
+  try { kept = JSON.parse(sessionStorage.getItem(KEPT_SETUP) || 'null'); } catch { kept = null; }
+  if (S.restored && S.info && kept && kept.hash === location.hash) {
+    S.cls.data = kept.data;
+    applyHidden(setup.hide);
+    openLesson(setup.lesson);
+    document.body.dataset.setup = 'done';
+    return;
+  }
+  await applySetup(setup);
 }
 
 /** The link of the current page (origin, path, hash of its setup). */

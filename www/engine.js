@@ -470,7 +470,7 @@ const handlers = {
     const bytes = s.rotated_model(req.i, req.j, req.angle);
     const config = s.model_config_json();
     const r = Session.from_model(this.dataset, bytes, config, req.options);
-    return this.adopt(r, 'cpu', req.options, false, `the model rotated by ${req.angle}° in the plane z${req.i + 1}, z${req.j + 1}`);
+    return this.adopt(r, req.device, req.options, false, `the model rotated by ${req.angle}° in the plane z${req.i + 1}, z${req.j + 1}`);
   },
 
   async import(req) {

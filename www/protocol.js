@@ -137,7 +137,7 @@
  *   evaluate: {payload: {samples: number, seed: number}, result: EvalReport},
  *   teach: {payload: {what: string, args: Record<string, any>}, result: any},
  *   step_kernels: {payload: {}, result: {kernels: {kernel: string, pass: string, dispatches: number}[]}},
- *   rotate: {payload: {i: number, j: number, angle: number, options: SessionOptions}, result: {info: SessionInfo, snapshot: Snapshot}},
+ *   rotate: {payload: {i: number, j: number, angle: number, options: SessionOptions, device: string}, result: {info: SessionInfo, snapshot: Snapshot}},
  *   export_model: {payload: {}, result: {safetensors: Uint8Array, config: string}},
  *   export_h5ad: {payload: {keepCounts: boolean}, result: {bytes: Uint8Array}},
  *   export_scvi: {payload: {}, result: {bytes: Uint8Array}},

@@ -43,11 +43,12 @@ export function groupedBars(canvas, title, labels, series) {
       ctx.fillStyle = s.colour;
       ctx.fillRect(L + i * slot + slot * 0.1 + j * bw, B - h, bw - 0.5, h);
     });
-    if (labels.length <= 16) {
+    const chars = Math.floor(slot / 6.5);
+    if (chars >= 3) {
       ctx.save();
       ctx.fillStyle = '#667085';
       ctx.textAlign = 'center';
-      ctx.fillText(label.slice(0, 7), L + (i + 0.5) * slot, H - 5);
+      ctx.fillText(label.length > chars ? label.slice(0, chars - 1) + '…' : label, L + (i + 0.5) * slot, H - 5);
       ctx.restore();
     }
   });

@@ -44,7 +44,7 @@ export function renderLessonLists() {
   for (const id of ['lesson-list', 'start-lesson-list']) {
     $(id).replaceChildren(...LESSONS.map((l) => {
       const li = el('li');
-      const a = el('a', `${lessonNumber(l)}. ${l.title}`, { href: lessonHash(l), 'data-lesson-link': l.id });
+      const a = el('a', `${lessonNumber(l)}. ${l.title}`, { href: lessonHash(l), 'data-lesson-link': l.id, title: l.summary });
       li.append(a, el('span', ` ${l.summary}`, { class: 'muted small' }));
       return li;
     }));

@@ -15,9 +15,10 @@ const likelihood = {
   text: [
     'The decoder does not output counts: it outputs the parameters of a distribution over counts, and training maximises the likelihood of the observed counts under it. The choice matters. A Poisson distribution has its variance equal to its mean. Real genes vary more than that between cells of one kind (overdispersion): the negative binomial adds a dispersion theta per gene, variance = mean + mean^2 / theta. The zero-inflated NB adds a probability of an extra zero.',
     'A Gaussian on log counts, the habit of many pipelines, describes numbers that are not counts at all: its samples are fractions, and negative on the log scale.',
+    'Which fits best is a question for held-out cells, not for the mean-variance plot. Most of a gene\'s extra variance across all cells comes from cells being of different types, and z captures that; given z, UMI counts are often close to Poisson (Sarkar and Stephens, 2021). On this demo the Poisson model scores as well as the NB, or better; on data with more variation within a cell state the NB wins. Try it and see.',
   ],
   look: [
-    'The mean-variance plot: each dot a gene. Poisson\'s line (variance = mean) runs under most genes; the NB curve, with the model\'s median theta, follows them.',
+    'The mean-variance plot: each dot a gene, over all cells. Poisson\'s line (variance = mean) runs under most genes; the NB curve, with the model\'s median theta, follows them better.',
     'The runs table (evaluation panel) and the table here: the held-out log p(x) of each likelihood trained on the same cells from the same seed. Higher is better.',
     'The Gaussian samples: how many are not whole numbers.',
   ],

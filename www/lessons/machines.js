@@ -58,12 +58,13 @@ const generative = {
   kernels: ['softmax', 'nb_loglik'],
   text: [
     'A VAE is a story of how a cell\'s counts came to be. Draw a cell state z from the prior N(0, I). The decoder turns z into proportions over the genes (they sum to one). Draw a library size, how many molecules were counted, from a log-normal fitted to the data. Each gene\'s count is then a negative binomial draw around library size x proportion.',
-    'Training makes this story likely for the real cells. If it worked, cells drawn from it look like real ones: here 300 are drawn, then put on a map through the encoder like real cells.',
+    'Training makes this story likely for the real cells. If the prior and the cells\' codes agreed, cells drawn from the story would look like real ones. Here 300 are drawn and put on a map through the encoder, like real cells.',
   ],
   look: [
-    'The scatter: generated cells (orange) land where real cells (grey) are.',
-    'The bars: the genes\' mean counts in real and generated cells.',
-    'The line below: the generated library sizes follow the real ones.',
+    'The scatter: where do generated cells (orange) land? Those in the cells\' regions (grey) look like real cells; those in the gaps between them land where no real cell lives: the prior has mass there, the cells\' codes do not (lesson 11 measures this).',
+    'The bars: the genes\' mean counts in real and generated cells. Cells generated in the gaps are blends, so the marker genes of each type come out weaker than in real cells.',
+    'The line below: the library sizes follow the real ones (they are drawn separately from z), and the encoder finds each generated cell\'s z again.',
+    'Train longer or with more latent dimensions and generate again: does the match improve?',
   ],
   build(box) {
     const map = chart('generative-map', 'Real and generated cells in the latent space', 220);

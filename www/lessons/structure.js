@@ -4,10 +4,10 @@
 import { S, genes } from '../state.js';
 import { select } from '../dom.js';
 import { adopt } from '../controls.js';
-import { readOptions } from '../settings.js';
+import { readOptions, device } from '../settings.js';
 import { requestProbe } from '../probe.js';
 import { action, out, chart, record, trainRun, teach, el } from './kit.js';
-import { groupedBars, scatter } from './draw.js';
+import { scatter } from './draw.js';
 
 /** @typedef {import('./index.js').Lesson} Lesson */
 
@@ -195,25 +195,32 @@ const identifiability = {
   ],
   build(box) {
     const line = out('identifiability-out');
-    const bars = chart('identifiability-chart', 'log p(x) before and after the rotation', 150);
+    const table = el('table', null, { class: 'lesson-table', 'data-testid': 'identifiability-table' });
     const run = async () => {
       if (!S.client || !S.info) throw new Error('no model');
       if (S.d < 2) throw new Error('a rotation needs at least 2 latent dimensions');
       const r = await teach('rotation', { plane: [0, 1], angle_degrees: 45, n_cells: 100, n_samples: 30, seed: 0 });
       const before = await axisGenes();
-      const made = await S.client.request('rotate', { i: 0, j: 1, angle: 45, options: readOptions() });
+      const made = await S.client.request('rotate', { i: 0, j: 1, angle: 45, options: readOptions(), device: device() });
       adopt(made.info, made.snapshot);
       const after = await axisGenes();
       const moved = before.genes.filter((g) => !after.genes.includes(g)).length;
-      groupedBars(bars, 'held-out log p(x) per cell (nats)', ['before', 'after'], [{ name: 'log p(x)', colour: '#12b76a',
-        values: [-r.log_px_iw_before_nats_per_cell, -r.log_px_iw_after_nats_per_cell] }]);
+      const head = el('tr');
+      for (const h of ['', 'log p(x)', 'ELBO', 'top genes along z1']) head.append(el('th', h));
+      const row = (/** @type {string} */ name, /** @type {number} */ lp, /** @type {number} */ elbo, /** @type {string[]} */ g) => {
+        const tr = el('tr');
+        tr.append(el('td', name), el('td', lp.toFixed(2)), el('td', elbo.toFixed(2)), el('td', g.join(', ')));
+        return tr;
+      };
+      table.replaceChildren(head, row('before', r.log_px_iw_before_nats_per_cell, r.elbo_before_nats_per_cell, before.genes),
+        row('after', r.log_px_iw_after_nats_per_cell, r.elbo_after_nats_per_cell, after.genes));
       record('rotation', { before: r.log_px_iw_before_nats_per_cell, after: r.log_px_iw_after_nats_per_cell, relative_change: r.log_px_relative_change,
         genes_before: before.genes, genes_after: after.genes, genes_changed: moved });
-      line.textContent = `log p(x): ${r.log_px_iw_before_nats_per_cell.toFixed(2)} before, ${r.log_px_iw_after_nats_per_cell.toFixed(2)} after (${(100 * r.log_px_relative_change).toFixed(3)}%; bars show its negative). `
-        + `Top genes along z1 before: ${before.genes.join(', ')}; after: ${after.genes.join(', ')}.`;
+      line.textContent = `log p(x) per held-out cell changed by ${(100 * r.log_px_relative_change).toFixed(3)}%, within the estimate's noise; `
+        + `${moved} of the 5 genes that change most along z1 are new.`;
     };
     box.append(el('p', 'Train, then rotate. The map is now the rotated model (it can keep training).', { class: 'small' }),
-      action('Rotate the latent space by 45°', 'identifiability-run', run), bars, line);
+      action('Rotate the latent space by 45°', 'identifiability-run', run), table, line);
   },
 };
 
