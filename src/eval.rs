@@ -44,8 +44,9 @@ pub struct Report {
     pub heldout: bool,
     /// ELBO per evaluated cell (nats).
     pub heldout_elbo_per_cell: f64,
-    /// Importance-weighted log p(x) per evaluated cell (nats), `n_samples` samples.
-    pub heldout_log_px_iw_per_cell: f64,
+    /// Importance-weighted log p(x) per evaluated cell (nats), `n_samples` samples (the
+    /// name `cellvae train`'s metrics.json has always used: 100 samples by default).
+    pub heldout_log_px_iw100_per_cell: f64,
     /// E_q[log p(x|z)] per evaluated cell (nats).
     pub heldout_reconstruction_per_cell: f64,
     /// Mean KL(q(z|x) || N(0, I)) per latent dimension (nats).
@@ -89,7 +90,7 @@ pub fn report(
         n_evaluated_cells: cells.len(),
         heldout,
         heldout_elbo_per_cell: metrics.elbo_per_cell,
-        heldout_log_px_iw_per_cell: metrics.log_px_iw_per_cell,
+        heldout_log_px_iw100_per_cell: metrics.log_px_iw_per_cell,
         heldout_reconstruction_per_cell: metrics.reconstruction_per_cell,
         kl_per_dim: metrics.kl_per_dim,
         active_units: metrics.active_units,

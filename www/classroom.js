@@ -128,23 +128,7 @@ let applying = /** @type {Promise<void> | null} */ (null);
  */
 export async function applySetup(setup) {
   const run = async () => {
-    try {
-      fillForm(setup.settings, false);
-      const wanted = setup.data;
-      if (wanted && (wanted !== S.cls.data || !S.info)) {
-        if (!(await loadDemo(wanted === 'demo-batches' ? 'batches' : 'plain'))) return;
-        S.cls.data = wanted;
-        if (COLUMN_KEYS.some((k) => setup.settings[k] !== undefined)) {
-          fillForm(setup.settings, true);
-          await resetWithSettings();
-        }
-      } else if (S.data) {
-        fillForm(setup.settings, true);
-        await resetWithSettings();
-      }
-    } catch (e) {
-      showError(`The link's settings could not be applied: ${message(e)}`);
-    }
+    await setUp(setup);
     applyHidden(setup.hide);
     openLesson(setup.lesson);
     // Said last: loading the data clears the error box.
@@ -160,6 +144,33 @@ export async function applySetup(setup) {
   document.body.dataset.setup = 'done';
 }
 
+/** The data and the model of a setup (the user's own data only replaced when they agree). @param {Setup} setup */
+async function setUp(setup) {
+  try {
+    const wanted = setup.data;
+    // The user's own data is never replaced without asking (a lesson link loads the demo).
+    if (wanted && S.data && S.cls.data === null
+      && !window.confirm(`This link loads ${DATA_PRESETS[/** @type {keyof typeof DATA_PRESETS} */ (wanted)]} in place of the data you loaded (${S.data.summary.source}). Load it?`)) {
+      $('share-note').textContent = 'The link was not applied: your data stays. Open it again to load its data.';
+      return;
+    }
+    fillForm(setup.settings, false);
+    if (wanted && (wanted !== S.cls.data || !S.info)) {
+      if (!(await loadDemo(wanted === 'demo-batches' ? 'batches' : 'plain'))) return;
+      S.cls.data = wanted;
+      if (COLUMN_KEYS.some((k) => setup.settings[k] !== undefined)) {
+        fillForm(setup.settings, true);
+        await resetWithSettings();
+      }
+    } else if (S.data) {
+      fillForm(setup.settings, true);
+      await resetWithSettings();
+    }
+  } catch (e) {
+    showError(`The link's settings could not be applied: ${message(e)}`);
+  }
+}
+
 /** Where this tab remembers the link it set up last (sessionStorage: this tab only). */
 const KEPT_SETUP = 'cellvae:setup';
 
@@ -173,7 +184,7 @@ export async function openFromUrl() {
   /** @type {{hash: string, data: string | null} | null} */
   let kept = null;
   try { kept = JSON.parse(sessionStorage.getItem(KEPT_SETUP) || 'null'); } catch { kept = null; }
-  if (S.restored && S.info && kept && kept.hash === location.hash) {
+  if (S.restored && S.info && kept && kept.hash === location.hash && kept.data === S.cls.data) {
     S.cls.data = kept.data;
     applyHidden(setup.hide);
     openLesson(setup.lesson);

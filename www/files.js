@@ -151,6 +151,9 @@ function fileEntries(list) {
   return Array.from(list).map((f) => ({ name: f.name, file: f }));
 }
 
+/** How the demo's variants are named where the data is kept (persist.js knows them again by it). */
+export const DEMO_WHAT = { plain: 'the demo (700 PBMCs)', batches: 'the demo in two simulated batches' };
+
 /**
  * Loads the built-in demo; `variant` 'batches': split into two batches with a simulated
  * batch effect (src/teach: the batch-effect lesson's data). Whether it loaded.
@@ -168,7 +171,7 @@ export async function loadDemo(variant = 'plain') {
     const files = await Promise.all(['matrix.mtx.gz', 'features.tsv', 'barcodes.tsv'].map(get));
     const obs = await get('cells.tsv');
     const batches = variant === 'batches';
-    const ok = await load(files, obs, batches ? 'the demo in two simulated batches' : 'the demo (700 PBMCs)', batches ? 'simulated_batches' : null);
+    const ok = await load(files, obs, DEMO_WHAT[variant], batches ? 'simulated_batches' : null);
     if (ok) S.chosen = files;
     return ok;
   } catch (e) {

@@ -9,7 +9,7 @@ import { S } from './state.js';
 import { $, button, message } from './dom.js';
 import { adopt, setStatusText, sendPace } from './controls.js';
 import { readOptions, fillColumnSelects, device } from './settings.js';
-import { showData } from './files.js';
+import { showData, DEMO_WHAT } from './files.js';
 import { restoreGroups } from './selection.js';
 
 /** The form fields kept: every setting, the live learning rate and beta, the pace. */
@@ -97,6 +97,8 @@ async function restore() {
     const n = r.data.summary.n_cells.toLocaleString('en-US');
     const text = `Restored your session from ${when(r.savedAt || r.data.savedAt)}: ${n} cells (${r.data.what}), epoch ${r.epoch}.`;
     S.restored = { savedAt: r.savedAt || r.data.savedAt, epoch: r.epoch, cells: r.data.summary.n_cells };
+    // A kept demo is the lessons' data preset again (a lesson link need not ask to replace it).
+    S.cls.data = r.data.what === DEMO_WHAT.plain ? 'demo' : r.data.what === DEMO_WHAT.batches ? 'demo-batches' : null;
     $('restored-note').textContent = text;
     setStatusText(`${text} Press Train to go on.`);
   }

@@ -112,7 +112,7 @@
  *
  * `Session.evaluate` (src/eval.rs `Report`): what `cellvae eval` prints, in nats per cell.
  * @typedef {{n_cells: number, n_genes: number, n_evaluated_cells: number, heldout: boolean,
- *   heldout_elbo_per_cell: number, heldout_log_px_iw_per_cell: number, heldout_reconstruction_per_cell: number,
+ *   heldout_elbo_per_cell: number, heldout_log_px_iw100_per_cell: number, heldout_reconstruction_per_cell: number,
  *   kl_per_dim: number[], active_units: number, n_samples: number, knn15_accuracy: number | null,
  *   batch_mixing15: number | null}} EvalReport
  *

@@ -260,7 +260,7 @@ impl Session {
 
     /// The evaluation panel's numbers with `n_samples` importance samples (`cellvae
     /// eval`'s fields: `{n_cells, n_genes, n_evaluated_cells, heldout,
-    /// heldout_elbo_per_cell, heldout_log_px_iw_per_cell, heldout_reconstruction_per_cell,
+    /// heldout_elbo_per_cell, heldout_log_px_iw100_per_cell, heldout_reconstruction_per_cell,
     /// kl_per_dim, active_units, n_samples, knn15_accuracy, batch_mixing15}`).
     pub fn evaluate(&self, n_samples: usize, seed: u32) -> Result<JsValue, JsError> {
         to_js_value(&self.with(|s| s.evaluate(n_samples, u64::from(seed)))?)

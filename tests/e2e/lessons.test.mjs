@@ -114,11 +114,11 @@ for (const webgpu of [false, true]) {
         const cli = JSON.parse(out.slice(out.indexOf('{')));
         fs.rmSync(dir, { recursive: true, force: true });
         for (const k of ['n_cells', 'n_genes', 'n_evaluated_cells', 'active_units', 'n_samples', 'heldout']) assert.equal(page_report[k], cli[k], k);
-        for (const k of ['heldout_elbo_per_cell', 'heldout_log_px_iw_per_cell', 'heldout_reconstruction_per_cell', 'knn15_accuracy']) {
+        for (const k of ['heldout_elbo_per_cell', 'heldout_log_px_iw100_per_cell', 'heldout_reconstruction_per_cell', 'knn15_accuracy']) {
           assert.ok(Math.abs(page_report[k] - cli[k]) <= 1e-4 * Math.max(1, Math.abs(cli[k])), `${k}: page ${page_report[k]}, cellvae eval ${cli[k]}`);
         }
         const shown = await page.textContent('[data-testid="eval-table"]');
-        assert.ok(shown.includes(page_report.heldout_log_px_iw_per_cell.toFixed(2)), 'the panel shows the number');
+        assert.ok(shown.includes(page_report.heldout_log_px_iw100_per_cell.toFixed(2)), 'the panel shows the number');
         assert.ok((await page.$$('[data-testid="runs-table"] tr')).length >= 2, 'the run has a row');
       });
 
@@ -234,7 +234,7 @@ for (const webgpu of [false, true]) {
         assert.deepEqual(runs.map((r) => r.likelihood), ['poisson', 'nb', 'zinb']);
         // Each run's number is the evaluation panel's row for it, and, as the lesson says of
         // this demo, the three fit the held-out cells within a few per cent of one another.
-        const rows = (await evaluation(page)).runs.slice(-3).map((r) => r.report.heldout_log_px_iw_per_cell);
+        const rows = (await evaluation(page)).runs.slice(-3).map((r) => r.report.heldout_log_px_iw100_per_cell);
         assert.deepEqual(rows, runs.map((r) => r.logpx));
         const lp = runs.map((r) => r.logpx);
         assert.ok(lp.every(Number.isFinite) && (Math.max(...lp) - Math.min(...lp)) < 0.03 * Math.abs(lp[0]), `held-out log p(x): ${lp}`);
@@ -307,6 +307,25 @@ for (const webgpu of [false, true]) {
         assert.equal(s.step, 7, 'the restored run, not a new model');
         assert.equal((await lesson(page)).id, 'library');
         assert.ok(await page.isVisible('[data-testid="lesson"][data-lesson="library"]'));
+      });
+
+      await t.test('a lesson link asks before it replaces data the user loaded', async () => {
+        await openLink(page, '');
+        const h5 = path.join(SHARED, 'scanpy_10x_v3_chr21', 'filtered_feature_bc_matrix.h5');
+        await page.setInputFiles('[data-testid="file-input"]', h5);
+        await page.waitForFunction(() => window.cellvae.status().n_cells === 1107, null, { timeout: 60_000 });
+        await page.waitForFunction(() => window.cellvae.status().kept.state === 'saved', null, { timeout: 60_000 });
+        const asked = [];
+        page.once('dialog', (d) => { asked.push(d.message()); d.dismiss(); });
+        const href = await lessonLink(page, 'library');
+        await openLink(page, href);
+        assert.equal(asked.length, 1, 'one question');
+        assert.match(asked[0], /in place of the data you loaded/);
+        assert.equal((await status(page)).n_cells, 1107, 'declined: the user\'s data stays');
+        assert.match(await page.textContent('[data-testid="share-note"]'), /your data stays/);
+        page.once('dialog', (d) => d.accept());
+        await page.click('[data-testid="lesson-setup"]');
+        await page.waitForFunction(() => window.cellvae.status().n_cells === 700, null, { timeout: 60_000 });
       });
 
       await t.test('a link with an unknown part says what is wrong', async () => {

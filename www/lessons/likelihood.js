@@ -37,7 +37,7 @@ const likelihood = {
     const train = async (/** @type {string} */ lik) => {
       const r = await trainRun({ 'opt-likelihood': lik }, lik.toUpperCase());
       const i = runs.findIndex((x) => x.likelihood === lik);
-      const row = { likelihood: lik, logpx: r.heldout_log_px_iw_per_cell };
+      const row = { likelihood: lik, logpx: r.heldout_log_px_iw100_per_cell };
       if (i >= 0) runs[i] = row; else runs.push(row);
       draw();
     };

@@ -46,7 +46,7 @@ const elbo = {
       try {
         const r = await evaluateNow({ samples: 100, label: 'ELBO lesson' });
         if (!r) throw new Error(S.ev.error || 'the evaluation failed');
-        points.push({ epoch: S.status ? S.status.epoch : 0, elbo: r.heldout_elbo_per_cell, logpx: r.heldout_log_px_iw_per_cell, gap: r.heldout_log_px_iw_per_cell - r.heldout_elbo_per_cell });
+        points.push({ epoch: S.status ? S.status.epoch : 0, elbo: r.heldout_elbo_per_cell, logpx: r.heldout_log_px_iw100_per_cell, gap: r.heldout_log_px_iw100_per_cell - r.heldout_elbo_per_cell });
         draw();
       } finally {
         busy = false;
@@ -106,7 +106,7 @@ const collapse = {
     const run = async (/** @type {number} */ beta, /** @type {number} */ warmup) => {
       const label = `beta ${beta}${warmup ? `, warm-up ${warmup} epochs` : ''}`;
       const r = await trainRun({ beta: String(beta), 'opt-kl-warmup': String(warmup) }, label);
-      runs.push({ label, beta, warmup, used: r.kl_per_dim.filter((k) => k > 0.1).length, active: r.active_units, kl: r.kl_per_dim.reduce((a, b) => a + b, 0), logpx: r.heldout_log_px_iw_per_cell });
+      runs.push({ label, beta, warmup, used: r.kl_per_dim.filter((k) => k > 0.1).length, active: r.active_units, kl: r.kl_per_dim.reduce((a, b) => a + b, 0), logpx: r.heldout_log_px_iw100_per_cell });
       draw();
     };
     box.append(
