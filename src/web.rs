@@ -139,13 +139,34 @@ pub fn read_files(files: js_sys::Array, obs: JsValue) -> Result<Dataset, JsError
     Ok(Dataset { matrix })
 }
 
-/// Every WGSL kernel as compiled (`[{name, source}]`; the library code some kernels
-/// have prepended, `shaders/lib/`, included): what the page's shader viewer shows.
+/// Every WGSL kernel (`[{name, source, library}]`): what the page's shader viewer shows.
+/// Each kernel's own code is `source` after the library code prepended to it (`library`:
+/// `[{name, source}]` of shaders/lib/, in order), so the viewer can show the kernel first.
 #[wasm_bindgen]
 pub fn shader_sources() -> Result<JsValue, JsError> {
+    const LIBS: [(&str, &str); 2] = [
+        (
+            "lib/philox.wgsl",
+            include_str!("../shaders/lib/philox.wgsl"),
+        ),
+        (
+            "lib/counts.wgsl",
+            include_str!("../shaders/lib/counts.wgsl"),
+        ),
+    ];
     let list: Vec<serde_json::Value> = gpu::kernels::SHADERS
         .iter()
-        .map(|(name, source)| serde_json::json!({ "name": name, "source": source }))
+        .map(|(name, source)| {
+            let mut own: &str = source;
+            let mut library = Vec::new();
+            for (lib, text) in LIBS {
+                if let Some(rest) = own.strip_prefix(text) {
+                    own = rest;
+                    library.push(serde_json::json!({ "name": lib, "source": text }));
+                }
+            }
+            serde_json::json!({ "name": name, "source": own, "library": library })
+        })
         .collect();
     to_js_value(&list)
 }

@@ -17,6 +17,13 @@ export function renderShaders() {
   const pre = $('shader-source');
   pre.textContent = src ? src.source : '';
   pre.dataset.kernel = src ? src.name : '';
+  // The library code compiled in front of the kernel, after it and folded.
+  const libs = $('shader-library');
+  libs.replaceChildren(...(src ? src.library : []).map((l) => {
+    const d = el('details');
+    d.append(el('summary', `+ ${l.name} (compiled in front of this kernel)`), el('pre', l.source, { class: 'shader-source' }));
+    return d;
+  }));
   const step = S.sh.step;
   const note = $('step-note');
   const table = $('step-kernels');
@@ -66,7 +73,7 @@ export function showKernel(name) {
 }
 
 export function wireShaders() {
-  S.sh.sources = /** @type {{name: string, source: string}[]} */ (shader_sources());
+  S.sh.sources = /** @type {import('./state.js').ShaderSource[]} */ (shader_sources());
   select('shader-pick').addEventListener('change', () => { S.sh.chosen = select('shader-pick').value; renderShaders(); });
   const panel = /** @type {HTMLDetailsElement} */ ($('shader-pick').closest('details'));
   panel.addEventListener('toggle', () => { if (panel.open) refreshStep(); });

@@ -70,7 +70,8 @@
  * The shader viewer (shaders.js): every kernel's WGSL (from the wasm core), the one
  * shown, and one GPU training step's kernels in order (null: not asked yet; empty: the
  * model trains on the CPU or has not stepped on the GPU).
- * @typedef {{sources: {name: string, source: string}[], chosen: string,
+ * @typedef {{name: string, source: string, library: {name: string, source: string}[]}} ShaderSource
+ * @typedef {{sources: ShaderSource[], chosen: string,
  *   step: {kernel: string, pass: string, dispatches: number}[] | null}} ShaderState
  */
 

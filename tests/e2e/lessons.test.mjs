@@ -168,6 +168,10 @@ for (const webgpu of [false, true]) {
         const src = await page.textContent('[data-testid="shader-source"]');
         assert.match(src, /@compute/);
         assert.match(src, /fn /);
+        // The kernel's own code first; the library compiled in front of it folded below.
+        await page.selectOption('[data-testid="shader-pick"]', 'nb_loglik');
+        assert.match(await page.textContent('[data-testid="shader-library"]'), /lib\/counts\.wgsl/);
+        assert.doesNotMatch(await page.textContent('[data-testid="shader-source"]'), /^\/\/ Philox/);
         if (!webgpu) {
           assert.match(await page.textContent('[data-testid="step-note"]'), /CPU/);
           return;
