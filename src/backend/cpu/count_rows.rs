@@ -21,7 +21,7 @@
 //! count reads zeros, so its log-pmf is `-t r` with no special case.
 #![allow(clippy::too_many_arguments)] // row kernels take the row's slices one by one
 
-use super::fastmath::{exp, ln, ln_1p, ln_1p_with};
+use super::fastmath::{exp, ln, ln_1p, ln_1p_with, wide_kernel};
 use super::special::{digamma, lgamma};
 
 /// Integer counts up to this use the tables (and the exact finite sums in f64).
@@ -255,7 +255,7 @@ fn tab(x: f32, j: usize, g: usize, mask: usize) -> usize {
 
 /// NB row (see [`nb_row`]); returns the number of counts outside the tables.
 #[inline(always)]
-fn nb_row_body<const GRAD: bool>(
+pub(super) fn nb_row_body<const GRAD: bool>(
     row: &Row<'_>,
     lp: &mut [f32],
     d: &mut [f32],
@@ -308,7 +308,7 @@ fn soft(y: f32) -> (f32, f32, f32) {
 
 /// ZINB row (see [`zinb_row`]); returns the number of counts outside the tables.
 #[inline(always)]
-fn zinb_row_body<const GRAD: bool>(
+pub(super) fn zinb_row_body<const GRAD: bool>(
     row: &Row<'_>,
     pi: &[f32],
     lp: &mut [f32],
@@ -374,7 +374,11 @@ fn zinb_row_body<const GRAD: bool>(
 
 /// Poisson row (see [`poisson_row`]); returns the number of counts outside the table.
 #[inline(always)]
-fn poisson_row_body<const GRAD: bool>(row: &Row<'_>, lp: &mut [f32], d: &mut [f32]) -> u32 {
+pub(super) fn poisson_row_body<const GRAD: bool>(
+    row: &Row<'_>,
+    lp: &mut [f32],
+    d: &mut [f32],
+) -> u32 {
     let n = row.x.len();
     let (x, rho, lp) = (&row.x[..n], &row.rho[..n], &mut lp[..n]);
     let (l, w) = (row.library, row.weight);
@@ -399,71 +403,42 @@ fn poisson_row_body<const GRAD: bool>(row: &Row<'_>, lp: &mut [f32], d: &mut [f3
     big
 }
 
-/// A row kernel as a function of its own (so that its slices keep their no-alias
-/// promise and the loop vectorises), compiled twice on x86-64: for the baseline (SSE2)
-/// and for AVX2 (8 lanes), chosen at run time. Without fused multiply-add both give the
-/// same bits (`rows_are_the_same_bits_with_and_without_avx2`).
-macro_rules! row_kernel {
-    ($(#[$m:meta])* fn $name:ident => $body:ident($($arg:ident: $ty:ty),*)) => {
-        $(#[$m])*
-        #[inline(never)]
-        pub(super) fn $name<const GRAD: bool>($($arg: $ty),*) -> u32 {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                fn wide<const GRAD: bool>($($arg: $ty),*) -> u32 {
-                    $body::<GRAD>($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { wide::<GRAD>($($arg),*) };
-                }
-            }
-            $body::<GRAD>($($arg),*)
-        }
-    };
-}
-
-row_kernel!(
+wide_kernel!(
     /// NB row: `lp` (G) per element; with `GRAD`, `d` = the weighted `d/d ln mu` (G,
     /// overwritten) and the weighted `t d/dt` added to `th` (G). Counts outside the
     /// tables get no count terms here: the return value says how many there are, and
     /// [`add_big_nb`] adds their terms.
-    fn nb_row => nb_row_body(row: &Row<'_>, lp: &mut [f32], d: &mut [f32], th: &mut [f32])
+    pub(super) fn nb_row<const GRAD: bool>(
+        row: &Row<'_>,
+        lp: &mut [f32],
+        d: &mut [f32],
+        th: &mut [f32]
+    ) -> u32 => nb_row_body
 );
 
-row_kernel!(
+wide_kernel!(
     /// ZINB row with dropout logits `pi` (G): as [`nb_row`] (the count terms of a
     /// positive count enter additively, so [`add_big_nb`] serves it too), plus the
     /// weighted `d/d pi` into `dp` (G, overwritten) with `GRAD`.
-    fn zinb_row => zinb_row_body(
+    pub(super) fn zinb_row<const GRAD: bool>(
         row: &Row<'_>,
         pi: &[f32],
         lp: &mut [f32],
         d: &mut [f32],
         th: &mut [f32],
         dp: &mut [f32]
-    )
+    ) -> u32 => zinb_row_body
 );
 
-row_kernel!(
+wide_kernel!(
     /// Poisson row: `lp` (G); with `GRAD`, `d` = the weighted `x - mu` (G, overwritten).
     /// Returns the number of counts outside the table ([`add_big_poisson`] adds them).
-    fn poisson_row => poisson_row_body(row: &Row<'_>, lp: &mut [f32], d: &mut [f32])
+    pub(super) fn poisson_row<const GRAD: bool>(
+        row: &Row<'_>,
+        lp: &mut [f32],
+        d: &mut [f32]
+    ) -> u32 => poisson_row_body
 );
-
-/// Whether [`nb_row`] and its siblings take their AVX2 versions here.
-#[cfg(test)]
-pub(super) fn wide_rows() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
 
 /// Sum of `v` in f64, in 8 lanes (so that it vectorises), the lanes added in order.
 pub(super) fn sum_f64(v: &[f32]) -> f64 {

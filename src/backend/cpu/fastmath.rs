@@ -13,6 +13,51 @@
 //!
 //! Each is a plain function of plain f32 arithmetic (no fused multiply-add), so the
 //! results are the same whatever width the vectoriser picks and on every target.
+//! [`wide_kernel!`] compiles a loop that calls them twice on x86-64, for the baseline
+//! (SSE2, 4 lanes) and for AVX2 (8 lanes), and picks one at run time.
+
+/// A kernel as a function of its own (so that its slices keep their no-alias promise
+/// and its loops vectorise), compiled twice on x86-64: for the baseline (SSE2) and for
+/// AVX2 (8 lanes), chosen at run time. The body is a `#[inline(always)]` function of
+/// the same arguments. Without fused multiply-add both give the same bits
+/// (`the_avx2_kernels_give_the_baseline_bits` in `count_rows`' tests).
+macro_rules! wide_kernel {
+    (
+        $(#[$m:meta])*
+        $vis:vis fn $name:ident $(<const $g:ident: bool>)? ($($arg:ident: $ty:ty),* $(,)?)
+            -> $ret:ty => $body:ident
+    ) => {
+        $(#[$m])*
+        #[inline(never)]
+        $vis fn $name $(<const $g: bool>)? ($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn wide $(<const $g: bool>)? ($($arg: $ty),*) -> $ret {
+                    $body $(::<$g>)? ($($arg),*)
+                }
+                if $crate::backend::cpu::fastmath::avx2() {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { wide $(::<$g>)? ($($arg),*) };
+                }
+            }
+            $body $(::<$g>)? ($($arg),*)
+        }
+    };
+}
+pub(crate) use wide_kernel;
+
+/// Whether [`wide_kernel!`] kernels take their AVX2 versions here.
+pub fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// ln 2 split so that `e * LN2_HI` is exact for |e| < 2^9 (Cephes).
 const LN2_HI: f32 = 0.693_359_4;
@@ -91,8 +136,11 @@ pub fn exp(x: f32) -> f32 {
     const C2: f32 = -2.121_944_4e-4;
     // Clamp so that 2^n stays a normal number; the ends are set below.
     let xc = x.clamp(-87.336_55, 88.722_83);
-    // n = round(x / ln 2), by adding and subtracting 1.5 * 2^23.
-    let n = (xc * LOG2E + 12_582_912.0) - 12_582_912.0;
+    // n = round(x / ln 2), by adding and subtracting 1.5 * 2^23; the integer is read
+    // from the bits of the sum (no float-to-integer conversion, which does not vectorise).
+    let f = xc * LOG2E + 12_582_912.0;
+    let n = f - 12_582_912.0;
+    let ni = (f.to_bits() as i32).wrapping_sub(0x4b40_0000);
     let r = xc - n * C1 - n * C2;
     let z = r * r;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
@@ -103,7 +151,6 @@ pub fn exp(x: f32) -> f32 {
     // 2^n with n in [-126, 127] (the clamp keeps it there); 2^n * y done in two
     // halves so that n = 128 after rounding (x near the top) cannot overflow the
     // exponent field.
-    let ni = n as i32;
     let half = ni >> 1;
     let s1 = f32::from_bits(((half + 127) as u32) << 23);
     let s2 = f32::from_bits(((ni - half + 127) as u32) << 23);

@@ -2,7 +2,8 @@
 //! rows, kept here as the oracle), and the distributions' sums.
 
 use super::super::count_rows::{
-    add_big_nb, add_big_poisson, count_terms, nb_row, poisson_row, wide_rows, zinb_row, Row, Tables,
+    add_big_nb, add_big_poisson, count_terms, nb_row, nb_row_body, poisson_row, poisson_row_body,
+    zinb_row, zinb_row_body, Row, Tables,
 };
 use super::*;
 use crate::backend::cpu::special::lgamma;
@@ -281,4 +282,65 @@ fn results_do_not_depend_on_the_split() {
         );
         assert_eq!(ll[0].to_bits(), first.0[r].to_bits(), "row {r}");
     }
+}
+
+/// The row kernels called through their dispatch (AVX2 where the CPU has it) and as
+/// the baseline code (their bodies, compiled without AVX2) give the same bits.
+#[test]
+fn the_avx2_kernels_give_the_baseline_bits() {
+    let g = 1003; // not a multiple of 8: the loops' tails too
+    let mut seed = 11u64;
+    let mut next = || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        ((seed >> 40) as f32) / (1u64 << 24) as f32
+    };
+    let x: Vec<f32> = (0..g).map(|_| (next() * next() * 40.0).floor()).collect();
+    let rho: Vec<f32> = (0..g).map(|_| next() * next() / 100.0).collect();
+    let pi: Vec<f32> = (0..g).map(|_| next() * 8.0 - 4.0).collect();
+    let log_theta: Vec<f32> = (0..g).map(|_| next() * 6.0 - 3.0).collect();
+    let mut tables = Tables::default();
+    tables.fill(&log_theta, g, true);
+    let (t, inv_t, lg, psi) = tables.slab(0, g);
+    let row = Row {
+        x: &x,
+        rho: &rho,
+        t,
+        inv_t,
+        lg,
+        psi,
+        library: 3000.0,
+        weight: -0.25,
+    };
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    let run_nb = |wide: bool| {
+        let (mut lp, mut d, mut th) = (vec![0.0; g], vec![0.0; g], vec![0.5; g]);
+        let big = if wide {
+            nb_row::<true>(&row, &mut lp, &mut d, &mut th)
+        } else {
+            nb_row_body::<true>(&row, &mut lp, &mut d, &mut th)
+        };
+        (big, bits(&lp), bits(&d), bits(&th))
+    };
+    assert_eq!(run_nb(true), run_nb(false));
+    let run_zinb = |wide: bool| {
+        let mut o = [vec![0.0; g], vec![0.0; g], vec![0.5; g], vec![0.0; g]];
+        let [lp, d, th, dp] = &mut o;
+        let big = if wide {
+            zinb_row::<true>(&row, &pi, lp, d, th, dp)
+        } else {
+            zinb_row_body::<true>(&row, &pi, lp, d, th, dp)
+        };
+        (big, o.map(|v| bits(&v)))
+    };
+    assert_eq!(run_zinb(true), run_zinb(false));
+    let run_poisson = |wide: bool| {
+        let (mut lp, mut d) = (vec![0.0; g], vec![0.0; g]);
+        let big = if wide {
+            poisson_row::<true>(&row, &mut lp, &mut d)
+        } else {
+            poisson_row_body::<true>(&row, &mut lp, &mut d)
+        };
+        (big, bits(&lp), bits(&d))
+    };
+    assert_eq!(run_poisson(true), run_poisson(false));
 }
