@@ -9,6 +9,7 @@ pub mod batchnorm;
 mod count_rows;
 pub mod counts;
 pub mod fastmath;
+mod gemm;
 pub mod kl;
 pub mod linear;
 pub mod log1p;
