@@ -441,7 +441,7 @@ wide_kernel!(
 );
 
 /// Sum of `v` in f64, in 8 lanes (so that it vectorises), the lanes added in order.
-pub(super) fn sum_f64(v: &[f32]) -> f64 {
+pub fn sum_f64(v: &[f32]) -> f64 {
     let mut acc = [0f64; 8];
     let chunks = v.chunks_exact(8);
     let rest = chunks.remainder();

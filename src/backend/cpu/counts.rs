@@ -25,9 +25,8 @@
 //! range (f32), as on the GPU.
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-use super::count_rows::{
-    add_big_nb, add_big_poisson, nb_row, poisson_row, sum_f64, zinb_row, Row, Tables,
-};
+pub use super::count_rows::sum_f64;
+use super::count_rows::{add_big_nb, add_big_poisson, nb_row, poisson_row, zinb_row, Row, Tables};
 use super::par;
 use std::ops::Range;
 
