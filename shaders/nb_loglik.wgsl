@@ -1,6 +1,6 @@
 // nb_loglik: the negative binomial log-likelihood per cell with normalising constants,
-// fused with its gradients (twin: `backend::cpu::nb_loglik::forward_backward`, which
-// works in f64; this kernel works in f32). Test: tests/gpu_kernels/nb_loglik.rs.
+// fused with its gradients (twin: `backend::cpu::nb_loglik::forward_backward`; both work
+// in f32, the CPU with f64 sums). Test: tests/gpu_kernels/nb_loglik.rs.
 //
 //   mu = library[r] * rho[r, g] (floored at the smallest normal f32), t = exp(log_theta)
 //   log p = lgamma(x + t) - lgamma(t) - lgamma(x + 1) + t ln(t / (t + mu)) + x ln(mu / (t + mu))

@@ -1,6 +1,6 @@
 // poisson_loglik: the Poisson log-likelihood per cell with its normalising constant,
 // fused with the gradient w.r.t. the softmax logits (twin:
-// `backend::cpu::poisson_loglik::forward_backward`, f64 there, f32 here). Test:
+// `backend::cpu::poisson_loglik::forward_backward`; f32 in both). Test:
 // tests/gpu_kernels/poisson_loglik.rs. The element function `poisson_elem` is in lib/counts.wgsl.
 //
 //   mu = library[r] * rho[r, g] (floored at the smallest normal f32)

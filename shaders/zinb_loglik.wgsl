@@ -1,6 +1,6 @@
 // zinb_loglik: the zero-inflated negative binomial log-likelihood per cell (scvi-tools'
 // log_zinb_positive with every normalising constant), fused with its gradients (twin:
-// `backend::cpu::zinb_loglik::forward_backward`, f64 there, f32 here). Test:
+// `backend::cpu::zinb_loglik::forward_backward`; f32 in both). Test:
 // tests/gpu_kernels/zinb_loglik.rs. The element function `zinb_elem` is in lib/counts.wgsl.
 //
 //   mu = library[r] * rho[r, g], t = exp(log_theta[theta_row[r], g]), p = pi[r, g]

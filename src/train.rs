@@ -8,6 +8,7 @@
 //! any [`Backend`](crate::model::Backend) in one async loop ([`Trainer::step_group_async`]) that the page
 //! awaits on the GPU and the command line and tests run through [`crate::block_on`].
 
+use crate::backend::cpu::par;
 use crate::data::CountMatrix;
 use crate::error::{Error, Result};
 use crate::model::{Minibatch, StepHyper, StepLosses, TrainState};
@@ -147,7 +148,7 @@ pub struct Schedule {
     batches: Vec<Minibatch>,
     hypers: Vec<StepHyper>,
     ends: Vec<usize>,
-    rows: Vec<usize>,
+    starts: Vec<usize>,
     clock: fn() -> f64,
 }
 
@@ -195,7 +196,7 @@ impl Schedule {
             batches: Vec::new(),
             hypers: Vec::new(),
             ends: Vec::new(),
-            rows: Vec::new(),
+            starts: Vec::new(),
             clock,
         })
     }
@@ -237,17 +238,12 @@ impl Schedule {
         let kl_weight = self.config.kl_weight(self.epoch);
         self.hypers.clear();
         self.ends.clear();
+        self.starts.clear();
         let mut pos = self.position;
         while self.hypers.len() < k.max(1) {
             let end = (pos + self.config.batch_size).min(n);
-            self.rows.clear();
-            self.rows
-                .extend(self.order[pos..end].iter().map(|&i| self.cells[i as usize]));
             let i = self.hypers.len();
-            if self.batches.len() <= i {
-                self.batches.push(Minibatch::default());
-            }
-            self.batches[i].gather_into(m, &self.batch_codes, &self.rows);
+            self.starts.push(pos);
             self.hypers.push(StepHyper {
                 step: self.steps + i as u32,
                 seed: self.config.seed,
@@ -262,6 +258,32 @@ impl Schedule {
                 break;
             }
         }
+        // Gather the minibatches, several at once over the kernels' threads (each
+        // minibatch is gathered alone, so the threads change nothing).
+        let count = self.hypers.len();
+        if self.batches.len() < count {
+            self.batches.resize_with(count, Minibatch::default);
+        }
+        let (order, cells, codes) = (&self.order, &self.cells, &self.batch_codes);
+        let (starts, ends) = (&self.starts, &self.ends);
+        let work = count * self.config.batch_size * m.n_genes;
+        let parts = par::ranges(count, work);
+        let batches = par::split_rows(&mut self.batches[..count], &parts, 1);
+        let jobs: Vec<_> = parts
+            .into_iter()
+            .zip(batches)
+            .map(|(steps, batches)| {
+                move || {
+                    let mut rows = Vec::new();
+                    for (i, mb) in steps.zip(batches.iter_mut()) {
+                        rows.clear();
+                        rows.extend(order[starts[i]..ends[i]].iter().map(|&c| cells[c as usize]));
+                        mb.gather_into(m, codes, &rows);
+                    }
+                }
+            })
+            .collect();
+        par::run(jobs);
         (&self.batches[..self.hypers.len()], &self.hypers)
     }
 

@@ -1,8 +1,10 @@
 // lib/counts.wgsl: what the likelihood kernels (nb_loglik, zinb_loglik, poisson_loglik)
 // share, prepended to each (WGSL has no includes): their Params and per-cell Cell
 // structs, the per-cell workgroup reduction, and the count-distribution helpers.
-// Twins: `backend::cpu::counts` (nb_elem, zinb_elem, poisson_elem, count_terms) and
-// `backend::cpu::special` (lgamma_f32, digamma_f32).
+// Twins: `backend::cpu::count_rows` (nb_elem and the NB/ZINB/Poisson rows, in f32 like
+// these; the finite sums for counts up to 16 come from per-step tables there, in the
+// same order), `backend::cpu::counts` (the loop over cells) and `backend::cpu::special`
+// (lgamma_f32, digamma_f32; the CPU takes counts above 16 in f64).
 
 // Mirrors `backend::gpu::kernels::NbParams`.
 struct Params {

@@ -58,19 +58,19 @@ impl Minibatch {
         self.log1p_values.clear();
         self.library.clear();
         self.batch.clear();
+        let table = log1p_table();
         for (r, &cell) in rows.iter().enumerate() {
             let (idx, val) = m.row(cell);
-            let mut total = 0.0f64;
+            let dense = &mut self.counts[r * g..(r + 1) * g];
             for (&j, &v) in idx.iter().zip(val) {
-                self.counts[r * g + j as usize] = v;
-                total += v as f64;
+                dense[j as usize] = v;
             }
             self.indices.extend_from_slice(idx);
             self.values.extend_from_slice(val);
-            self.log1p_values
-                .extend(val.iter().map(|&v| log1p_count(v)));
+            log1p_counts(table, val, &mut self.log1p_values);
             self.indptr.push(self.indices.len());
-            self.library.push(total as f32);
+            self.library
+                .push(crate::backend::cpu::counts::sum_f64(val) as f32);
             self.batch.push(batch_codes.get(cell).copied().unwrap_or(0));
         }
     }
@@ -83,25 +83,56 @@ impl Minibatch {
     }
 }
 
-/// `f32::ln_1p(v)`, from a table for the integer counts 0..=1023 (most of them).
-fn log1p_count(v: f32) -> f32 {
-    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| (0..1024).map(|k| (k as f32).ln_1p()).collect());
-    let k = v as usize;
-    if k as f32 == v {
-        if let Some(&t) = table.get(k) {
-            return t;
+/// `f32::ln_1p(k)` for the integer counts k = 0..=1023 (most of them).
+fn log1p_table() -> &'static [f32; 1024] {
+    static TABLE: std::sync::OnceLock<[f32; 1024]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| std::array::from_fn(|k| (k as f32).ln_1p()))
+}
+
+/// Appends `f32::ln_1p(v)` of every value to `out`: from [`log1p_table`] for the
+/// integer counts 0..=1023, read in a loop without branches (the count from the bits of
+/// `v + 2^23`), then `ln_1p` for the few other values.
+fn log1p_counts(table: &[f32; 1024], val: &[f32], out: &mut Vec<f32>) {
+    let start = out.len();
+    out.resize(start + val.len(), 0.0);
+    let out = &mut out[start..];
+    let mut misses = 0u32;
+    for (o, &v) in out.iter_mut().zip(val) {
+        let (hit, k) = table_index(v);
+        *o = table[k];
+        misses += u32::from(!hit);
+    }
+    if misses > 0 {
+        for (o, &v) in out.iter_mut().zip(val) {
+            if !table_index(v).0 {
+                *o = v.ln_1p();
+            }
         }
     }
-    v.ln_1p()
+}
+
+/// Whether `v` is one of the integers 0..=1023 (not -0, whose `ln_1p` is -0), and its
+/// index in [`log1p_table`] (0 when it is not).
+#[inline(always)]
+#[allow(clippy::manual_clamp)] // NaN must give 0, where `clamp` gives NaN
+fn table_index(v: f32) -> (bool, usize) {
+    let f = v.max(0.0).min(1023.0) + 8_388_608.0;
+    let k = (f.to_bits().wrapping_sub(0x4b00_0000) & 1023) as usize;
+    (f - 8_388_608.0 == v && v.to_bits() != 0x8000_0000, k)
 }
 
 #[cfg(test)]
 mod log1p_tests {
     #[test]
     fn the_table_is_ln_1p_bit_for_bit() {
-        for v in [0.0f32, 1.0, 2.0, 7.0, 1023.0, 1024.0, 0.5, 3.25, 1e6] {
-            assert_eq!(super::log1p_count(v).to_bits(), v.ln_1p().to_bits(), "{v}");
+        let vals = [
+            0.0f32, -0.0, 1.0, 2.0, 7.0, 1023.0, 1024.0, 0.5, 3.25, 1e6, -2.0,
+        ];
+        let mut out = vec![9.0];
+        super::log1p_counts(super::log1p_table(), &vals, &mut out);
+        for (v, o) in vals.iter().zip(&out[1..]) {
+            assert_eq!(o.to_bits(), v.ln_1p().to_bits(), "{v}");
         }
+        assert_eq!(out[0], 9.0);
     }
 }

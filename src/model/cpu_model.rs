@@ -5,7 +5,8 @@
 use super::params::LayerRanges;
 use super::{Likelihood, Minibatch, ModelConfig, Params};
 use crate::backend::cpu::{
-    batchnorm, kl, linear, nb_loglik, poisson_loglik, relu_dropout, reparam, softmax, zinb_loglik,
+    batchnorm, counts, kl, linear, nb_loglik, poisson_loglik, relu_dropout, reparam, softmax,
+    zinb_loglik,
 };
 use crate::rng;
 
@@ -65,6 +66,8 @@ pub struct Workspace {
     d_logits: Vec<f32>,
     d_pi: Vec<f32>,
     d_theta: Vec<f32>,
+    /// The likelihood kernels' tables and sums, kept between steps.
+    counts: counts::CountScratch,
     d_a: Vec<f32>,
     d_b: Vec<f32>,
     d_pre: Vec<f32>,
@@ -383,7 +386,7 @@ impl CpuModel {
         let theta_row = theta_rows(cfg, &mb.batch);
         let lt = &p.values[p.layout.log_theta.clone()];
         match cfg.likelihood {
-            Likelihood::Nb => nb_loglik::forward(
+            Likelihood::Nb => nb_loglik::forward_with(
                 &mb.counts,
                 &mb.library,
                 &ws.rho[..b * g],
@@ -392,8 +395,9 @@ impl CpuModel {
                 b,
                 g,
                 &mut ws.loglik[..b],
+                &mut ws.counts,
             ),
-            Likelihood::Zinb => zinb_loglik::forward(
+            Likelihood::Zinb => zinb_loglik::forward_with(
                 &mb.counts,
                 &mb.library,
                 &ws.rho[..b * g],
@@ -403,14 +407,16 @@ impl CpuModel {
                 b,
                 g,
                 &mut ws.loglik[..b],
+                &mut ws.counts,
             ),
-            Likelihood::Poisson => poisson_loglik::forward(
+            Likelihood::Poisson => poisson_loglik::forward_with(
                 &mb.counts,
                 &mb.library,
                 &ws.rho[..b * g],
                 b,
                 g,
                 &mut ws.loglik[..b],
+                &mut ws.counts,
             ),
         }
     }
@@ -452,7 +458,7 @@ impl CpuModel {
         let gr = &mut ws.grads;
         gr.fill(0.0);
         match cfg.likelihood {
-            Likelihood::Nb => nb_loglik::forward_backward(
+            Likelihood::Nb => nb_loglik::forward_backward_with(
                 &mb.counts,
                 &mb.library,
                 &ws.rho[..b * g],
@@ -464,8 +470,9 @@ impl CpuModel {
                 &mut ws.loglik[..b],
                 &mut ws.d_logits[..b * g],
                 &mut ws.d_theta,
+                &mut ws.counts,
             ),
-            Likelihood::Zinb => zinb_loglik::forward_backward(
+            Likelihood::Zinb => zinb_loglik::forward_backward_with(
                 &mb.counts,
                 &mb.library,
                 &ws.rho[..b * g],
@@ -479,9 +486,10 @@ impl CpuModel {
                 &mut ws.d_logits[..b * g],
                 &mut ws.d_theta,
                 &mut ws.d_pi[..b * g],
+                &mut ws.counts,
             ),
             Likelihood::Poisson => {
-                poisson_loglik::forward_backward(
+                poisson_loglik::forward_backward_with(
                     &mb.counts,
                     &mb.library,
                     &ws.rho[..b * g],
@@ -490,6 +498,7 @@ impl CpuModel {
                     g,
                     &mut ws.loglik[..b],
                     &mut ws.d_logits[..b * g],
+                    &mut ws.counts,
                 );
                 ws.d_theta.fill(0.0);
             }

@@ -30,23 +30,64 @@ pub fn step(
     t: u32,
 ) {
     let t = t.max(1) as i32;
-    let step_size = (lr / (1.0 - beta1.powi(t))) as f32;
-    let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt() as f32;
-    let (one_m_b1, one_m_b2) = ((1.0 - beta1) as f32, (1.0 - beta2) as f32);
-    let (beta2, eps, weight_decay) = (beta2 as f32, eps as f32, weight_decay as f32);
+    let h = Hyper {
+        step_size: (lr / (1.0 - beta1.powi(t))) as f32,
+        bc2_sqrt: (1.0 - beta2.powi(t)).sqrt() as f32,
+        one_m_b1: (1.0 - beta1) as f32,
+        one_m_b2: (1.0 - beta2) as f32,
+        beta2: beta2 as f32,
+        eps: eps as f32,
+        weight_decay: weight_decay as f32,
+    };
+    // Elements are independent: split over threads, each element updated alone.
+    let n = params.len();
+    let parts = super::par::ranges(n, n * 4);
+    let ps = super::par::split_rows(params, &parts, 1);
+    let ms = super::par::split_rows(&mut m[..n], &parts, 1);
+    let vs = super::par::split_rows(&mut v[..n], &parts, 1);
+    let jobs: Vec<_> = parts
+        .into_iter()
+        .zip(ps)
+        .zip(ms.into_iter().zip(vs))
+        .map(|((r, p), (m, v))| move || update(p, &grads[r], m, v, h))
+        .collect();
+    super::par::run(jobs);
+}
+
+/// Adam's per-step constants in f32 (see [`step`]).
+#[derive(Clone, Copy)]
+struct Hyper {
+    step_size: f32,
+    bc2_sqrt: f32,
+    one_m_b1: f32,
+    one_m_b2: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+}
+
+/// [`step`]'s update of one run of elements.
+#[inline(always)]
+fn update_body(params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32], h: Hyper) {
     for (((p, &g), mi), vi) in params
         .iter_mut()
         .zip(grads)
         .zip(m.iter_mut())
         .zip(v.iter_mut())
     {
-        let g = g + weight_decay * *p;
-        *mi += one_m_b1 * (g - *mi);
-        *vi = beta2 * *vi + one_m_b2 * g * g;
-        let denom = vi.sqrt() / bc2_sqrt + eps;
-        *p -= step_size * *mi / denom;
+        let g = g + h.weight_decay * *p;
+        *mi += h.one_m_b1 * (g - *mi);
+        *vi = h.beta2 * *vi + h.one_m_b2 * g * g;
+        let denom = vi.sqrt() / h.bc2_sqrt + h.eps;
+        *p -= h.step_size * *mi / denom;
     }
 }
+
+super::fastmath::wide_kernel!(
+    /// [`update_body`] compiled for the baseline and AVX2.
+    fn update(params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32], h: Hyper) -> ()
+        => update_body
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,66 +5,35 @@
 //! Shapes, all row-major: `x` is B x n_in, `w` is n_in x n_out (so a row of `w` is one
 //! input's weights, which the sparse layer reads contiguously), `bias` is n_out, `y` is
 //! B x n_out. Outputs are overwritten, never accumulated. Dense products go through
-//! `matrixmultiply::sgemm` (cache-blocked SIMD; transposes by strides).
+//! [`super::gemm`] (matrixmultiply's cache-blocked SIMD on blocks over threads;
+//! transposes by strides).
 //!
 //! Panics (programming errors, not data errors) if a slice is shorter than its shape.
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-/// Safe wrapper of `sgemm`: C (m x n, row stride `ldc`) = A B + beta C, with A (m x k)
-/// and B (k x n) given by element strides. Checks every slice covers its last element.
-fn sgemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    (rsa, csa): (usize, usize),
-    b: &[f32],
-    (rsb, csb): (usize, usize),
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    // Before matrixmultiply's first product: it takes its thread count from here.
-    let _ = super::par::threads();
-    assert!(
-        c.len() >= (m - 1) * ldc + n && ldc >= n,
-        "gemm: output too short"
-    );
-    if k > 0 {
-        assert!(a.len() > (m - 1) * rsa + (k - 1) * csa, "gemm: A too short");
-        assert!(b.len() > (k - 1) * rsb + (n - 1) * csb, "gemm: B too short");
-    }
-    // SAFETY: the asserts above keep every element sgemm touches inside the slices; the
-    // output does not alias the inputs (distinct borrows) nor itself (ldc >= n, stride 1).
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
-            c.as_mut_ptr(),
-            ldc as isize,
-            1,
-        );
-    }
+use super::gemm::sgemm;
+
+thread_local! {
+    /// [`column_sums`]' f64 accumulators (reused between calls).
+    static SUMS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Column sums of `dy` (B x n) into `dbias` (n), overwritten; f64 accumulation.
+/// Column sums of `dy` (B x n) into `dbias` (n), overwritten; f64 accumulation, each
+/// column summed over the rows in order (row by row, so the reads are contiguous).
 fn column_sums(dy: &[f32], b: usize, n: usize, dbias: &mut [f32]) {
-    for (j, d) in dbias[..n].iter_mut().enumerate() {
-        let s: f64 = (0..b).map(|r| f64::from(dy[r * n + j])).sum();
-        *d = s as f32;
-    }
+    SUMS.with(|s| {
+        let mut acc = s.borrow_mut();
+        acc.clear();
+        acc.resize(n, 0.0);
+        for row in dy[..b * n].chunks_exact(n.max(1)) {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += f64::from(v);
+            }
+        }
+        for (d, &a) in dbias[..n].iter_mut().zip(acc.iter()) {
+            *d = a as f32;
+        }
+    });
 }
 
 /// Forward: `y = x W + bias`. `x` B x n_in, `w` n_in x n_out, `bias` n_out, `y` B x n_out

@@ -6,7 +6,10 @@
 
 pub mod adam;
 pub mod batchnorm;
+mod count_rows;
 pub mod counts;
+pub mod fastmath;
+mod gemm;
 pub mod kl;
 pub mod linear;
 pub mod log1p;

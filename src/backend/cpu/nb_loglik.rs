@@ -2,7 +2,7 @@
 //! fused with its gradients (shapes and conventions in [`super::counts`]).
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-use super::counts::{dispersions, drive, nb_elem, sum_theta_rows, Grads};
+use super::counts::{drive, CountScratch, Grads, Inputs, Kind};
 
 /// NB log-likelihood per cell with gradients (see the module docs for shapes): writes
 /// `loglik` (B), `d_logits` (B x G) and `d_log_theta` (K x G), all overwritten.
@@ -19,29 +19,54 @@ pub fn forward_backward(
     d_logits: &mut [f32],
     d_log_theta: &mut [f32],
 ) {
-    let mut th = vec![0f32; b * g];
-    let grads = Grads {
-        d_logits,
-        th: Some(&mut th),
-        d_pi: None,
-    };
-    let disp = dispersions(log_theta);
-    drive(
+    let scratch = &mut CountScratch::default();
+    forward_backward_with(
         x,
         library,
         rho,
+        log_theta,
+        theta_row,
         weight,
         b,
         g,
         loglik,
-        Some(grads),
-        |r, j, xv, mu| {
-            let (ln_t, t) = disp[theta_row[r] as usize * g + j];
-            let (lp, a, t) = nb_elem(xv, ln_t, t, mu, true);
-            (lp, a, t, 0.0)
-        },
+        d_logits,
+        d_log_theta,
+        scratch,
     );
-    sum_theta_rows(&th, theta_row, b, g, d_log_theta);
+}
+
+/// [`forward_backward`] with buffers kept between calls (a training step's).
+pub fn forward_backward_with(
+    x: &[f32],
+    library: &[f32],
+    rho: &[f32],
+    log_theta: &[f32],
+    theta_row: &[u32],
+    weight: &[f32],
+    b: usize,
+    g: usize,
+    loglik: &mut [f32],
+    d_logits: &mut [f32],
+    d_log_theta: &mut [f32],
+    scratch: &mut CountScratch,
+) {
+    let inputs = Inputs {
+        x,
+        library,
+        rho,
+        log_theta,
+        theta_row,
+        weight,
+        b,
+        g,
+    };
+    let grads = Grads {
+        d_logits,
+        d_log_theta: Some(d_log_theta),
+        d_pi: None,
+    };
+    drive(&inputs, Kind::Nb, loglik, Some(grads), scratch);
 }
 
 /// NB log-likelihood per cell only (`loglik`, B, overwritten).
@@ -55,9 +80,40 @@ pub fn forward(
     g: usize,
     loglik: &mut [f32],
 ) {
-    let disp = dispersions(log_theta);
-    drive(x, library, rho, &[], b, g, loglik, None, |r, j, xv, mu| {
-        let (ln_t, t) = disp[theta_row[r] as usize * g + j];
-        (nb_elem(xv, ln_t, t, mu, false).0, 0.0, 0.0, 0.0)
-    });
+    forward_with(
+        x,
+        library,
+        rho,
+        log_theta,
+        theta_row,
+        b,
+        g,
+        loglik,
+        &mut CountScratch::default(),
+    );
+}
+
+/// [`forward`] with buffers kept between calls.
+pub fn forward_with(
+    x: &[f32],
+    library: &[f32],
+    rho: &[f32],
+    log_theta: &[f32],
+    theta_row: &[u32],
+    b: usize,
+    g: usize,
+    loglik: &mut [f32],
+    scratch: &mut CountScratch,
+) {
+    let inputs = Inputs {
+        x,
+        library,
+        rho,
+        log_theta,
+        theta_row,
+        weight: &[],
+        b,
+        g,
+    };
+    drive(&inputs, Kind::Nb, loglik, None, scratch);
 }

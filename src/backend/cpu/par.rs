@@ -2,8 +2,9 @@
 //! do not depend on the number of threads: each output element is computed by one thread
 //! in the order the serial loop uses, and sums across rows are left to the caller, made
 //! in row order after the parallel part (`counts::drive` and its likelihoods), or split
-//! by output element instead (`linear::backward_sparse_weights`). `CELLVAE_THREADS`
-//! sets the number of threads (default: the machine's cores, at most 8).
+//! by output element instead (`linear::backward_sparse_weights`, the blocks of
+//! `gemm`). `CELLVAE_THREADS` sets the number of threads (default: the machine's
+//! cores, at most 8).
 
 use std::ops::Range;
 
@@ -17,18 +18,11 @@ pub fn threads() -> usize {
     {
         static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         *N.get_or_init(|| {
-            let n = std::env::var("CELLVAE_THREADS")
+            std::env::var("CELLVAE_THREADS")
                 .ok()
                 .and_then(|s| s.parse::<usize>().ok())
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .clamp(1, 8);
-            // matrixmultiply's products read their thread count once, at their first
-            // call, which comes after this (`linear::sgemm` asks here first). Each output
-            // element is still summed by one thread in one order.
-            if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
-                std::env::set_var("MATMUL_NUM_THREADS", n.to_string());
-            }
-            n
+                .clamp(1, 8)
         })
     }
 }
@@ -40,7 +34,12 @@ const MIN_WORK_PER_THREAD: usize = 1 << 16;
 /// `0..n` in at most [`threads`] contiguous ranges of near-equal length, fewer when the
 /// `work` of all `n` items is small.
 pub fn ranges(n: usize, work: usize) -> Vec<Range<usize>> {
-    let parts = threads().min(work / MIN_WORK_PER_THREAD).min(n).max(1);
+    even(n, threads().min(work / MIN_WORK_PER_THREAD).min(n))
+}
+
+/// `0..n` in `parts` (at least 1) contiguous ranges of near-equal length.
+pub fn even(n: usize, parts: usize) -> Vec<Range<usize>> {
+    let parts = parts.max(1);
     (0..parts)
         .map(|p| (n * p / parts)..(n * (p + 1) / parts))
         .collect()

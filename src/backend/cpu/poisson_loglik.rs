@@ -2,7 +2,28 @@
 //! with its logit gradient (shapes and conventions in [`super::counts`]).
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-use super::counts::{drive, poisson_elem, Grads};
+use super::counts::{drive, CountScratch, Grads, Inputs, Kind};
+
+/// The inputs of a Poisson row set (no dispersion).
+fn inputs<'a>(
+    x: &'a [f32],
+    library: &'a [f32],
+    rho: &'a [f32],
+    weight: &'a [f32],
+    b: usize,
+    g: usize,
+) -> Inputs<'a> {
+    Inputs {
+        x,
+        library,
+        rho,
+        log_theta: &[],
+        theta_row: &[],
+        weight,
+        b,
+        g,
+    }
+}
 
 /// Poisson log-likelihood per cell with the weighted logit gradient (`loglik` B,
 /// `d_logits` B x G, overwritten).
@@ -16,29 +37,46 @@ pub fn forward_backward(
     loglik: &mut [f32],
     d_logits: &mut [f32],
 ) {
-    drive(
-        x,
-        library,
-        rho,
-        weight,
-        b,
-        g,
-        loglik,
-        Some(Grads {
-            d_logits,
-            th: None,
-            d_pi: None,
-        }),
-        |_, _, xv, mu| {
-            let (lp, a) = poisson_elem(xv, mu);
-            (lp, a, 0.0, 0.0)
-        },
-    );
+    let scratch = &mut CountScratch::default();
+    forward_backward_with(x, library, rho, weight, b, g, loglik, d_logits, scratch);
+}
+
+/// [`forward_backward`] with buffers kept between calls (a training step's).
+pub fn forward_backward_with(
+    x: &[f32],
+    library: &[f32],
+    rho: &[f32],
+    weight: &[f32],
+    b: usize,
+    g: usize,
+    loglik: &mut [f32],
+    d_logits: &mut [f32],
+    scratch: &mut CountScratch,
+) {
+    let grads = Grads {
+        d_logits,
+        d_log_theta: None,
+        d_pi: None,
+    };
+    let inp = inputs(x, library, rho, weight, b, g);
+    drive(&inp, Kind::Poisson, loglik, Some(grads), scratch);
 }
 
 /// Poisson log-likelihood per cell only (`loglik`, B, overwritten).
 pub fn forward(x: &[f32], library: &[f32], rho: &[f32], b: usize, g: usize, loglik: &mut [f32]) {
-    drive(x, library, rho, &[], b, g, loglik, None, |_, _, xv, mu| {
-        (poisson_elem(xv, mu).0, 0.0, 0.0, 0.0)
-    });
+    forward_with(x, library, rho, b, g, loglik, &mut CountScratch::default());
+}
+
+/// [`forward`] with buffers kept between calls.
+pub fn forward_with(
+    x: &[f32],
+    library: &[f32],
+    rho: &[f32],
+    b: usize,
+    g: usize,
+    loglik: &mut [f32],
+    scratch: &mut CountScratch,
+) {
+    let inp = inputs(x, library, rho, &[], b, g);
+    drive(&inp, Kind::Poisson, loglik, None, scratch);
 }

@@ -3,7 +3,7 @@
 //! (shapes and conventions in [`super::counts`]).
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-use super::counts::{dispersions, drive, sum_theta_rows, zinb_elem, Grads};
+use super::counts::{drive, CountScratch, Grads, Inputs, Kind};
 
 /// ZINB log-likelihood per cell with gradients: as [`super::nb_loglik::forward_backward`] plus the
 /// dropout logits `pi` (B x G) and their gradient `d_pi` (B x G, overwritten, weighted).
@@ -22,28 +22,58 @@ pub fn forward_backward(
     d_log_theta: &mut [f32],
     d_pi: &mut [f32],
 ) {
-    let mut th = vec![0f32; b * g];
-    let grads = Grads {
-        d_logits,
-        th: Some(&mut th),
-        d_pi: Some(d_pi),
-    };
-    let disp = dispersions(log_theta);
-    drive(
+    let scratch = &mut CountScratch::default();
+    forward_backward_with(
         x,
         library,
         rho,
+        log_theta,
+        theta_row,
+        pi,
         weight,
         b,
         g,
         loglik,
-        Some(grads),
-        |r, j, xv, mu| {
-            let (ln_t, t) = disp[theta_row[r] as usize * g + j];
-            zinb_elem(xv, ln_t, t, mu, f64::from(pi[r * g + j]), true)
-        },
+        d_logits,
+        d_log_theta,
+        d_pi,
+        scratch,
     );
-    sum_theta_rows(&th, theta_row, b, g, d_log_theta);
+}
+
+/// [`forward_backward`] with buffers kept between calls (a training step's).
+pub fn forward_backward_with(
+    x: &[f32],
+    library: &[f32],
+    rho: &[f32],
+    log_theta: &[f32],
+    theta_row: &[u32],
+    pi: &[f32],
+    weight: &[f32],
+    b: usize,
+    g: usize,
+    loglik: &mut [f32],
+    d_logits: &mut [f32],
+    d_log_theta: &mut [f32],
+    d_pi: &mut [f32],
+    scratch: &mut CountScratch,
+) {
+    let inputs = Inputs {
+        x,
+        library,
+        rho,
+        log_theta,
+        theta_row,
+        weight,
+        b,
+        g,
+    };
+    let grads = Grads {
+        d_logits,
+        d_log_theta: Some(d_log_theta),
+        d_pi: Some(d_pi),
+    };
+    drive(&inputs, Kind::Zinb(pi), loglik, Some(grads), scratch);
 }
 
 /// ZINB log-likelihood per cell only (`loglik`, B, overwritten).
@@ -58,10 +88,42 @@ pub fn forward(
     g: usize,
     loglik: &mut [f32],
 ) {
-    let disp = dispersions(log_theta);
-    drive(x, library, rho, &[], b, g, loglik, None, |r, j, xv, mu| {
-        let (ln_t, t) = disp[theta_row[r] as usize * g + j];
-        let p = f64::from(pi[r * g + j]);
-        (zinb_elem(xv, ln_t, t, mu, p, false).0, 0.0, 0.0, 0.0)
-    });
+    forward_with(
+        x,
+        library,
+        rho,
+        log_theta,
+        theta_row,
+        pi,
+        b,
+        g,
+        loglik,
+        &mut CountScratch::default(),
+    );
+}
+
+/// [`forward`] with buffers kept between calls.
+pub fn forward_with(
+    x: &[f32],
+    library: &[f32],
+    rho: &[f32],
+    log_theta: &[f32],
+    theta_row: &[u32],
+    pi: &[f32],
+    b: usize,
+    g: usize,
+    loglik: &mut [f32],
+    scratch: &mut CountScratch,
+) {
+    let inputs = Inputs {
+        x,
+        library,
+        rho,
+        log_theta,
+        theta_row,
+        weight: &[],
+        b,
+        g,
+    };
+    drive(&inputs, Kind::Zinb(pi), loglik, None, scratch);
 }

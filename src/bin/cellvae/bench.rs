@@ -6,6 +6,7 @@
 //! the dispatches per step. `--scaling` adds a series over cells and genes (synthetic
 //! data, one child process each, so that each peak memory is its own).
 
+use cellvae::backend::cpu::counts::CountScratch;
 use cellvae::backend::cpu::{adam, nb_loglik, par};
 use cellvae::data::{synthetic, CountMatrix};
 use cellvae::model::cpu_model::{CpuModel, Mode, Workspace};
@@ -220,8 +221,9 @@ fn stages(mut p: Params, m: &CountMatrix, cells: &[usize], codes: &[u32], batch:
     let (rows0, w) = (vec![0u32; b], vec![-1.0 / b as f32; b]);
     let (mut ll, mut dl, mut dt) = (vec![0.0; b], vec![0.0; b * g], vec![0.0; lt.len()]);
     let rho = ws.rho[..b * g].to_vec();
+    let mut scratch = CountScratch::default();
     let likelihood = best(&mut || {
-        nb_loglik::forward_backward(
+        nb_loglik::forward_backward_with(
             &mb.counts,
             &mb.library,
             &rho,
@@ -233,6 +235,7 @@ fn stages(mut p: Params, m: &CountMatrix, cells: &[usize], codes: &[u32], batch:
             &mut ll,
             &mut dl,
             &mut dt,
+            &mut scratch,
         )
     });
     let n = p.values.len();

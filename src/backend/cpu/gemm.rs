@@ -1,0 +1,301 @@
+//! Matrix products for [`super::linear`]: `matrixmultiply::sgemm` (cache-blocked SIMD,
+//! one thread per call) on blocks of the output split over the kernels' threads
+//! ([`super::par`]).
+//!
+//! matrixmultiply's own threads split only its row loop and synchronise once per block
+//! of 256 along k, which left the thin products of a training step (128 x 128 x 4,000
+//! in every arrangement) on one core. Here the output is split instead, along its
+//! longer side: each element is still the one sgemm computes (the same blocking along
+//! k, the same kernel), so the results do not depend on the split nor on the number of
+//! threads. When both sides are short and k is long, k is cut into fixed chunks (by
+//! the shape alone, never by the thread count), each chunk's product is made alone and
+//! the chunks are added in order.
+#![allow(clippy::too_many_arguments)] // BLAS-style signature
+
+use super::par;
+use std::cell::RefCell;
+
+/// Output sides at least this long are split over threads.
+const SPLIT_MIN: usize = 256;
+/// k is cut into chunks of this length when neither output side reaches
+/// [`SPLIT_MIN`] and k is at least twice it.
+const K_CHUNK: usize = 1024;
+/// Split points are multiples of this (the AVX-512 kernel's 16 x 16 tile).
+const ALIGN: usize = 16;
+
+/// A pointer into the output that crosses to the jobs; each writes its own block.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the jobs of one product write disjoint blocks of the output (rows or
+// columns), and the output outlives them (`par::run` joins before returning).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+thread_local! {
+    /// The k-chunks' partial products (reused between calls).
+    static PARTIALS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One single-threaded sgemm: C (m x n at `c`, row stride `ldc`) = A B + beta C.
+///
+/// # Safety
+/// A, B and C must cover every element the strides reach, and C must not alias A or B
+/// nor be written by anything else meanwhile.
+unsafe fn one(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    (rsa, csa): (usize, usize),
+    b: *const f32,
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    matrixmultiply::sgemm(
+        m,
+        k,
+        n,
+        1.0,
+        a,
+        rsa as isize,
+        csa as isize,
+        b,
+        rsb as isize,
+        csb as isize,
+        beta,
+        c,
+        ldc as isize,
+        1,
+    );
+}
+
+/// `0..len` in `parts` ranges whose starts are multiples of [`ALIGN`].
+fn aligned(len: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let blocks = len.div_ceil(ALIGN);
+    par::even(blocks, parts)
+        .into_iter()
+        .map(|r| (r.start * ALIGN).min(len)..(r.end * ALIGN).min(len))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// C (m x n, row stride `ldc`) = A B + beta C, with A (m x k) and B (k x n) given by
+/// element strides. Checks that every slice covers its last element.
+pub(super) fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        c.len() >= (m - 1) * ldc + n && ldc >= n,
+        "gemm: output too short"
+    );
+    if k > 0 {
+        assert!(
+            a.len() > (m - 1) * sa.0 + (k - 1) * sa.1,
+            "gemm: A too short"
+        );
+        assert!(
+            b.len() > (k - 1) * sb.0 + (n - 1) * sb.1,
+            "gemm: B too short"
+        );
+    }
+    if m.max(n) < SPLIT_MIN && k >= 2 * K_CHUNK {
+        return k_chunks(m, k, n, a, sa, b, sb, beta, c, ldc);
+    }
+    let (a_ptr, b_ptr, out) = (
+        a.as_ptr() as usize,
+        b.as_ptr() as usize,
+        OutPtr(c.as_mut_ptr()),
+    );
+    let by_rows = m >= n;
+    let side = if by_rows { m } else { n };
+    let threads = par::ranges(side.div_ceil(ALIGN), m * n * k / 16).len();
+    let jobs: Vec<_> = aligned(side, threads)
+        .into_iter()
+        .map(|r| {
+            move || {
+                let out = out;
+                let (a, b) = (a_ptr as *const f32, b_ptr as *const f32);
+                // SAFETY: the asserts above cover A, B and C; rows (or columns) `r` of C
+                // are this job's alone; A and B are only read.
+                unsafe {
+                    if by_rows {
+                        let a = a.add(r.start * sa.0);
+                        let c = out.0.add(r.start * ldc);
+                        one(r.len(), k, n, a, sa, b, sb, beta, c, ldc);
+                    } else {
+                        let b = b.add(r.start * sb.1);
+                        let c = out.0.add(r.start);
+                        one(m, k, r.len(), a, sa, b, sb, beta, c, ldc);
+                    }
+                }
+            }
+        })
+        .collect();
+    par::run(jobs);
+}
+
+/// [`sgemm`] with k cut into chunks of [`K_CHUNK`]: chunk 0 into C (with `beta`), the
+/// others into partial products over threads, then added to C in order.
+fn k_chunks(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let chunks = k.div_ceil(K_CHUNK);
+    let kr = |i: usize| i * k / chunks..(i + 1) * k / chunks;
+    let mn = m * n;
+    PARTIALS.with(|p| {
+        let mut partials = p.borrow_mut();
+        if partials.len() < (chunks - 1) * mn {
+            partials.resize((chunks - 1) * mn, 0.0);
+        }
+        let (a_ptr, b_ptr) = (a.as_ptr() as usize, b.as_ptr() as usize);
+        let out = OutPtr(c.as_mut_ptr());
+        let parts = OutPtr(partials.as_mut_ptr());
+        let jobs: Vec<_> = par::even(chunks, par::ranges(chunks, m * n * k / 16).len())
+            .into_iter()
+            .map(|idx| {
+                move || {
+                    let (out, parts) = (out, parts);
+                    let (a, b) = (a_ptr as *const f32, b_ptr as *const f32);
+                    for i in idx {
+                        let r = kr(i);
+                        // SAFETY: the asserts in `sgemm` cover A, B and C, `partials`
+                        // holds (chunks - 1) m x n blocks; chunk i writes C (i = 0) or
+                        // its own block, nothing else.
+                        unsafe {
+                            let (a, b) = (a.add(r.start * sa.1), b.add(r.start * sb.0));
+                            if i == 0 {
+                                one(m, r.len(), n, a, sa, b, sb, beta, out.0, ldc);
+                            } else {
+                                let c = parts.0.add((i - 1) * mn);
+                                one(m, r.len(), n, a, sa, b, sb, 0.0, c, n);
+                            }
+                        }
+                    }
+                }
+            })
+            .collect();
+        par::run(jobs);
+        for part in partials[..(chunks - 1) * mn].chunks_exact(mn) {
+            for (row, prow) in c.chunks_mut(ldc).zip(part.chunks_exact(n)) {
+                for (o, &v) in row[..n].iter_mut().zip(prow) {
+                    *o += v;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, salt: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + salt) * 7919) % 1013) as f32 / 1013.0 - 0.5)
+            .collect()
+    }
+
+    /// Every split of the output gives the bits of one whole call, and chunked k is
+    /// within rounding of the f64 product.
+    #[test]
+    fn splits_give_the_same_bits() {
+        for &(m, k, n) in &[(300, 70, 37), (37, 70, 300), (128, 2500, 96), (1, 5, 1)] {
+            let (a, b) = (values(m * k, 1), values(k * n, 2));
+            let mut whole = values(m * n, 3);
+            let mut want = whole.clone();
+            unsafe {
+                one(
+                    m,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    (k, 1),
+                    b.as_ptr(),
+                    (n, 1),
+                    0.5,
+                    whole.as_mut_ptr(),
+                    n,
+                )
+            };
+            sgemm(m, k, n, &a, (k, 1), &b, (n, 1), 0.5, &mut want, n);
+            if m.max(n) >= SPLIT_MIN || k < 2 * K_CHUNK {
+                assert_eq!(whole, want, "{m} x {k} x {n}");
+            }
+            for (i, w) in want.iter().enumerate() {
+                let (r, col) = (i / n, i % n);
+                let exact: f64 = 0.5 * f64::from(values(m * n, 3)[i])
+                    + (0..k)
+                        .map(|j| f64::from(a[r * k + j]) * f64::from(b[j * n + col]))
+                        .sum::<f64>();
+                assert!(
+                    (f64::from(*w) - exact).abs() < 1e-4,
+                    "{m} x {k} x {n} at {i}"
+                );
+            }
+            // Blocks by hand, as threads would take them.
+            for parts in [2, 3, 5] {
+                let mut got = values(m * n, 3);
+                let out = got.as_mut_ptr();
+                for r in aligned(m, parts) {
+                    unsafe {
+                        one(
+                            r.len(),
+                            k,
+                            n,
+                            a.as_ptr().add(r.start * k),
+                            (k, 1),
+                            b.as_ptr(),
+                            (n, 1),
+                            0.5,
+                            out.add(r.start * n),
+                            n,
+                        );
+                    }
+                }
+                assert_eq!(got, whole, "rows in {parts}");
+                let mut got = values(m * n, 3);
+                let out = got.as_mut_ptr();
+                for r in aligned(n, parts) {
+                    unsafe {
+                        one(
+                            m,
+                            k,
+                            r.len(),
+                            a.as_ptr(),
+                            (k, 1),
+                            b.as_ptr().add(r.start),
+                            (n, 1),
+                            0.5,
+                            out.add(r.start),
+                            n,
+                        );
+                    }
+                }
+                assert_eq!(got, whole, "columns in {parts}");
+            }
+        }
+    }
+}
