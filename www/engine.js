@@ -17,6 +17,7 @@
 import { Session, Dataset, read_files } from './pkg/cellvae.js';
 import { detectGpu } from './gpu-detect.js';
 import { readEntries } from './read.js';
+import { CLASSROOM_HANDLERS } from './engine-classroom.js';
 import { Keeper, FORMAT, checkData, checkModel, checkSettings, checkGroups } from './store.js';
 
 /** @typedef {import('./protocol.js').Requests} Requests */
@@ -419,6 +420,7 @@ export class Engine {
 
 /** @type {{[K in RequestType]: (this: Engine, req: Incoming) => Promise<Requests[K]['result']>}} */
 const handlers = {
+  ...CLASSROOM_HANDLERS,
   async hello() {
     this.gpuInfo = await detectGpu();
     return { thread: this.host.thread, gpu: this.gpuInfo };
@@ -460,17 +462,6 @@ const handlers = {
     // On failure the current session (when kept) stays as it was.
     const s = new Session(this.dataset, req.options);
     return this.adopt(s, req.device, req.options);
-  },
-
-  async rotate(req) {
-    // Lesson 12: the current model rotated in a plane of the latent space, shown as a new
-    // session (as a loaded model is), on the same data.
-    const s = this.need();
-    if (!this.dataset) throw new Error('no data loaded');
-    const bytes = s.rotated_model(req.i, req.j, req.angle);
-    const config = s.model_config_json();
-    const r = Session.from_model(this.dataset, bytes, config, req.options);
-    return this.adopt(r, req.device, req.options, false, `the model rotated by ${req.angle}° in the plane z${req.i + 1}, z${req.j + 1}`);
   },
 
   async import(req) {
@@ -556,21 +547,6 @@ const handlers = {
     // The model's differential expression (src/session/compare.rs) with the parameters as
     // they are now; group2 empty: every other cell.
     return this.need().compare(Uint32Array.from(req.group1), Uint32Array.from(req.group2), req.options);
-  },
-
-  async evaluate(req) {
-    // The evaluation panel: src/eval.rs `report`, as `cellvae eval` computes it.
-    return this.need().evaluate(req.samples, req.seed);
-  },
-
-  async step_kernels() {
-    // The shader viewer: one GPU step's kernels in order (empty on the CPU).
-    return { kernels: this.need().step_kernels() };
-  },
-
-  async teach(req) {
-    // A lesson's computation (src/session/teach.rs), by name, with its arguments.
-    return this.need().teach(req.what, req.args);
   },
 
   async export_scvi() {

@@ -64,6 +64,9 @@ pub struct GpuContext {
     /// The labels of the compute passes recorded while a log is on (see
     /// [`GpuContext::start_kernel_log`]).
     kernel_log: Mutex<Option<Vec<String>>>,
+    /// Whether that log is on: checked before the lock, so a training step's dispatches
+    /// take no lock while nobody asks for the log.
+    kernel_log_on: AtomicBool,
 }
 
 /// A bind group and what it was made of.
@@ -142,6 +145,7 @@ impl GpuContext {
             tapes: Mutex::new(Tapes::default()),
             fail_allocation: AtomicBool::new(false),
             kernel_log: Mutex::new(None),
+            kernel_log_on: AtomicBool::new(false),
         })
     }
 
@@ -282,6 +286,9 @@ impl GpuContext {
 
     pub(crate) fn count_dispatch(&self, label: &str) {
         self.dispatches.fetch_add(1, Ordering::Relaxed);
+        if !self.kernel_log_on.load(Ordering::Relaxed) {
+            return;
+        }
         if let Ok(mut log) = self.kernel_log.lock() {
             if let Some(l) = log.as_mut() {
                 l.push(label.to_string());
@@ -294,12 +301,14 @@ impl GpuContext {
     pub fn start_kernel_log(&self) {
         if let Ok(mut log) = self.kernel_log.lock() {
             *log = Some(Vec::new());
+            self.kernel_log_on.store(true, Ordering::Relaxed);
         }
     }
 
     /// The labels logged since [`GpuContext::start_kernel_log`], in recording order; stops
     /// the log.
     pub fn take_kernel_log(&self) -> Vec<String> {
+        self.kernel_log_on.store(false, Ordering::Relaxed);
         self.kernel_log
             .lock()
             .ok()
