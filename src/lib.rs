@@ -22,6 +22,8 @@
 //! - [`pipeline`]: matrix -> training data (QC, HVG, held-out split, batch and labels).
 //! - [`teach`]: the lessons' computations (estimators, gradient noise, ELBO surgery,
 //!   generated cells, rotations, batch mixing) on a model and real cells.
+//! - [`bench`]: a training step timed by stage on the CPU kernels (`cellvae bench` and the
+//!   page's `bench_step` hook).
 //! - [`session`]: everything the page does with data and a model (options shared with
 //!   the command line, the run on the CPU or the GPU with lr and beta in one place,
 //!   latent means, KL per dimension, profiles, model files, the worker hand-off codec),
@@ -34,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod bench;
 mod blocking;
 pub mod data;
 pub mod de;

@@ -37,6 +37,17 @@ fn seconds_now() -> f64 {
     js_sys::Date::now() / 1000.0
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// `performance.now()` (the page's and the worker's global): milliseconds, sub-ms.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now_ms() -> f64;
+}
+
+fn precise_seconds() -> f64 {
+    performance_now_ms() / 1000.0
+}
+
 /// Takes a JS array of `{name: string, bytes: Uint8Array}` objects.
 fn files_from_js(files: &js_sys::Array) -> Result<Vec<InputFile>, JsError> {
     let mut out = Vec::with_capacity(files.length() as usize);
@@ -169,6 +180,21 @@ pub fn shader_sources() -> Result<JsValue, JsError> {
         })
         .collect();
     to_js_value(&list)
+}
+
+/// A training step of scvi-tools' default model on `dataset` timed by stage on the CPU
+/// kernels, as `cellvae bench` times it natively ([`crate::bench`]), and the product
+/// peak (a 512^3 sgemm): `{stages: {encoder_s, ...}, step_s, gflops, peak_gflops}`.
+#[wasm_bindgen]
+pub fn bench_step(dataset: &Dataset) -> Result<JsValue, JsError> {
+    let stages = crate::bench::step_stages(&dataset.matrix, precise_seconds).map_err(to_js)?;
+    let peak_gflops = crate::bench::sgemm_peak_gflops(512, 3, precise_seconds);
+    to_js_value(&serde_json::json!({
+        "step_s": stages.step_s(),
+        "gflops": stages.gflops(),
+        "peak_gflops": peak_gflops,
+        "stages": stages,
+    }))
 }
 
 /// Checks the GPU path end to end: opens a WebGPU device, runs the `log1p` kernel on

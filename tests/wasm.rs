@@ -35,6 +35,88 @@ fn mtx_facts(gz: &[u8]) -> (usize, usize, usize, f64) {
     (dims[1], dims[0], dims[2], total)
 }
 
+fn values(n: usize, salt: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i + salt) * 7919) % 1013) as f32 / 1013.0 - 0.5)
+        .collect()
+}
+
+/// The page's matrix products (this build's SIMD128 kernel, src/backend/cpu/gemm_simd128.rs)
+/// against f64 sums, through the layer functions that use them: `y = x W + bias`,
+/// `dx = dy W^T`, `dw = x^T dy` (transposes by strides), at shapes that are not
+/// multiples of the register tile, longer than its k block and its row block, and long
+/// enough in k to be cut into chunks; and the rows of a product computed apart give the
+/// bits of the whole (what splitting a product over threads relies on).
+#[wasm_bindgen_test]
+fn matrix_products_match_f64_in_the_browser() {
+    for &(b, n_in, n_out) in &[
+        (1, 1, 1),
+        (5, 3, 7),
+        (37, 300, 29),
+        (130, 70, 9),
+        (128, 128, 765),
+        (20, 2100, 12),
+        (67, 513, 130),
+    ] {
+        let (x, w, bias, dy) = (
+            values(b * n_in, 1),
+            values(n_in * n_out, 2),
+            values(n_out, 3),
+            values(b * n_out, 4),
+        );
+        let mut y = vec![f32::NAN; b * n_out];
+        cpu::linear::forward(&x, &w, &bias, b, n_in, n_out, &mut y);
+        let (mut dx, mut dw, mut db) = (
+            vec![f32::NAN; b * n_in],
+            vec![f32::NAN; n_in * n_out],
+            vec![f32::NAN; n_out],
+        );
+        cpu::linear::backward(&x, &w, &dy, b, n_in, n_out, Some(&mut dx), &mut dw, &mut db);
+        let f = |v: f32| f64::from(v);
+        let close = |got: f32, want: f64, terms: usize, what: &str| {
+            let tol = 2e-5 * (terms as f64).sqrt().max(1.0);
+            assert!(
+                (f(got) - want).abs() <= tol,
+                "{what} of {b} x {n_in} x {n_out}: {got} against {want}"
+            );
+        };
+        for r in 0..b {
+            for o in 0..n_out {
+                let want = f(bias[o])
+                    + (0..n_in)
+                        .map(|i| f(x[r * n_in + i]) * f(w[i * n_out + o]))
+                        .sum::<f64>();
+                close(y[r * n_out + o], want, n_in, "y");
+            }
+            for i in 0..n_in {
+                let want: f64 = (0..n_out)
+                    .map(|o| f(dy[r * n_out + o]) * f(w[i * n_out + o]))
+                    .sum();
+                close(dx[r * n_in + i], want, n_out, "dx");
+            }
+        }
+        for i in 0..n_in {
+            for o in 0..n_out {
+                let want: f64 = (0..b)
+                    .map(|r| f(x[r * n_in + i]) * f(dy[r * n_out + o]))
+                    .sum();
+                close(dw[i * n_out + o], want, b, "dw");
+            }
+        }
+        for o in 0..n_out {
+            let want: f64 = (0..b).map(|r| f(dy[r * n_out + o])).sum();
+            close(db[o], want, b, "dbias");
+        }
+        // The first rows and the rest apart give the bits of the whole.
+        let cut = b / 2;
+        let mut parts = vec![f32::NAN; b * n_out];
+        let (top, bottom) = parts.split_at_mut(cut * n_out);
+        cpu::linear::forward(&x[..cut * n_in], &w, &bias, cut, n_in, n_out, top);
+        cpu::linear::forward(&x[cut * n_in..], &w, &bias, b - cut, n_in, n_out, bottom);
+        assert_eq!(parts, y, "rows apart, {b} x {n_in} x {n_out}");
+    }
+}
+
 #[wasm_bindgen_test]
 fn reads_the_demo_in_the_browser() {
     let files = vec![

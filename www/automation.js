@@ -214,6 +214,12 @@ async function modelFiles() {
   return { config: r.config, safetensors: Array.from(r.safetensors) };
 }
 
+/** A training step timed by stage in the engine's thread (src/bench.rs), as `cellvae bench` times it. */
+async function benchStep() {
+  if (!S.client) throw new Error('no data');
+  return S.client.request('bench_step', {});
+}
+
 export function installAutomation() {
   /** @type {any} */ (window).cellvae = {
     status,
@@ -236,5 +242,6 @@ export function installAutomation() {
     evaluation,
     step,
     modelFiles,
+    benchStep,
   };
 }

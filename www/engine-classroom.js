@@ -1,14 +1,14 @@
 // @ts-check
 // cellvae: the engine's requests for the classroom (www/engine.js merges them into its
-// handlers): the evaluation panel, the lessons' computations, lesson 12's rotated model
-// and the shader viewer's step. Each only calls the wasm Session (src/session/lessons.rs,
-// evaluate.rs) and converts.
-import { Session } from './pkg/cellvae.js';
+// handlers): the evaluation panel, the lessons' computations, lesson 12's rotated model,
+// the shader viewer's step and the speed figures' timed step. Each only calls the wasm
+// Session (src/session/lessons.rs, evaluate.rs) or src/bench.rs and converts.
+import { Session, bench_step } from './pkg/cellvae.js';
 
 /** @typedef {import('./engine.js').Engine} Engine */
 /** @typedef {import('./protocol.js').Requests} Requests */
 /** @typedef {{type: string, id: number} & Record<string, any>} Incoming */
-/** @typedef {'evaluate' | 'teach' | 'rotate' | 'step_kernels'} ClassroomRequest */
+/** @typedef {'evaluate' | 'teach' | 'rotate' | 'step_kernels' | 'bench_step'} ClassroomRequest */
 
 /** @type {{[K in ClassroomRequest]: (this: Engine, req: Incoming) => Promise<Requests[K]['result']>}} */
 export const CLASSROOM_HANDLERS = {
@@ -36,5 +36,12 @@ export const CLASSROOM_HANDLERS = {
   async step_kernels() {
     // The shader viewer: one GPU step's kernels in order (empty on the CPU).
     return { kernels: this.need().step_kernels() };
+  },
+
+  async bench_step() {
+    // A step of the default model on the loaded data timed by stage on the CPU kernels, as
+    // `cellvae bench` times it natively (src/bench.rs); tests/e2e/bench.test.mjs prints it.
+    if (!this.dataset) throw new Error('no data loaded');
+    return bench_step(this.dataset);
   },
 };

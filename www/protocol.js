@@ -116,6 +116,13 @@
  *   kl_per_dim: number[], active_units: number, n_samples: number, knn15_accuracy: number | null,
  *   batch_mixing15: number | null}} EvalReport
  *
+ * `bench_step` (src/bench.rs `Stages`): a step of the default model timed by stage on the
+ * CPU kernels, in seconds; `gflops` the step's product arithmetic over its time,
+ * `peak_gflops` a 512^3 product's.
+ * @typedef {{step_s: number, gflops: number, peak_gflops: number, stages: {encoder_s: number, decoder_s: number,
+ *   likelihood_s: number, backward_s: number, optimizer_s: number, forward_backward_s: number, flops: number,
+ *   batch_cells: number, threads: number}}} BenchStep
+ *
  * Every request: its payload and its result.
  * @typedef {{
  *   hello: {payload: {}, result: {thread: Thread, gpu: GpuInfo}},
@@ -136,6 +143,7 @@
  *   compare: {payload: {group1: Uint32Array, group2: Uint32Array, options: CompareOptions}, result: Comparison},
  *   evaluate: {payload: {samples: number, seed: number}, result: EvalReport},
  *   teach: {payload: {what: string, args: Record<string, any>}, result: any},
+ *   bench_step: {payload: {}, result: BenchStep},
  *   step_kernels: {payload: {}, result: {kernels: {kernel: string, pass: string, dispatches: number}[]}},
  *   rotate: {payload: {i: number, j: number, angle: number, options: SessionOptions, device: string}, result: {info: SessionInfo, snapshot: Snapshot}},
  *   export_model: {payload: {}, result: {safetensors: Uint8Array, config: string}},

@@ -1,5 +1,7 @@
 // Page speed figures, run by hand (not part of the test suite): the demo's training speed
-// over a fixed wall time, and the frame times of the page while 10,000 cells train.
+// over a fixed wall time and its step timed by stage (the page's bench hook), the frame
+// times of the page while 10,000 cells train, and natively in the same run `cellvae bench`
+// on the demo (target/release/cellvae, or CELLVAE_RELEASE_BIN) with the page/native ratios.
 // WebGPU off and on (SwiftShader: the page trains on the CPU by default there).
 //
 //   PORT=8181 cargo xtask serve &
@@ -92,6 +94,16 @@ async function measure(webgpu) {
     out.demo_epochs_per_s = (s1.epoch - s0.epoch) / secs;
     out.demo_steps_per_s = (s1.step - s0.step) / secs;
     console.log(`[${mode}] demo (700 cells): ${out.demo_epochs_per_s.toFixed(2)} epochs/s, ${out.demo_steps_per_s.toFixed(1)} steps/s over ${secs.toFixed(1)} s (epoch ${s0.epoch} -> ${s1.epoch}; ${out.training_backend}, thread ${out.thread})`);
+    // The same step timed by stage on the CPU kernels in the engine's thread (src/bench.rs),
+    // as `cellvae bench` times it natively (printed beside it at the end).
+    const bs = await page.evaluate(() => (window.cellvae.benchStep ? window.cellvae.benchStep() : null));
+    if (bs) {
+      out.bench_step_ms = 1e3 * bs.step_s;
+      out.bench_stages_ms = Object.fromEntries(['encoder', 'decoder', 'likelihood', 'backward', 'optimizer'].map((k) => [k, 1e3 * bs.stages[`${k}_s`]]));
+      out.bench_gflops = bs.gflops;
+      out.bench_peak_gflops = bs.peak_gflops;
+      console.log(`[${mode}] demo step by stage (CPU kernels, engine thread): ${out.bench_step_ms.toFixed(2)} ms ${JSON.stringify(Object.fromEntries(Object.entries(out.bench_stages_ms).map(([k, v]) => [k, +v.toFixed(2)])))}; ${bs.gflops.toFixed(1)} GFLOP/s, product peak ${bs.peak_gflops.toFixed(1)}`);
+    }
 
     // 2. 10,000 cells: frame times while training (auto pace), and their training speed.
     const dir = path.join(SHARED, 'mouse_10k_1000');
@@ -214,8 +226,27 @@ if (MAP) {
 } else {
   for (const webgpu of MODES) results.push(await measure(webgpu));
 }
+// Natively, in the same run: `cellvae bench` on the demo (release build, where one exists).
+let native = null;
+const bin = process.env.CELLVAE_RELEASE_BIN || path.resolve('target/release/cellvae');
+if (!MAP) {
+  try {
+    const text = execFileSync(bin, ['bench', 'www/demo/pbmc68k_reduced_700', '--epochs', '20'], { encoding: 'utf8' });
+    const row = text.split('\n').find((l) => l.startsWith('| ') && l.includes('| cpu |'));
+    if (row) {
+      const c = row.split('|').map((x) => x.trim());
+      native = { s_per_epoch: Number(c[5]), epochs_per_s: 1 / Number(c[5]), step_ms: Number(c[7]), row };
+      console.log(`[native] ${row}`);
+      for (const r of results) {
+        console.log(`[${r.mode}] page / native: epochs/s ${(native.epochs_per_s / r.demo_epochs_per_s).toFixed(2)}x slower; timed step ${(r.bench_step_ms / native.step_ms).toFixed(2)}x`);
+      }
+    }
+  } catch (e) {
+    console.log(`[native] no figures (${bin}: ${String(e).split('\n')[0]}); build it with \`cargo build --release --bin cellvae\``);
+  }
+}
 const summary = {
-  date: new Date().toISOString(), chromium, cpus: os.cpus().length, cpu: os.cpus()[0]?.model,
+  date: new Date().toISOString(), chromium, native, cpus: os.cpus().length, cpu: os.cpus()[0]?.model,
   loadavg_before: load0.map((x) => x.toFixed(2)), loadavg_after: os.loadavg().map((x) => x.toFixed(2)),
   seconds: SECONDS, results,
 };

@@ -1,6 +1,6 @@
 //! Matrix products for [`super::linear`]: `matrixmultiply::sgemm` (cache-blocked SIMD,
-//! one thread per call) on blocks of the output split over the kernels' threads
-//! ([`super::par`]).
+//! one thread per call; in wasm32 with SIMD128 [`super::gemm_simd128`] instead) on
+//! blocks of the output split over the kernels' threads ([`super::par`]).
 //!
 //! matrixmultiply's own threads split only its row loop and synchronise once per block
 //! of 256 along k, which left the thin products of a training step (128 x 128 x 4,000
@@ -53,6 +53,9 @@ unsafe fn one(
     c: *mut f32,
     ldc: usize,
 ) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::gemm_simd128::sgemm(m, k, n, a, (rsa, csa), b, (rsb, csb), beta, c, ldc);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     matrixmultiply::sgemm(
         m,
         k,

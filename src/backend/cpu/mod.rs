@@ -10,6 +10,8 @@ mod count_rows;
 pub mod counts;
 pub mod fastmath;
 mod gemm;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod gemm_simd128;
 pub mod kl;
 pub mod linear;
 pub mod log1p;

@@ -6,11 +6,10 @@
 //! the dispatches per step. `--scaling` adds a series over cells and genes (synthetic
 //! data, one child process each, so that each peak memory is its own).
 
-use cellvae::backend::cpu::counts::CountScratch;
-use cellvae::backend::cpu::{adam, nb_loglik, par};
+use cellvae::backend::cpu::par;
+use cellvae::bench::stages;
 use cellvae::data::{synthetic, CountMatrix};
-use cellvae::model::cpu_model::{CpuModel, Mode, Workspace};
-use cellvae::model::{Backend, CpuBackend, GpuBackend, Minibatch, ModelConfig, Params, TrainState};
+use cellvae::model::{Backend, CpuBackend, GpuBackend, ModelConfig, Params, TrainState};
 use cellvae::pipeline::{prepare, PrepareOptions};
 use cellvae::train::{TrainConfig, Trainer, GROUP};
 use cellvae::{Error, Result};
@@ -32,7 +31,7 @@ fn now() -> f64 {
 }
 
 pub fn bench(job: BenchJob) -> Result<()> {
-    let peak = sgemm_peak_gflops();
+    let peak = cellvae::bench::sgemm_peak_gflops(1024, 4, now);
     println!(
         "# cellvae bench\n\nthreads: {} (CELLVAE_THREADS); matrix-product peak (1024^3 sgemm, \
          the same threads): {peak:.1} GFLOP/s\n",
@@ -70,47 +69,6 @@ fn demo() -> Result<CountMatrix> {
     cellvae::data::read_inputs(&files, None, &Default::default())
 }
 
-/// GFLOP/s of a 1024 x 1024 x 1024 product, best of a few, on the kernels' threads.
-fn sgemm_peak_gflops() -> f64 {
-    let n = 1024;
-    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
-    let w: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 * 0.1).collect();
-    let bias = vec![0.0f32; n];
-    let mut y = vec![0.0f32; n * n];
-    let mut best = f64::INFINITY;
-    for _ in 0..4 {
-        let t = Instant::now();
-        cellvae::backend::cpu::linear::forward(&a, &w, &bias, n, n, n, &mut y);
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    2.0 * (n * n * n) as f64 / best / 1e9
-}
-
-/// Multiply-adds of one training step of `cfg` on `b` cells (dense equivalent): each
-/// linear layer's forward, its input gradient (not the first layer's) and its weight
-/// gradient.
-fn step_flops(p: &Params, b: usize) -> f64 {
-    let cfg = &p.config;
-    let mut macs = 0.0;
-    let mut first = true;
-    for t in &p.layout.tensors {
-        if !t.name.ends_with(".weight") || t.name.contains(".bn.") {
-            continue;
-        }
-        let passes = if first && t.name.starts_with("encoder") {
-            2.0
-        } else {
-            3.0
-        };
-        if t.name.starts_with("encoder") {
-            first = false;
-        }
-        macs += passes * (t.len() * b) as f64;
-    }
-    let _ = cfg;
-    2.0 * macs
-}
-
 /// One table row: train `epochs` epochs of scvi-tools' defaults on `m`, then time the
 /// stages of a step on the CPU.
 fn measure(name: &str, m: &CountMatrix, epochs: u32, gpu: bool, peak: f64) -> Result<String> {
@@ -141,9 +99,10 @@ fn measure(name: &str, m: &CountMatrix, epochs: u32, gpu: bool, peak: f64) -> Re
         &prep.train_cells,
         &prep.batch_codes,
         tc.batch_size,
+        now,
     );
     let nnz = mx.nnz() as f64 / (mx.n_cells * mx.n_genes).max(1) as f64;
-    let gflops = st.flops / st.total / 1e9;
+    let gflops = st.gflops();
     let ms = |s: f64| format!("{:.1}", s * 1e3);
     Ok(format!(
         "| {name} | {} x {} | {:.0}% | {} | {s_epoch:.3} | {:.0} | {} | {gflops:.1} ({:.0}%) | {} | {} | {} | {} | {} | {} |",
@@ -152,13 +111,13 @@ fn measure(name: &str, m: &CountMatrix, epochs: u32, gpu: bool, peak: f64) -> Re
         100.0 * nnz,
         if gpu { "gpu" } else { "cpu" },
         n_train as f64 / s_epoch,
-        ms(st.total + st.optimizer),
+        ms(st.step_s()),
         100.0 * gflops / peak,
-        ms(st.encoder),
-        ms(st.decoder),
-        ms(st.likelihood),
-        ms(st.backward),
-        ms(st.optimizer),
+        ms(st.encoder_s),
+        ms(st.decoder_s),
+        ms(st.likelihood_s),
+        ms(st.backward_s),
+        ms(st.optimizer_s),
         dispatches.map_or("-".into(), |d| d.to_string()),
     ))
 }
@@ -182,88 +141,6 @@ fn train<B: Backend>(
     }
     let s = h.iter().map(|r| r.seconds).sum::<f64>() / h.len() as f64;
     Ok((s, t.backend))
-}
-
-/// Seconds of one step's stages (best of several), and the step's floating-point work.
-struct Stages {
-    encoder: f64,
-    decoder: f64,
-    likelihood: f64,
-    backward: f64,
-    optimizer: f64,
-    /// forward + backward.
-    total: f64,
-    flops: f64,
-}
-
-fn stages(mut p: Params, m: &CountMatrix, cells: &[usize], codes: &[u32], batch: usize) -> Stages {
-    let rows: Vec<usize> = cells.iter().copied().take(batch).collect();
-    let mb = Minibatch::gather(m, codes, &rows);
-    let b = mb.n_rows;
-    let mut ws = Workspace::default();
-    let mode = Mode::Train { seed: 0, step: 0 };
-    let best = |f: &mut dyn FnMut()| {
-        let mut t_best = f64::INFINITY;
-        for _ in 0..5 {
-            let t = Instant::now();
-            f();
-            t_best = t_best.min(t.elapsed().as_secs_f64());
-        }
-        t_best
-    };
-    let total = best(&mut || {
-        CpuModel::forward_backward(&mut p, &mut ws, &mb, 0, 0, 1.0);
-    });
-    let encoder = best(&mut || CpuModel::encode(&mut p, &mut ws, &mb, mode));
-    let decoder = best(&mut || CpuModel::decode(&mut p, &mut ws, &mb.batch, b, mode));
-    let g = mb.n_genes;
-    let lt = p.values[p.layout.log_theta.clone()].to_vec();
-    let (rows0, w) = (vec![0u32; b], vec![-1.0 / b as f32; b]);
-    let (mut ll, mut dl, mut dt) = (vec![0.0; b], vec![0.0; b * g], vec![0.0; lt.len()]);
-    let rho = ws.rho[..b * g].to_vec();
-    let mut scratch = CountScratch::default();
-    let likelihood = best(&mut || {
-        nb_loglik::forward_backward_with(
-            &mb.counts,
-            &mb.library,
-            &rho,
-            &lt,
-            &rows0,
-            &w,
-            b,
-            g,
-            &mut ll,
-            &mut dl,
-            &mut dt,
-            &mut scratch,
-        )
-    });
-    let n = p.values.len();
-    let (mut am, mut av) = (vec![0.0; n], vec![0.0; n]);
-    let grads = ws.grads[..n].to_vec();
-    let optimizer = best(&mut || {
-        adam::step(
-            &mut p.values,
-            &grads,
-            &mut am,
-            &mut av,
-            1e-3,
-            0.9,
-            0.999,
-            1e-8,
-            1e-6,
-            1,
-        );
-    });
-    Stages {
-        encoder,
-        decoder,
-        likelihood,
-        backward: (total - encoder - decoder - likelihood).max(0.0),
-        optimizer,
-        total,
-        flops: step_flops(&p, b),
-    }
 }
 
 /// Seconds per epoch and peak memory over 1k-100k cells and 1k-5k genes (synthetic,
