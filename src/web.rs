@@ -12,6 +12,9 @@ use wasm_bindgen::prelude::*;
 
 mod session;
 pub use session::Session;
+/// The threaded build's `initThreadPool(n)`: starts the CPU kernels' pool of n Web Workers.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
 
 #[wasm_bindgen(start)]
 fn start() {

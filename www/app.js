@@ -76,6 +76,7 @@ async function main() {
   client.onSnapshot = applySnapshot;
   S.client = client;
   S.thread = hello.thread;
+  S.cpuThreads = hello.cpu;
   S.engineGpu = hello.gpu;
   sendPace();
   // What this browser kept of the last session comes back before the page says ready.

@@ -26,6 +26,8 @@ function status() {
     backend: S.pageGpu.ok ? 'webgpu' : 'cpu',
     adapter: S.pageGpu.adapter,
     thread: S.thread,
+    cpu_threads: S.cpuThreads.cpu_threads,
+    cpu_threads_why: S.cpuThreads.why,
     engine_gpu: S.engineGpu.ok ? S.engineGpu.adapter : null,
     n_cells: sum ? sum.n_cells : 0,
     n_genes: sum ? sum.n_genes : 0,

@@ -70,7 +70,10 @@ export function renderBackendNote() {
   else if (eg.ok && eg.software) {
     text = `Training runs on the CPU: the only WebGPU adapter here is a software one (${eg.adapter}), slower than the CPU path. Choose “GPU” under “train on” in the settings to use it anyway.`;
   } else text = 'Training runs on the CPU (this browser offers no usable WebGPU).';
-  if (S.thread === 'worker') text += ' It runs in a background worker, so the page stays responsive.';
+  if (S.thread === 'worker') {
+    text += ' It runs in a background worker, so the page stays responsive.';
+    if (g.state !== 'on') text += S.cpuThreads.cpu_threads > 1 ? ` The CPU path uses ${S.cpuThreads.cpu_threads} threads.` : ` The CPU path uses one thread (${S.cpuThreads.why}).`;
+  }
   else if (S.pageGpu.ok && !eg.ok) text += ' It runs on the page between frames: this browser offers WebGPU to the page but not to workers.';
   else text += ' It runs on the page between frames.';
   note.textContent = text;

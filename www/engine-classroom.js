@@ -3,7 +3,7 @@
 // handlers): the evaluation panel, the lessons' computations, lesson 12's rotated model,
 // the shader viewer's step and the speed figures' timed step. Each only calls the wasm
 // Session (src/session/lessons.rs, evaluate.rs) or src/bench.rs and converts.
-import { Session, bench_step } from './pkg/cellvae.js';
+import { core } from './wasm.js';
 
 /** @typedef {import('./engine.js').Engine} Engine */
 /** @typedef {import('./protocol.js').Requests} Requests */
@@ -29,7 +29,7 @@ export const CLASSROOM_HANDLERS = {
     if (!this.dataset) throw new Error('no data loaded');
     const bytes = s.rotated_model(req.i, req.j, req.angle);
     const config = s.model_config_json();
-    const r = Session.from_model(this.dataset, bytes, config, req.options);
+    const r = core.Session.from_model(this.dataset, bytes, config, req.options);
     return this.adopt(r, req.device, req.options, false, `the model rotated by ${req.angle}° in the plane z${req.i + 1}, z${req.j + 1}`);
   },
 
@@ -42,6 +42,6 @@ export const CLASSROOM_HANDLERS = {
     // A step of the default model on the loaded data timed by stage on the CPU kernels, as
     // `cellvae bench` times it natively (src/bench.rs); tests/e2e/bench.test.mjs prints it.
     if (!this.dataset) throw new Error('no data loaded');
-    return bench_step(this.dataset);
+    return core.bench_step(this.dataset);
   },
 };

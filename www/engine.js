@@ -14,7 +14,9 @@
 // The engine also keeps the session in this browser (store.js): the data after a load,
 // the model after it is made, every few seconds while training, on pause, after a step
 // and when training ends; `restore` brings it back on start-up, `forget` deletes it.
-import { Session, Dataset, read_files } from './pkg/cellvae.js';
+import { core } from './wasm.js';
+/** @typedef {import('./pkg/cellvae.js').Session} Session */
+/** @typedef {import('./pkg/cellvae.js').Dataset} Dataset */
 import { detectGpu } from './gpu-detect.js';
 import { readEntries } from './read.js';
 import { CLASSROOM_HANDLERS } from './engine-classroom.js';
@@ -43,6 +45,7 @@ import { Keeper, FORMAT, checkData, checkModel, checkSettings, checkGroups } fro
  *   budgetMs: number,
  *   rollMs: number,
  *   parser?: import('./client.js').EngineClient | null,
+ *   cpu?: Promise<import('./protocol.js').CpuThreads>,
  * }} EngineHost
  */
 
@@ -408,12 +411,12 @@ export class Engine {
     if (this.host.parser) {
       const r = await this.host.parser.request('parse', { files: req.files, obs: req.obs }, { onProgress: progress });
       const t1 = performance.now();
-      return { dataset: Dataset.from_bytes(r.bytes), read_ms: r.read_ms, parse_ms: r.parse_ms + (performance.now() - t1), in_worker: true };
+      return { dataset: core.Dataset.from_bytes(r.bytes), read_ms: r.read_ms, parse_ms: r.parse_ms + (performance.now() - t1), in_worker: true };
     }
     const entries = await readEntries(req.files, req.obs, progress);
     progress({ phase: 'parsing' });
     const t1 = performance.now();
-    const dataset = read_files(entries.files, entries.obs);
+    const dataset = core.read_files(entries.files, entries.obs);
     return { dataset, read_ms: t1 - t0, parse_ms: performance.now() - t1, in_worker: this.host.thread === 'worker' };
   }
 }
@@ -423,7 +426,8 @@ const handlers = {
   ...CLASSROOM_HANDLERS,
   async hello() {
     this.gpuInfo = await detectGpu();
-    return { thread: this.host.thread, gpu: this.gpuInfo };
+    const cpu = this.host.cpu ? await this.host.cpu : { cpu_threads: 1, why: 'the page\'s own thread' };
+    return { thread: this.host.thread, gpu: this.gpuInfo, cpu };
   },
 
   async load(req) {
@@ -450,7 +454,7 @@ const handlers = {
     const entries = await readEntries(req.files, req.obs, progress);
     progress({ phase: 'parsing' });
     const t1 = performance.now();
-    const dataset = read_files(entries.files, entries.obs);
+    const dataset = core.read_files(entries.files, entries.obs);
     const bytes = dataset.to_bytes();
     dataset.free();
     return { bytes, read_ms: t1 - t0, parse_ms: performance.now() - t1 };
@@ -460,13 +464,13 @@ const handlers = {
     if (!this.dataset) throw new Error('load data first');
     if (!req.keep) this.dropSession();
     // On failure the current session (when kept) stays as it was.
-    const s = new Session(this.dataset, req.options);
+    const s = new core.Session(this.dataset, req.options);
     return this.adopt(s, req.device, req.options);
   },
 
   async import(req) {
     if (!this.dataset) throw new Error('load the data first: the model is shown on the cells loaded in step 1');
-    const s = Session.from_model(this.dataset, req.safetensors, req.config, req.options);
+    const s = core.Session.from_model(this.dataset, req.safetensors, req.config, req.options);
     return this.adopt(s, req.device, req.options);
   },
 
@@ -645,7 +649,7 @@ async function restoreKept(engine) {
     out.notes.push('The data kept in this browser was damaged or not this page’s: it was discarded.');
   } else if (data) {
     try {
-      dataset = Dataset.from_bytes(data.bytes);
+      dataset = core.Dataset.from_bytes(data.bytes);
       if (dataset.n_cells !== data.nCells || dataset.n_genes !== data.nGenes) throw new Error('its size does not match its record');
     } catch (e) {
       if (dataset) dataset.free();
@@ -682,9 +686,9 @@ async function restoreKept(engine) {
     const device = out.form && ['auto', 'gpu', 'cpu'].includes(out.form['opt-device']) ? out.form['opt-device'] : 'auto';
     try {
       let s;
-      if (model.checkpoint && model.run) s = Session.resume(dataset, model.checkpoint, model.config, model.run);
+      if (model.checkpoint && model.run) s = core.Session.resume(dataset, model.checkpoint, model.config, model.run);
       else if (model.safetensors) {
-        s = Session.from_model(dataset, model.safetensors, model.config, { ...model.options, epochs: Math.max(1, model.epochs - model.epoch) });
+        s = core.Session.from_model(dataset, model.safetensors, model.config, { ...model.options, epochs: Math.max(1, model.epochs - model.epoch) });
         out.notes.push('This session was kept by an earlier version of the page: its model is back and training goes on from it, counted afresh (its optimizer state and earlier history were not kept).');
       } else throw new Error('it holds no model');
       out.made = engine.adopt(s, device, model.options, true, `the session kept in this browser (saved ${new Date(model.savedAt).toLocaleString()})`);

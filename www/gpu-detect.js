@@ -1,7 +1,7 @@
 // @ts-check
 // cellvae: does this thread (the page or a worker) have a working WebGPU adapter? Proves
 // the shaders run on it (the log1p kernel against its CPU twin) before trusting it.
-import { gpu_check } from './pkg/cellvae.js';
+import { core } from './wasm.js';
 
 /** @typedef {import('./protocol.js').GpuInfo} GpuInfo */
 
@@ -15,7 +15,7 @@ export async function detectGpu() {
     if (!adapter) throw new Error('the browser offers no WebGPU adapter');
     const info = adapter.info || {};
     const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'WebGPU adapter';
-    const check = await gpu_check(4096);
+    const check = await core.gpu_check(4096);
     if (!(check.max_abs_diff < 1e-4)) throw new Error(`the GPU gave wrong results (max error ${check.max_abs_diff})`);
     const software = !!info.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe|software/i.test(name);
     return { offered: true, ok: true, adapter: name, software, error: null };

@@ -10,6 +10,10 @@
  * Where training runs.
  * @typedef {'worker' | 'page'} Thread
  *
+ * The threads the engine's CPU kernels run on (www/wasm.js): more than one in the
+ * threaded build; `why` says why only one ('' with the pool).
+ * @typedef {{cpu_threads: number, why: string}} CpuThreads
+ *
  * The engine's run state: no session, a session at rest, or training.
  * @typedef {'empty' | 'idle' | 'training'} RunState
  *
@@ -125,7 +129,7 @@
  *
  * Every request: its payload and its result.
  * @typedef {{
- *   hello: {payload: {}, result: {thread: Thread, gpu: GpuInfo}},
+ *   hello: {payload: {}, result: {thread: Thread, gpu: GpuInfo, cpu: CpuThreads}},
  *   load: {payload: {files: FileEntry[], obs: FileEntry | null, what?: string, transform?: 'simulated_batches' | null}, result: {summary: Summary, geneNames: string[], read_ms: number, parse_ms: number, in_worker: boolean}},
  *   parse: {payload: {files: FileEntry[], obs: FileEntry | null}, result: {bytes: Uint8Array, read_ms: number, parse_ms: number}},
  *   reset: {payload: {options: SessionOptions, device: string, keep: boolean}, result: {info: SessionInfo, snapshot: Snapshot}},

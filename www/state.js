@@ -79,6 +79,7 @@
  * @typedef {{
  *   client: import('./client.js').EngineClient | null,
  *   thread: import('./protocol.js').Thread | null,
+ *   cpuThreads: import('./protocol.js').CpuThreads,
  *   pageGpu: GpuInfo,
  *   engineGpu: GpuInfo,
  *   data: {summary: Summary, geneNames: string[], geneSet: Set<string>} | null,
@@ -135,6 +136,7 @@ export const NEAREST = 15;
 export const S = {
   client: null, // the engine's client (worker or page)
   thread: null, // where the engine runs
+  cpuThreads: { cpu_threads: 1, why: 'not started' }, // the engine's CPU kernels' threads
   pageGpu: { offered: false, ok: false, adapter: null, software: false, error: null }, // the page's WebGPU
   engineGpu: { offered: false, ok: false, adapter: null, software: false, error: null }, // the engine thread's
   data: null, // the loaded data: summary and gene names (the matrix itself lives in the engine)

@@ -51,7 +51,7 @@ test('the policy lives in index.html and the served header agrees', async () => 
   assert.ok(META, 'index.html has a <meta http-equiv="Content-Security-Policy">');
   const policy = META[1];
   const directives = policy.split(';').map((d) => d.trim());
-  for (const d of ["default-src 'self'", "connect-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", "worker-src 'self'", "object-src 'none'", "base-uri 'none'"]) {
+  for (const d of ["default-src 'self'", "connect-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", "worker-src 'self' blob:", "object-src 'none'", "base-uri 'none'"]) {
     assert.ok(directives.includes(d), `${d} is in the policy`);
   }
   assert.doesNotMatch(policy, /'unsafe-inline'|'unsafe-eval'|https?:|\*/, 'no inline script, no eval, no other origin');

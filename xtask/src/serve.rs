@@ -137,6 +137,9 @@ fn handle(stream: TcpStream, root: &Path, csp: &str) -> std::io::Result<()> {
     }
 }
 
+/// One response. Every one is cross-origin isolated (COOP same-origin, COEP require-corp):
+/// the page may then use SharedArrayBuffer, which the threaded wasm core needs
+/// (www/wasm.js); on a host that does not send these, the page runs single-threaded.
 fn respond(
     out: &mut TcpStream,
     csp: &str,
@@ -148,6 +151,8 @@ fn respond(
     let header = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
          Content-Security-Policy: {csp}\r\nX-Content-Type-Options: nosniff\r\n\
+         Cross-Origin-Opener-Policy: same-origin\r\n\
+         Cross-Origin-Embedder-Policy: require-corp\r\n\
          Cache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
@@ -210,7 +215,9 @@ mod tests {
             "default-src 'self'",
             "connect-src 'self'",
             "script-src 'self' 'wasm-unsafe-eval'",
-            "worker-src 'self'",
+            // blob: for the threaded core's pool: wasm-bindgen-rayon starts each worker
+            // from a blob of its own same-origin script (www/wasm.js).
+            "worker-src 'self' blob:",
             "object-src 'none'",
         ] {
             assert!(meta.split("; ").any(|x| x == d), "{d} missing from {meta}");

@@ -179,6 +179,9 @@ pub fn ensure_native_tools(browser: bool) -> Result<(), String> {
     ensure_debian_packages(browser)?;
     ensure_wasm_tools()?;
     if browser {
+        ensure_threads_toolchain()?;
+    }
+    if browser {
         ensure_npm_tools()?;
     }
     Ok(())
@@ -269,6 +272,7 @@ pub fn wasm_test_env() -> Result<Vec<(String, String)>, String> {
 pub fn build_web(install: bool) -> Result<PathBuf, String> {
     if install {
         ensure_wasm_tools()?;
+        ensure_threads_toolchain()?;
     }
     cargo(
         &[
@@ -296,7 +300,124 @@ pub fn build_web(install: bool) -> Result<PathBuf, String> {
         &[],
         &root,
     )?;
+    build_web_threads(&root)?;
     Ok(out)
+}
+
+/// The pinned nightly that builds the page's threaded core: wasm atomics need the
+/// standard library rebuilt with them (`-Z build-std`), which only nightly does. Pinned
+/// so that a fresh machine builds what was tested; `rust-src` is what build-std reads.
+pub const THREADS_TOOLCHAIN: &str = "nightly-2026-05-20";
+/// The threaded core's code generation: shared memory (atomics, bulk memory, mutable
+/// globals), SIMD128 as in the single-threaded build, and a memory maximum (shared
+/// memory must declare one: 4 GiB, wasm32's whole space).
+const THREADS_RUSTFLAGS: &str =
+    "-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 \
+     -C link-arg=--max-memory=4294967296";
+
+/// The threaded core's link: its memory shared and imported (wasm-bindgen then makes it
+/// a `SharedArrayBuffer` the pool's workers receive) and the thread-local storage symbols
+/// wasm-bindgen initialises in each worker. Given to the last crate only (`cargo rustc`),
+/// so that changing them rebuilds no dependency.
+const THREADS_LINK_ARGS: &[&str] = &[
+    "-C",
+    "link-arg=--shared-memory",
+    "-C",
+    "link-arg=--import-memory",
+    "-C",
+    "link-arg=--export=__wasm_init_tls",
+    "-C",
+    "link-arg=--export=__tls_size",
+    "-C",
+    "link-arg=--export=__tls_align",
+    "-C",
+    "link-arg=--export=__tls_base",
+];
+
+/// [`THREADS_TOOLCHAIN`] with `rust-src`, installed when missing (about a minute, once).
+fn ensure_threads_toolchain() -> Result<(), String> {
+    let sysroot = output(
+        "rustup",
+        &["run", THREADS_TOOLCHAIN, "rustc", "--print", "sysroot"],
+    )
+    .unwrap_or_default();
+    let std_src = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library/std");
+    if sysroot.trim().is_empty() || !std_src.exists() {
+        eprintln!(
+            "xtask: installing Rust {THREADS_TOOLCHAIN} with rust-src (the page's threaded \
+             build rebuilds std with atomics; about a minute, once)"
+        );
+        run(
+            "rustup",
+            &[
+                "toolchain",
+                "install",
+                THREADS_TOOLCHAIN,
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ],
+            &[],
+            &repo_root(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The threaded core (feature `threads`, [`THREADS_TOOLCHAIN`], its own target dir so the
+/// stable builds are never invalidated) and its bindings into `www/pkg-threads`.
+fn build_web_threads(root: &Path) -> Result<(), String> {
+    let target = root.join("target/threads");
+    let args = [
+        "run",
+        THREADS_TOOLCHAIN,
+        "cargo",
+        "rustc",
+        "--lib",
+        "--release",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--no-default-features",
+        "--features",
+        "threads",
+        "-Z",
+        "build-std=panic_abort,std",
+        "--",
+    ];
+    eprintln!(
+        "$ rustup {} {} (RUSTFLAGS: {THREADS_RUSTFLAGS})",
+        args.join(" "),
+        THREADS_LINK_ARGS.join(" ")
+    );
+    let status = Command::new("rustup")
+        .args(args)
+        .args(THREADS_LINK_ARGS)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env("RUSTFLAGS", THREADS_RUSTFLAGS)
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("cannot start rustup: {e}"))?;
+    if !status.success() {
+        return Err(format!("the threaded wasm build failed ({status})"));
+    }
+    let wasm = target.join("wasm32-unknown-unknown/release/cellvae.wasm");
+    let out = root.join("www/pkg-threads");
+    run(
+        "wasm-bindgen",
+        &[
+            "--target",
+            "web",
+            "--out-dir",
+            &out.to_string_lossy(),
+            &wasm.to_string_lossy(),
+        ],
+        &[],
+        root,
+    )
 }
 
 /// The nightly toolchain (minimal profile) and cargo-fuzz for the fuzz smoke step;

@@ -1,4 +1,5 @@
-//! Rows of a kernel split over threads (natively; one thread in wasm32), so that results
+//! Rows of a kernel split over threads (natively; in wasm32 one thread, or a rayon pool of
+//! Web Workers in the page's threaded build, feature `threads`), so that results
 //! do not depend on the number of threads: each output element is computed by one thread
 //! in the order the serial loop uses, and sums across rows are left to the caller, made
 //! in row order after the parallel part (`counts::drive` and its likelihoods), or split
@@ -10,7 +11,13 @@ use std::ops::Range;
 
 /// The number of threads the kernels use.
 pub fn threads() -> usize {
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", feature = "threads"))]
+    {
+        // The page's threaded build: the pool of Web Workers the page started
+        // (`initThreadPool`, at most 8); before it, rayon's default of one.
+        rayon::current_num_threads().clamp(1, 8)
+    }
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     {
         1
     }
@@ -67,7 +74,17 @@ pub fn run<F: FnOnce() + Send>(jobs: Vec<F>) {
     let Some(first) = jobs.next() else {
         return;
     };
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", feature = "threads"))]
+    rayon::scope(|s| {
+        // The page's threaded build: the jobs on the Web Workers' pool; the engine's
+        // worker that called waits (a worker may block; the page's thread never calls this
+        // build).
+        for j in jobs {
+            s.spawn(move |_| j());
+        }
+        first();
+    });
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     {
         first();
         jobs.for_each(|j| j());
