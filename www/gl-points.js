@@ -1,8 +1,9 @@
 // @ts-check
 // cellvae page: the map's cells drawn by WebGL2 (the GPU; SwiftShader where there is none),
-// pixel for pixel as map.js's drawPoints stamps them: a round dot of radius 2.6 on a 7 x 7
-// pixel square centred on the cell's rounded pixel, coverage-weighted, alpha 0.85, cells
-// in draw order (`colours.order`, later on top). The points are drawn into a canvas of its
+// pixel for pixel as map.js's drawPoints stamps them: a round dot of radius dotRadius(n)
+// (2.6 px up to 20,000 cells, smaller above, one pixel from about 540,000) on a square of
+// 2 dotReach + 1 pixels centred on the cell's rounded pixel, coverage-weighted, alpha 0.85,
+// cells in draw order (`colours.order`, later on top). The points are drawn into a canvas of its
 // own (never in the document) and composited onto the map's 2-D canvas between the
 // background (field image, axes) and what lies above the cells (labels, rings, probe,
 // lasso), so the map stays one canvas: its pixels, its PNG export and its events are as
@@ -13,7 +14,7 @@
 // says whether WebGL runs on the CPU (no GPU, or a blocked one): map-view.js then prefers
 // drawPoints, which is faster there.
 
-import { rgbOf } from './map.js';
+import { rgbOf, dotRadius, dotReach } from './map.js';
 
 /** @typedef {import('./map.js').View} View @typedef {import('./map.js').Colours} Colours */
 
@@ -33,6 +34,7 @@ uniform vec2 u_scale;   // px per unit in x, y
 uniform vec2 u_size;    // the map's W, H
 uniform vec2 u_gl;      // the GL canvas's width, height (W, H plus the margins)
 uniform float u_margin;
+uniform float u_point;  // the dot's square: 2 dotReach + 1 px
 flat out uint v_colour;
 void main() {
   // The canvas path's pixel: x = round((px - x0) sx), y = round(H - (py - y0) sy); its dot
@@ -41,7 +43,7 @@ void main() {
   float y = floor(u_size.y - (a_pos.y - u_origin.y) * u_scale.y + 0.5);
   vec2 c = vec2(x, y) + 0.5 + u_margin;
   gl_Position = vec4(c.x / u_gl.x * 2.0 - 1.0, 1.0 - c.y / u_gl.y * 2.0, 0.0, 1.0);
-  gl_PointSize = 7.0;
+  gl_PointSize = u_point;
   v_colour = a_colour;
 }`;
 
@@ -49,12 +51,14 @@ const FRAGMENT = `#version 300 es
 precision highp float;
 uniform highp sampler2D u_table;
 uniform float u_alpha;
+uniform float u_radius; // dotRadius(n)
+uniform float u_point;
 flat in uint v_colour;
 out vec4 o;
 void main() {
-  // Fragment centres sit at whole-pixel offsets -3..3 from the dot's centre.
-  vec2 d = (gl_PointCoord - 0.5) * 7.0;
-  float cover = clamp(2.6 + 0.5 - length(d), 0.0, 1.0);
+  // Fragment centres sit at whole-pixel offsets -R..R from the dot's centre.
+  vec2 d = (gl_PointCoord - 0.5) * u_point;
+  float cover = clamp(u_radius + 0.5 - length(d), 0.0, 1.0);
   if (cover <= 0.0) discard;
   int i = int(v_colour);
   vec3 rgb = texelFetch(u_table, ivec2(i % ${TABLE_WIDTH}, i / ${TABLE_WIDTH}), 0).rgb;
@@ -87,7 +91,7 @@ function resources(gl) {
   if (!gl.getProgramParameter(prog, gl.LINK_STATUS) && !gl.isContextLost()) throw new Error(`WebGL2 program: ${gl.getProgramInfoLog(prog)}`);
   /** @param {string} name */
   const loc = (name) => gl.getUniformLocation(prog, name);
-  const u = { origin: loc('u_origin'), scale: loc('u_scale'), size: loc('u_size'), gl: loc('u_gl'), margin: loc('u_margin'), table: loc('u_table'), alpha: loc('u_alpha') };
+  const u = { origin: loc('u_origin'), scale: loc('u_scale'), size: loc('u_size'), gl: loc('u_gl'), margin: loc('u_margin'), table: loc('u_table'), alpha: loc('u_alpha'), radius: loc('u_radius'), point: loc('u_point') };
   const vao = gl.createVertexArray(), posBuf = gl.createBuffer(), colBuf = gl.createBuffer(), orderBuf = gl.createBuffer(), tex = gl.createTexture();
   gl.bindVertexArray(vao);
   gl.bindBuffer(gl.ARRAY_BUFFER, posBuf);
@@ -254,6 +258,9 @@ export class GlPoints {
       gl.uniform2f(u.gl, gw, gh);
       gl.uniform1f(u.margin, MARGIN);
       gl.uniform1f(u.alpha, 0.85);
+      const radius = dotRadius(n);
+      gl.uniform1f(u.radius, radius);
+      gl.uniform1f(u.point, 2 * dotReach(radius) + 1);
       gl.activeTexture(gl.TEXTURE0);
       gl.bindTexture(gl.TEXTURE_2D, r.tex);
       gl.uniform1i(u.table, 0);

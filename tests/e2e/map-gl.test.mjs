@@ -211,6 +211,69 @@ test('the map on WebGL2 (no-webgpu: SwiftShader, ?map=webgl2): same pixels as th
   }
 });
 
+test('many cells on WebGL2 (?map=webgl2): the dots shrink by the canvas path\'s rule, the same pixels on both paths', async () => {
+  const b = await launch(false);
+  try {
+    const { page } = b;
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await openApp(page, new URL('?map=webgl2', BASE_URL).href);
+    await loadDemo(page, false);
+    // 100,000 cells: dots of radius 1.16 (3 x 3 pixels); 1,000,000: one pixel (map.js dotRadius).
+    for (const n of [100000, 1000000]) {
+      const radius = await page.evaluate(async (n) => {
+        const base = document.baseURI;
+        const { S } = await import(new URL('www/state.js', base).href);
+        const mv = await import(new URL('www/map-view.js', base).href);
+        const map = await import(new URL('www/map.js', base).href);
+        let seed = 11;
+        const rnd = () => {
+          seed = (seed + 0x6d2b79f5) | 0;
+          let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+          t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+          return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+        };
+        // Clusters as measure.mjs --map makes them, wide enough that many dots lie alone.
+        const d = S.d, K = 12;
+        const centres = Array.from({ length: K * d }, () => rnd() * 6 - 3);
+        const lat = new Float32Array(n * d), index = new Uint16Array(n);
+        for (let c = 0; c < n; c++) {
+          const k = c % K;
+          index[c] = k;
+          for (let j = 0; j < d; j++) lat[c * d + j] = centres[k * d + j] + 0.6 * Math.sqrt(-2 * Math.log(rnd())) * Math.cos(2 * Math.PI * rnd());
+        }
+        const table = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#637939'];
+        S.latent = lat; S.n = n; S.colours = { table, index, order: null }; S.autoView = true;
+        mv.updateProjection();
+        mv.drawMap();
+        return map.dotRadius(n);
+      }, n);
+      assert.equal(await page.getAttribute(MAP, 'data-renderer'), 'webgl2');
+      await page.locator(MAP).screenshot({ path: screenshotPath(`map-gl-webgl2-${n}.png`) });
+      await keep(page);
+      await page.evaluate(async () => {
+        const mv = await import(new URL('www/map-view.js', document.baseURI).href);
+        if (!mv.testLoseMapContext(true)) throw new Error('no WEBGL_lose_context');
+      });
+      await page.waitForFunction(() => document.querySelector('[data-testid="latent-map"]').dataset.renderer === 'canvas');
+      const d = await diffWithKept(page, 8);
+      console.log(`${n} cells (dots of radius ${radius.toFixed(2)}): WebGL2 against the canvas path: ${d.over} of ${d.pixels} pixels differ by more than 8 (${d.coloured} coloured), mean difference ${d.mean.toFixed(3)}`);
+      // Dots of the old 7 x 7 size on one path would colour several times the pixels.
+      assert.ok(d.coloured > 20000, `the map has few coloured pixels: ${d.coloured}`);
+      assert.ok(d.over <= d.coloured * 0.005, `${d.over} pixels differ by more than 8`);
+      assert.ok(d.mean < 0.3, `mean difference ${d.mean}`);
+      await page.locator(MAP).screenshot({ path: screenshotPath(`map-gl-canvas-${n}.png`) });
+      await page.evaluate(async () => {
+        const mv = await import(new URL('www/map-view.js', document.baseURI).href);
+        mv.testLoseMapContext(false);
+      });
+      await page.waitForFunction(() => document.querySelector('[data-testid="latent-map"]').dataset.renderer === 'webgl2', null, { timeout: 60_000 });
+    }
+    assert.deepEqual(b.consoleErrors.filter((e) => !/favicon/.test(e)), [], 'console errors');
+  } finally {
+    await b.close();
+  }
+});
+
 test('which renderer: ?map=canvas, WebGL2 in software, WebGL2 on a GPU, no WebGL2', async () => {
   const b = await launch(false);
   try {

@@ -1,6 +1,7 @@
 // The latent map: colour by metadata, library size or a gene (with completion and a
 // colour bar), hover shows the cell, wheel zoom, right-drag pan, reset view, text from
-// files stays text, and 10,000 cells redraw fast. WebGPU on and off.
+// files stays text, 10,000 cells redraw fast, the dots shrink as the cells grow in number
+// (one rule, map.js dotRadius), and 1,000,000 cells draw in clusters. WebGPU on and off.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -150,6 +151,117 @@ for (const webgpu of [true, false]) {
       await t.test('10,000 cells redraw at 30 frames per second or better', async () => {
         const ms = await page.evaluate(() => window.cellvae.benchmarkMap(10000, 10));
         assert.ok(ms < 33, `one redraw of 10,000 cells took ${ms.toFixed(1)} ms`);
+      });
+
+      await t.test('the dots shrink as the cells grow in number, by one rule (canvas path)', async () => {
+        // One black cell alone in the middle of a 41 x 41 canvas, the other n - 1 far
+        // outside the view: the pixels its dot covers (any darker than white) and its ink
+        // (the coverage summed: (255 - level) / 255 / 0.85).
+        const rows = await page.evaluate(async (ns) => {
+          const map = await import(new URL('www/map.js', document.baseURI).href);
+          const c = document.createElement('canvas');
+          c.width = 41; c.height = 41;
+          const ctx = c.getContext('2d', { willReadFrequently: true });
+          const colours = { table: ['#000000'], index: new Uint16Array(Math.max(...ns)), order: null };
+          return ns.map((n) => {
+            const proj = new Float32Array(2 * n).fill(1e6);
+            proj[0] = 0; proj[1] = 0;
+            ctx.fillStyle = '#fff';
+            ctx.fillRect(0, 0, 41, 41);
+            map.drawPoints(ctx, proj, n, { x0: -1, x1: 1, y0: -1, y1: 1 }, 41, 41, colours);
+            const d = ctx.getImageData(0, 0, 41, 41).data;
+            let pixels = 0, ink = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i] < 255) { pixels++; ink += (255 - d[i]) / 255 / 0.85; }
+            return { n, radius: map.dotRadius(n), pixels, ink };
+          });
+        }, [700, 10000, 20000, 50000, 100000, 300000, 540000, 1000000]);
+        // The rule (docs/PAGE.md): radius 2.6 px up to 20,000 cells, then the dot's area
+        // falls as 1 / n, radius 2.6 sqrt(20,000 / n), down to one pixel (radius 0.5).
+        const rule = (n) => Math.max(0.5, 2.6 * Math.sqrt(20000 / Math.max(n, 20000)));
+        // A disc of radius r on the pixel grid: each pixel's coverage clamp(r + 0.5 - d, 0, 1)
+        // (d: its centre's distance), drawn where 0.85 x coverage is at least half a level in 256.
+        const disc = (r) => {
+          let pixels = 0, ink = 0;
+          for (let dy = -4; dy <= 4; dy++) for (let dx = -4; dx <= 4; dx++) {
+            const cover = Math.max(0, Math.min(1, r + 0.5 - Math.hypot(dx, dy)));
+            if (Math.round(0.85 * cover * 256) > 0) { pixels++; ink += cover; }
+          }
+          return { pixels, ink };
+        };
+        console.log(`one isolated cell's dot by the number of cells (canvas path): ${rows.map((r) => `${r.n}: radius ${r.radius.toFixed(2)}, ${r.pixels} px, ink ${r.ink.toFixed(1)}`).join('; ')}`);
+        for (const r of rows) {
+          assert.ok(Math.abs(r.radius - rule(r.n)) < 1e-9, `dotRadius(${r.n}) = ${r.radius}, the rule says ${rule(r.n)}`);
+          const want = disc(rule(r.n));
+          assert.equal(r.pixels, want.pixels, `${r.n} cells: the dot covers ${r.pixels} pixels, a disc of radius ${rule(r.n).toFixed(2)} ${want.pixels}`);
+          assert.ok(Math.abs(r.ink - want.ink) < 0.05 * want.ink + 0.05, `${r.n} cells: ink ${r.ink.toFixed(2)}, the disc's ${want.ink.toFixed(2)}`);
+        }
+        const at = (n) => rows.find((r) => r.n === n);
+        assert.equal(at(700).pixels, 29, 'a small map: dots of 29 pixels (radius 2.6)');
+        assert.equal(at(20000).pixels, 29);
+        assert.equal(at(1000000).pixels, 1, 'a million cells: one pixel each');
+        assert.equal(at(540000).pixels, 1);
+        // Area as 1 / n between 20,000 and 100,000 cells (the pixel grid's steps aside).
+        const ratio = at(20000).ink / at(100000).ink;
+        assert.ok(ratio > 4 && ratio < 6, `ink at 20,000 / at 100,000 cells: ${ratio.toFixed(2)}`);
+        for (let i = 1; i < rows.length; i++) assert.ok(rows[i].pixels <= rows[i - 1].pixels, 'the dot never grows with more cells');
+      });
+
+      await t.test('10,000, 100,000 and 1,000,000 cells in clusters: the map reads, and redraws fast', async () => {
+        // Synthetic latent means (12 clusters, as measure.mjs --map makes them; a fixed
+        // seed) stand in for the page's, then the page's own state is put back.
+        const figures = [];
+        for (const n of [10000, 100000, 1000000]) {
+          const r = await page.evaluate(async (n) => {
+            const base = document.baseURI;
+            const { S } = await import(new URL('www/state.js', base).href);
+            const mv = await import(new URL('www/map-view.js', base).href);
+            const w = /** @type {any} */ (window);
+            if (!w.__mapKept) w.__mapKept = { latent: S.latent, n: S.n, colours: S.colours, autoView: S.autoView, view: S.view, P: S.P, prevPca: S.prevPca, proj: S.proj };
+            let seed = 7;
+            const rnd = () => {
+              seed = (seed + 0x6d2b79f5) | 0;
+              let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+              t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+              return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+            };
+            const d = S.d, K = 12;
+            const centres = Array.from({ length: K * d }, () => rnd() * 6 - 3);
+            const lat = new Float32Array(n * d), index = new Uint16Array(n);
+            for (let c = 0; c < n; c++) {
+              const k = c % K;
+              index[c] = k;
+              for (let j = 0; j < d; j++) lat[c * d + j] = centres[k * d + j] + 0.4 * Math.sqrt(-2 * Math.log(rnd())) * Math.cos(2 * Math.PI * rnd());
+            }
+            const table = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#637939'];
+            S.latent = lat; S.n = n; S.colours = { table, index, order: null }; S.autoView = true; S.prevPca = null;
+            mv.updateProjection();
+            mv.drawMap();
+            const ts = [];
+            for (let i = 0; i < 7; i++) {
+              const a = performance.now();
+              mv.drawMap();
+              ts.push(performance.now() - a);
+            }
+            ts.sort((a, b) => a - b);
+            return { n, median: ts[3], min: ts[0], renderer: mv.mapRenderer().renderer };
+          }, n);
+          figures.push(r);
+          await page.locator('section.train').screenshot({ path: screenshotPath(`map-${n >= 1e6 ? '1m' : `${n / 1000}k`}-clusters-${mode}.png`) });
+        }
+        await page.evaluate(async () => {
+          const base = document.baseURI;
+          const { S } = await import(new URL('www/state.js', base).href);
+          const mv = await import(new URL('www/map-view.js', base).href);
+          const w = /** @type {any} */ (window);
+          Object.assign(S, w.__mapKept);
+          delete w.__mapKept;
+          mv.updateProjection();
+          mv.drawMap();
+        });
+        assert.equal(await page.evaluate(() => window.cellvae.status().n_cells), 700);
+        // Figures, and a bound far above them (shared machines are noisy; the fastest of 7).
+        console.log(`drawMap (${figures[0].renderer}): ${figures.map((f) => `${f.n} cells median ${f.median.toFixed(1)} ms (fastest ${f.min.toFixed(1)})`).join(', ')}`);
+        for (const f of figures) assert.ok(f.min < (f.n >= 1e6 ? 150 : 60), `drawMap of ${f.n} cells took ${f.min.toFixed(1)} ms at best`);
       });
 
       await t.test('a real 10,000-cell data set loads and its map redraws fast', async () => {
