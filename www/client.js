@@ -71,9 +71,10 @@ export class EngineClient {
 
 /** The engine in a dedicated module worker. Rejects when the browser cannot run it. */
 export async function startWorkerEngine() {
-  // `?threads=1` on the page reaches the worker's core (www/wasm.js): one CPU thread.
-  const one = new URLSearchParams(location.search).get('threads') === '1' ? '?threads=1' : '';
-  const worker = new Worker(new URL(`./engine-worker.js${one}`, import.meta.url), { type: 'module' });
+  // `?threads=N` on the page reaches the worker's core (www/wasm.js): the CPU pool's size.
+  const threads = new URLSearchParams(location.search).get('threads');
+  const query = threads ? `?threads=${encodeURIComponent(threads)}` : '';
+  const worker = new Worker(new URL(`./engine-worker.js${query}`, import.meta.url), { type: 'module' });
   const client = new EngineClient('worker', (m, t) => worker.postMessage(m, t));
   worker.onmessage = (e) => client.dispatch(e.data);
   worker.onerror = (e) => { e.preventDefault(); client.fail(`the training worker failed: ${e.message || 'it could not start'}`); };

@@ -1,7 +1,8 @@
 // Threads in the page: `cargo xtask serve` sends COOP/COEP, so the page is cross-origin
-// isolated and the training worker loads the threaded core (www/pkg-threads, www/wasm.js),
-// whose CPU kernels run on a pool of Web Workers; `?threads=1` loads the single-threaded
-// core instead. The two train the demo to the same ELBO, bit for bit (each output element
+// isolated and the training worker can load the threaded core (www/pkg-threads,
+// www/wasm.js), whose CPU kernels run on a pool of Web Workers: by default the cores less
+// one (one core stays for the page, so a 2-core machine keeps one thread), `?threads=N`
+// sets it (2 here), `?threads=1` loads the single-threaded core. The two train the demo to the same ELBO, bit for bit (each output element
 // is computed by one thread in the serial order: src/backend/cpu/par.rs), and the bench
 // hook's step runs on the pool's threads. Speed figures are printed, not asserted (this
 // machine is shared and noisy). WebGPU on and off (with only a software adapter the page
@@ -12,7 +13,7 @@ import { launch, openApp, status, BASE_URL } from './browser.mjs';
 
 const STEPS = 12;
 
-async function run(webgpu, query) {
+async function run(webgpu, query, train = true) {
   const b = await launch(webgpu);
   try {
     const { page } = b;
@@ -21,6 +22,7 @@ async function run(webgpu, query) {
     await page.waitForFunction(() => { const s = window.cellvae.status(); return s.n_cells === 700 && s.n_latent > 0; }, null, { timeout: 120_000 });
     const isolated = await page.evaluate(() => globalThis.crossOriginIsolated);
     const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    if (!train) return { isolated, cores, s: await status(page) };
     const t0 = Date.now();
     await page.evaluate((n) => window.cellvae.step(n), STEPS);
     await page.waitForFunction((n) => { const s = window.cellvae.status(); return s.step >= n && !s.training; }, STEPS, { timeout: 120_000 });
@@ -36,8 +38,9 @@ async function run(webgpu, query) {
 
 for (const webgpu of [false, true]) {
   test(`the page trains on a pool of threads where it is cross-origin isolated, to the single thread's bits (WebGPU ${webgpu ? 'on' : 'off'})`, async () => {
-    const many = await run(webgpu, './');
+    const many = await run(webgpu, './?threads=2');
     const one = await run(webgpu, './?threads=1');
+    const plain = await run(webgpu, './', false);
     const ms = (x) => (1e3 * x).toFixed(2);
     for (const [what, r] of [['pool', many], ['?threads=1', one]]) {
       console.log(`[threads, WebGPU ${webgpu ? 'on' : 'off'}, ${what}] ${r.s.cpu_threads} CPU thread(s) (${r.s.cpu_threads_why || 'pool'}), ${r.cores} cores; ${STEPS} demo steps in ${r.train_ms} ms; `
@@ -46,9 +49,15 @@ for (const webgpu of [false, true]) {
     }
     assert.equal(many.isolated, true, 'the served page is cross-origin isolated (COOP/COEP)');
     assert.equal(many.s.thread, 'worker');
-    const want = Math.max(1, Math.min(8, many.cores));
-    assert.equal(many.s.cpu_threads, want, `the pool has the machine's ${many.cores} cores (at most 8): ${many.s.cpu_threads_why}`);
-    assert.equal(many.bench.stages.threads, want, 'the kernels run on the pool');
+    assert.equal(many.s.cpu_threads, 2, `?threads=2 gives a pool of 2: ${many.s.cpu_threads_why}`);
+    assert.equal(many.s.cpu_threads_why, '');
+    assert.equal(many.bench.stages.threads, 2, 'the kernels run on the pool');
+    // By default: the cores less one, at most 8 (one stays for the page).
+    const want = Math.max(1, Math.min(8, plain.cores - 1));
+    console.log(`[threads, WebGPU ${webgpu ? 'on' : 'off'}, default] ${plain.s.cpu_threads} CPU thread(s) on ${plain.cores} cores (${plain.s.cpu_threads_why || 'pool'})`);
+    assert.equal(plain.isolated, true);
+    assert.equal(plain.s.cpu_threads, want, `the default pool on ${plain.cores} cores`);
+    if (want === 1) assert.match(plain.s.cpu_threads_why, /left for the page/);
     assert.equal(one.s.cpu_threads, 1);
     assert.match(one.s.cpu_threads_why, /threads=1/);
     assert.equal(one.bench.stages.threads, 1);
