@@ -1,10 +1,13 @@
 // linear: a fully connected layer y = x W + bias and its gradients given dy, one module
-// with four entry points (CPU twins `backend::cpu::linear::{forward, backward}`; tests
+// with three entry points (CPU twins `backend::cpu::linear::{forward, backward}`; tests
 // tests/gpu_kernels/linear.rs):
-//   main  y     = x W + bias  (B x n_out),  dispatch (ceil(n_out / 16), ceil(B / 16), 1)
-//   dx    dx    = dy W^T      (B x n_in),   dispatch (ceil(n_in / 16), ceil(B / 16), 1)
-//   dw    dw    = x^T dy      (n_in x n_out), dispatch (ceil(n_out / 16), ceil(n_in / 16), 1)
-//   dbias dbias = colsum(dy)  (n_out),      dispatch (ceil(n_out / 256), 1, 1)
+//   main    y     = x W + bias  (B x n_out),  dispatch (ceil(n_out / 16), ceil(B / 16), 1)
+//   dx_main dx    = dy W^T      (B x n_in),   dispatch (ceil(n_in / 16), ceil(B / 16), 1);
+//                   with params.accumulate = 1, dx += dy W^T (two heads' gradients summed
+//                   into one buffer without a copy)
+//   dw_main dw    = x^T dy      (n_in x n_out), dispatch (ceil(n_out / 16), ceil(n_in / 16), 1)
+//           dbias = colsum(dy)  (n_out), fused: the first row of workgroups sums the dy
+//                   tiles it stages anyway (rows in order, as the CPU twin)
 // All row-major f32, outputs overwritten. The products are tiled: each 16 x 16 workgroup
 // computes a 16 x 16 tile of its output (one value per invocation), staging 16 x 16
 // tiles of the operands in workgroup memory.
@@ -13,14 +16,15 @@
 // dbias (5, write), params (6, uniform); the forward's bias and y share bindings 2 and 3
 // with dy and dx (WGSL allows it: no entry point uses both of a pair). Each entry point
 // uses only some of them (its pipeline's derived layout holds those): main: x, w, bias,
-// y, params; dx: w, dy, dx, params; dw: x, dy, dw, params; dbias: dy, dbias, params.
+// y, params; dx: w, dy, dx, params; dw: x, dy, dw, dbias, params.
 
 struct Params {
     // Mirrors `backend::gpu::kernels::LinearParams` (#[repr(C)]).
     b: u32,
     n_in: u32,
     n_out: u32,
-    _pad0: u32,
+    // dx_main: 1 adds to dx, 0 overwrites it.
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -103,7 +107,12 @@ fn dx_main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
         workgroupBarrier();
     }
     if (row < params.b && col < params.n_in) {
-        dx[row * params.n_in + col] = acc;
+        let i = row * params.n_in + col;
+        if (params.accumulate == 1u) {
+            dx[i] = dx[i] + acc;
+        } else {
+            dx[i] = acc;
+        }
     }
 }
 
@@ -113,7 +122,12 @@ fn dw_main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
     let row = wg.y * TILE + lid.y; // i < n_in
     let col = wg.x * TILE + lid.x; // o < n_out
     let n_tiles = (params.b + TILE - 1u) / TILE;
+    // The bias gradient: the first row of invocations of the first row of workgroups
+    // sums column `col` of dy from the staged tiles (uniform control flow kept: every
+    // invocation runs the loop, only these keep the sum).
+    let sums_bias = wg.y == 0u && lid.y == 0u;
     var acc = 0.0;
+    var acc_bias = 0.0;
     for (var t = 0u; t < n_tiles; t++) {
         let k0 = t * TILE;
         // a_tile[i][k] = x[k0 + k, row]: load transposed (consecutive invocations read
@@ -135,23 +149,17 @@ fn dw_main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l
         for (var k = 0u; k < TILE; k++) {
             acc += a_tile[lid.y][k] * b_tile[k][lid.x];
         }
+        if (sums_bias) {
+            for (var k = 0u; k < TILE; k++) {
+                acc_bias += b_tile[k][lid.x];
+            }
+        }
         workgroupBarrier();
     }
     if (row < params.n_in && col < params.n_out) {
         dw[row * params.n_out + col] = acc;
     }
-}
-
-// dbias[o] = sum_r dy[r, o]: one invocation per column.
-@compute @workgroup_size(256)
-fn dbias_main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let col = gid.x;
-    if (col >= params.n_out) {
-        return;
+    if (sums_bias && col < params.n_out) {
+        dbias[col] = acc_bias;
     }
-    var acc = 0.0;
-    for (var r = 0u; r < params.b; r++) {
-        acc += dy[r * params.n_out + col];
-    }
-    dbias[col] = acc;
 }

@@ -19,8 +19,17 @@ fn linear_gpu_matches_cpu() {
     assert_close("linear_forward", &got, &want, 1e-5, 1e-5);
 
     let dy = signed_values(14, b * n_out, 1.0);
-    let (dx, dw, dbias) = block_on(pipes.linear_backward(&ctx, &x, &w, &dy, b, n_in, n_out, true))
-        .expect("linear_backward runs");
+    let (dx, dw, dbias) = block_on(pipes.linear_backward(
+        &ctx,
+        &x,
+        &w,
+        &dy,
+        b,
+        n_in,
+        n_out,
+        Some(&vec![0.0; b * n_in]),
+    ))
+    .expect("linear_backward runs");
     let (mut want_dx, mut want_dw, mut want_db) = (
         vec![0.0; b * n_in],
         vec![0.0; n_in * n_out],
@@ -40,10 +49,24 @@ fn linear_gpu_matches_cpu() {
     assert_close("linear_backward dx", &dx, &want_dx, 1e-5, 1e-5);
     assert_close("linear_backward dw", &dw, &want_dw, 1e-5, 1e-5);
     assert_close("linear_backward dbias", &dbias, &want_db, 1e-5, 1e-5);
-    let (no_dx, dw2, _) = block_on(pipes.linear_backward(&ctx, &x, &w, &dy, b, n_in, n_out, false))
+    let (no_dx, dw2, _) = block_on(pipes.linear_backward(&ctx, &x, &w, &dy, b, n_in, n_out, None))
         .expect("linear_backward without dx runs");
     assert!(no_dx.is_empty());
     assert_eq!(dw2, dw);
+    // dx accumulated onto what the buffer holds (the step sums two heads' gradients so):
+    // the twin is the CPU's dx added to the start values.
+    let start = signed_values(15, b * n_in, 1.0);
+    let (acc, _, _) =
+        block_on(pipes.linear_backward(&ctx, &x, &w, &dy, b, n_in, n_out, Some(&start)))
+            .expect("linear_backward accumulating dx runs");
+    let want_acc: Vec<f32> = start.iter().zip(&want_dx).map(|(s, d)| s + d).collect();
+    assert_close(
+        "linear_backward dx accumulated",
+        &acc,
+        &want_acc,
+        1e-5,
+        1e-5,
+    );
 }
 
 #[test]
@@ -61,8 +84,17 @@ fn linear_edge_shapes_match_cpu() {
         cpu::linear::forward(&x, &w, &bias, b, n_in, n_out, &mut want);
         assert_close("linear_forward edge", &got, &want, 1e-5, 1e-5);
         let dy = signed_values(84, b * n_out, 1.0);
-        let (dx, dw, db) =
-            block_on(pipes.linear_backward(&ctx, &x, &w, &dy, b, n_in, n_out, true)).unwrap();
+        let (dx, dw, db) = block_on(pipes.linear_backward(
+            &ctx,
+            &x,
+            &w,
+            &dy,
+            b,
+            n_in,
+            n_out,
+            Some(&vec![0.0; b * n_in]),
+        ))
+        .unwrap();
         let (mut wdx, mut wdw, mut wdb) = (
             vec![0.0; b * n_in],
             vec![0.0; n_in * n_out],
