@@ -7,7 +7,7 @@ use super::*;
 fn linear_gpu_matches_cpu() {
     let ctx = gpu_context();
     let pipes = block_on(kernels::Pipelines::new(&ctx)).expect("kernels compile");
-    // Shapes that are not multiples of the 16 x 16 tiles.
+    // Shapes that are not multiples of the 64 x 64 tiles.
     let (b, n_in, n_out) = (37, 53, 29);
     let x = signed_values(11, b * n_in, 1.0);
     let w = signed_values(12, n_in * n_out, 0.5);
@@ -75,7 +75,16 @@ fn linear_edge_shapes_match_cpu() {
     let ctx = gpu_context();
     let pipes = block_on(kernels::Pipelines::new(&ctx)).expect("kernels compile");
     // One row, one input, one output: a single partial tile.
-    for &(b, n_in, n_out) in &[(1, 1, 1), (1, 17, 3), (16, 16, 16), (33, 1, 40)] {
+    // Several 64 x 64 tiles and k-slices, sizes off the multiples.
+    for &(b, n_in, n_out) in &[
+        (1, 1, 1),
+        (1, 17, 3),
+        (16, 16, 16),
+        (33, 1, 40),
+        (64, 64, 64),
+        (130, 150, 70),
+        (65, 129, 66),
+    ] {
         let x = signed_values(81, b * n_in, 1.0);
         let w = signed_values(82, n_in * n_out, 1.0);
         let bias = signed_values(83, n_out, 1.0);

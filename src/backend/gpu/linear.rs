@@ -11,8 +11,9 @@ use super::kernels::{LinearParams, Pipelines};
 use super::GpuContext;
 use crate::error::{Error, Result};
 
-/// Side of the square tiles of the matrix products (the shaders' `TILE`).
-const TILE: u32 = 16;
+/// Side of the square output tiles of the matrix products (the shader's `TILE`: 64 x
+/// 64 per workgroup of 256 invocations, 4 x 4 each).
+const TILE: u32 = 64;
 
 fn params(b: usize, n_in: usize, n_out: usize, accumulate: bool) -> Result<LinearParams> {
     to_u32(b * n_in.max(n_out), "B x width")?;
@@ -25,7 +26,7 @@ fn params(b: usize, n_in: usize, n_out: usize, accumulate: bool) -> Result<Linea
     })
 }
 
-/// Workgroups for a `rows x cols` output in 16 x 16 tiles.
+/// Workgroups for a `rows x cols` output in 64 x 64 tiles.
 fn tiles(rows: u32, cols: u32) -> Result<(u32, u32, u32)> {
     let (gx, gy) = (cols.div_ceil(TILE).max(1), rows.div_ceil(TILE).max(1));
     if gx > 65_535 || gy > 65_535 {
