@@ -443,13 +443,13 @@ pub fn grid_for(n: u32) -> (u32, u32) {
 pub struct KernelRun {
     /// The kernel's file in `shaders/` (without `.wgsl`), as named in [`SHADERS`].
     pub kernel: String,
-    /// The compute pass's label (the kernel, or `kernel.entry` for a second entry point).
+    /// The dispatch's label (the kernel, or `kernel.entry` for a second entry point).
     pub pass: String,
     /// Dispatches in a row.
     pub dispatches: u32,
 }
 
-/// The kernel file a compute pass's label belongs to (`linear_forward`,
+/// The kernel file a dispatch's label belongs to (`linear_forward`,
 /// `linear_backward.dw` -> `linear`; `nb_loglik.theta` -> `nb_loglik`).
 pub fn kernel_of_pass(label: &str) -> &str {
     let head = label.split('.').next().unwrap_or(label);

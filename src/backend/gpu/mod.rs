@@ -63,7 +63,7 @@ pub struct GpuContext {
     /// Fault injection: the next out-of-memory scope reports an error (see
     /// [`GpuContext::fail_next_allocation`]).
     fail_allocation: AtomicBool,
-    /// The labels of the compute passes recorded while a log is on (see
+    /// The labels of the dispatches recorded while a log is on (see
     /// [`GpuContext::start_kernel_log`]).
     kernel_log: Mutex<Option<Vec<String>>>,
     /// Whether that log is on: checked before the lock, so a training step's dispatches
@@ -312,7 +312,7 @@ impl GpuContext {
         }
     }
 
-    /// Starts logging the label of every compute pass recorded (until
+    /// Starts logging the label of every dispatch recorded (until
     /// [`GpuContext::take_kernel_log`]): what the page's shader viewer lists.
     pub fn start_kernel_log(&self) {
         if let Ok(mut log) = self.kernel_log.lock() {
