@@ -5,6 +5,14 @@
 // CPU twins: `backend::cpu::batchnorm::{forward_train, forward_eval, backward}` (which
 // sum in f64; here two-pass f32 sums). Test: tests/gpu_kernels/batchnorm.rs.
 //
+// Epilogue (params.act = 1): ReLU then inverted dropout fused into the output, as
+// shaders/relu_dropout.wgsl computes it (Philox draw for element i = r * n + j; no draw
+// when p_drop <= 0), so a hidden layer's batch norm and activation are one dispatch; the
+// backward then gates dy by the fused forward's output y_fwd (dy * scale where
+// y_fwd > 0, else 0) before the batch-norm gradient. CPU twins of the fused forms:
+// `backend::cpu::batchnorm::{forward_train_act, forward_eval_act, backward_act}` (the
+// composition with `cpu::relu_dropout`).
+//
 // Entry points:
 //   train_main    one invocation per feature, looping over the B rows: stats, running
 //                 statistics (unbiased variance; biased when B = 1), xhat and y.
@@ -17,15 +25,25 @@
 //
 // Bindings (in order): x (read), gamma (read), beta (read), running_mean (read_write),
 // running_var (read_write), y (write), xhat (read_write), stats (read_write), dy (read),
-// dx (write), dgamma (write), dbeta (write), params (uniform). train_main uses 0-7 and
-// params (8 storage buffers, WebGPU's limit); eval_main 0-5; backward_main gamma, xhat,
-// stats, dy, dx, dgamma, dbeta. `Params` mirrors `backend::gpu::kernels::BnParams`.
+// dx (write), dgamma (write), dbeta (write), params (uniform), y_fwd (13, read). train_main
+// uses 0-7 and params (8 storage buffers, WebGPU's limit); eval_main 0-5; backward_main
+// gamma, xhat, stats, dy, dx, dgamma, dbeta, y_fwd (8). `Params` mirrors
+// `backend::gpu::kernels::BnParams`; shaders/lib/philox.wgsl is prepended.
 
 struct Params {
     b: u32,
     n: u32,
     eps: f32,
     momentum: f32,
+    // The epilogue: 0 none, 1 ReLU + dropout (the rest as relu_dropout.wgsl's Params).
+    act: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    step: u32,
+    stream: u32,
+    p_drop: f32,
+    scale: f32,
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -41,6 +59,39 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dbeta: array<f32>;
 @group(0) @binding(12) var<uniform> params: Params;
+@group(0) @binding(13) var<storage, read> y_fwd: array<f32>;
+
+// The epilogue on output element i (see the header).
+fn act_forward(e: f32, i: u32) -> f32 {
+    if (params.act == 0u) {
+        return e;
+    }
+    if (params.p_drop <= 0.0) {
+        return max(e, 0.0);
+    }
+    var out = 0.0;
+    if (e > 0.0) {
+        let block = philox4x32(
+            vec4<u32>(i, params.step, params.stream, 0u),
+            vec2<u32>(params.seed_lo, params.seed_hi),
+        );
+        if (unit_f32(block.x) >= params.p_drop) {
+            out = e * params.scale;
+        }
+    }
+    return out;
+}
+
+// dy through the epilogue's backward, given the fused forward's output.
+fn act_backward(i: u32) -> f32 {
+    if (params.act == 0u) {
+        return dy[i];
+    }
+    if (y_fwd[i] > 0.0) {
+        return dy[i] * params.scale;
+    }
+    return 0.0;
+}
 
 @compute @workgroup_size(64)
 fn train_main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -77,7 +128,7 @@ fn train_main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let i = r * n + j;
         let xh = (x[i] - mean) * inv_std;
         xhat[i] = xh;
-        y[i] = g * xh + bt;
+        y[i] = act_forward(g * xh + bt, i);
     }
 }
 
@@ -89,7 +140,7 @@ fn eval_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     let j = i % params.n;
     let s = gamma[j] / sqrt(running_var[j] + params.eps);
-    y[i] = (x[i] - running_mean[j]) * s + beta[j];
+    y[i] = act_forward((x[i] - running_mean[j]) * s + beta[j], i);
 }
 
 @compute @workgroup_size(64)
@@ -102,7 +153,7 @@ fn backward_main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var sb = 0.0;
     var sg = 0.0;
     for (var r = 0u; r < params.b; r++) {
-        let g = dy[r * n + j];
+        let g = act_backward(r * n + j);
         sb += g;
         sg += g * xhat[r * n + j];
     }
@@ -115,6 +166,6 @@ fn backward_main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let k = gamma[j] * stats[n + j] / bf;
     for (var r = 0u; r < params.b; r++) {
         let i = r * n + j;
-        dx[i] = k * (bf * dy[i] - sb - xhat[i] * sg);
+        dx[i] = k * (bf * act_backward(i) - sb - xhat[i] * sg);
     }
 }

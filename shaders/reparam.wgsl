@@ -14,9 +14,18 @@
 // d_mean = dz and d_v = dz * eps * exp(v) / (2 sqrt(exp(v) + 1e-4)) (the first writer of
 // these gradients; kl.wgsl's `backward_main` then adds the KL term). Same grid.
 //
+// Entries with the KL fused (the training step's; params.z = Z, the latent width):
+//   kl_main          main, and the invocation of each cell's first element also writes
+//                    kl[cell] as kl.wgsl's `main` (twin: `cpu::reparam::forward` then
+//                    `cpu::kl::forward`).
+//   backward_kl_main backward_main plus kl.wgsl's `backward_main` term, weight[i / Z]
+//                    (twin: `cpu::reparam::backward` then `cpu::kl::backward`).
+//
 // Bindings (in order): mean (read), v (read), eps (write; read by backward_main),
-// z (write), params (uniform), dz (read), d_mean (write), d_v (write). `main` uses
-// bindings 0-4, `backward_main` uses v, eps, params, dz, d_mean, d_v.
+// z (write), params (uniform), dz (read), d_mean (write), d_v (write), kl (8, write),
+// weight (9, read). `main` uses bindings 0-4, `backward_main` uses v, eps, params, dz,
+// d_mean, d_v; `kl_main` 0-4 and kl; `backward_kl_main` mean, v, eps, params, dz,
+// d_mean, d_v, weight.
 
 struct Params {
     // Mirrors `backend::gpu::kernels::ReparamParams` (#[repr(C)]).
@@ -25,7 +34,8 @@ struct Params {
     seed_hi: u32,
     step: u32,
     stream: u32,
-    _pad0: u32,
+    // Z, for the KL-fused entries.
+    z: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -38,6 +48,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read> dz: array<f32>;
 @group(0) @binding(6) var<storage, read_write> d_mean: array<f32>;
 @group(0) @binding(7) var<storage, read_write> d_v: array<f32>;
+@group(0) @binding(8) var<storage, read_write> kl: array<f32>;
+@group(0) @binding(9) var<storage, read> weight: array<f32>;
 
 const VAR_EPS: f32 = 1e-4;
 const TAU: f32 = 6.2831855; // f32 nearest 2 pi, as std::f32::consts::TAU
@@ -99,6 +111,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= params.n) {
         return;
     }
+    draw(i);
+}
+
+// eps[i] and z[i].
+fn draw(i: u32) {
     let block = philox4x32(
         vec4<u32>(i, params.step, params.stream, 0u),
         vec2<u32>(params.seed_lo, params.seed_hi),
@@ -106,6 +123,27 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let e = box_muller(block.x, block.y);
     eps[i] = e;
     z[i] = mean[i] + sqrt(exp(v[i]) + VAR_EPS) * e;
+}
+
+@compute @workgroup_size(256)
+fn kl_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= params.n) {
+        return;
+    }
+    draw(i);
+    if (i % params.z == 0u) {
+        // This cell's KL, as kl.wgsl's main.
+        let cell = i / params.z;
+        var s = 0.0;
+        for (var j = 0u; j < params.z; j++) {
+            let k = cell * params.z + j;
+            let m = mean[k];
+            let var_ = exp(v[k]) + VAR_EPS;
+            s += (var_ - 1.0 - log(var_)) + m * m;
+        }
+        kl[cell] = 0.5 * s;
+    }
 }
 
 @compute @workgroup_size(256)
@@ -121,4 +159,23 @@ fn backward_main(
     let g = dz[i];
     d_mean[i] = g;
     d_v[i] = g * eps[i] * e / (2.0 * sqrt(e + VAR_EPS));
+}
+
+@compute @workgroup_size(256)
+fn backward_kl_main(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= params.n) {
+        return;
+    }
+    let e = exp(v[i]);
+    let g = dz[i];
+    let var_ = e + VAR_EPS;
+    let w = weight[i / params.z];
+    // The reparameterisation's gradient, then the KL's added (the order of the two
+    // dispatches this replaces).
+    d_mean[i] = g + w * mean[i];
+    d_v[i] = g * eps[i] * e / (2.0 * sqrt(e + VAR_EPS)) + w * 0.5 * (1.0 - 1.0 / var_) * e;
 }

@@ -227,6 +227,89 @@ fn batchnorm_train() {
     );
 }
 
+/// Batch norm with the fused ReLU + dropout epilogue (the GPU step's form): the backward
+/// of `forward_train_act` (fixed mask) against differences of the forward.
+#[test]
+fn batchnorm_train_act() {
+    let (b, n, p) = (6, 4, 0.3);
+    let drop = relu_dropout::Dropout {
+        p_drop: p,
+        seed: 8,
+        step: 2,
+        stream: 1,
+    };
+    let fwd = |x: &[f32], g: &[f32], be: &[f32], y: &mut [f32], xh: &mut [f32]| {
+        let (mut rm, mut rv) = (vec![0.0; n], vec![1.0; n]);
+        let mut cache = batchnorm::BnCache::new(n);
+        batchnorm::forward_train_act(
+            x, b, n, g, be, 1e-3, 0.01, &mut rm, &mut rv, y, xh, &mut cache, &drop,
+        );
+        cache
+    };
+    // The first seed whose batch-norm outputs keep 0.05 away from the ReLU's kink (the
+    // differences would cross it) and whose mask drops something.
+    let inputs = |seed: u64| {
+        let x = randn(b * n, seed, 0, 2.0);
+        let gamma = randu(n, seed, 1, 0.5, 1.5);
+        let beta = randn(n, seed, 2, 0.5);
+        let (mut plain, mut xh) = (vec![0.0; b * n], vec![0.0; b * n]);
+        let (mut rm, mut rv, mut m, mut is) =
+            (vec![0.0; n], vec![1.0; n], vec![0.0; n], vec![0.0; n]);
+        batchnorm::forward_train(
+            &x, b, n, &gamma, &beta, 1e-3, 0.01, &mut rm, &mut rv, &mut plain, &mut xh, &mut m,
+            &mut is,
+        );
+        (x, gamma, beta, plain)
+    };
+    let seed = (5..200)
+        .find(|&seed| {
+            let (x, gamma, beta, plain) = inputs(seed);
+            let (mut y, mut xh) = (vec![0.0; b * n], vec![0.0; b * n]);
+            fwd(&x, &gamma, &beta, &mut y, &mut xh);
+            plain.iter().all(|v| v.abs() > 0.05)
+                && y.iter().zip(&plain).any(|(&y, &v)| v > 0.0 && y == 0.0)
+        })
+        .expect("a seed away from the kink");
+    let (x, gamma, beta, _) = inputs(seed);
+    let c = randn(b * n, seed, 3, 1.0);
+    let (mut y, mut xh) = (vec![0.0; b * n], vec![0.0; b * n]);
+    let cache = fwd(&x, &gamma, &beta, &mut y, &mut xh);
+    let (mut dx, mut dg, mut db) = (vec![0.0; b * n], vec![0.0; n], vec![0.0; n]);
+    batchnorm::backward_act(
+        &c,
+        &y,
+        &xh,
+        &cache.inv_std,
+        &gamma,
+        b,
+        n,
+        p,
+        &mut dx,
+        &mut dg,
+        &mut db,
+    );
+    let loss = |x: &[f32], g: &[f32], be: &[f32]| {
+        let (mut y, mut xh) = (vec![0.0; b * n], vec![0.0; b * n]);
+        fwd(x, g, be, &mut y, &mut xh);
+        project(&c, &y)
+    };
+    check(
+        "batchnorm+act dx",
+        &dx,
+        &numeric(&x, 1e-3, |v| loss(v, &gamma, &beta)),
+    );
+    check(
+        "batchnorm+act dgamma",
+        &dg,
+        &numeric(&gamma, 1e-3, |v| loss(&x, v, &beta)),
+    );
+    check(
+        "batchnorm+act dbeta",
+        &db,
+        &numeric(&beta, 1e-3, |v| loss(&x, &gamma, v)),
+    );
+}
+
 #[test]
 fn relu_dropout() {
     let (b, n, p) = (4, 6, 0.3);

@@ -7,7 +7,7 @@ use super::*;
 fn linear_gpu_matches_cpu() {
     let ctx = gpu_context();
     let pipes = block_on(kernels::Pipelines::new(&ctx)).expect("kernels compile");
-    // Shapes that are not multiples of the 16 x 16 tiles.
+    // Shapes that are not multiples of the 64 x 64 tiles.
     let (b, n_in, n_out) = (37, 53, 29);
     let x = signed_values(11, b * n_in, 1.0);
     let w = signed_values(12, n_in * n_out, 0.5);
@@ -19,8 +19,17 @@ fn linear_gpu_matches_cpu() {
     assert_close("linear_forward", &got, &want, 1e-5, 1e-5);
 
     let dy = signed_values(14, b * n_out, 1.0);
-    let (dx, dw, dbias) = block_on(pipes.linear_backward(&ctx, &x, &w, &dy, b, n_in, n_out, true))
-        .expect("linear_backward runs");
+    let (dx, dw, dbias) = block_on(pipes.linear_backward(
+        &ctx,
+        &x,
+        &w,
+        &dy,
+        b,
+        n_in,
+        n_out,
+        Some(&vec![0.0; b * n_in]),
+    ))
+    .expect("linear_backward runs");
     let (mut want_dx, mut want_dw, mut want_db) = (
         vec![0.0; b * n_in],
         vec![0.0; n_in * n_out],
@@ -40,10 +49,24 @@ fn linear_gpu_matches_cpu() {
     assert_close("linear_backward dx", &dx, &want_dx, 1e-5, 1e-5);
     assert_close("linear_backward dw", &dw, &want_dw, 1e-5, 1e-5);
     assert_close("linear_backward dbias", &dbias, &want_db, 1e-5, 1e-5);
-    let (no_dx, dw2, _) = block_on(pipes.linear_backward(&ctx, &x, &w, &dy, b, n_in, n_out, false))
+    let (no_dx, dw2, _) = block_on(pipes.linear_backward(&ctx, &x, &w, &dy, b, n_in, n_out, None))
         .expect("linear_backward without dx runs");
     assert!(no_dx.is_empty());
     assert_eq!(dw2, dw);
+    // dx accumulated onto what the buffer holds (the step sums two heads' gradients so):
+    // the twin is the CPU's dx added to the start values.
+    let start = signed_values(15, b * n_in, 1.0);
+    let (acc, _, _) =
+        block_on(pipes.linear_backward(&ctx, &x, &w, &dy, b, n_in, n_out, Some(&start)))
+            .expect("linear_backward accumulating dx runs");
+    let want_acc: Vec<f32> = start.iter().zip(&want_dx).map(|(s, d)| s + d).collect();
+    assert_close(
+        "linear_backward dx accumulated",
+        &acc,
+        &want_acc,
+        1e-5,
+        1e-5,
+    );
 }
 
 #[test]
@@ -52,7 +75,16 @@ fn linear_edge_shapes_match_cpu() {
     let ctx = gpu_context();
     let pipes = block_on(kernels::Pipelines::new(&ctx)).expect("kernels compile");
     // One row, one input, one output: a single partial tile.
-    for &(b, n_in, n_out) in &[(1, 1, 1), (1, 17, 3), (16, 16, 16), (33, 1, 40)] {
+    // Several 64 x 64 tiles and k-slices, sizes off the multiples.
+    for &(b, n_in, n_out) in &[
+        (1, 1, 1),
+        (1, 17, 3),
+        (16, 16, 16),
+        (33, 1, 40),
+        (64, 64, 64),
+        (130, 150, 70),
+        (65, 129, 66),
+    ] {
         let x = signed_values(81, b * n_in, 1.0);
         let w = signed_values(82, n_in * n_out, 1.0);
         let bias = signed_values(83, n_out, 1.0);
@@ -61,8 +93,17 @@ fn linear_edge_shapes_match_cpu() {
         cpu::linear::forward(&x, &w, &bias, b, n_in, n_out, &mut want);
         assert_close("linear_forward edge", &got, &want, 1e-5, 1e-5);
         let dy = signed_values(84, b * n_out, 1.0);
-        let (dx, dw, db) =
-            block_on(pipes.linear_backward(&ctx, &x, &w, &dy, b, n_in, n_out, true)).unwrap();
+        let (dx, dw, db) = block_on(pipes.linear_backward(
+            &ctx,
+            &x,
+            &w,
+            &dy,
+            b,
+            n_in,
+            n_out,
+            Some(&vec![0.0; b * n_in]),
+        ))
+        .unwrap();
         let (mut wdx, mut wdw, mut wdb) = (
             vec![0.0; b * n_in],
             vec![0.0; n_in * n_out],

@@ -6,6 +6,8 @@
 //! statistics, `mean`, `inv_std`, `dgamma`, `dbeta` are n. Outputs are overwritten.
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
+use super::relu_dropout::{relu_dropout_backward, relu_dropout_inplace, Dropout};
+
 /// scvi-tools' batch-norm epsilon.
 pub const EPS: f32 = 1e-3;
 /// scvi-tools' batch-norm momentum (weight of the new batch in the running statistics).
@@ -133,6 +135,81 @@ pub fn backward(
             dx[i] = k * (bf * dy[i] - dbeta[j] - xhat[i] * dgamma[j]);
         }
     }
+}
+
+/// [`forward_train`] with ReLU and inverted dropout applied to `y` after it
+/// (`relu_dropout_inplace` with `drop`): the twin of `shaders/batchnorm.wgsl`'s
+/// `train_main` with its epilogue on (one dispatch on the GPU, two passes here).
+pub fn forward_train_act(
+    x: &[f32],
+    b: usize,
+    n: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    momentum: f32,
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    y: &mut [f32],
+    xhat_out: &mut [f32],
+    cache: &mut BnCache,
+    drop: &Dropout,
+) {
+    forward_train(
+        x,
+        b,
+        n,
+        gamma,
+        beta,
+        eps,
+        momentum,
+        running_mean,
+        running_var,
+        y,
+        xhat_out,
+        &mut cache.mean,
+        &mut cache.inv_std,
+    );
+    relu_dropout_inplace(y, b, n, drop.p_drop, drop.seed, drop.step, drop.stream);
+}
+
+/// [`forward_eval`] then ReLU and dropout as [`forward_train_act`] (`eval_main` with
+/// its epilogue on).
+pub fn forward_eval_act(
+    x: &[f32],
+    b: usize,
+    n: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    drop: &Dropout,
+) {
+    forward_eval(x, b, n, gamma, beta, running_mean, running_var, eps, y);
+    relu_dropout_inplace(y, b, n, drop.p_drop, drop.seed, drop.step, drop.stream);
+}
+
+/// Backward of [`forward_train_act`] given its output `y_fwd`: the ReLU-dropout
+/// backward of `dy` (`relu_dropout_backward`), then [`backward`] (`backward_main` with
+/// its epilogue on).
+pub fn backward_act(
+    dy: &[f32],
+    y_fwd: &[f32],
+    xhat: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+    b: usize,
+    n: usize,
+    p_drop: f32,
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    let mut gated = vec![0.0f32; b * n];
+    relu_dropout_backward(dy, y_fwd, b, n, p_drop, &mut gated);
+    backward(&gated, xhat, inv_std, gamma, b, n, dx, dgamma, dbeta);
 }
 
 #[cfg(test)]

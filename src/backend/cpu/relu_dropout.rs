@@ -19,6 +19,20 @@ fn keep_scale(p_drop: f32) -> f32 {
     }
 }
 
+/// A dropout draw's settings: probability and the Philox key and counter words
+/// (`rng::uniform(seed, stream, step, i)` for element i).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    /// Dropout probability (no draws when <= 0: plain ReLU).
+    pub p_drop: f32,
+    /// Philox key.
+    pub seed: u64,
+    /// The optimiser step.
+    pub step: u32,
+    /// The stream id (`rng::DROPOUT_ENCODER + 16 * layer`).
+    pub stream: u32,
+}
+
 /// In place: `v = relu(v)`, then inverted dropout with probability `p_drop`
 /// (see the module docs for the random numbers). `v` is B x n.
 pub fn relu_dropout_inplace(

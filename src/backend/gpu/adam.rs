@@ -4,7 +4,8 @@
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
 use super::dispatch::{
-    check_len, encode, f32_buffer, grid, read_f32, submit, to_u32, uniform_buffer,
+    check_len, encode, f32_buffer, grid, read_f32, submit, to_u32, uniform_buffer, Binding,
+    Recorder,
 };
 use super::kernels::{AdamParams, Pipelines};
 use super::GpuContext;
@@ -17,13 +18,13 @@ impl Pipelines {
     pub fn encode_adam_step(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        params: &wgpu::Buffer,
-        grads: &wgpu::Buffer,
-        m: &wgpu::Buffer,
-        v: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        params: &dyn Binding,
+        grads: &dyn Binding,
+        m: &dyn Binding,
+        v: &dyn Binding,
         hyper: &AdamParams,
-        flag: &wgpu::Buffer,
+        flag: &dyn Binding,
     ) -> Result<()> {
         let h_buf = uniform_buffer(ctx, "adam.hyper", hyper);
         encode(

@@ -1,13 +1,16 @@
 //! Dispatch of `shaders/batchnorm.wgsl` (twins `cpu::batchnorm::{forward_train,
 //! forward_eval, backward}`): `encode_*` on resident buffers; slice methods upload,
 //! dispatch, read back. The GPU's `BnCache` is one `stats` buffer of 2n values: the
-//! batch mean, then `1 / sqrt(biased variance + eps)`.
+//! batch mean, then `1 / sqrt(biased variance + eps)`. Each entry point takes an
+//! optional ReLU + dropout epilogue (`act`), fused into the same dispatch (twins
+//! `cpu::batchnorm::{forward_train_act, forward_eval_act, backward_act}`).
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
 use super::dispatch::{
     check_len, encode, f32_buffer, f32_output, grid, read_f32, submit, to_u32, uniform_buffer,
+    Binding, Recorder,
 };
-use super::kernels::{BnParams, Pipelines};
+use super::kernels::{BnParams, DropoutParams, Pipelines};
 use super::GpuContext;
 use crate::error::Result;
 
@@ -29,41 +32,49 @@ pub struct BnTrainOutput {
     pub running_var: Vec<f32>,
 }
 
-fn bn_params(b: usize, n: usize, eps: f32, momentum: f32) -> Result<BnParams> {
+fn bn_params(
+    b: usize,
+    n: usize,
+    eps: f32,
+    momentum: f32,
+    act: Option<&DropoutParams>,
+) -> Result<BnParams> {
     to_u32(b * n, "B x n")?;
-    Ok(BnParams {
-        b: to_u32(b, "B")?,
-        n: to_u32(n, "n")?,
+    Ok(BnParams::new(
+        to_u32(b, "B")?,
+        to_u32(n, "n")?,
         eps,
         momentum,
-    })
+        act,
+    ))
 }
 
 impl Pipelines {
-    /// Records the training forward: writes `y`, `xhat` (B x n) and `stats` (2n), and
-    /// updates `running_mean`, `running_var` (n) in place. Nothing is recorded for
-    /// B = 0. One dispatch.
+    /// Records the training forward: writes `y` (through the epilogue `act` when
+    /// given), `xhat` (B x n) and `stats` (2n), and updates `running_mean`,
+    /// `running_var` (n) in place. Nothing is recorded for B = 0. One dispatch.
     pub fn encode_batchnorm_train(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        x: &wgpu::Buffer,
-        gamma: &wgpu::Buffer,
-        beta: &wgpu::Buffer,
-        running_mean: &wgpu::Buffer,
-        running_var: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        xhat: &wgpu::Buffer,
-        stats: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        x: &dyn Binding,
+        gamma: &dyn Binding,
+        beta: &dyn Binding,
+        running_mean: &dyn Binding,
+        running_var: &dyn Binding,
+        y: &dyn Binding,
+        xhat: &dyn Binding,
+        stats: &dyn Binding,
         b: usize,
         n: usize,
         eps: f32,
         momentum: f32,
+        act: Option<&DropoutParams>,
     ) -> Result<()> {
         if b == 0 {
             return Ok(());
         }
-        let p = bn_params(b, n, eps, momentum)?;
+        let p = bn_params(b, n, eps, momentum, act)?;
         let p_buf = uniform_buffer(ctx, "batchnorm.params", &p);
         encode(
             ctx,
@@ -85,22 +96,24 @@ impl Pipelines {
         )
     }
 
-    /// Records the evaluation forward with the running statistics into `y` (B x n).
+    /// Records the evaluation forward with the running statistics into `y` (B x n),
+    /// through the epilogue `act` when given.
     pub fn encode_batchnorm_eval(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        x: &wgpu::Buffer,
-        gamma: &wgpu::Buffer,
-        beta: &wgpu::Buffer,
-        running_mean: &wgpu::Buffer,
-        running_var: &wgpu::Buffer,
-        y: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        x: &dyn Binding,
+        gamma: &dyn Binding,
+        beta: &dyn Binding,
+        running_mean: &dyn Binding,
+        running_var: &dyn Binding,
+        y: &dyn Binding,
         b: usize,
         n: usize,
         eps: f32,
+        act: Option<&DropoutParams>,
     ) -> Result<()> {
-        let p = bn_params(b, n, eps, 0.0)?;
+        let p = bn_params(b, n, eps, 0.0, act)?;
         let p_buf = uniform_buffer(ctx, "batchnorm.params", &p);
         encode(
             ctx,
@@ -121,22 +134,26 @@ impl Pipelines {
     }
 
     /// Records the backward of the training forward: `dx` (B x n), `dgamma`, `dbeta`
-    /// (n), all overwritten, from `dy`, `xhat` and the forward's `stats`.
+    /// (n), all overwritten, from `dy`, `xhat` and the forward's `stats`; with `act`,
+    /// the backward of the fused epilogue first, from the forward's output `y_fwd`
+    /// (unread without `act`: any buffer may stand in).
     pub fn encode_batchnorm_backward(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        dy: &wgpu::Buffer,
-        xhat: &wgpu::Buffer,
-        stats: &wgpu::Buffer,
-        gamma: &wgpu::Buffer,
-        dx: &wgpu::Buffer,
-        dgamma: &wgpu::Buffer,
-        dbeta: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        dy: &dyn Binding,
+        xhat: &dyn Binding,
+        stats: &dyn Binding,
+        gamma: &dyn Binding,
+        dx: &dyn Binding,
+        dgamma: &dyn Binding,
+        dbeta: &dyn Binding,
+        y_fwd: &dyn Binding,
         b: usize,
         n: usize,
+        act: Option<&DropoutParams>,
     ) -> Result<()> {
-        let p = bn_params(b, n, 0.0, 0.0)?;
+        let p = bn_params(b, n, 0.0, 0.0, act)?;
         let p_buf = uniform_buffer(ctx, "batchnorm.params", &p);
         encode(
             ctx,
@@ -152,12 +169,14 @@ impl Pipelines {
                 (10, dgamma),
                 (11, dbeta),
                 (12, &p_buf),
+                (13, y_fwd),
             ],
             grid(p.n, 64),
         )
     }
 
-    /// The training forward on slices (as `cpu::batchnorm::forward_train`).
+    /// The training forward on slices (as `cpu::batchnorm::forward_train`, or with `act`
+    /// `cpu::batchnorm::forward_train_act`).
     pub async fn batchnorm_train(
         &self,
         ctx: &GpuContext,
@@ -170,6 +189,7 @@ impl Pipelines {
         momentum: f32,
         running_mean: &[f32],
         running_var: &[f32],
+        act: Option<&DropoutParams>,
     ) -> Result<BnTrainOutput> {
         check_len("batchnorm x", x.len(), b * n)?;
         for (what, s) in [
@@ -191,7 +211,7 @@ impl Pipelines {
         submit(ctx, "batchnorm.train", |enc| {
             self.encode_batchnorm_train(
                 ctx, enc, &x_buf, &g_buf, &be_buf, &rm_buf, &rv_buf, &y_buf, &xh_buf, &st_buf, b,
-                n, eps, momentum,
+                n, eps, momentum, act,
             )
         })
         .await?;
@@ -206,7 +226,8 @@ impl Pipelines {
         })
     }
 
-    /// The evaluation forward on slices (as `cpu::batchnorm::forward_eval`).
+    /// The evaluation forward on slices (as `cpu::batchnorm::forward_eval`, or with `act`
+    /// `cpu::batchnorm::forward_eval_act`).
     pub async fn batchnorm_eval(
         &self,
         ctx: &GpuContext,
@@ -218,6 +239,7 @@ impl Pipelines {
         running_mean: &[f32],
         running_var: &[f32],
         eps: f32,
+        act: Option<&DropoutParams>,
     ) -> Result<Vec<f32>> {
         check_len("batchnorm x", x.len(), b * n)?;
         for (what, s) in [
@@ -236,15 +258,16 @@ impl Pipelines {
         let y_buf = f32_output(ctx, "bn.y", b * n).await?;
         submit(ctx, "batchnorm.eval", |enc| {
             self.encode_batchnorm_eval(
-                ctx, enc, &x_buf, &g_buf, &be_buf, &rm_buf, &rv_buf, &y_buf, b, n, eps,
+                ctx, enc, &x_buf, &g_buf, &be_buf, &rm_buf, &rv_buf, &y_buf, b, n, eps, act,
             )
         })
         .await?;
         read_f32(ctx, &y_buf, b * n).await
     }
 
-    /// The backward on slices (as `cpu::batchnorm::backward`): returns `(dx, dgamma,
-    /// dbeta)`.
+    /// The backward on slices (as `cpu::batchnorm::backward`, or given the fused
+    /// forward's output and `act` = `(y_fwd, p_drop)`, `cpu::batchnorm::backward_act`):
+    /// returns `(dx, dgamma, dbeta)`.
     pub async fn batchnorm_backward(
         &self,
         ctx: &GpuContext,
@@ -254,6 +277,7 @@ impl Pipelines {
         gamma: &[f32],
         b: usize,
         n: usize,
+        act: Option<(&[f32], f32)>,
     ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         check_len("batchnorm dy", dy.len(), b * n)?;
         check_len("batchnorm xhat", xhat.len(), b * n)?;
@@ -268,9 +292,32 @@ impl Pipelines {
         let dx_buf = f32_output(ctx, "bn.dx", b * n).await?;
         let dg_buf = f32_output(ctx, "bn.dgamma", n).await?;
         let db_buf = f32_output(ctx, "bn.dbeta", n).await?;
+        let (y_buf, drop) = match act {
+            Some((y, p_drop)) => {
+                check_len("batchnorm y_fwd", y.len(), b * n)?;
+                let drop = DropoutParams::new(to_u32(b * n, "B x n")?, p_drop, 0, 0, 0);
+                (
+                    f32_buffer(ctx, "bn.y_fwd", &y[..b * n], false).await?,
+                    Some(drop),
+                )
+            }
+            None => (f32_output(ctx, "bn.y_fwd", 1).await?, None),
+        };
         submit(ctx, "batchnorm.backward", |enc| {
             self.encode_batchnorm_backward(
-                ctx, enc, &dy_buf, &xh_buf, &st_buf, &g_buf, &dx_buf, &dg_buf, &db_buf, b, n,
+                ctx,
+                enc,
+                &dy_buf,
+                &xh_buf,
+                &st_buf,
+                &g_buf,
+                &dx_buf,
+                &dg_buf,
+                &db_buf,
+                &y_buf,
+                b,
+                n,
+                drop.as_ref(),
             )
         })
         .await?;

@@ -3,7 +3,7 @@
 //! uploaded after a shape check (the upload-dispatch-readback paths the tests use).
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-use super::dispatch::{check_len, f32_buffer, f32_output, to_u32};
+use super::dispatch::{check_len, f32_buffer, f32_output, to_u32, Binding};
 use super::kernels::{NbCell, NbParams};
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -103,7 +103,7 @@ pub struct NbBuffers<'a> {
     /// Softmax proportions, B x G.
     pub rho: &'a wgpu::Buffer,
     /// Log inverse dispersion, K x G.
-    pub log_theta: &'a wgpu::Buffer,
+    pub log_theta: &'a dyn Binding,
     /// B [`NbCell`] structs (library size, weight, dispersion row).
     pub cells: &'a wgpu::Buffer,
     /// Output: log-likelihood per cell, B.
@@ -113,5 +113,5 @@ pub struct NbBuffers<'a> {
     /// Scratch, B x G: the weighted `t d log p / d t` per element.
     pub th_scratch: &'a wgpu::Buffer,
     /// Output: weighted gradient w.r.t. log_theta, K x G.
-    pub d_log_theta: &'a wgpu::Buffer,
+    pub d_log_theta: &'a dyn Binding,
 }

@@ -60,7 +60,13 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../../../shaders/relu_dropout.wgsl")
         ),
     ),
-    ("batchnorm", include_str!("../../../shaders/batchnorm.wgsl")),
+    (
+        "batchnorm",
+        concat!(
+            include_str!("../../../shaders/lib/philox.wgsl"),
+            include_str!("../../../shaders/batchnorm.wgsl")
+        ),
+    ),
 ];
 
 /// Every training kernel compiled once: create with [`Pipelines::new`], then call the
@@ -70,7 +76,6 @@ pub struct Pipelines {
     pub(crate) linear_forward: wgpu::ComputePipeline,
     pub(crate) linear_backward_dx: wgpu::ComputePipeline,
     pub(crate) linear_backward_dw: wgpu::ComputePipeline,
-    pub(crate) linear_backward_dbias: wgpu::ComputePipeline,
     pub(crate) softmax: wgpu::ComputePipeline,
     pub(crate) kl: wgpu::ComputePipeline,
     pub(crate) reparam: wgpu::ComputePipeline,
@@ -85,6 +90,8 @@ pub struct Pipelines {
     pub(crate) relu_dropout: wgpu::ComputePipeline,
     pub(crate) relu_dropout_backward: wgpu::ComputePipeline,
     pub(crate) reparam_backward: wgpu::ComputePipeline,
+    pub(crate) reparam_kl: wgpu::ComputePipeline,
+    pub(crate) reparam_backward_kl: wgpu::ComputePipeline,
     pub(crate) kl_backward: wgpu::ComputePipeline,
     pub(crate) batchnorm_train: wgpu::ComputePipeline,
     pub(crate) batchnorm_eval: wgpu::ComputePipeline,
@@ -105,9 +112,6 @@ impl Pipelines {
                 .await?,
             linear_backward_dw: ctx
                 .compute_pipeline_entry("linear", linear, "dw_main")
-                .await?,
-            linear_backward_dbias: ctx
-                .compute_pipeline_entry("linear", linear, "dbias_main")
                 .await?,
             softmax: ctx
                 .compute_pipeline("softmax", shader_source("softmax")?)
@@ -151,6 +155,12 @@ impl Pipelines {
             reparam_backward: ctx
                 .compute_pipeline_entry("reparam", shader_source("reparam")?, "backward_main")
                 .await?,
+            reparam_kl: ctx
+                .compute_pipeline_entry("reparam", shader_source("reparam")?, "kl_main")
+                .await?,
+            reparam_backward_kl: ctx
+                .compute_pipeline_entry("reparam", shader_source("reparam")?, "backward_kl_main")
+                .await?,
             kl_backward: ctx
                 .compute_pipeline_entry("kl", shader_source("kl")?, "backward_main")
                 .await?,
@@ -177,8 +187,8 @@ pub struct LinearParams {
     pub n_in: u32,
     /// Outputs per row.
     pub n_out: u32,
-    /// Padding to 16 bytes (uniform layout).
-    pub pad: u32,
+    /// `dx_main`: 1 adds to dx, 0 overwrites it.
+    pub accumulate: u32,
 }
 
 /// Mirrors `Params` in `shaders/onehot.wgsl`.
@@ -232,8 +242,10 @@ pub struct ReparamParams {
     pub step: u32,
     /// Counter word 2: the stream id (`rng::REPARAM`).
     pub stream: u32,
+    /// Z, the latent width (the KL-fused entry points; 0 for the others).
+    pub z: u32,
     /// Padding to 32 bytes (uniform layout).
-    pub pad: [u32; 3],
+    pub pad: [u32; 2],
 }
 
 /// Mirrors `Hyper` in `shaders/adam.wgsl`: one Adam step's scalars, formed as
@@ -366,6 +378,44 @@ pub struct BnParams {
     pub eps: f32,
     /// Weight of the new batch in the running statistics (scvi-tools: 0.01).
     pub momentum: f32,
+    /// The fused epilogue: 0 none, 1 ReLU + dropout as `shaders/relu_dropout.wgsl`.
+    pub act: u32,
+    /// The epilogue's dropout ([`DropoutParams`] without `n`): seed low word.
+    pub seed_lo: u32,
+    /// Seed high word.
+    pub seed_hi: u32,
+    /// The optimiser step (Philox counter word 1).
+    pub step: u32,
+    /// The stream id (Philox counter word 2).
+    pub stream: u32,
+    /// Dropout probability (no draws when <= 0).
+    pub p_drop: f32,
+    /// `1 / (1 - p_drop)` in f32, as [`DropoutParams::scale`].
+    pub scale: f32,
+    /// Padding to 48 bytes (uniform layout).
+    pub pad: u32,
+}
+
+impl BnParams {
+    /// The params of B = `b` rows of `n` features, with the ReLU + dropout epilogue of
+    /// `act` when given.
+    pub fn new(b: u32, n: u32, eps: f32, momentum: f32, act: Option<&DropoutParams>) -> BnParams {
+        let d = act.copied().unwrap_or(DropoutParams::new(0, 0.0, 0, 0, 0));
+        BnParams {
+            b,
+            n,
+            eps,
+            momentum,
+            act: u32::from(act.is_some()),
+            seed_lo: d.seed_lo,
+            seed_hi: d.seed_hi,
+            step: d.step,
+            stream: d.stream,
+            p_drop: d.p_drop,
+            scale: d.scale,
+            pad: 0,
+        }
+    }
 }
 
 /// The source of a kernel by name.
@@ -393,13 +443,13 @@ pub fn grid_for(n: u32) -> (u32, u32) {
 pub struct KernelRun {
     /// The kernel's file in `shaders/` (without `.wgsl`), as named in [`SHADERS`].
     pub kernel: String,
-    /// The compute pass's label (the kernel, or `kernel.entry` for a second entry point).
+    /// The dispatch's label (the kernel, or `kernel.entry` for a second entry point).
     pub pass: String,
     /// Dispatches in a row.
     pub dispatches: u32,
 }
 
-/// The kernel file a compute pass's label belongs to (`linear_forward`,
+/// The kernel file a dispatch's label belongs to (`linear_forward`,
 /// `linear_backward.dw` -> `linear`; `nb_loglik.theta` -> `nb_loglik`).
 pub fn kernel_of_pass(label: &str) -> &str {
     let head = label.split('.').next().unwrap_or(label);

@@ -3,7 +3,8 @@
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
 use super::dispatch::{
-    check_len, encode, f32_buffer, f32_output, grid, read_f32, submit, uniform_buffer,
+    check_len, encode, f32_buffer, f32_output, grid, read_f32, submit, uniform_buffer, Binding,
+    Recorder,
 };
 use super::kernels::Pipelines;
 use super::softmax::row_params;
@@ -16,10 +17,10 @@ impl Pipelines {
     pub fn encode_kl(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        mean: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        kl: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        mean: &dyn Binding,
+        v: &dyn Binding,
+        kl: &dyn Binding,
         b: usize,
         z: usize,
     ) -> Result<()> {
@@ -40,12 +41,12 @@ impl Pipelines {
     pub fn encode_kl_backward(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        mean: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        weight: &wgpu::Buffer,
-        d_mean: &wgpu::Buffer,
-        d_v: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        mean: &dyn Binding,
+        v: &dyn Binding,
+        weight: &dyn Binding,
+        d_mean: &dyn Binding,
+        d_v: &dyn Binding,
         b: usize,
         z: usize,
     ) -> Result<()> {

@@ -4,27 +4,29 @@
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
 use super::dispatch::{
-    check_len, encode, f32_buffer, f32_output, read_f32, submit, to_u32, uniform_buffer,
+    check_len, encode, f32_buffer, f32_output, read_f32, submit, to_u32, uniform_buffer, Binding,
+    Recorder,
 };
 use super::kernels::{LinearParams, Pipelines};
 use super::GpuContext;
 use crate::error::{Error, Result};
 
-/// Side of the square tiles of the matrix products (the shaders' `TILE`).
-const TILE: u32 = 16;
+/// Side of the square output tiles of the matrix products (the shader's `TILE`: 64 x
+/// 64 per workgroup of 256 invocations, 4 x 4 each).
+const TILE: u32 = 64;
 
-fn params(b: usize, n_in: usize, n_out: usize) -> Result<LinearParams> {
+fn params(b: usize, n_in: usize, n_out: usize, accumulate: bool) -> Result<LinearParams> {
     to_u32(b * n_in.max(n_out), "B x width")?;
     to_u32(n_in * n_out, "n_in x n_out")?;
     Ok(LinearParams {
         b: to_u32(b, "B")?,
         n_in: to_u32(n_in, "n_in")?,
         n_out: to_u32(n_out, "n_out")?,
-        pad: 0,
+        accumulate: u32::from(accumulate),
     })
 }
 
-/// Workgroups for a `rows x cols` output in 16 x 16 tiles.
+/// Workgroups for a `rows x cols` output in 64 x 64 tiles.
 fn tiles(rows: u32, cols: u32) -> Result<(u32, u32, u32)> {
     let (gx, gy) = (cols.div_ceil(TILE).max(1), rows.div_ceil(TILE).max(1));
     if gx > 65_535 || gy > 65_535 {
@@ -41,16 +43,16 @@ impl Pipelines {
     pub fn encode_linear_forward(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        bias: &wgpu::Buffer,
-        y: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        x: &dyn Binding,
+        w: &dyn Binding,
+        bias: &dyn Binding,
+        y: &dyn Binding,
         b: usize,
         n_in: usize,
         n_out: usize,
     ) -> Result<()> {
-        let p = params(b, n_in, n_out)?;
+        let p = params(b, n_in, n_out, false)?;
         let p_buf = uniform_buffer(ctx, "linear_forward.params", &p);
         encode(
             ctx,
@@ -63,39 +65,33 @@ impl Pipelines {
     }
 
     /// Records the backward of [`Pipelines::encode_linear_forward`] given dy (B x n_out):
-    /// `dw = x^T dy` (n_in x n_out), `dbias = colsum(dy)` (n_out) and, when `dx` is
-    /// given, `dx = dy W^T` (B x n_in); all overwritten. Two or three dispatches.
+    /// `dw = x^T dy` (n_in x n_out) and `dbias = colsum(dy)` (n_out) in one dispatch,
+    /// overwritten, and, when `dx` is given, `dx = dy W^T` (B x n_in) in a second,
+    /// overwritten or, with `accumulate_dx`, added to what `dx` holds.
     pub fn encode_linear_backward(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        dx: Option<&wgpu::Buffer>,
-        dw: &wgpu::Buffer,
-        dbias: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        x: &dyn Binding,
+        w: &dyn Binding,
+        dy: &dyn Binding,
+        dx: Option<&dyn Binding>,
+        dw: &dyn Binding,
+        dbias: &dyn Binding,
         b: usize,
         n_in: usize,
         n_out: usize,
+        accumulate_dx: bool,
     ) -> Result<()> {
-        let p = params(b, n_in, n_out)?;
+        let p = params(b, n_in, n_out, accumulate_dx)?;
         let p_buf = uniform_buffer(ctx, "linear_backward.params", &p);
         encode(
             ctx,
             encoder,
             "linear_backward.dw",
             &self.linear_backward_dw,
-            &[(0, x), (2, dy), (4, dw), (6, &p_buf)],
+            &[(0, x), (2, dy), (4, dw), (5, dbias), (6, &p_buf)],
             tiles(p.n_in, p.n_out)?,
-        )?;
-        encode(
-            ctx,
-            encoder,
-            "linear_backward.dbias",
-            &self.linear_backward_dbias,
-            &[(2, dy), (5, dbias), (6, &p_buf)],
-            (p.n_out.div_ceil(256).max(1), 1, 1),
         )?;
         if let Some(dx) = dx {
             encode(
@@ -138,7 +134,8 @@ impl Pipelines {
 
     /// Backward of [`Pipelines::linear_forward`] on slices given dy (B x n_out), as
     /// `cpu::linear::backward`: returns `(dx, dw, dbias)` = (dy W^T, x^T dy, colsum dy);
-    /// dx is empty when `want_dx` is false.
+    /// dx is empty when `dx_from` is `None`, else `dx_from + dy W^T` (pass zeros for
+    /// plain `dy W^T`; the training step accumulates a second head's gradient so).
     pub async fn linear_backward(
         &self,
         ctx: &GpuContext,
@@ -148,7 +145,7 @@ impl Pipelines {
         b: usize,
         n_in: usize,
         n_out: usize,
-        want_dx: bool,
+        dx_from: Option<&[f32]>,
     ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         check_len("linear_backward x", x.len(), b * n_in)?;
         check_len("linear_backward w", w.len(), n_in * n_out)?;
@@ -156,12 +153,13 @@ impl Pipelines {
         let x_buf = f32_buffer(ctx, "linear_backward.x", x, false).await?;
         let w_buf = f32_buffer(ctx, "linear_backward.w", w, false).await?;
         let dy_buf = f32_buffer(ctx, "linear_backward.dy", dy, false).await?;
-        let dx_buf = f32_output(
-            ctx,
-            "linear_backward.dx",
-            if want_dx { b * n_in } else { 1 },
-        )
-        .await?;
+        let dx_buf = match dx_from {
+            Some(d) => {
+                check_len("linear_backward dx_from", d.len(), b * n_in)?;
+                f32_buffer(ctx, "linear_backward.dx", &d[..b * n_in], true).await?
+            }
+            None => f32_output(ctx, "linear_backward.dx", 1).await?,
+        };
         let dw_buf = f32_output(ctx, "linear_backward.dw", n_in * n_out).await?;
         let db_buf = f32_output(ctx, "linear_backward.dbias", n_out).await?;
         submit(ctx, "linear_backward", |enc| {
@@ -171,16 +169,17 @@ impl Pipelines {
                 &x_buf,
                 &w_buf,
                 &dy_buf,
-                want_dx.then_some(&dx_buf),
+                dx_from.map(|_| &dx_buf as &dyn Binding),
                 &dw_buf,
                 &db_buf,
                 b,
                 n_in,
                 n_out,
+                true,
             )
         })
         .await?;
-        let dx = if want_dx {
+        let dx = if dx_from.is_some() {
             read_f32(ctx, &dx_buf, b * n_in).await?
         } else {
             Vec::new()

@@ -2,7 +2,7 @@
 //! transform, recorded on resident buffers, and a stand-alone path that compiles its own
 //! pipeline (the smoke test of the page's GPU check and of shader-error reporting).
 
-use super::dispatch::{encode, grid, to_u32, uniform_buffer};
+use super::dispatch::{encode, grid, to_u32, uniform_buffer, Binding, Recorder};
 use super::kernels::{grid_for, shader_source, Log1pParams, Pipelines};
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -13,9 +13,9 @@ impl Pipelines {
     pub fn encode_log1p(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        x: &dyn Binding,
+        y: &dyn Binding,
         n: usize,
     ) -> Result<()> {
         let p = Log1pParams {

@@ -52,8 +52,10 @@ pub struct GpuContext {
     /// Its queue.
     pub queue: wgpu::Queue,
     lost: Arc<Mutex<Option<String>>>,
-    /// Compute passes recorded so far (see [`GpuContext::dispatches`]).
+    /// Compute dispatches recorded so far (see [`GpuContext::dispatches`]).
     dispatches: AtomicUsize,
+    /// Compute passes submitted so far (see [`GpuContext::compute_passes`]).
+    passes: AtomicUsize,
     /// Size in bytes of the largest buffer created so far.
     largest_buffer: AtomicU64,
     /// Recorded uniforms and bind groups, by tape key (see [`GpuContext::begin_tape`]).
@@ -61,7 +63,7 @@ pub struct GpuContext {
     /// Fault injection: the next out-of-memory scope reports an error (see
     /// [`GpuContext::fail_next_allocation`]).
     fail_allocation: AtomicBool,
-    /// The labels of the compute passes recorded while a log is on (see
+    /// The labels of the dispatches recorded while a log is on (see
     /// [`GpuContext::start_kernel_log`]).
     kernel_log: Mutex<Option<Vec<String>>>,
     /// Whether that log is on: checked before the lock, so a training step's dispatches
@@ -72,7 +74,7 @@ pub struct GpuContext {
 /// A bind group and what it was made of.
 type TapedGroup = (
     wgpu::ComputePipeline,
-    Vec<(u32, wgpu::Buffer)>,
+    Vec<(u32, wgpu::Buffer, u64, Option<wgpu::BufferSize>)>,
     wgpu::BindGroup,
 );
 
@@ -141,6 +143,7 @@ impl GpuContext {
             queue,
             lost,
             dispatches: AtomicUsize::new(0),
+            passes: AtomicUsize::new(0),
             largest_buffer: AtomicU64::new(0),
             tapes: Mutex::new(Tapes::default()),
             fail_allocation: AtomicBool::new(false),
@@ -231,7 +234,7 @@ impl GpuContext {
     pub(crate) fn taped_bind_group(
         &self,
         pipeline: &wgpu::ComputePipeline,
-        bindings: &[(u32, &wgpu::Buffer)],
+        bindings: &[(u32, &dyn dispatch::Binding)],
     ) -> Option<wgpu::BindGroup> {
         let mut t = self.tapes.lock().ok()?;
         let key = t.active?;
@@ -239,9 +242,9 @@ impl GpuContext {
         let (p, b, g) = tape.groups.get(tape.next_group)?;
         let same = p == pipeline
             && b.len() == bindings.len()
-            && b.iter()
-                .zip(bindings)
-                .all(|((i, x), (j, y))| i == j && x == *y);
+            && b.iter().zip(bindings).all(|((i, x, o, n), (j, y))| {
+                i == j && x == y.buffer() && *o == y.offset_bytes() && *n == y.size_bytes()
+            });
         if !same {
             return None;
         }
@@ -255,7 +258,7 @@ impl GpuContext {
     pub(crate) fn tape_bind_group(
         &self,
         pipeline: &wgpu::ComputePipeline,
-        bindings: &[(u32, &wgpu::Buffer)],
+        bindings: &[(u32, &dyn dispatch::Binding)],
         group: &wgpu::BindGroup,
     ) {
         let Ok(mut t) = self.tapes.lock() else { return };
@@ -266,7 +269,10 @@ impl GpuContext {
         };
         let entry = (
             pipeline.clone(),
-            bindings.iter().map(|&(i, b)| (i, b.clone())).collect(),
+            bindings
+                .iter()
+                .map(|&(i, b)| (i, b.buffer().clone(), b.offset_bytes(), b.size_bytes()))
+                .collect(),
             group.clone(),
         );
         let i = tape.next_group;
@@ -284,6 +290,16 @@ impl GpuContext {
         self.dispatches.load(Ordering::Relaxed)
     }
 
+    /// Compute passes submitted on this context so far (a training step records its
+    /// dispatches into one).
+    pub fn compute_passes(&self) -> usize {
+        self.passes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_passes(&self, n: usize) {
+        self.passes.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn count_dispatch(&self, label: &str) {
         self.dispatches.fetch_add(1, Ordering::Relaxed);
         if !self.kernel_log_on.load(Ordering::Relaxed) {
@@ -296,7 +312,7 @@ impl GpuContext {
         }
     }
 
-    /// Starts logging the label of every compute pass recorded (until
+    /// Starts logging the label of every dispatch recorded (until
     /// [`GpuContext::take_kernel_log`]): what the page's shader viewer lists.
     pub fn start_kernel_log(&self) {
         if let Ok(mut log) = self.kernel_log.lock() {

@@ -4,7 +4,7 @@
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
 use super::counts::{nb_params, NbBuffers, Uploaded};
-use super::dispatch::{encode, grid, read_f32, submit, uniform_buffer};
+use super::dispatch::{encode, grid, read_f32, submit, uniform_buffer, Recorder};
 use super::kernels::Pipelines;
 use super::GpuContext;
 use crate::error::Result;
@@ -48,7 +48,7 @@ impl Pipelines {
     pub fn encode_nb_forward_backward(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
+        encoder: &mut Recorder,
         bufs: &NbBuffers<'_>,
         b: usize,
         g: usize,

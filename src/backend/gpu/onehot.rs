@@ -4,6 +4,7 @@
 
 use super::dispatch::{
     check_len, encode, f32_buffer, f32_output, grid, read_f32, submit, to_u32, uniform_buffer,
+    Binding, Recorder,
 };
 use super::kernels::{OnehotParams, Pipelines};
 use super::GpuContext;
@@ -28,10 +29,10 @@ impl Pipelines {
     pub fn encode_onehot(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        codes: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        y: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        codes: &dyn Binding,
+        w: &dyn Binding,
+        y: &dyn Binding,
         b: usize,
         n_out: usize,
         base: usize,
@@ -55,10 +56,10 @@ impl Pipelines {
     pub fn encode_onehot_grad(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        codes: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        dw: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        codes: &dyn Binding,
+        dy: &dyn Binding,
+        dw: &dyn Binding,
         b: usize,
         n_out: usize,
         base: usize,

@@ -3,7 +3,7 @@
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
 use super::counts::{nb_params, Uploaded};
-use super::dispatch::{encode, grid, read_f32, submit, uniform_buffer};
+use super::dispatch::{encode, grid, read_f32, submit, uniform_buffer, Binding, Recorder};
 use super::kernels::Pipelines;
 use super::GpuContext;
 use crate::error::Result;
@@ -49,12 +49,12 @@ impl Pipelines {
     pub fn encode_poisson_forward_backward(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        x: &wgpu::Buffer,
-        rho: &wgpu::Buffer,
-        cells: &wgpu::Buffer,
-        loglik: &wgpu::Buffer,
-        d_logits: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        x: &dyn Binding,
+        rho: &dyn Binding,
+        cells: &dyn Binding,
+        loglik: &dyn Binding,
+        d_logits: &dyn Binding,
         b: usize,
         g: usize,
     ) -> Result<()> {

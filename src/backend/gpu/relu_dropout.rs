@@ -3,7 +3,9 @@
 //! slice methods upload, dispatch, read back.
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-use super::dispatch::{encode, f32_buffer, grid, read_f32, submit, to_u32, uniform_buffer};
+use super::dispatch::{
+    encode, f32_buffer, grid, read_f32, submit, to_u32, uniform_buffer, Binding, Recorder,
+};
 use super::kernels::{DropoutParams, Pipelines};
 use super::GpuContext;
 use crate::error::Result;
@@ -13,8 +15,8 @@ impl Pipelines {
     pub fn encode_relu_dropout(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        v: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        v: &dyn Binding,
         hyper: &DropoutParams,
     ) -> Result<()> {
         let p_buf = uniform_buffer(ctx, "relu_dropout.params", hyper);
@@ -33,9 +35,9 @@ impl Pipelines {
     pub fn encode_relu_dropout_backward(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        y: &wgpu::Buffer,
-        d: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        y: &dyn Binding,
+        d: &dyn Binding,
         hyper: &DropoutParams,
     ) -> Result<()> {
         let p_buf = uniform_buffer(ctx, "relu_dropout.params", hyper);

@@ -5,6 +5,7 @@
 
 use super::dispatch::{
     check_len, encode, f32_buffer, f32_output, grid, read_f32, submit, to_u32, uniform_buffer,
+    Binding, Recorder,
 };
 use super::kernels::{Pipelines, RowParams};
 use super::GpuContext;
@@ -25,9 +26,9 @@ impl Pipelines {
     pub fn encode_softmax(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        logits: &wgpu::Buffer,
-        rho: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        logits: &dyn Binding,
+        rho: &dyn Binding,
         b: usize,
         g: usize,
     ) -> Result<()> {

@@ -2,7 +2,9 @@
 //! on the GPU whether Adam applies (every per-cell loss finite).
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
-use super::dispatch::{check_len, encode, f32_buffer, submit, to_u32, uniform_buffer};
+use super::dispatch::{
+    check_len, encode, f32_buffer, submit, to_u32, uniform_buffer, Binding, Recorder,
+};
 use super::kernels::{Pipelines, RowParams};
 use super::GpuContext;
 use crate::error::Result;
@@ -13,10 +15,10 @@ impl Pipelines {
     pub fn encode_step_guard(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        loglik: &wgpu::Buffer,
-        kl: &wgpu::Buffer,
-        flag: &wgpu::Buffer,
+        encoder: &mut Recorder,
+        loglik: &dyn Binding,
+        kl: &dyn Binding,
+        flag: &dyn Binding,
         b: usize,
     ) -> Result<()> {
         let p = RowParams {

@@ -4,7 +4,9 @@
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
 use super::counts::{nb_params, NbBuffers, Uploaded};
-use super::dispatch::{check_len, encode, f32_buffer, grid, read_f32, submit, uniform_buffer};
+use super::dispatch::{
+    check_len, encode, f32_buffer, grid, read_f32, submit, uniform_buffer, Binding, Recorder,
+};
 use super::kernels::Pipelines;
 use super::GpuContext;
 use crate::error::Result;
@@ -51,9 +53,9 @@ impl Pipelines {
     pub fn encode_zinb_forward_backward(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
+        encoder: &mut Recorder,
         bufs: &NbBuffers<'_>,
-        pi: &wgpu::Buffer,
+        pi: &dyn Binding,
         b: usize,
         g: usize,
         k: usize,

@@ -39,6 +39,8 @@ pub struct GpuBackend {
     model: Option<Resident>,
     /// Compute dispatches recorded by the last training step (forward, backward, Adam).
     pub last_dispatches: usize,
+    /// Compute passes they were recorded in (one per step).
+    pub last_passes: usize,
     /// The kernels of one training step in recording order (logged on the first step:
     /// the page's shader viewer).
     pub step_kernels: Vec<crate::backend::gpu::kernels::KernelRun>,
@@ -91,6 +93,7 @@ impl GpuBackend {
             pipes,
             model: None,
             last_dispatches: 0,
+            last_passes: 0,
             step_kernels: Vec::new(),
             fault_at: None,
             poison_at: None,
@@ -136,16 +139,16 @@ impl GpuBackend {
     /// reads back to draw the map and decode. One copy and one wait.
     async fn read_params(&self) -> Result<Params> {
         let m = self.resident()?;
-        let parts: Vec<(&wgpu::Buffer, usize)> = m
+        let parts: Vec<(&wgpu::Buffer, u64, usize)> = m
             .tensors
             .iter()
-            .map(|t| (&t.value, t.len))
+            .map(|t| (&t.value.buffer, t.value.offset_bytes, t.len))
             .chain(
                 m.layout
                     .buffers
                     .iter()
                     .zip(&m.buffers)
-                    .map(|(s, b)| (b, s.len())),
+                    .map(|(s, b)| (b, 0, s.len())),
             )
             .collect();
         let mut values = read_f32_concat(&self.ctx, &parts).await?;
@@ -258,7 +261,7 @@ impl Backend for GpuBackend {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let built = upload_state(ctx, state);
         let oom = ctx.out_of_memory(scope.pop().await);
-        let (tensors, buffers, buffers_saved) = built?;
+        let (flat, tensors, buffers, buffers_saved) = built?;
         if let Some(e) = oom {
             return Err(Error::Gpu(format!(
                 "out of GPU memory uploading the model: {e}"
@@ -267,6 +270,7 @@ impl Backend for GpuBackend {
         self.model = Some(Resident {
             config: p.config.clone(),
             layout: layout.clone(),
+            flat,
             tensors,
             buffers,
             buffers_saved,
@@ -280,11 +284,14 @@ impl Backend for GpuBackend {
     async fn save(&mut self) -> Result<TrainState> {
         let m = self.resident()?;
         let n = m.layout.n_params;
-        let parts: Vec<(&wgpu::Buffer, usize)> = [
-            m.tensors.iter().map(|t| (&t.m, t.len)).collect::<Vec<_>>(),
-            m.tensors.iter().map(|t| (&t.v, t.len)).collect(),
-        ]
-        .concat();
+        let parts: Vec<(&wgpu::Buffer, u64, usize)> = [&m.flat.m, &m.flat.v]
+            .into_iter()
+            .flat_map(|flat| {
+                m.tensors
+                    .iter()
+                    .map(move |t| (flat, t.value.offset_bytes, t.len))
+            })
+            .collect();
         let moments = read_f32_concat(&self.ctx, &parts).await?;
         let (adam_m, adam_v) = moments.split_at(n);
         Ok(TrainState {
@@ -321,7 +328,7 @@ impl Backend for GpuBackend {
             ));
         }
         let cap = batches[..n].iter().map(|b| b.n_rows).max().unwrap_or(1);
-        let before = self.ctx.dispatches();
+        let (before, passes_before) = (self.ctx.dispatches(), self.ctx.compute_passes());
         let in_group = |step: u32| hypers[..n].iter().any(|h| h.step == step);
         {
             let ctx = &self.ctx;
@@ -353,9 +360,11 @@ impl Backend for GpuBackend {
                 let m = self.resident()?;
                 let t = m.tensor(&m.layout.scale.bias);
                 let nan = vec![f32::NAN; t.len];
-                self.ctx
-                    .queue
-                    .write_buffer(&t.value, 0, bytemuck::cast_slice(&nan));
+                self.ctx.queue.write_buffer(
+                    &t.value.buffer,
+                    t.value.offset_bytes,
+                    bytemuck::cast_slice(&nan),
+                );
             }
             let log = self.step_kernels.is_empty() && slot == 0;
             if log {
@@ -404,6 +413,7 @@ impl Backend for GpuBackend {
             m.steps = hyper.step + 1;
         }
         self.last_dispatches = (self.ctx.dispatches() - before) / n;
+        self.last_passes = (self.ctx.compute_passes() - passes_before) / n;
         Ok(out)
     }
 

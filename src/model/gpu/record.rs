@@ -1,10 +1,13 @@
 //! Recording the VAE's step into a command encoder: [`Rec`] holds the kernels, the
 //! resident model and a minibatch's buffers, and records the `encode_<k>` kernels in the
-//! order of `model::cpu_model::CpuModel::forward_backward` (encoder, reparameterisation,
-//! decoder, KL, likelihood, backward), then the step guard and Adam.
+//! order of `model::cpu_model::CpuModel::forward_backward` (encoder, reparameterisation
+//! with the KL, decoder, likelihood, backward), then the step guard and Adam (one dispatch over
+//! the flat parameter buffers). The dispatches between the copies before and after a
+//! step share one compute pass (see `backend::gpu::dispatch::Recorder`).
 #![allow(clippy::too_many_arguments)]
 
 use super::resident::{Acts, LayerActs, Resident, Tensor};
+use crate::backend::gpu::dispatch::{to_u32, Binding, Recorder};
 use crate::backend::gpu::kernels::{AdamParams, DropoutParams, Pipelines};
 use crate::backend::gpu::{GpuContext, NbBuffers};
 use crate::error::{Error, Result};
@@ -41,7 +44,7 @@ impl Rec<'_> {
     /// the guard's flag copied to staging buffer `slot`.
     pub(super) fn train_step(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        enc: &mut Recorder,
         hyper: &StepHyper,
         slot: usize,
     ) -> Result<()> {
@@ -51,35 +54,37 @@ impl Rec<'_> {
             enc.copy_buffer_to_buffer(src, 0, dst, 0, src.size());
         }
         self.encoder(enc, Some((hyper.seed, hyper.step)))?;
-        pipes.encode_reparam(
+        // z drawn and the KL per cell, one dispatch.
+        pipes.encode_reparam_kl(
             ctx,
             enc,
             &a.qm,
             &a.qv,
             &a.eps,
             &a.z,
-            b * cfg.n_latent,
+            &a.kl,
+            b,
+            cfg.n_latent,
             hyper.seed,
             hyper.step,
             rng::REPARAM,
         )?;
         self.decoder(enc)?;
-        pipes.encode_kl(ctx, enc, &a.qm, &a.qv, &a.kl, b, cfg.n_latent)?;
         self.likelihood(enc)?;
         self.backward(enc)?;
         pipes.encode_step_guard(ctx, enc, &a.loglik, &a.kl, &a.flag, b)?;
-        for tn in &m.tensors {
-            let hp = AdamParams::new(
-                tn.len as u32,
-                f64::from(hyper.lr),
-                ADAM_BETA1,
-                ADAM_BETA2,
-                f64::from(hyper.adam_eps),
-                f64::from(hyper.weight_decay),
-                hyper.step + 1,
-            );
-            pipes.encode_adam_step(ctx, enc, &tn.value, &tn.grad, &tn.m, &tn.v, &hp, &a.flag)?;
-        }
+        // Every tensor in one dispatch over the flat buffers.
+        let f = &m.flat;
+        let hp = AdamParams::new(
+            to_u32(f.len, "parameters")?,
+            f64::from(hyper.lr),
+            ADAM_BETA1,
+            ADAM_BETA2,
+            f64::from(hyper.adam_eps),
+            f64::from(hyper.weight_decay),
+            hyper.step + 1,
+        );
+        pipes.encode_adam_step(ctx, enc, &f.values, &f.grads, &f.m, &f.v, &hp, &a.flag)?;
         let bb = (4 * b) as u64;
         let staging = &a.staging[slot];
         enc.copy_buffer_to_buffer(&a.loglik, 0, staging, 0, bb);
@@ -96,7 +101,7 @@ impl Rec<'_> {
     /// W[base + batch]`.
     fn linear_in(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        enc: &mut Recorder,
         layer: &LayerRanges,
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
@@ -120,7 +125,7 @@ impl Rec<'_> {
     /// one-hot rows too) and, when given, `dx`.
     fn linear_in_backward(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        enc: &mut Recorder,
         layer: &LayerRanges,
         x: &wgpu::Buffer,
         dx: Option<&wgpu::Buffer>,
@@ -135,12 +140,13 @@ impl Rec<'_> {
             x,
             &w.value,
             &a.d_b,
-            dx,
+            dx.map(|d| d as &dyn Binding),
             &w.grad,
             &self.t(&layer.bias).grad,
             b,
             base,
             h,
+            false,
         )?;
         let k = self.m.config.batch_inputs();
         if with_batch && k > 0 {
@@ -153,7 +159,7 @@ impl Rec<'_> {
     /// A dense head `y = x W + bias` (x B x H).
     fn head(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        enc: &mut Recorder,
         layer: &LayerRanges,
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
@@ -171,14 +177,16 @@ impl Rec<'_> {
         )
     }
 
-    /// Backward of [`Rec::head`]: parameter gradients and `dx`.
+    /// Backward of [`Rec::head`]: parameter gradients and `dx` (overwritten, or added to
+    /// with `accumulate`: a second head reading the same x).
     fn head_backward(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        enc: &mut Recorder,
         layer: &LayerRanges,
         x: &wgpu::Buffer,
         dy: &wgpu::Buffer,
         dx: &wgpu::Buffer,
+        accumulate: bool,
     ) -> Result<()> {
         let w = self.t(&layer.weight);
         self.pipes.encode_linear_backward(
@@ -193,14 +201,16 @@ impl Rec<'_> {
             self.b,
             layer.n_in,
             layer.n_out,
+            accumulate,
         )
     }
 
-    /// Batch norm then ReLU (+ dropout) in place on `c.out`: training mode (batch
-    /// statistics, running statistics updated) when `drop` is given, else eval mode.
+    /// Batch norm with ReLU (+ dropout) fused into `c.out` (one dispatch): training mode
+    /// (batch statistics, running statistics updated) when `drop` is given, else eval
+    /// mode.
     fn norm_act(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        enc: &mut Recorder,
         layer: &LayerRanges,
         c: &LayerActs,
         drop: Option<DropoutParams>,
@@ -211,57 +221,51 @@ impl Rec<'_> {
         let (gamma, beta) = (&self.t(&gm).value, &self.t(&be).value);
         let (rmean, rvar) = (m.buffer(&rm), m.buffer(&rv));
         match drop {
-            Some(drop) => {
-                pipes.encode_batchnorm_train(
-                    ctx,
-                    enc,
-                    &c.pre,
-                    gamma,
-                    beta,
-                    rmean,
-                    rvar,
-                    &c.out,
-                    &c.xhat,
-                    &c.stats,
-                    b,
-                    h,
-                    cfg.bn_eps,
-                    cfg.bn_momentum,
-                )?;
-                pipes.encode_relu_dropout(ctx, enc, &c.out, &drop)
-            }
-            None => {
-                pipes.encode_batchnorm_eval(
-                    ctx, enc, &c.pre, gamma, beta, rmean, rvar, &c.out, b, h, cfg.bn_eps,
-                )?;
-                pipes.encode_relu_dropout(
-                    ctx,
-                    enc,
-                    &c.out,
-                    &DropoutParams::new((b * h) as u32, 0.0, 0, 0, 0),
-                )
-            }
+            Some(drop) => pipes.encode_batchnorm_train(
+                ctx,
+                enc,
+                &c.pre,
+                gamma,
+                beta,
+                rmean,
+                rvar,
+                &c.out,
+                &c.xhat,
+                &c.stats,
+                b,
+                h,
+                cfg.bn_eps,
+                cfg.bn_momentum,
+                Some(&drop),
+            ),
+            None => pipes.encode_batchnorm_eval(
+                ctx,
+                enc,
+                &c.pre,
+                gamma,
+                beta,
+                rmean,
+                rvar,
+                &c.out,
+                b,
+                h,
+                cfg.bn_eps,
+                Some(&DropoutParams::new((b * h) as u32, 0.0, 0, 0, 0)),
+            ),
         }
     }
 
-    /// ReLU (+ dropout) backward in place on `a.d_a`, then batch-norm backward into
-    /// `a.d_b` and the layer's gamma/beta gradients.
+    /// Batch-norm backward with the ReLU (+ dropout) backward fused in front (one
+    /// dispatch): from `a.d_a` into `a.d_b` and the layer's gamma/beta gradients.
     fn norm_act_backward(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        enc: &mut Recorder,
         layer: &LayerRanges,
         c: &LayerActs,
         p_drop: f32,
     ) -> Result<()> {
         let (ctx, a, b, h) = (self.ctx, self.a, self.b, layer.n_out);
         let ((gm, be), _) = bn_ranges(layer)?;
-        self.pipes.encode_relu_dropout_backward(
-            ctx,
-            enc,
-            &c.out,
-            &a.d_a,
-            &DropoutParams::new((b * h) as u32, p_drop, 0, 0, 0),
-        )?;
         let gamma = self.t(&gm);
         self.pipes.encode_batchnorm_backward(
             ctx,
@@ -273,18 +277,16 @@ impl Rec<'_> {
             &a.d_b,
             &gamma.grad,
             &self.t(&be).grad,
+            &c.out,
             b,
             h,
+            Some(&DropoutParams::new((b * h) as u32, p_drop, 0, 0, 0)),
         )
     }
 
     /// The encoder into `a.qm`, `a.qv`: training mode (dropout drawn with `(seed, step)`)
     /// or eval mode (`None`).
-    pub(super) fn encoder(
-        &self,
-        enc: &mut wgpu::CommandEncoder,
-        train: Option<(u64, u32)>,
-    ) -> Result<()> {
+    pub(super) fn encoder(&self, enc: &mut Recorder, train: Option<(u64, u32)>) -> Result<()> {
         let (a, cfg, lay) = (self.a, &self.m.config, &self.m.layout);
         let h = cfg.n_hidden;
         // The encoder reads log1p of the counts, computed here from the uploaded counts.
@@ -317,7 +319,7 @@ impl Rec<'_> {
 
     /// The decoder (training mode, no dropout) from `a.z`: logits, `rho` (softmax) and,
     /// for ZINB, the dropout logits `pi`.
-    fn decoder(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+    fn decoder(&self, enc: &mut Recorder) -> Result<()> {
         let (a, cfg, lay) = (self.a, &self.m.config, &self.m.layout);
         let h = cfg.n_hidden;
         for l in 0..cfg.n_layers {
@@ -343,7 +345,7 @@ impl Rec<'_> {
 
     /// The count log-likelihood per cell with its gradients (d_logits, d_log_theta and,
     /// for ZINB, d_pi in place of pi).
-    fn likelihood(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+    fn likelihood(&self, enc: &mut Recorder) -> Result<()> {
         let (ctx, a, cfg, b) = (self.ctx, self.a, &self.m.config, self.b);
         let g = cfg.n_genes;
         let lt = self.t(&self.m.layout.log_theta);
@@ -379,39 +381,16 @@ impl Rec<'_> {
         }
     }
 
-    /// `a.d_a += a.d_b` as one product: `[I; I]^T [d_a; d_b]` with the linear backward's
-    /// dw kernel (two copies and one dispatch).
-    fn add_d_b_into_d_a(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
-        let (a, b, h) = (self.a, self.b, self.m.config.n_hidden);
-        let bh = (b * h * 4) as u64;
-        enc.copy_buffer_to_buffer(&a.d_a, 0, &a.stack, 0, bh);
-        enc.copy_buffer_to_buffer(&a.d_b, 0, &a.stack, bh, bh);
-        self.pipes.encode_linear_backward(
-            self.ctx,
-            enc,
-            &a.stack_eye,
-            &a.stack_eye,
-            &a.stack,
-            None,
-            &a.d_a,
-            &a.scratch_h,
-            2 * b,
-            b,
-            h,
-        )
-    }
-
     /// Every gradient, from the likelihood's and KL's back to the first layer.
-    fn backward(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+    fn backward(&self, enc: &mut Recorder) -> Result<()> {
         let (ctx, pipes, a, b) = (self.ctx, self.pipes, self.a, self.b);
         let (cfg, lay) = (&self.m.config, &self.m.layout);
         let (h, z) = (cfg.n_hidden, cfg.n_latent);
         // Decoder heads: d(last decoder output) into d_a.
         let dlast = &a.dec[cfg.n_layers - 1].out;
-        self.head_backward(enc, &lay.scale, dlast, &a.d_logits, &a.d_a)?;
+        self.head_backward(enc, &lay.scale, dlast, &a.d_logits, &a.d_a, false)?;
         if let Some(d) = &lay.dropout {
-            self.head_backward(enc, d, dlast, &a.pi, &a.d_b)?;
-            self.add_d_b_into_d_a(enc)?;
+            self.head_backward(enc, d, dlast, &a.pi, &a.d_a, true)?;
         }
         for l in (0..cfg.n_layers).rev() {
             let layer = &lay.decoder[l];
@@ -423,12 +402,13 @@ impl Rec<'_> {
             };
             self.linear_in_backward(enc, layer, x, Some(dx), base, true)?;
         }
-        pipes.encode_reparam_backward(ctx, enc, &a.d_z, &a.eps, &a.qv, &a.d_qm, &a.d_qv, b * z)?;
-        pipes.encode_kl_backward(
+        pipes.encode_reparam_kl_backward(
             ctx,
             enc,
             &a.qm,
             &a.qv,
+            &a.eps,
+            &a.d_z,
             &a.weights_kl,
             &a.d_qm,
             &a.d_qv,
@@ -437,9 +417,8 @@ impl Rec<'_> {
         )?;
         // Encoder heads: d(last) = d_qm W_m^T + d_qv W_v^T.
         let last = &a.enc[cfg.n_layers - 1].out;
-        self.head_backward(enc, &lay.z_mean, last, &a.d_qm, &a.d_a)?;
-        self.head_backward(enc, &lay.z_var, last, &a.d_qv, &a.d_b)?;
-        self.add_d_b_into_d_a(enc)?;
+        self.head_backward(enc, &lay.z_mean, last, &a.d_qm, &a.d_a, false)?;
+        self.head_backward(enc, &lay.z_var, last, &a.d_qv, &a.d_a, true)?;
         for l in (0..cfg.n_layers).rev() {
             let layer = &lay.encoder[l];
             self.norm_act_backward(enc, layer, &a.enc[l], cfg.dropout_rate)?;

@@ -1,20 +1,32 @@
-//! What the GPU backend keeps on the device: every tensor's value, gradient and Adam
-//! moments ([`Tensor`]) and batch-norm statistic in its own buffer (storage-binding
-//! offsets would need 256-byte alignment), and the per-minibatch activations
-//! ([`Acts`]), allocated inside out-of-memory scopes and grown only when a larger
-//! minibatch or group of steps comes.
+//! What the GPU backend keeps on the device: the parameters, their gradients and Adam
+//! moments in four flat buffers ([`Flat`]; each tensor a range of them, [`Tensor`],
+//! starting at the adapter's storage-offset alignment so that a kernel binds just its
+//! tensor, and Adam updates every tensor in one dispatch), each batch-norm statistic in
+//! its own buffer, and the per-minibatch activations ([`Acts`]), allocated inside
+//! out-of-memory scopes and grown only when a larger minibatch or group of steps comes.
 #![allow(clippy::too_many_arguments)]
 
+use crate::backend::gpu::dispatch::View;
 use crate::backend::gpu::GpuContext;
 use crate::error::{Error, Result};
 use crate::model::backend::TrainState;
 use crate::model::{Likelihood, Minibatch, ModelConfig, ParamLayout};
 use std::ops::Range;
 
-/// Value, gradient and Adam moments of one trainable tensor.
+/// One trainable tensor: its value and gradient as ranges of the flat buffers (its Adam
+/// moments sit at the same offset of [`Flat::m`] and [`Flat::v`]).
 pub(super) struct Tensor {
-    pub(super) value: wgpu::Buffer,
-    pub(super) grad: wgpu::Buffer,
+    pub(super) value: View,
+    pub(super) grad: View,
+    pub(super) len: usize,
+}
+
+/// Every tensor's value, gradient and Adam moments, each in one buffer of `len` f32: the
+/// tensors in layout order, each starting at a multiple of the storage-offset alignment
+/// (the gaps are zero and stay zero: Adam maps a zero value with a zero gradient to zero).
+pub(super) struct Flat {
+    pub(super) values: wgpu::Buffer,
+    pub(super) grads: wgpu::Buffer,
     pub(super) m: wgpu::Buffer,
     pub(super) v: wgpu::Buffer,
     pub(super) len: usize,
@@ -31,8 +43,6 @@ pub(super) struct LayerActs {
 /// Per-minibatch buffers, sized for up to `cap` cells (kernels are told the B in use).
 pub(super) struct Acts {
     pub(super) cap: usize,
-    /// The B whose `[I_B; I_B]` is in `stack_eye`.
-    pub(super) eye_b: usize,
     pub(super) x: wgpu::Buffer,
     pub(super) counts: wgpu::Buffer,
     pub(super) cells: wgpu::Buffer,
@@ -63,17 +73,13 @@ pub(super) struct Acts {
     pub(super) d_z: wgpu::Buffer,
     pub(super) d_qm: wgpu::Buffer,
     pub(super) d_qv: wgpu::Buffer,
-    /// `[d_a; d_b]` stacked (2B x H) and `[I_B; I_B]` (2B x B): `x^T dy` of the linear
-    /// backward's dw kernel sums the two encoder-head gradients exactly.
-    pub(super) stack: wgpu::Buffer,
-    pub(super) stack_eye: wgpu::Buffer,
-    pub(super) scratch_h: wgpu::Buffer,
 }
 
 /// The model resident on the GPU.
 pub(super) struct Resident {
     pub(super) config: ModelConfig,
     pub(super) layout: ParamLayout,
+    pub(super) flat: Flat,
     pub(super) tensors: Vec<Tensor>,
     pub(super) buffers: Vec<wgpu::Buffer>,
     /// Copies of the running statistics taken before a step (restored when it fails).
@@ -138,25 +144,60 @@ pub(super) fn check_supported(cfg: &ModelConfig) -> Result<()> {
     Ok(())
 }
 
-pub(super) type Uploaded = (Vec<Tensor>, Vec<wgpu::Buffer>, Vec<wgpu::Buffer>);
+pub(super) type Uploaded = (Flat, Vec<Tensor>, Vec<wgpu::Buffer>, Vec<wgpu::Buffer>);
 
-/// Buffers of every tensor (value, gradient, Adam moments) and batch-norm statistic.
-pub(super) fn upload_state(ctx: &GpuContext, state: &TrainState) -> Result<Uploaded> {
-    let (p, layout) = (&state.params, &state.params.layout);
-    let tensors = layout
+/// Where each tensor of `layout` starts in the flat buffers (f32 index, a multiple of
+/// `align_f32`), and the flat length.
+pub(super) fn flat_offsets(layout: &ParamLayout, align_f32: usize) -> (Vec<usize>, usize) {
+    let align = align_f32.max(1);
+    let mut at = 0;
+    let offsets = layout
         .tensors
         .iter()
         .map(|t| {
-            let r = t.range();
-            Ok(Tensor {
-                value: buf_with(ctx, &t.name, &p.values[r.clone()])?,
-                grad: buf(ctx, &t.name, t.len())?,
-                m: buf_with(ctx, &t.name, &state.adam_m[r.clone()])?,
-                v: buf_with(ctx, &t.name, &state.adam_v[r])?,
-                len: t.len(),
-            })
+            let start = at;
+            at += t.len().max(1).div_ceil(align) * align;
+            start
         })
-        .collect::<Result<_>>()?;
+        .collect();
+    (offsets, at)
+}
+
+/// The flat buffers of every tensor (value, gradient, Adam moments) and a buffer per
+/// batch-norm statistic.
+pub(super) fn upload_state(ctx: &GpuContext, state: &TrainState) -> Result<Uploaded> {
+    let (p, layout) = (&state.params, &state.params.layout);
+    let align_bytes = ctx.device.limits().min_storage_buffer_offset_alignment as usize;
+    let (offsets, len) = flat_offsets(layout, align_bytes.div_ceil(4));
+    let spread = |from: &[f32]| {
+        let mut out = vec![0.0f32; len];
+        for (t, &at) in layout.tensors.iter().zip(&offsets) {
+            out[at..at + t.len()].copy_from_slice(&from[t.range()]);
+        }
+        out
+    };
+    let flat = Flat {
+        values: buf_with(ctx, "parameters", &spread(&p.values))?,
+        grads: buf(ctx, "gradients", len)?,
+        m: buf_with(ctx, "adam m", &spread(&state.adam_m))?,
+        v: buf_with(ctx, "adam v", &spread(&state.adam_v))?,
+        len,
+    };
+    let view = |buffer: &wgpu::Buffer, at: usize, n: usize| View {
+        buffer: buffer.clone(),
+        offset_bytes: (at * 4) as u64,
+        len: n,
+    };
+    let tensors = layout
+        .tensors
+        .iter()
+        .zip(&offsets)
+        .map(|(t, &at)| Tensor {
+            value: view(&flat.values, at, t.len()),
+            grad: view(&flat.grads, at, t.len()),
+            len: t.len(),
+        })
+        .collect();
     let buffers = layout
         .buffers
         .iter()
@@ -167,7 +208,7 @@ pub(super) fn upload_state(ctx: &GpuContext, state: &TrainState) -> Result<Uploa
         .iter()
         .map(|t| buf(ctx, &t.name, t.len()))
         .collect::<Result<_>>()?;
-    Ok((tensors, buffers, buffers_saved))
+    Ok((flat, tensors, buffers, buffers_saved))
 }
 
 /// Makes sure the per-minibatch buffers hold `cap` cells and `slots` staging buffers
@@ -182,7 +223,7 @@ pub(super) async fn ensure_acts(
     let cfg = &m.config;
     let (g, h, z) = (cfg.n_genes, cfg.n_hidden, cfg.n_latent);
     let limit = ctx.device.limits().max_storage_buffer_binding_size;
-    let largest = (4 * cap * g.max(2 * h).max(2 * cap)) as u64;
+    let largest = (4 * cap * g.max(h)) as u64;
     if largest > limit {
         return Err(Error::Gpu(format!(
             "a minibatch of {cap} cells needs {largest}-byte buffers, over this adapter's \
@@ -207,8 +248,7 @@ pub(super) async fn ensure_acts(
 }
 
 /// Uploads a minibatch into the prepared buffers: the counts (the encoder's log1p is
-/// computed from them on the GPU), batch codes for the one-hot layers, and the stacked
-/// identity of `Rec::add_d_b_into_d_a` when B changed.
+/// computed from them on the GPU) and batch codes for the one-hot layers.
 pub(super) fn upload(ctx: &GpuContext, m: &mut Resident, batch: &Minibatch) -> Result<()> {
     let cfg = &m.config;
     let (b, g) = (batch.n_rows, cfg.n_genes);
@@ -232,16 +272,6 @@ pub(super) fn upload(ctx: &GpuContext, m: &mut Resident, batch: &Minibatch) -> R
             "internal: a minibatch of {b} cells in buffers for {}",
             a.cap
         )));
-    }
-    if a.eye_b != b {
-        let mut eye = vec![0.0f32; 2 * b * b];
-        for r in 0..b {
-            eye[r * b + r] = 1.0;
-            eye[(b + r) * b + r] = 1.0;
-        }
-        ctx.queue
-            .write_buffer(&a.stack_eye, 0, bytemuck::cast_slice(&eye));
-        a.eye_b = b;
     }
     ctx.queue
         .write_buffer(&a.counts, 0, bytemuck::cast_slice(&batch.counts[..b * g]));
@@ -270,7 +300,6 @@ pub(super) fn alloc_acts(
     let zinb = cfg.likelihood == Likelihood::Zinb;
     Ok(Acts {
         cap: b,
-        eye_b: 0,
         x: buf(ctx, "x_log1p", b * g)?,
         counts: buf(ctx, "counts", b * g)?,
         cells: buf(ctx, "cells", 4 * b)?,
@@ -309,8 +338,5 @@ pub(super) fn alloc_acts(
         d_z: buf(ctx, "d_z", b * z)?,
         d_qm: buf(ctx, "d_qm", b * z)?,
         d_qv: buf(ctx, "d_qv", b * z)?,
-        stack: buf(ctx, "stack", 2 * b * h)?,
-        stack_eye: buf(ctx, "stack_eye", 2 * b * b)?,
-        scratch_h: buf(ctx, "scratch_h", h)?,
     })
 }
