@@ -61,24 +61,13 @@ pub fn split_rows<'a, T>(
     out
 }
 
-/// Runs the jobs, the first on this thread and the others on scoped threads.
+/// Runs the jobs and returns when all have finished: natively on the kept workers of
+/// [`super::pool`] and this thread together, in wasm32 one after the other.
 pub fn run<F: FnOnce() + Send>(jobs: Vec<F>) {
-    let mut jobs = jobs.into_iter();
-    let Some(first) = jobs.next() else {
-        return;
-    };
     #[cfg(target_arch = "wasm32")]
-    {
-        first();
-        jobs.for_each(|j| j());
-    }
+    jobs.into_iter().for_each(|j| j());
     #[cfg(not(target_arch = "wasm32"))]
-    std::thread::scope(|s| {
-        for j in jobs {
-            s.spawn(j);
-        }
-        first();
-    });
+    super::pool::run(jobs, threads() - 1);
 }
 
 #[cfg(test)]
