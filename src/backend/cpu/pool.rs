@@ -195,7 +195,7 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     for round in 0..200 {
-                        let mut out = vec![0usize; 7];
+                        let mut out = [0usize; 7];
                         let jobs: Vec<_> = out
                             .iter_mut()
                             .enumerate()
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn nested_calls_finish() {
-        let mut out = vec![0usize; 4];
+        let mut out = [0usize; 4];
         let jobs: Vec<_> = out
             .iter_mut()
             .map(|o| {
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn a_panicking_job_panics_the_caller_after_the_others() {
-        let mut out = vec![0u8; 3];
+        let mut out = [0u8; 3];
         let r = catch_unwind(AssertUnwindSafe(|| {
             let jobs: Vec<Box<dyn FnOnce() + Send>> = out
                 .iter_mut()
