@@ -67,7 +67,7 @@ pub fn run<F: FnOnce() + Send>(jobs: Vec<F>) {
     #[cfg(target_arch = "wasm32")]
     jobs.into_iter().for_each(|j| j());
     #[cfg(not(target_arch = "wasm32"))]
-    super::pool::run(jobs, threads() - 1);
+    super::pool::run(jobs);
 }
 
 #[cfg(test)]

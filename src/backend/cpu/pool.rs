@@ -79,8 +79,8 @@ struct Pool {
     bell: Condvar,
 }
 
-/// The pool, its `workers` started on first use.
-fn pool(workers: usize) -> &'static Pool {
+/// The pool, its [`super::par::threads`] - 1 workers started on first use.
+fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     static STARTED: std::sync::Once = std::sync::Once::new();
     let p = POOL.get_or_init(|| Pool {
@@ -89,7 +89,7 @@ fn pool(workers: usize) -> &'static Pool {
         bell: Condvar::new(),
     });
     STARTED.call_once(|| {
-        for _ in 0..workers {
+        for _ in 1..super::par::threads() {
             // A worker that cannot start leaves its share to the callers.
             let _ = std::thread::Builder::new()
                 .name("cellvae-kernel".into())
@@ -129,12 +129,12 @@ fn worker(p: &'static Pool) {
 
 /// Runs every job (on the workers and this thread) and returns when all have finished;
 /// a job's panic is raised again here after that.
-pub fn run<F: FnOnce() + Send>(jobs: Vec<F>, workers: usize) {
+pub fn run<F: FnOnce() + Send>(jobs: Vec<F>) {
     let n_jobs = jobs.len();
     if n_jobs == 0 {
         return;
     }
-    if n_jobs == 1 || workers == 0 {
+    if n_jobs == 1 || super::par::threads() == 1 {
         jobs.into_iter().for_each(|j| j());
         return;
     }
@@ -159,7 +159,7 @@ pub fn run<F: FnOnce() + Send>(jobs: Vec<F>, workers: usize) {
         finished: Mutex::new(()),
         wake: Condvar::new(),
     });
-    let p = pool(workers);
+    let p = pool();
     {
         let mut q = p.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.push_back(call.clone());
@@ -201,7 +201,7 @@ mod tests {
                             .enumerate()
                             .map(|(i, o)| move || *o = i * round)
                             .collect();
-                        run(jobs, 1);
+                        run(jobs);
                         assert!(out.iter().enumerate().all(|(i, &o)| o == i * round));
                         total.fetch_add(1, Ordering::Relaxed);
                     }
@@ -220,12 +220,12 @@ mod tests {
                 move || {
                     let mut inner = [0usize; 3];
                     let js: Vec<_> = inner.iter_mut().map(|x| move || *x = 1).collect();
-                    run(js, 1);
+                    run(js);
                     *o = inner.iter().sum();
                 }
             })
             .collect();
-        run(jobs, 1);
+        run(jobs);
         assert_eq!(out, [3, 3, 3, 3]);
     }
 
@@ -243,7 +243,7 @@ mod tests {
                     })
                 })
                 .collect();
-            run(jobs, 1);
+            run(jobs);
         }));
         assert!(r.is_err());
         assert_eq!((out[0], out[2]), (1, 1));
