@@ -6,7 +6,7 @@
 
 use super::cpu_model::{add_batch_grads, add_batch_rows};
 use super::{Minibatch, ModelConfig};
-use crate::backend::cpu::linear;
+use crate::backend::cpu::{linear, par};
 
 /// The first layer's input as the forward pass read it, for the backward pass.
 #[derive(Debug, Clone, Default)]
@@ -104,13 +104,26 @@ fn dense_input(mb: &Minibatch, rows: &[usize], n_genes: usize) -> bool {
     nnz * 10 >= rows.len() * n_genes * 3
 }
 
-/// `out` (rows.len() x n_genes) = the log1p counts of `rows`, zeros included.
+/// `out` (rows.len() x n_genes) = the log1p counts of `rows`, zeros included; rows over
+/// the kernels' threads.
 fn fill_dense_log1p(mb: &Minibatch, rows: &[usize], n_genes: usize, out: &mut Vec<f32>) {
     out.clear();
     out.resize(rows.len() * n_genes, 0.0);
-    for (r, &cell) in rows.iter().enumerate() {
-        for nz in mb.indptr[cell]..mb.indptr[cell + 1] {
-            out[r * n_genes + mb.indices[nz] as usize] = mb.log1p_values[nz];
-        }
-    }
+    let parts = par::ranges(rows.len(), rows.len() * n_genes);
+    let outs = par::split_rows(&mut out[..], &parts, n_genes);
+    let jobs: Vec<_> = parts
+        .into_iter()
+        .zip(outs)
+        .map(|(part, o)| {
+            move || {
+                for (r, &cell) in rows[part].iter().enumerate() {
+                    let row = &mut o[r * n_genes..(r + 1) * n_genes];
+                    for nz in mb.indptr[cell]..mb.indptr[cell + 1] {
+                        row[mb.indices[nz] as usize] = mb.log1p_values[nz];
+                    }
+                }
+            }
+        })
+        .collect();
+    par::run(jobs);
 }

@@ -13,14 +13,17 @@
 //!
 //! Each is a plain function of plain f32 arithmetic (no fused multiply-add), so the
 //! results are the same whatever width the vectoriser picks and on every target.
-//! [`wide_kernel!`] compiles a loop that calls them twice on x86-64, for the baseline
-//! (SSE2, 4 lanes) and for AVX2 (8 lanes), and picks one at run time.
+//! [`wide_kernel!`] compiles a loop that calls them three times on x86-64, for the
+//! baseline (SSE2, 4 lanes), AVX2 (8 lanes) and AVX-512 (16 lanes), and picks one at run
+//! time.
 
 /// A kernel as a function of its own (so that its slices keep their no-alias promise
-/// and its loops vectorise), compiled twice on x86-64: for the baseline (SSE2) and for
-/// AVX2 (8 lanes), chosen at run time. The body is a `#[inline(always)]` function of
-/// the same arguments. Without fused multiply-add both give the same bits
-/// (`the_avx2_kernels_give_the_baseline_bits` in `count_rows`' tests).
+/// and its loops vectorise), compiled three times on x86-64: for the baseline (SSE2),
+/// AVX2 (8 lanes) and AVX-512 (F, BW, DQ, VL: 16 lanes), the widest the CPU has chosen
+/// at run time. The body is a `#[inline(always)]` function of the same arguments.
+/// Without fused multiply-add all give the same bits
+/// (`the_avx2_kernels_give_the_baseline_bits` in `counts`' tests, which checks the
+/// widest this CPU has; `CELLVAE_NO_AVX512=1` keeps to AVX2).
 macro_rules! wide_kernel {
     (
         $(#[$m:meta])*
@@ -32,9 +35,17 @@ macro_rules! wide_kernel {
         $vis fn $name $(<const $g: bool>)? ($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+                fn wide512 $(<const $g: bool>)? ($($arg: $ty),*) -> $ret {
+                    $body $(::<$g>)? ($($arg),*)
+                }
                 #[target_feature(enable = "avx2")]
                 fn wide $(<const $g: bool>)? ($($arg: $ty),*) -> $ret {
                     $body $(::<$g>)? ($($arg),*)
+                }
+                if $crate::backend::cpu::fastmath::avx512() {
+                    // SAFETY: the CPU has these AVX-512 extensions (checked just above).
+                    return unsafe { wide512 $(::<$g>)? ($($arg),*) };
                 }
                 if $crate::backend::cpu::fastmath::avx2() {
                     // SAFETY: the CPU has AVX2 (checked just above).
@@ -46,6 +57,26 @@ macro_rules! wide_kernel {
     };
 }
 pub(crate) use wide_kernel;
+
+/// Whether [`wide_kernel!`] kernels take their AVX-512 versions here
+/// (`CELLVAE_NO_AVX512` set: never).
+pub fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ON.get_or_init(|| {
+            std::env::var_os("CELLVAE_NO_AVX512").is_none()
+                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512dq")
+                && std::is_x86_feature_detected!("avx512vl")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// Whether [`wide_kernel!`] kernels take their AVX2 versions here.
 pub fn avx2() -> bool {

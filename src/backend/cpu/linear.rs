@@ -13,27 +13,35 @@
 
 use super::gemm::sgemm;
 
-thread_local! {
-    /// [`column_sums`]' f64 accumulators (reused between calls).
-    static SUMS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// Column sums of `dy` (B x n) into `dbias` (n), overwritten; f64 accumulation, each
-/// column summed over the rows in order (row by row, so the reads are contiguous).
+/// column summed over the rows in order (row by row, so the reads are contiguous). Wide
+/// outputs are split by columns over threads: each column is still summed alone, in
+/// row order, so the threads change nothing.
 fn column_sums(dy: &[f32], b: usize, n: usize, dbias: &mut [f32]) {
-    SUMS.with(|s| {
-        let mut acc = s.borrow_mut();
-        acc.clear();
-        acc.resize(n, 0.0);
-        for row in dy[..b * n].chunks_exact(n.max(1)) {
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a += f64::from(v);
+    let parts = super::par::ranges(n.div_ceil(64), b * n);
+    let cols: Vec<_> = parts
+        .iter()
+        .map(|r| (r.start * 64).min(n)..(r.end * 64).min(n))
+        .collect();
+    let outs = super::par::split_rows(&mut dbias[..n], &cols, 1);
+    let jobs: Vec<_> = cols
+        .into_iter()
+        .zip(outs)
+        .map(|(c, out)| {
+            move || {
+                let mut acc = vec![0.0f64; c.len()];
+                for row in dy[..b * n].chunks_exact(n.max(1)) {
+                    for (a, &v) in acc.iter_mut().zip(&row[c.clone()]) {
+                        *a += f64::from(v);
+                    }
+                }
+                for (d, &a) in out.iter_mut().zip(&acc) {
+                    *d = a as f32;
+                }
             }
-        }
-        for (d, &a) in dbias[..n].iter_mut().zip(acc.iter()) {
-            *d = a as f32;
-        }
-    });
+        })
+        .collect();
+    super::par::run(jobs);
 }
 
 /// Forward: `y = x W + bias`. `x` B x n_in, `w` n_in x n_out, `bias` n_out, `y` B x n_out

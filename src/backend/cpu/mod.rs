@@ -1,8 +1,9 @@
 //! CPU twins of the WGSL kernels: plain loops, in binding order, the reference every
 //! shader is tested against. `<k>.rs` is the twin of `shaders/<k>.wgsl`; `counts` is
 //! the twin of `shaders/lib/counts.wgsl` (the likelihoods' shared elements); `special`
-//! (lgamma, digamma), `sample` (count samplers for `explore`) and `par` (rows over
-//! threads, with results that do not depend on their number) have no shader.
+//! (lgamma, digamma), `sample` (count samplers for `explore`) `par` (rows over
+//! threads, with results that do not depend on their number) and `pool` (par's kept
+//! threads, natively) have no shader.
 
 pub mod adam;
 pub mod batchnorm;
@@ -19,6 +20,8 @@ pub mod nb_loglik;
 pub mod onehot;
 pub mod par;
 pub mod poisson_loglik;
+#[cfg(not(target_arch = "wasm32"))]
+mod pool;
 pub mod relu_dropout;
 pub mod reparam;
 pub mod sample;

@@ -68,34 +68,28 @@ pub fn split_rows<'a, T>(
     out
 }
 
-/// Runs the jobs, the first on this thread and the others on scoped threads.
+/// Runs the jobs and returns when all have finished: natively on the kept workers of
+/// [`super::pool`] and this thread together; in wasm32 one after the other, or on the
+/// page's threaded build's rayon pool of Web Workers (feature `threads`).
 pub fn run<F: FnOnce() + Send>(jobs: Vec<F>) {
-    let mut jobs = jobs.into_iter();
-    let Some(first) = jobs.next() else {
-        return;
-    };
     #[cfg(all(target_arch = "wasm32", feature = "threads"))]
     rayon::scope(|s| {
         // The page's threaded build: the jobs on the Web Workers' pool; the engine's
         // worker that called waits (a worker may block; the page's thread never calls this
         // build).
+        let mut jobs = jobs.into_iter();
+        let first = jobs.next();
         for j in jobs {
             s.spawn(move |_| j());
         }
-        first();
+        if let Some(f) = first {
+            f();
+        }
     });
     #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
-    {
-        first();
-        jobs.for_each(|j| j());
-    }
+    jobs.into_iter().for_each(|j| j());
     #[cfg(not(target_arch = "wasm32"))]
-    std::thread::scope(|s| {
-        for j in jobs {
-            s.spawn(j);
-        }
-        first();
-    });
+    super::pool::run(jobs);
 }
 
 #[cfg(test)]

@@ -284,8 +284,8 @@ fn results_do_not_depend_on_the_split() {
     }
 }
 
-/// The row kernels called through their dispatch (AVX2 where the CPU has it) and as
-/// the baseline code (their bodies, compiled without AVX2) give the same bits.
+/// The row kernels called through their dispatch (AVX-512 or AVX2 where the CPU has
+/// it) and as the baseline code (their bodies, compiled for SSE2) give the same bits.
 #[test]
 fn the_avx2_kernels_give_the_baseline_bits() {
     let g = 1003; // not a multiple of 8: the loops' tails too
