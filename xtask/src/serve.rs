@@ -166,13 +166,15 @@ fn respond(
 /// Serves the page (built by `build_web` before) on a free loopback port and runs the
 /// Playwright tests (`node --test tests/e2e/`) against it, with WebGPU on and off.
 pub fn run_browser_tests() -> Result<(), String> {
-    if !repo_root().join("www/pkg/cellvae_bg.wasm").exists() {
+    let root = repo_root();
+    if !root.join("www/pkg/cellvae_bg.wasm").exists()
+        || !root.join("www/pkg-threads/cellvae_bg.wasm").exists()
+    {
         build_web(false)?;
     }
     let listener =
         TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("cannot listen: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let root = repo_root();
     let served = root.clone();
     let csp = csp_header(&root)?;
     std::thread::spawn(move || serve_forever(listener, served, csp));
