@@ -1,11 +1,8 @@
-//! Matrix products for [`super::linear`]: natively the `gemm` crate's sgemm
-//! (cache-blocked, runtime-dispatched SIMD kernels and packing, one thread per call;
-//! in wasm32 `matrixmultiply::sgemm`, or [`super::gemm_simd128`] with SIMD128) on
-//! blocks of the output split over the kernels' threads ([`super::par`]). gemm's
-//! blocking along k depends on k alone (and the cache sizes), not on a block's rows or
-//! columns, so a block's elements are those of the whole product.
+//! Matrix products for [`super::linear`]: `matrixmultiply::sgemm` (cache-blocked SIMD,
+//! one thread per call; in wasm32 with SIMD128 [`super::gemm_simd128`] instead) on
+//! blocks of the output split over the kernels' threads ([`super::par`]).
 //!
-//! matrixmultiply's (and gemm's) own threads split only its row loop and synchronise once per block
+//! matrixmultiply's own threads split only its row loop and synchronise once per block
 //! of 256 along k, which left the thin products of a training step (128 x 128 x 4,000
 //! in every arrangement) on one core. Here the output is split instead, along its
 //! longer side: each element is still the one sgemm computes (the same blocking along
@@ -23,9 +20,6 @@ const SPLIT_MIN: usize = 256;
 /// k is cut into chunks of this length when neither output side reaches
 /// [`SPLIT_MIN`] and k is at least twice it.
 const K_CHUNK: usize = 1024;
-/// Natively, k is given to the gemm crate in pieces of at most this length.
-#[cfg(not(target_arch = "wasm32"))]
-const GEMM_KC: usize = 512;
 /// Split points are multiples of this (the AVX-512 kernel's 16 x 16 tile).
 const ALIGN: usize = 16;
 
@@ -61,41 +55,7 @@ unsafe fn one(
 ) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return super::gemm_simd128::sgemm(m, k, n, a, (rsa, csa), b, (rsb, csb), beta, c, ldc);
-    // SAFETY: as this function's; `read_dst` is false when beta is 0, so C is then only
-    // written (as matrixmultiply does).
-    // gemm picks its block along k by the output's size (k at most 512 when both sides
-    // are at most 64), so k is cut here, by k alone, into pieces of at most 512 that it
-    // takes whole: the same sums whatever the block of the output.
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let pieces = k.div_ceil(GEMM_KC).max(1);
-        for p in 0..pieces {
-            let (k0, k1) = (p * k / pieces, (p + 1) * k / pieces);
-            let first = p == 0;
-            gemm::gemm(
-                m,
-                n,
-                k1 - k0,
-                c,
-                1,
-                ldc as isize,
-                !first || beta != 0.0,
-                a.add(k0 * csa),
-                csa as isize,
-                rsa as isize,
-                b.add(k0 * rsb),
-                csb as isize,
-                rsb as isize,
-                if first { beta } else { 1.0 },
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-    }
-    #[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     matrixmultiply::sgemm(
         m,
         k,
@@ -165,14 +125,7 @@ pub(super) fn sgemm(
     );
     let by_rows = m >= n;
     let side = if by_rows { m } else { n };
-    let mut threads = par::ranges(side.div_ceil(ALIGN), m * n * k / 16).len();
-    let short = m * n / side;
-    // Natively, gemm has its own kernel for outputs of at most 256 elements (with A by
-    // rows and B by columns), so a larger output is never cut into blocks that small.
-    let small = |r: &std::ops::Range<usize>| r.len() * short <= 256 && m * n > 256;
-    while threads > 1 && aligned(side, threads).iter().any(small) {
-        threads -= 1;
-    }
+    let threads = par::ranges(side.div_ceil(ALIGN), m * n * k / 16).len();
     let jobs: Vec<_> = aligned(side, threads)
         .into_iter()
         .map(|r| {

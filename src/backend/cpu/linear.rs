@@ -5,7 +5,7 @@
 //! Shapes, all row-major: `x` is B x n_in, `w` is n_in x n_out (so a row of `w` is one
 //! input's weights, which the sparse layer reads contiguously), `bias` is n_out, `y` is
 //! B x n_out. Outputs are overwritten, never accumulated. Dense products go through
-//! [`super::gemm`] (the gemm crate's cache-blocked SIMD on blocks over threads;
+//! [`super::gemm`] (matrixmultiply's cache-blocked SIMD on blocks over threads;
 //! transposes by strides).
 //!
 //! Panics (programming errors, not data errors) if a slice is shorter than its shape.
