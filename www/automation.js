@@ -222,6 +222,33 @@ async function modelFiles() {
   return { config: r.config, safetensors: Array.from(r.safetensors) };
 }
 
+/**
+ * Synthetic latent means in the page's state instead of the model's: `n` cells in 12
+ * Gaussian clusters of standard deviation `spread` (centres uniform in [-3, 3]^d), each
+ * cell coloured by its cluster; seeded (mulberry32), so a test draws the same map each
+ * time. For the map's tests and measurements; the caller redraws.
+ * @param {number} n @param {number} seed @param {number} spread
+ */
+function syntheticClusters(n, seed, spread) {
+  let state = seed | 0;
+  const rnd = () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  };
+  const d = S.d, K = 12;
+  const centres = Array.from({ length: K * d }, () => rnd() * 6 - 3);
+  const lat = new Float32Array(n * d), index = new Uint16Array(n);
+  for (let c = 0; c < n; c++) {
+    const k = c % K;
+    index[c] = k;
+    for (let j = 0; j < d; j++) lat[c * d + j] = centres[k * d + j] + spread * Math.sqrt(-2 * Math.log(rnd())) * Math.cos(2 * Math.PI * rnd());
+  }
+  const table = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#637939'];
+  S.latent = lat; S.n = n; S.colours = { table, index, order: null }; S.autoView = true; S.prevPca = null;
+}
+
 /** A training step timed by stage in the engine's thread (src/bench.rs), as `cellvae bench` times it. */
 async function benchStep() {
   if (!S.client) throw new Error('no data');
@@ -251,5 +278,6 @@ export function installAutomation() {
     step,
     modelFiles,
     benchStep,
+    syntheticClusters,
   };
 }

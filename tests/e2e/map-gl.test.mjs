@@ -222,27 +222,10 @@ test('many cells on WebGL2 (?map=webgl2): the dots shrink by the canvas path\'s 
     for (const n of [100000, 1000000]) {
       const radius = await page.evaluate(async (n) => {
         const base = document.baseURI;
-        const { S } = await import(new URL('www/state.js', base).href);
         const mv = await import(new URL('www/map-view.js', base).href);
         const map = await import(new URL('www/map.js', base).href);
-        let seed = 11;
-        const rnd = () => {
-          seed = (seed + 0x6d2b79f5) | 0;
-          let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-          t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-          return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-        };
         // Clusters as measure.mjs --map makes them, wide enough that many dots lie alone.
-        const d = S.d, K = 12;
-        const centres = Array.from({ length: K * d }, () => rnd() * 6 - 3);
-        const lat = new Float32Array(n * d), index = new Uint16Array(n);
-        for (let c = 0; c < n; c++) {
-          const k = c % K;
-          index[c] = k;
-          for (let j = 0; j < d; j++) lat[c * d + j] = centres[k * d + j] + 0.6 * Math.sqrt(-2 * Math.log(rnd())) * Math.cos(2 * Math.PI * rnd());
-        }
-        const table = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#637939'];
-        S.latent = lat; S.n = n; S.colours = { table, index, order: null }; S.autoView = true;
+        /** @type {any} */ (window).cellvae.syntheticClusters(n, 11, 0.6);
         mv.updateProjection();
         mv.drawMap();
         return map.dotRadius(n);

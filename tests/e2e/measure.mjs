@@ -154,25 +154,9 @@ async function measureMap(webgpu, canvasPath) {
         const base = document.baseURI;
         const { S } = await import(new URL('www/state.js', base).href);
         const mv = await import(new URL('www/map-view.js', base).href);
-        const d = S.d, K = 12;
-        // Clusters in the latent space, each cell a little off its centre.
-        const centres = Array.from({ length: K * d }, () => Math.random() * 6 - 3);
-        const lat = new Float32Array(n * d);
-        const index = new Uint16Array(n);
-        for (let c = 0; c < n; c++) {
-          const k = c % K;
-          index[c] = k;
-          for (let j = 0; j < d; j++) {
-            const g = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
-            lat[c * d + j] = centres[k * d + j] + 0.4 * g;
-          }
-        }
-        const table = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#637939'];
+        // Clusters in the latent space (12, seeded), each cell a little off its centre.
+        /** @type {any} */ (window).cellvae.syntheticClusters(n, 1, 0.4);
         const t0 = performance.now();
-        S.latent = lat;
-        S.n = n;
-        S.colours = { table, index, order: null };
-        S.autoView = true;
         mv.updateProjection();
         const t1 = performance.now();
         mv.drawMap();
