@@ -2,7 +2,7 @@
 //! page: QC and gene selection (reported), the held-out split by input position, batch
 //! codes and label codes from metadata columns.
 
-use crate::data::preprocess::{preprocess, PreprocessReport, QcOptions};
+use crate::data::preprocess::{select, PreprocessReport, QcOptions};
 use crate::data::{CountMatrix, ObsColumn, ObsValues};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -93,25 +93,21 @@ pub fn prepare(m: &CountMatrix, opts: &PrepareOptions) -> Result<Prepared> {
     if qc.hvg_batch_key.is_none() && qc.n_top_genes.is_some() {
         qc.hvg_batch_key = opts.batch_key.clone();
     }
-    let (filtered, report) = preprocess(m, &qc)?;
-    let gene_pos: HashMap<&str, usize> = m
-        .gene_names
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.as_str(), i))
-        .collect();
-    let genes: Vec<usize> = filtered
-        .gene_names
-        .iter()
-        .filter_map(|g| gene_pos.get(g.as_str()).copied())
-        .collect();
-    let matrix = m.select_genes(&genes);
-    let kept: std::collections::HashSet<&str> =
-        filtered.cell_ids.iter().map(String::as_str).collect();
+    // Which cells and genes QC keeps, without a filtered copy of the matrix.
+    let (selection, report) = select(m, &qc)?;
+    let matrix = if selection.genes.len() == m.n_genes {
+        m.clone()
+    } else {
+        m.select_genes(&selection.genes)
+    };
+    let mut kept = vec![false; m.n_cells];
+    for &c in &selection.cells {
+        kept[c] = true;
+    }
     let mut train_cells = Vec::new();
     let mut heldout_cells = Vec::new();
-    for (i, id) in m.cell_ids.iter().enumerate() {
-        if !kept.contains(id.as_str()) {
+    for (i, &keep) in kept.iter().enumerate() {
+        if !keep {
             continue;
         }
         match opts.holdout_every {

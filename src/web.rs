@@ -51,24 +51,6 @@ fn precise_seconds() -> f64 {
     performance_now_ms() / 1000.0
 }
 
-/// Takes a JS array of `{name: string, bytes: Uint8Array}` objects.
-fn files_from_js(files: &js_sys::Array) -> Result<Vec<InputFile>, JsError> {
-    let mut out = Vec::with_capacity(files.length() as usize);
-    for item in files.iter() {
-        let name = js_sys::Reflect::get(&item, &"name".into())
-            .ok()
-            .and_then(|v| v.as_string())
-            .ok_or_else(|| JsError::new("each file needs a string `name`"))?;
-        let bytes = js_sys::Reflect::get(&item, &"bytes".into())
-            .map_err(|_| JsError::new("each file needs `bytes`"))?;
-        out.push(InputFile::new(
-            name,
-            js_sys::Uint8Array::new(&bytes).to_vec(),
-        ));
-    }
-    Ok(out)
-}
-
 /// Settings from JS (`what` names them in an error); null or undefined: the defaults.
 fn from_js_or_default<T: Default + serde::de::DeserializeOwned>(
     value: JsValue,
@@ -139,16 +121,66 @@ impl Dataset {
     }
 }
 
-/// Reads the files a user dropped (`[{name, bytes}]`) and an optional metadata table
-/// (`{name, bytes}` or `null`) into a [`Dataset`].
+/// A file read into the core a piece at a time ([`FileBytes::push`]), so the page never
+/// holds the whole file in JS as well: a 400 MB file is in the tab once, not twice.
 #[wasm_bindgen]
-pub fn read_files(files: js_sys::Array, obs: JsValue) -> Result<Dataset, JsError> {
-    let files = files_from_js(&files)?;
-    let obs = if obs.is_null() || obs.is_undefined() {
-        None
-    } else {
-        files_from_js(&js_sys::Array::of1(&obs))?.pop()
-    };
+pub struct FileBytes {
+    name: String,
+    bytes: Vec<u8>,
+    size_bytes: usize,
+}
+
+#[wasm_bindgen]
+impl FileBytes {
+    /// Room for a file of `size_bytes` (its `File.size`), refused with a clear error when
+    /// the tab cannot have that much memory.
+    #[wasm_bindgen(constructor)]
+    pub fn new(name: String, size_bytes: f64) -> Result<FileBytes, JsError> {
+        let size = size_bytes.max(0.0) as usize;
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(size).map_err(|_| {
+            JsError::new(&format!(
+                "{name}: this tab cannot set aside memory for a file of {size_bytes} bytes;                  use the command line (cellvae) for it, or keep fewer cells or genes"
+            ))
+        })?;
+        Ok(FileBytes {
+            name,
+            bytes,
+            size_bytes: size,
+        })
+    }
+
+    /// Appends the next piece; more than the declared size is refused (the file
+    /// changed while it was read).
+    pub fn push(&mut self, piece: &[u8]) -> Result<(), JsError> {
+        if self.bytes.len() + piece.len() > self.size_bytes {
+            return Err(JsError::new(&format!(
+                "{}: the file grew while it was read (more than its {} bytes);                  choose it again",
+                self.name, self.size_bytes
+            )));
+        }
+        self.bytes.extend_from_slice(piece);
+        Ok(())
+    }
+
+    /// Bytes read so far.
+    #[wasm_bindgen(getter)]
+    pub fn loaded(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl From<FileBytes> for InputFile {
+    fn from(f: FileBytes) -> InputFile {
+        InputFile::new(f.name, f.bytes)
+    }
+}
+
+/// Reads the files a user dropped and an optional metadata table into a [`Dataset`].
+#[wasm_bindgen]
+pub fn read_files(files: Vec<FileBytes>, obs: Option<FileBytes>) -> Result<Dataset, JsError> {
+    let files: Vec<InputFile> = files.into_iter().map(InputFile::from).collect();
+    let obs = obs.map(InputFile::from);
     let matrix = read_inputs(&files, obs.as_ref(), &ReadOptions::default()).map_err(to_js)?;
     Ok(Dataset { matrix })
 }

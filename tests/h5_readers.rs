@@ -16,7 +16,7 @@ fn input(rel: &str) -> InputFile {
 
 /// A text file, gunzipped when its name ends in `.gz`.
 fn text(rel: &str) -> String {
-    let bytes = input(rel).bytes;
+    let bytes = input(rel).bytes.to_vec();
     if rel.ends_with(".gz") {
         let mut s = String::new();
         flate2::read::GzDecoder::new(&bytes[..])
@@ -813,7 +813,7 @@ fn flipped_bytes_never_panic() {
         let full = input(rel);
         let mut seed: u64 = 12345;
         for _ in 0..40 {
-            let mut b = full.bytes.clone();
+            let mut b = full.bytes.to_vec();
             for _ in 0..4 {
                 seed = seed
                     .wrapping_mul(6364136223846793005)

@@ -68,6 +68,30 @@ struct H5 {
     max_expanded: u64,
 }
 
+/// An [`InputFile`]'s bytes as an `hdf5-pure` [`hdf5_pure::Source`]: read in place,
+/// shared with the input (`hdf5-pure`'s in-memory reader would own a copy).
+struct SharedBytes(std::sync::Arc<Vec<u8>>);
+
+impl hdf5_pure::Source for SharedBytes {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), FormatError> {
+        let past_end = || FormatError::UnexpectedEof {
+            expected: usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .saturating_add(buf.len()),
+            available: self.0.len(),
+        };
+        let start = usize::try_from(offset).map_err(|_| past_end())?;
+        let end = start.checked_add(buf.len()).ok_or_else(past_end)?;
+        let from = self.0.get(start..end).ok_or_else(past_end)?;
+        buf.copy_from_slice(from);
+        Ok(())
+    }
+}
+
 /// What a path inside the file leads to.
 enum Node {
     Group(Group),
@@ -77,8 +101,9 @@ enum Node {
 
 impl H5 {
     /// Checks the signature and the length, then opens the file (gunzipping it first
-    /// when the whole file is gzip-compressed). `hdf5-pure` owns what it reads, so the
-    /// bytes are copied once.
+    /// when the whole file is gzip-compressed). A file that is not gzip is read in place
+    /// ([`SharedBytes`]): in a browser tab a second copy of a 400 MB file is what pushed
+    /// loading past 2 GB.
     fn open(input: &InputFile, opts: &ReadOptions) -> Result<H5> {
         let bytes = input.decompressed_within(opts.expanded_limit())?;
         if !hdf5_pure::is_hdf5_bytes(&bytes) {
@@ -91,14 +116,31 @@ impl H5 {
             ));
         }
         let len = bytes.len() as u64;
-        let file = File::from_bytes(bytes.into_owned()).map_err(|e| {
+        let damaged = |e: hdf5_pure::Error| {
             Error::input(
                 &input.name,
                 format!("is a damaged HDF5 file ({e}); download or copy it again"),
             )
-        })?;
+        };
+        let file = match input.shared() {
+            Some(shared) => {
+                let file = File::from_source(SharedBytes(shared)).map_err(damaged)?;
+                let sb = file.superblock();
+                fixed_array::refuse_overflowing_header_in_bytes(
+                    &input.name,
+                    &bytes,
+                    sb.offset_size,
+                    sb.length_size,
+                )?;
+                file
+            }
+            None => {
+                let file = File::from_bytes(bytes.into_owned()).map_err(damaged)?;
+                fixed_array::refuse_overflowing_header(&input.name, &file)?;
+                file
+            }
+        };
         let sb = file.superblock();
-        fixed_array::refuse_overflowing_header(&input.name, &file)?;
         let declared = sb.base_address.get().saturating_add(sb.eof_address);
         if declared > len {
             return Err(Error::input(
@@ -374,14 +416,14 @@ impl Values {
         }
     }
 
-    /// The values as f32 (counts are exact up to 2^24).
-    fn into_f32(self) -> Vec<f32> {
+    /// Appends the values as f32 to `out` (counts are exact up to 2^24).
+    fn append_f32(self, out: &mut Vec<f32>) {
         match self {
-            Values::F32(v) => v,
-            Values::F64(v) => v.into_iter().map(|x| x as f32).collect(),
-            Values::I32(v) => v.into_iter().map(|x| x as f32).collect(),
-            Values::I64(v) => v.into_iter().map(|x| x as f32).collect(),
-            Values::U64(v) => v.into_iter().map(|x| x as f32).collect(),
+            Values::F32(v) => out.extend_from_slice(&v),
+            Values::F64(v) => out.extend(v.into_iter().map(|x| x as f32)),
+            Values::I32(v) => out.extend(v.into_iter().map(|x| x as f32)),
+            Values::I64(v) => out.extend(v.into_iter().map(|x| x as f32)),
+            Values::U64(v) => out.extend(v.into_iter().map(|x| x as f32)),
         }
     }
 }
@@ -390,13 +432,23 @@ impl Values {
 struct Compressed {
     indptr: Vec<usize>,
     indices: Vec<u32>,
-    values: Values,
+    /// The stored values as f32.
+    values: Vec<f32>,
+    /// The first stored value that is not a count: its element, the value and why.
+    problem: Option<(usize, f64, String)>,
     /// HDF5 path of the values, for messages.
     data_path: String,
 }
 
+/// Stored elements read at once by [`read_compressed`]: the datasets are read a window
+/// at a time into the final arrays, so no whole dataset is held in its stored type as
+/// well (a 10x file's 64-bit indices are twice the size they end up as).
+const WINDOW_ELEMENTS: usize = 1 << 22;
+
 /// Reads and checks `group/{data,indices,indptr}` for `n_major` rows of `n_minor` columns
-/// (`minor_name` names the minor axis in messages: "genes" or "cells").
+/// (`minor_name` names the minor axis in messages: "genes" or "cells"). A value that is
+/// not a count (`allow_non_counts` false) is kept in [`Compressed::problem`] for
+/// [`assemble`] to turn into a [`Rejection`].
 fn read_compressed(
     h: &H5,
     group: &str,
@@ -404,6 +456,24 @@ fn read_compressed(
     n_minor: usize,
     minor_name: &str,
     hint: &str,
+    allow_non_counts: bool,
+) -> Result<Compressed> {
+    read_compressed_in_windows(
+        h,
+        (group, hint),
+        (n_major, n_minor, minor_name),
+        allow_non_counts,
+        WINDOW_ELEMENTS,
+    )
+}
+
+/// [`read_compressed`], `window` stored elements at a time.
+fn read_compressed_in_windows(
+    h: &H5,
+    (group, hint): (&str, &str),
+    (n_major, n_minor, minor_name): (usize, usize, &str),
+    allow_non_counts: bool,
+    window: usize,
 ) -> Result<Compressed> {
     let CompressedGroup {
         data,
@@ -412,19 +482,48 @@ fn read_compressed(
         nnz,
     } = open_compressed(h, group, n_major, hint)?;
     let (dp, ip) = (format!("{group}/data"), format!("{group}/indices"));
-    let raw_idx = h.values(&indices, &ip, None)?;
-    let idx = check_indices(h, raw_idx, &ip, 0, n_minor, minor_name)?;
-    let values = h.values(&data, &dp, None)?;
-    if values.len() != nnz || idx.len() != nnz {
-        return Err(h.err(
+    h.check_size(&indices, &ip)?;
+    h.check_size(&data, &dp)?;
+    let room = |what: &str| {
+        h.err(
             format!("group /{group}"),
-            "data or indices could not be read whole",
-        ));
+            format!(
+                "needs memory for {nnz} {what} that cannot be had here; use the command \
+                 line (cellvae), or keep fewer cells or genes"
+            ),
+        )
+    };
+    let mut idx: Vec<u32> = Vec::new();
+    idx.try_reserve_exact(nnz).map_err(|_| room("indices"))?;
+    let mut values: Vec<f32> = Vec::new();
+    values.try_reserve_exact(nnz).map_err(|_| room("values"))?;
+    let mut problem = None;
+    let mut first = 0;
+    while first < nnz {
+        let n = window.max(1).min(nnz - first);
+        let rows = Some((first as u64, n as u64));
+        let raw_idx = h.values(&indices, &ip, rows)?;
+        check_indices_into(h, raw_idx, &ip, first, n_minor, minor_name, &mut idx)?;
+        let v = h.values(&data, &dp, rows)?;
+        if idx.len() != first + n || v.len() != n {
+            return Err(h.err(
+                format!("group /{group}"),
+                "data or indices could not be read whole",
+            ));
+        }
+        if problem.is_none() {
+            problem = v
+                .first_problem(allow_non_counts)
+                .map(|(k, x, why)| (first + k, x, why));
+        }
+        v.append_f32(&mut values);
+        first += n;
     }
     Ok(Compressed {
         indptr: ptr,
         indices: idx,
         values,
+        problem,
         data_path: dp,
     })
 }
@@ -518,6 +617,7 @@ fn read_indptr(h: &H5, indptr: &Dataset, pp: &str, nnz: usize) -> Result<Vec<usi
 
 /// Checks stored indices (element `first` onwards of the dataset at `ip`): integers,
 /// each within the `n_minor` columns.
+#[cfg(not(target_arch = "wasm32"))]
 fn check_indices(
     h: &H5,
     raw_idx: Values,
@@ -526,13 +626,27 @@ fn check_indices(
     n_minor: usize,
     minor_name: &str,
 ) -> Result<Vec<u32>> {
+    let mut idx = Vec::with_capacity(raw_idx.len());
+    check_indices_into(h, raw_idx, ip, first, n_minor, minor_name, &mut idx)?;
+    Ok(idx)
+}
+
+/// [`check_indices`], appending to `idx`.
+fn check_indices_into(
+    h: &H5,
+    raw_idx: Values,
+    ip: &str,
+    first: usize,
+    n_minor: usize,
+    minor_name: &str,
+    idx: &mut Vec<u32>,
+) -> Result<()> {
     if raw_idx.is_float() {
         return Err(h.err(
             format!("dataset /{ip}"),
             "holds floating-point values; indices must be integers",
         ));
     }
-    let mut idx = Vec::with_capacity(raw_idx.len());
     for i in 0..raw_idx.len() {
         match raw_idx.int(i) {
             Some(j) if j >= 0 && (j as u128) < n_minor as u128 => idx.push(j as u32),
@@ -547,21 +661,20 @@ fn check_indices(
             }
         }
     }
-    Ok(idx)
+    Ok(())
 }
 
 /// Turns a checked compressed matrix into the CSR core of a [`CountMatrix`] (names still
 /// empty). `cells_major`: rows of the stored matrix are cells (CSR of cells x genes).
-/// Every value goes through [`check_count`]; the first failure is returned as a
-/// [`Rejection`] so the caller can try another matrix.
+/// The first value that failed [`check_count`] while reading ([`Compressed::problem`])
+/// is returned as a [`Rejection`] so the caller can try another matrix.
 fn assemble(
     c: Compressed,
     cells_major: bool,
     n_cells: usize,
     n_genes: usize,
-    allow_non_counts: bool,
 ) -> std::result::Result<CountMatrix, Rejection> {
-    if let Some((k, value, problem)) = c.values.first_problem(allow_non_counts) {
+    if let Some((k, value, problem)) = c.problem {
         let major = c.indptr.partition_point(|&p| p <= k).saturating_sub(1);
         let minor = c.indices.get(k).copied().unwrap_or(0) as usize;
         let (cell, gene) = if cells_major {
@@ -578,7 +691,7 @@ fn assemble(
             problem,
         });
     }
-    let data = c.values.into_f32();
+    let data = c.values;
     let n_major = c.indptr.len().saturating_sub(1);
     let row = |r: usize| -> &[u32] {
         match (c.indptr.get(r), c.indptr.get(r + 1)) {
@@ -735,5 +848,68 @@ fn shape2(h: &H5, location: &str, v: Option<Vec<i128>>) -> Result<(usize, usize)
             format!("the shape {a} x {b} is negative or larger than the {max} rows or columns cellvae accepts"),
         )),
         _ => Err(h.err(location, "the shape must be two non-negative integers")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdf5_pure::FileBuilder;
+
+    /// A group `m` of a 4 x 5 CSR matrix with 9 stored values, `bad` (if any) at
+    /// element 7.
+    fn csr_file(bad: Option<f32>) -> H5 {
+        let mut data = [1.0f32, 2.0, 3.0, 1.0, 5.0, 1.0, 2.0, 7.0, 1.0];
+        if let Some(b) = bad {
+            data[7] = b;
+        }
+        let indices: [i64; 9] = [0, 3, 1, 2, 4, 0, 1, 3, 4];
+        let indptr: [i64; 5] = [0, 2, 5, 8, 9];
+        let mut fb = FileBuilder::new();
+        let mut g = fb.create_group("m");
+        g.create_dataset("data").with_f32_data(&data);
+        g.create_dataset("indices").with_i64_data(&indices);
+        g.create_dataset("indptr").with_i64_data(&indptr);
+        fb.add_group(g.finish());
+        let bytes = fb.finish().expect("an HDF5 file in memory");
+        H5::open(&InputFile::new("m.h5", bytes), &ReadOptions::default()).expect("it opens")
+    }
+
+    fn read(h: &H5, window: usize) -> Compressed {
+        read_compressed_in_windows(h, ("m", "hint"), (4, 5, "genes"), false, window)
+            .expect("it reads")
+    }
+
+    #[test]
+    fn windows_of_any_size_read_the_same_matrix() {
+        let h = csr_file(None);
+        let whole = read(&h, WINDOW_ELEMENTS);
+        assert_eq!(whole.indices, [0, 3, 1, 2, 4, 0, 1, 3, 4]);
+        assert_eq!(whole.values[7], 7.0);
+        assert_eq!(whole.indptr, [0, 2, 5, 8, 9]);
+        for window in [1, 2, 4, 8, 9] {
+            let w = read(&h, window);
+            assert_eq!(w.indices, whole.indices, "window {window}");
+            assert_eq!(w.values, whole.values, "window {window}");
+            assert!(w.problem.is_none(), "window {window}");
+        }
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_count_is_found_at_its_element_in_a_later_window() {
+        let h = csr_file(Some(2.5));
+        for window in [2, 3, 9] {
+            let (k, x, _) = read(&h, window).problem.expect("2.5 is not a count");
+            assert_eq!((k, x), (7, 2.5), "window {window}");
+        }
+        let r = match assemble(read(&h, 3), true, 4, 5) {
+            Err(r) => r,
+            Ok(_) => panic!("2.5 is refused"),
+        };
+        assert!(
+            r.location.contains("element 7 (cell 2, gene 3)"),
+            "{}",
+            r.location
+        );
     }
 }

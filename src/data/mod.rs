@@ -43,8 +43,9 @@ pub use obs::{ObsColumn, ObsTable, ObsValues};
 pub struct InputFile {
     /// Path or name, used in every error message and to recognise the format.
     pub name: String,
-    /// The raw bytes of the file.
-    pub bytes: Vec<u8>,
+    /// The raw bytes of the file, shared: the HDF5 reader reads them in place
+    /// ([`InputFile::shared`]) rather than holding a second copy.
+    pub bytes: std::sync::Arc<Vec<u8>>,
 }
 
 impl InputFile {
@@ -52,8 +53,14 @@ impl InputFile {
     pub fn new(name: impl Into<String>, bytes: Vec<u8>) -> Self {
         InputFile {
             name: name.into(),
-            bytes,
+            bytes: std::sync::Arc::new(bytes),
         }
+    }
+
+    /// The bytes, shared without a copy, when they are not gzip (a `.gz` is read
+    /// through [`InputFile::decompressed_within`]).
+    pub fn shared(&self) -> Option<std::sync::Arc<Vec<u8>>> {
+        (!is_gzip(&self.bytes)).then(|| std::sync::Arc::clone(&self.bytes))
     }
 
     /// The file name without its folders, lower-cased, without a trailing `.gz`.
@@ -484,10 +491,12 @@ impl CountMatrix {
 
     /// Keeps the given cells (in the given order), with their metadata.
     pub fn select_cells(&self, keep: &[usize]) -> CountMatrix {
+        // Sized exactly: growing by doubling would hold up to twice the matrix.
+        let nnz: usize = keep.iter().map(|&c| self.row(c).0.len()).sum();
         let mut indptr = Vec::with_capacity(keep.len() + 1);
         indptr.push(0);
-        let mut indices = Vec::new();
-        let mut data = Vec::new();
+        let mut indices = Vec::with_capacity(nnz);
+        let mut data = Vec::with_capacity(nnz);
         for &c in keep {
             let (i, v) = self.row(c);
             indices.extend_from_slice(i);
@@ -516,10 +525,16 @@ impl CountMatrix {
         for (new, &old) in keep.iter().enumerate() {
             new_index[old] = new as u32;
         }
+        // Sized exactly: growing by doubling would hold up to twice the matrix.
+        let nnz = self
+            .indices
+            .iter()
+            .filter(|&&g| new_index.get(g as usize).is_some_and(|&n| n != u32::MAX))
+            .count();
         let mut indptr = Vec::with_capacity(self.n_cells + 1);
         indptr.push(0);
-        let mut indices = Vec::new();
-        let mut data = Vec::new();
+        let mut indices = Vec::with_capacity(nnz);
+        let mut data = Vec::with_capacity(nnz);
         let mut row: Vec<(u32, f32)> = Vec::new();
         for c in 0..self.n_cells {
             row.clear();

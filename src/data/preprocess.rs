@@ -25,6 +25,7 @@ pub use hvg::{highly_variable_genes_seurat_v3, seurat_v3, HvgSeuratV3};
 use crate::data::{CountMatrix, ObsColumn, ObsValues};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Quality-control and gene-selection settings. The default removes nothing but cells and
 /// genes with no counts at all.
@@ -160,6 +161,37 @@ impl PreprocessReport {
 /// a column of the cell metadata (listing those that are), or when a batch cannot be
 /// used for seurat_v3 (fewer than 2 cells, or a loess fit that is undefined).
 pub fn preprocess(m: &CountMatrix, opts: &QcOptions) -> Result<(CountMatrix, PreprocessReport)> {
+    let (selection, report) = select(m, opts)?;
+    Ok((selection.apply(m), report))
+}
+
+/// What [`preprocess`] keeps: cells and genes of the input, in their original order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// The cells kept (rows of the input, ascending).
+    pub cells: Vec<usize>,
+    /// The genes kept (columns of the input, ascending).
+    pub genes: Vec<usize>,
+}
+
+impl Selection {
+    /// The input restricted to the selection (what [`preprocess`] returns).
+    pub fn apply(&self, m: &CountMatrix) -> CountMatrix {
+        let all_cells = self.cells.len() == m.n_cells;
+        let all_genes = self.genes.len() == m.n_genes;
+        match (all_cells, all_genes) {
+            (true, true) => m.clone(),
+            (true, false) => m.select_genes(&self.genes),
+            (false, true) => m.select_cells(&self.cells),
+            (false, false) => m.select_cells(&self.cells).select_genes(&self.genes),
+        }
+    }
+}
+
+/// [`preprocess`] without the filtered copy: which cells and genes it keeps, and the
+/// report. No copy of the matrix is made unless highly variable genes are asked for
+/// (seurat_v3 runs on the filtered counts): a browser tab holds the data once.
+pub fn select(m: &CountMatrix, opts: &QcOptions) -> Result<(Selection, PreprocessReport)> {
     if opts.n_top_genes == Some(0) {
         return Err(Error::Config(
             "n_top_genes is 0: ask for at least one highly variable gene, or leave it unset \
@@ -224,16 +256,11 @@ pub fn preprocess(m: &CountMatrix, opts: &QcOptions) -> Result<(CountMatrix, Pre
         )));
     }
     let cells_filtered = keep.len() < m.n_cells;
-    let m1 = if cells_filtered {
-        m.select_cells(&keep)
-    } else {
-        m.clone()
-    };
 
     // Genes: no counts in the input, no counts left, then min_cells.
     let in_input = cells_per_gene(m);
     let in_kept = if cells_filtered {
-        cells_per_gene(&m1)
+        cells_per_gene_of(m, &keep)
     } else {
         in_input.clone()
     };
@@ -255,17 +282,23 @@ pub fn preprocess(m: &CountMatrix, opts: &QcOptions) -> Result<(CountMatrix, Pre
              gene is in {widest} of the {} cells kept; lower the threshold",
             opts.min_cells_per_gene,
             nonzero_genes.len(),
-            m1.n_cells
+            keep.len()
         )));
     }
-    let mut m2 = if genes.len() < m.n_genes {
-        m1.select_genes(&genes)
-    } else {
-        m1
-    };
+    let mut genes = genes;
 
     // Highly variable genes on the raw counts of what is left.
     if let Some(n_top) = opts.n_top_genes {
+        let m1: Cow<'_, CountMatrix> = if cells_filtered {
+            Cow::Owned(m.select_cells(&keep))
+        } else {
+            Cow::Borrowed(m)
+        };
+        let m2: Cow<'_, CountMatrix> = if genes.len() < m.n_genes {
+            Cow::Owned(m1.select_genes(&genes))
+        } else {
+            m1
+        };
         let (codes, labels) = match &opts.hvg_batch_key {
             Some(key) => {
                 let (codes, labels) = batch_codes(batch_column(&m2, key)?)?;
@@ -292,15 +325,26 @@ pub fn preprocess(m: &CountMatrix, opts: &QcOptions) -> Result<(CountMatrix, Pre
         report.n_highly_variable_genes = Some(hvg.selected.len());
         report.genes_dropped_not_highly_variable = m2.n_genes - hvg.selected.len();
         if hvg.selected.len() < m2.n_genes {
-            m2 = m2.select_genes(&hvg.selected);
+            genes = hvg.selected.iter().map(|&g| genes[g]).collect();
         }
     }
 
     // Cells whose counts were all in dropped genes.
-    let nonempty: Vec<usize> = (0..m2.n_cells)
-        .filter(|&c| m2.row(c).1.iter().any(|&v| v != 0.0))
+    let mut kept_gene = vec![false; m.n_genes];
+    for &g in &genes {
+        kept_gene[g] = true;
+    }
+    let nonempty: Vec<usize> = keep
+        .iter()
+        .copied()
+        .filter(|&c| {
+            let (idx, val) = m.row(c);
+            idx.iter()
+                .zip(val)
+                .any(|(&g, &v)| v != 0.0 && kept_gene[g as usize])
+        })
         .collect();
-    report.cells_empty_after_gene_selection = m2.n_cells - nonempty.len();
+    report.cells_empty_after_gene_selection = keep.len() - nonempty.len();
     if nonempty.is_empty() {
         return Err(Error::Config(
             "no cell has counts in the genes kept; keep more genes (raise n_top_genes or lower \
@@ -308,12 +352,29 @@ pub fn preprocess(m: &CountMatrix, opts: &QcOptions) -> Result<(CountMatrix, Pre
                 .into(),
         ));
     }
-    if nonempty.len() < m2.n_cells {
-        m2 = m2.select_cells(&nonempty);
+    report.n_cells_after = nonempty.len();
+    report.n_genes_after = genes.len();
+    Ok((
+        Selection {
+            cells: nonempty,
+            genes,
+        },
+        report,
+    ))
+}
+
+/// Number of the cells `keep` in which each gene has a non-zero count.
+fn cells_per_gene_of(m: &CountMatrix, keep: &[usize]) -> Vec<usize> {
+    let mut n = vec![0usize; m.n_genes];
+    for &c in keep {
+        let (idx, val) = m.row(c);
+        for (&g, &v) in idx.iter().zip(val) {
+            if v != 0.0 {
+                n[g as usize] += 1;
+            }
+        }
     }
-    report.n_cells_after = m2.n_cells;
-    report.n_genes_after = m2.n_genes;
-    Ok((m2, report))
+    n
 }
 
 /// Number of cells in which each gene has a non-zero count.

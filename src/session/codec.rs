@@ -27,7 +27,9 @@ fn put_strs(out: &mut Vec<u8>, v: &[String]) {
 /// A private, versioned binary form of `m` (a worker hands a matrix to the page with it;
 /// same build only).
 pub fn encode_matrix(m: &CountMatrix) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + m.indptr.len() * 8 + m.data.len() * 8);
+    // The exact size up front: a buffer that doubles as it grows would need up to three
+    // times the matrix's size for a moment (a browser tab's memory).
+    let mut out = Vec::with_capacity(encoded_len(m));
     out.extend_from_slice(MATRIX_MAGIC);
     put_u64(&mut out, m.n_cells as u64);
     put_u64(&mut out, m.n_genes as u64);
@@ -74,6 +76,40 @@ pub fn encode_matrix(m: &CountMatrix) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The length of [`encode_matrix`]'s output.
+fn encoded_len(m: &CountMatrix) -> usize {
+    let strs = |v: &[String]| 8 + v.iter().map(|s| 8 + s.len()).sum::<usize>();
+    let obs: usize = m
+        .obs
+        .columns
+        .iter()
+        .map(|c| {
+            8 + c.name.len()
+                + 1
+                + match &c.values {
+                    ObsValues::Categorical { levels, codes } => strs(levels) + 8 + codes.len() * 4,
+                    ObsValues::Text(v) => strs(v),
+                    ObsValues::Numeric(v) => 8 + v.len() * 8,
+                }
+        })
+        .sum();
+    MATRIX_MAGIC.len()
+        + 8 * 4
+        + m.indptr.len() * 8
+        + m.indices.len() * 4
+        + m.data.len() * 4
+        + strs(&m.gene_ids)
+        + strs(&m.gene_names)
+        + strs(&m.cell_ids)
+        + 8
+        + m.format.len()
+        + 8
+        + m.source.len()
+        + strs(&m.notes)
+        + 8
+        + obs
 }
 
 struct Reader<'a> {
@@ -265,6 +301,14 @@ mod tests {
                 (x, y) => assert_eq!(x, y),
             }
         }
+    }
+
+    #[test]
+    fn the_buffer_is_sized_exactly_up_front() {
+        let m = sample();
+        let bytes = encode_matrix(&m);
+        assert_eq!(bytes.len(), encoded_len(&m));
+        assert_eq!(bytes.capacity(), bytes.len(), "no regrowth, no slack");
     }
 
     #[test]

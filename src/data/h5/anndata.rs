@@ -213,8 +213,8 @@ fn read_candidate(
             } else {
                 (n_cols, n_rows, "cells")
             };
-            let comp = read_compressed(h, c.path, n_major, n_minor, minor, hint)?;
-            assemble(comp, csr, n_rows, n_cols, allow_non_counts)
+            let comp = read_compressed(h, c.path, n_major, n_minor, minor, hint, allow_non_counts)?;
+            assemble(comp, csr, n_rows, n_cols)
         }
     };
     Ok(matrix.map(|matrix| Read {

@@ -17,7 +17,18 @@ pub(super) fn refuse_overflowing_header(
     file: &hdf5_pure::File,
 ) -> crate::error::Result<()> {
     let sb = file.superblock();
-    match overflowing_header(file.as_bytes(), sb.offset_size, sb.length_size) {
+    refuse_overflowing_header_in_bytes(name, file.as_bytes(), sb.offset_size, sb.length_size)
+}
+
+/// [`refuse_overflowing_header`] for a file read in place (its bytes and its
+/// superblock's offset and length sizes).
+pub(super) fn refuse_overflowing_header_in_bytes(
+    name: &str,
+    bytes: &[u8],
+    offset_size: u8,
+    length_size: u8,
+) -> crate::error::Result<()> {
+    match overflowing_header(bytes, offset_size, length_size) {
         None => Ok(()),
         Some((at, bits)) => Err(overflow_error(name, at, bits)),
     }

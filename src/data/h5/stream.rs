@@ -378,13 +378,16 @@ fn read_window(
                     problem,
                 }));
             }
+            let mut data = Vec::with_capacity(values.len());
+            values.append_f32(&mut data);
             let c = Compressed {
                 indptr: local,
                 indices: idx,
-                values,
+                values: data,
+                problem: None,
                 data_path: dp,
             };
-            match assemble(c, true, end - start, m.n_genes, allow_non_counts) {
+            match assemble(c, true, end - start, m.n_genes) {
                 Ok(core) => {
                     m.indptr = core.indptr;
                     m.indices = core.indices;

@@ -65,9 +65,16 @@ pub(super) fn header(h: &H5) -> Result<Header> {
 
 pub(super) fn read(h: &H5, opts: &ReadOptions) -> Result<CountMatrix> {
     let hd = header(h)?;
-    let c = read_compressed(h, &hd.group, hd.n_cells, hd.n_genes, "genes", hd.hint)?;
-    let m = assemble(c, true, hd.n_cells, hd.n_genes, opts.allow_non_counts)
-        .map_err(|r| h.err(r.location, r.problem))?;
+    let c = read_compressed(
+        h,
+        &hd.group,
+        hd.n_cells,
+        hd.n_genes,
+        "genes",
+        hd.hint,
+        opts.allow_non_counts,
+    )?;
+    let m = assemble(c, true, hd.n_cells, hd.n_genes).map_err(|r| h.err(r.location, r.problem))?;
     let fill = Filled {
         gene_ids: hd.gene_ids,
         gene_names: hd.gene_names,
