@@ -115,9 +115,44 @@ impl Dataset {
         Ok(Dataset { matrix })
     }
 
+    /// The matrix as [`Dataset::to_bytes`] writes it, held here to be taken a piece at a
+    /// time ([`Encoded::piece`]): the page keeps it as a Blob, never as one large buffer.
+    pub fn encode(&self) -> Encoded {
+        Encoded {
+            bytes: codec::encode_matrix(&self.matrix),
+        }
+    }
+
+    /// Reads what [`Dataset::encode`] wrote, read back a piece at a time.
+    pub fn from_file_bytes(file: FileBytes) -> Result<Dataset, JsError> {
+        let matrix = codec::decode_matrix(&file.bytes).map_err(to_js)?;
+        Ok(Dataset { matrix })
+    }
+
     /// One gene's normalised expression in every cell: `log1p(count / total * 10^4)`.
     pub fn expression(&self, gene: &str) -> Result<Vec<f32>, JsError> {
         views::expression(&self.matrix, gene).map_err(to_js)
+    }
+}
+
+/// A matrix encoded by [`Dataset::encode`], handed out a piece at a time.
+#[wasm_bindgen]
+pub struct Encoded {
+    bytes: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl Encoded {
+    /// Its length in bytes.
+    #[wasm_bindgen(getter)]
+    pub fn size_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Bytes `start..end` (clamped to the length).
+    pub fn piece(&self, start: usize, end: usize) -> Vec<u8> {
+        let end = end.min(self.bytes.len());
+        self.bytes.get(start.min(end)..end).unwrap_or(&[]).to_vec()
     }
 }
 

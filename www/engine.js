@@ -18,7 +18,7 @@ import { core } from './wasm.js';
 /** @typedef {import('./pkg/cellvae.js').Session} Session */
 /** @typedef {import('./pkg/cellvae.js').Dataset} Dataset */
 import { detectGpu } from './gpu-detect.js';
-import { readEntries } from './read.js';
+import { readEntries, keptBlob, readKept } from './read.js';
 import { CLASSROOM_HANDLERS } from './engine-classroom.js';
 import { Keeper, FORMAT, checkData, checkModel, checkSettings, checkGroups } from './store.js';
 
@@ -256,7 +256,7 @@ export class Engine {
     this.dataId = null;
     if (!d) return;
     let bytes;
-    try { bytes = d.to_bytes(); } catch { return; }
+    try { bytes = keptBlob(d); } catch { return; }
     const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
     this.dataId = id;
     this.keeper.write({ data: { format: FORMAT, id, savedAt: Date.now(), what, nCells: d.n_cells, nGenes: d.n_genes, bytes }, model: null, groups: null });
@@ -649,7 +649,7 @@ async function restoreKept(engine) {
     out.notes.push('The data kept in this browser was damaged or not this page’s: it was discarded.');
   } else if (data) {
     try {
-      dataset = core.Dataset.from_bytes(data.bytes);
+      dataset = await readKept(data.bytes);
       if (dataset.n_cells !== data.nCells || dataset.n_genes !== data.nGenes) throw new Error('its size does not match its record');
     } catch (e) {
       if (dataset) dataset.free();

@@ -57,3 +57,49 @@ export async function readEntries(files, obs, progress) {
     throw e;
   }
 }
+
+/** Pieces the kept data is moved in: a few MB in JS at a time. */
+const PIECE_BYTES = 8 << 20;
+
+/**
+ * The dataset encoded for keeping in this browser, as a Blob built a piece at a time (a
+ * 300 MB matrix is never one buffer in JS, nor cloned whole into IndexedDB's queue).
+ * @param {import('./pkg/cellvae.js').Dataset} dataset @returns {Blob}
+ */
+export function keptBlob(dataset) {
+  const enc = dataset.encode();
+  try {
+    /** @type {BlobPart[]} */
+    const parts = [];
+    for (let at = 0; at < enc.size_bytes; at += PIECE_BYTES) {
+      // Each piece goes into a Blob at once, so its bytes leave the JS heap.
+      // (`piece` returns a copy in a fresh ArrayBuffer, never the core's shared memory.)
+      parts.push(new Blob([/** @type {Uint8Array<ArrayBuffer>} */ (enc.piece(at, at + PIECE_BYTES))]));
+    }
+    return new Blob(parts);
+  } finally {
+    enc.free();
+  }
+}
+
+/**
+ * The dataset back from what was kept: a Blob (read into the core a piece at a time) or,
+ * as earlier versions of the page kept it, a Uint8Array.
+ * @param {Blob | Uint8Array} kept @returns {Promise<import('./pkg/cellvae.js').Dataset>}
+ */
+export async function readKept(kept) {
+  if (kept instanceof Uint8Array) return core.Dataset.from_bytes(kept);
+  const out = new core.FileBytes('the data kept in this browser', kept.size);
+  try {
+    const reader = kept.stream().getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      out.push(value);
+    }
+  } catch (e) {
+    out.free();
+    throw e;
+  }
+  return core.Dataset.from_file_bytes(out);
+}

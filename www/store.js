@@ -3,8 +3,9 @@
 // loses nothing. One IndexedDB database of this page's origin ("cellvae"), one object
 // store, three entries:
 //
-// - `data`: the loaded matrix as `Dataset.to_bytes` wrote it (CVMATRX1, the hand-off
-//   codec), what it was (file names, for the note), when;
+// - `data`: the loaded matrix as `Dataset.encode` wrote it (CVMATRX1, the hand-off
+//   codec) in a Blob (built and read back a piece at a time, www/read.js; earlier
+//   versions kept a Uint8Array, still read), what it was (file names, for the note), when;
 // - `model`: the run (`Session.checkpoint`: parameters, Adam's moments, step and epoch;
 //   `Session.run_record`: the settings as they are now, the position in the epoch, the
 //   history; `model_config_json`), which `Session.resume` continues exactly where it
@@ -35,7 +36,7 @@ const STORE = 'kept';
 export const FORMAT = 'cellvae-kept-1';
 
 /**
- * @typedef {{format: string, id: string, savedAt: number, what: string, nCells: number, nGenes: number, bytes: Uint8Array}} DataEntry
+ * @typedef {{format: string, id: string, savedAt: number, what: string, nCells: number, nGenes: number, bytes: Blob | Uint8Array}} DataEntry
  * @typedef {{format: string, dataId: string, savedAt: number, checkpoint?: Uint8Array, run?: string, config: string,
  *   options: SessionOptions, epoch: number, step: number, epochs: number, finished: boolean,
  *   safetensors?: Uint8Array, history?: EpochRow[]}} ModelEntry
@@ -120,7 +121,7 @@ const isText = (v, max) => typeof v === 'string' && v.length <= max;
 export function checkData(v) {
   if (!isObject(v) || v.format !== FORMAT) return null;
   if (!isText(v.id, 100) || !isTime(v.savedAt) || !isText(v.what, 10_000)) return null;
-  if (!isCount(v.nCells) || !isCount(v.nGenes) || !(v.bytes instanceof Uint8Array)) return null;
+  if (!isCount(v.nCells) || !isCount(v.nGenes) || !(v.bytes instanceof Uint8Array || v.bytes instanceof Blob)) return null;
   return /** @type {DataEntry} */ (/** @type {unknown} */ (v));
 }
 
@@ -268,7 +269,8 @@ export class Keeper {
       if (w.data && typeof navigator !== 'undefined' && navigator.storage && navigator.storage.estimate) {
         // Refuse up front what cannot fit (the write would fail at commit anyway).
         const est = await navigator.storage.estimate().catch(() => null);
-        const need = w.data.bytes.length + (w.model && w.model.checkpoint ? w.model.checkpoint.length : 0);
+        const b = w.data.bytes;
+        const need = (b instanceof Blob ? b.size : b.length) + (w.model && w.model.checkpoint ? w.model.checkpoint.length : 0);
         if (est && est.quota !== undefined && est.usage !== undefined && est.usage + need > est.quota) {
           throw new DOMException(`${(need / 1e6).toFixed(1)} MB do not fit in the ${((est.quota - est.usage) / 1e6).toFixed(1)} MB left`, 'QuotaExceededError');
         }

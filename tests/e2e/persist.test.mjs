@@ -74,7 +74,8 @@ function tamper(page, key, kind) {
       // them under the same names) and a history, no run record.
       'older-version': (m) => { const { checkpoint, run, ...rest } = m; return { ...rest, safetensors: checkpoint, history: JSON.parse(run).schedule.history }; },
       'other-data': (m) => ({ ...m, dataId: 'someone-else' }),
-      'damage-bytes': (d) => { const bytes = d.bytes.slice(); bytes.fill(7, 8, 64); return { ...d, bytes }; },
+      // The data is kept as a Blob (www/read.js keptBlob): bytes 8 to 64 overwritten.
+      'damage-bytes': (d) => ({ ...d, bytes: new Blob([d.bytes.slice(0, 8), new Uint8Array(56).fill(7), d.bytes.slice(64)]) }),
       'foreign-data': () => ({ hello: 'world', bytes: '<script>window.pwned=1</script>' }),
       'bad-settings': () => ({ format: 'cellvae-kept-1', savedAt: 1, form: { 'opt-seed': { toString: 1 } } }),
     }[how];
