@@ -175,7 +175,8 @@ impl FileBytes {
         let mut bytes = Vec::new();
         bytes.try_reserve_exact(size).map_err(|_| {
             JsError::new(&format!(
-                "{name}: this tab cannot set aside memory for a file of {size_bytes} bytes;                  use the command line (cellvae) for it, or keep fewer cells or genes"
+                "{name}: this tab cannot set aside memory for a file of {size_bytes} bytes; \
+                 use the command line (cellvae) for it, or keep fewer cells or genes"
             ))
         })?;
         Ok(FileBytes {
@@ -190,18 +191,13 @@ impl FileBytes {
     pub fn push(&mut self, piece: &[u8]) -> Result<(), JsError> {
         if self.bytes.len() + piece.len() > self.size_bytes {
             return Err(JsError::new(&format!(
-                "{}: the file grew while it was read (more than its {} bytes);                  choose it again",
+                "{}: the file grew while it was read (more than its {} bytes); \
+                 choose it again",
                 self.name, self.size_bytes
             )));
         }
         self.bytes.extend_from_slice(piece);
         Ok(())
-    }
-
-    /// Bytes read so far.
-    #[wasm_bindgen(getter)]
-    pub fn loaded(&self) -> usize {
-        self.bytes.len()
     }
 }
 

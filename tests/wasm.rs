@@ -292,3 +292,33 @@ async fn gpu_trainer_follows_the_cpu_trainer_in_the_browser() {
     assert_eq!(z.len(), 8);
     assert!(z.iter().all(|v| v.is_finite()));
 }
+
+/// The page's file reader (`FileBytes`): pieces appended up to the declared size, a file
+/// that grows past it refused with its name, and what was read parsed by `read_files`.
+#[wasm_bindgen_test]
+fn file_bytes_take_pieces_up_to_the_declared_size() {
+    use cellvae::web::{read_files, FileBytes};
+    let piece = |f: &mut FileBytes, b: &[u8]| f.push(b).is_ok();
+    let mut grown = FileBytes::new("grown.tsv".into(), 4.0).expect("4 bytes");
+    assert!(piece(&mut grown, b"ab"));
+    assert!(piece(&mut grown, b"cd"));
+    assert!(
+        !piece(&mut grown, b"e"),
+        "a fifth byte is past the declared 4"
+    );
+    let file = |name: &str, bytes: &[u8]| {
+        let mut f = FileBytes::new(name.into(), bytes.len() as f64).expect("room");
+        for chunk in bytes.chunks(4096) {
+            f.push(chunk).expect("within the size");
+        }
+        f
+    };
+    let files = vec![
+        file("demo/matrix.mtx.gz", DEMO_MATRIX),
+        file("demo/features.tsv", DEMO_FEATURES),
+        file("demo/barcodes.tsv", DEMO_BARCODES),
+    ];
+    let d = read_files(files, Some(file("demo/cells.tsv", DEMO_CELLS))).expect("the demo reads");
+    let (cells, genes, _, _) = mtx_facts(DEMO_MATRIX);
+    assert_eq!((d.n_cells(), d.n_genes()), (cells, genes));
+}

@@ -33,18 +33,14 @@ export async function readEntries(files, obs, progress) {
     if (!f.file) throw new Error(`${f.name}: nothing to read`);
     const out = new core.FileBytes(f.name, f.file.size);
     made.push(out);
-    const reader = f.file.stream().getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      out.push(value);
-      loaded += value.length;
+    await pushStream(f.file, out, (n) => {
+      loaded += n;
       const now = performance.now();
       if (now - lastPost > 50) {
         lastPost = now;
         progress({ phase: 'reading', file: f.name, loaded, total });
       }
-    }
+    });
     return out;
   };
   try {
@@ -55,6 +51,20 @@ export async function readEntries(files, obs, progress) {
     // What was read so far goes back to the core's memory.
     for (const f of made) f.free();
     throw e;
+  }
+}
+
+/**
+ * Streams `blob` into `out` (the core's memory), calling `onPiece` with each piece's length.
+ * @param {Blob} blob @param {FileBytes} out @param {(n: number) => void} onPiece
+ */
+async function pushStream(blob, out, onPiece) {
+  const reader = blob.stream().getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    out.push(value);
+    onPiece(value.length);
   }
 }
 
@@ -91,12 +101,7 @@ export async function readKept(kept) {
   if (kept instanceof Uint8Array) return core.Dataset.from_bytes(kept);
   const out = new core.FileBytes('the data kept in this browser', kept.size);
   try {
-    const reader = kept.stream().getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      out.push(value);
-    }
+    await pushStream(kept, out, () => {});
   } catch (e) {
     out.free();
     throw e;

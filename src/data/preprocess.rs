@@ -258,9 +258,9 @@ pub fn select(m: &CountMatrix, opts: &QcOptions) -> Result<(Selection, Preproces
     let cells_filtered = keep.len() < m.n_cells;
 
     // Genes: no counts in the input, no counts left, then min_cells.
-    let in_input = cells_per_gene(m);
+    let in_input = cells_per_gene(m, 0..m.n_cells);
     let in_kept = if cells_filtered {
-        cells_per_gene_of(m, &keep)
+        cells_per_gene(m, keep.iter().copied())
     } else {
         in_input.clone()
     };
@@ -363,26 +363,15 @@ pub fn select(m: &CountMatrix, opts: &QcOptions) -> Result<(Selection, Preproces
     ))
 }
 
-/// Number of the cells `keep` in which each gene has a non-zero count.
-fn cells_per_gene_of(m: &CountMatrix, keep: &[usize]) -> Vec<usize> {
+/// Number of the cells `cells` in which each gene has a non-zero count.
+fn cells_per_gene(m: &CountMatrix, cells: impl IntoIterator<Item = usize>) -> Vec<usize> {
     let mut n = vec![0usize; m.n_genes];
-    for &c in keep {
+    for c in cells {
         let (idx, val) = m.row(c);
         for (&g, &v) in idx.iter().zip(val) {
             if v != 0.0 {
                 n[g as usize] += 1;
             }
-        }
-    }
-    n
-}
-
-/// Number of cells in which each gene has a non-zero count.
-fn cells_per_gene(m: &CountMatrix) -> Vec<usize> {
-    let mut n = vec![0usize; m.n_genes];
-    for (&g, &v) in m.indices.iter().zip(&m.data) {
-        if v != 0.0 {
-            n[g as usize] += 1;
         }
     }
     n

@@ -83,7 +83,7 @@ pub(super) fn read_compressed_in_windows(
         let n = window.max(1).min(nnz - first);
         let rows = Some((first as u64, n as u64));
         let raw_idx = h.values(&indices, &ip, rows)?;
-        check_indices_into(h, raw_idx, &ip, first, n_minor, minor_name, &mut idx)?;
+        check_indices(h, raw_idx, &ip, first, n_minor, minor_name, &mut idx)?;
         let v = h.values(&data, &dp, rows)?;
         if idx.len() != first + n || v.len() != n {
             return Err(h.err(
@@ -201,23 +201,8 @@ pub(super) fn read_indptr(h: &H5, indptr: &Dataset, pp: &str, nnz: usize) -> Res
 }
 
 /// Checks stored indices (element `first` onwards of the dataset at `ip`): integers,
-/// each within the `n_minor` columns.
-#[cfg(not(target_arch = "wasm32"))]
+/// each within the `n_minor` columns; appends them to `idx`.
 pub(super) fn check_indices(
-    h: &H5,
-    raw_idx: Values,
-    ip: &str,
-    first: usize,
-    n_minor: usize,
-    minor_name: &str,
-) -> Result<Vec<u32>> {
-    let mut idx = Vec::with_capacity(raw_idx.len());
-    check_indices_into(h, raw_idx, ip, first, n_minor, minor_name, &mut idx)?;
-    Ok(idx)
-}
-
-/// [`check_indices`], appending to `idx`.
-pub(super) fn check_indices_into(
     h: &H5,
     raw_idx: Values,
     ip: &str,

@@ -357,7 +357,8 @@ fn read_window(
             let (dp, ip) = (format!("{group}/data"), format!("{group}/indices"));
             let window = Some((a as u64, (b - a) as u64));
             let raw_idx = h.values(indices, &ip, window)?;
-            let idx = check_indices(h, raw_idx, &ip, a, m.n_genes, "genes")?;
+            let mut idx = Vec::with_capacity(raw_idx.len());
+            check_indices(h, raw_idx, &ip, a, m.n_genes, "genes", &mut idx)?;
             let values = h.values(data, &dp, window)?;
             if values.len() != b - a || idx.len() != b - a {
                 return Err(h.err(
