@@ -1,11 +1,11 @@
 // @ts-check
 // cellvae: which build of the wasm core this thread loads. In a Web Worker of a
 // cross-origin isolated page (SharedArrayBuffer; `cargo xtask serve` sends COOP/COEP) the
-// threaded build, www/pkg-threads (atomics; the CPU kernels' threads are a rayon pool of
-// Web Workers, wasm-bindgen-rayon) of the cores less one (or `?threads=N`), when that is
-// more than one; everywhere else, and where that build is missing, the single-threaded
-// www/pkg. The page's own thread always loads www/pkg: it may never block, and the
-// pool's callers do.
+// threaded build, www/pkg-threads (atomics), when more than one thread is to run the CPU
+// kernels: this worker (the engine's) and a rayon pool of Web Workers
+// (wasm-bindgen-rayon) of the threads less one. Everywhere else, and where that build is
+// missing, the single-threaded www/pkg. The page's own thread always loads www/pkg: it
+// may never block, and the pool's callers do.
 // Both builds give the same results bit for bit (src/backend/cpu/par.rs).
 import * as single from './pkg/cellvae.js';
 
@@ -16,18 +16,23 @@ const cores = (typeof navigator !== 'undefined' && navigator.hardwareConcurrency
 // A worker's location is its script's URL: www/client.js passes the page's `?threads=`.
 const asked = Number(new URLSearchParams(globalThis.location.search).get('threads') || NaN);
 /**
- * The pool's size: `?threads=N` (1 to 8) where given, else the cores less one, at most 8:
- * the engine's worker waits while the pool works, so one core stays for the page (its
- * frames, the map); a machine of two cores keeps the single-threaded core by default.
+ * The threads that run the CPU kernels: `?threads=N` (1 to 8) where given, else the
+ * cores less one (one stays for the page's frames), at least 2 where there are two cores,
+ * at most 8. The engine's worker is one of them (it takes jobs of every kernel itself,
+ * src/backend/cpu/pool.rs), so the pool has one worker fewer. On 2 cores both run the
+ * kernels: the page kept 60 frames/s while 10,000 cells trained so (docs/SPEED.md).
  */
-const poolSize = Number.isInteger(asked) && asked >= 1 ? Math.min(8, asked) : Math.max(1, Math.min(8, cores - 1));
+const kernelThreads = Number.isInteger(asked) && asked >= 1
+  ? Math.min(8, asked)
+  : (cores < 2 ? 1 : Math.max(2, Math.min(8, cores - 1)));
+const poolSize = kernelThreads - 1;
 
 /** Why this thread runs the CPU kernels on one thread ('' where it has the pool). */
 let why = '';
 if (!inWorker) why = 'the page\'s own thread';
 else if (globalThis.crossOriginIsolated !== true) why = 'the page is not cross-origin isolated';
 else if (asked === 1) why = 'asked for one thread (?threads=1)';
-else if (poolSize === 1) why = `one of the ${cores} cores is left for the page`;
+else if (kernelThreads === 1) why = 'the machine has one core';
 const wanted = why === '';
 
 /** @type {(Core & {initThreadPool?: (n: number) => Promise<void>}) | null} */
@@ -52,7 +57,7 @@ export async function initCore() {
   await core.default();
   if (threaded && threaded.initThreadPool) {
     await threaded.initThreadPool(poolSize);
-    return { cpu_threads: poolSize, why: '' };
+    return { cpu_threads: kernelThreads, why: '' };
   }
   return { cpu_threads: 1, why };
 }

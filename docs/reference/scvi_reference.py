@@ -107,6 +107,7 @@ def main():
     p.add_argument("--hvg", type=int, default=0, help="keep top-N seurat_v3 HVGs (all cells)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n-mc", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0, help="scvi.settings.seed (training's draws)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--drop-empty-cells", action="store_true",
                    help="leave cells with zero total counts out after the held-out split")
@@ -120,7 +121,7 @@ def main():
 
     scvi.settings.num_threads = args.threads
     scvi.settings.dl_num_workers = 0
-    scvi.settings.seed = 0
+    scvi.settings.seed = args.seed
 
     dataset = args.folder.name
     adata = load_10x(args.folder)

@@ -3,7 +3,7 @@
 //! the twin of `shaders/lib/counts.wgsl` (the likelihoods' shared elements); `special`
 //! (lgamma, digamma), `sample` (count samplers for `explore`) `par` (rows over
 //! threads, with results that do not depend on their number) and `pool` (par's kept
-//! threads, natively) have no shader.
+//! threads: natively, and in the page's threaded build) have no shader.
 
 pub mod adam;
 pub mod batchnorm;
@@ -20,7 +20,7 @@ pub mod nb_loglik;
 pub mod onehot;
 pub mod par;
 pub mod poisson_loglik;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
 mod pool;
 pub mod relu_dropout;
 pub mod reparam;

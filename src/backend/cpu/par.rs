@@ -13,9 +13,10 @@ use std::ops::Range;
 pub fn threads() -> usize {
     #[cfg(all(target_arch = "wasm32", feature = "threads"))]
     {
-        // The page's threaded build: the pool of Web Workers the page started
-        // (`initThreadPool`, at most 8); before it, rayon's default of one.
-        rayon::current_num_threads().clamp(1, 8)
+        // The page's threaded build: the Web Workers of the pool the page started
+        // (`initThreadPool`, each hosting one of [`super::pool`]'s workers) and the
+        // engine's worker, which calls the kernels and takes jobs too.
+        (rayon::current_num_threads() + 1).clamp(1, 8)
     }
     #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     {
@@ -68,27 +69,13 @@ pub fn split_rows<'a, T>(
     out
 }
 
-/// Runs the jobs and returns when all have finished: natively on the kept workers of
-/// [`super::pool`] and this thread together; in wasm32 one after the other, or on the
-/// page's threaded build's rayon pool of Web Workers (feature `threads`).
+/// Runs the jobs and returns when all have finished: on the kept workers of
+/// [`super::pool`] and this thread together (natively, and in the page's threaded build,
+/// feature `threads`); in the single-threaded wasm32 build one after the other.
 pub fn run<F: FnOnce() + Send>(jobs: Vec<F>) {
-    #[cfg(all(target_arch = "wasm32", feature = "threads"))]
-    rayon::scope(|s| {
-        // The page's threaded build: the jobs on the Web Workers' pool; the engine's
-        // worker that called waits (a worker may block; the page's thread never calls this
-        // build).
-        let mut jobs = jobs.into_iter();
-        let first = jobs.next();
-        for j in jobs {
-            s.spawn(move |_| j());
-        }
-        if let Some(f) = first {
-            f();
-        }
-    });
     #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     jobs.into_iter().for_each(|j| j());
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     super::pool::run(jobs);
 }
 

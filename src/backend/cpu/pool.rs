@@ -1,5 +1,8 @@
-//! The kernels' threads (natively): [`super::par::threads`] - 1 workers started once and
-//! kept, and the caller of [`run`], all taking a call's jobs from one counter. A call
+//! The kernels' threads: [`super::par::threads`] - 1 workers started once and kept, and
+//! the caller of [`run`], all taking a call's jobs from one counter. Natively the workers
+//! are threads of their own; in the page's threaded build (wasm32, feature `threads`)
+//! each is a never-ending job on one of the Web Workers of the rayon pool the page
+//! started (`initThreadPool`), and the caller is the engine's worker. A call
 //! publishes its jobs, wakes the workers, takes jobs itself until none is left unstarted
 //! and then waits for the ones other threads started. So when other work holds the cores
 //! and a worker is not running, the caller does that worker's share instead of waiting
@@ -89,19 +92,31 @@ fn pool() -> &'static Pool {
         bell: Condvar::new(),
     });
     STARTED.call_once(|| {
+        #[cfg(not(target_arch = "wasm32"))]
         for _ in 1..super::par::threads() {
             // A worker that cannot start leaves its share to the callers.
             let _ = std::thread::Builder::new()
                 .name("cellvae-kernel".into())
                 .spawn(move || worker(p));
         }
+        // The page's threaded build: one worker loop on each Web Worker of the rayon pool
+        // (which then runs nothing else; the kernels never call rayon).
+        #[cfg(target_arch = "wasm32")]
+        for _ in 0..rayon::current_num_threads() {
+            rayon::spawn(move || worker(p));
+        }
     });
     p
 }
 
 /// Spins of an idle worker (and of a caller waiting for the last jobs) before it
-/// sleeps: a step's kernels come back to back, a few microseconds apart.
+/// sleeps: a step's kernels come back to back, a few microseconds apart. (A spin is a
+/// `pause` natively, tens of cycles; in WebAssembly a bare load, so more of them, and a
+/// Web Worker's wake-up from `Atomics.wait` is slower than a thread's.)
+#[cfg(not(target_arch = "wasm32"))]
 const SPINS: usize = 2000;
+#[cfg(target_arch = "wasm32")]
+const SPINS: usize = 200_000;
 
 fn worker(p: &'static Pool) {
     let mut seen = 0;
