@@ -17,14 +17,12 @@ const cores = (typeof navigator !== 'undefined' && navigator.hardwareConcurrency
 const asked = Number(new URLSearchParams(globalThis.location.search).get('threads') || NaN);
 /**
  * The threads that run the CPU kernels: `?threads=N` (1 to 8) where given, else the
- * cores less one (one stays for the page's frames), at least 2 where there are two cores,
- * at most 8. The engine's worker is one of them (it takes jobs of every kernel itself,
- * src/backend/cpu/pool.rs), so the pool has one worker fewer. On 2 cores both run the
- * kernels: the page kept 60 frames/s while 10,000 cells trained so (docs/SPEED.md).
+ * cores less one, at most 8: one core stays for the page's frames and the map. The
+ * engine's worker is one of them (it takes jobs of every kernel itself,
+ * src/backend/cpu/pool.rs), so the pool has one worker fewer; a machine of two cores keeps
+ * the single-threaded core by default (two threads there: `?threads=2`, docs/PAGE.md).
  */
-const kernelThreads = Number.isInteger(asked) && asked >= 1
-  ? Math.min(8, asked)
-  : (cores < 2 ? 1 : Math.max(2, Math.min(8, cores - 1)));
+const kernelThreads = Number.isInteger(asked) && asked >= 1 ? Math.min(8, asked) : Math.max(1, Math.min(8, cores - 1));
 const poolSize = kernelThreads - 1;
 
 /** Why this thread runs the CPU kernels on one thread ('' where it has the pool). */
@@ -32,7 +30,7 @@ let why = '';
 if (!inWorker) why = 'the page\'s own thread';
 else if (globalThis.crossOriginIsolated !== true) why = 'the page is not cross-origin isolated';
 else if (asked === 1) why = 'asked for one thread (?threads=1)';
-else if (kernelThreads === 1) why = 'the machine has one core';
+else if (kernelThreads === 1) why = `one of the ${cores} cores is left for the page`;
 const wanted = why === '';
 
 /** @type {(Core & {initThreadPool?: (n: number) => Promise<void>}) | null} */
