@@ -91,18 +91,13 @@ fn log1p_table() -> &'static [f32; 1024] {
 
 /// Appends `f32::ln_1p(v)` of every value to `out`: from [`log1p_table`] for the
 /// integer counts 0..=1023, read in a loop without branches (the count from the bits of
-/// `v + 2^23`), then `ln_1p` for the few other values.
+/// `v + 2^23`; vectorised, the reads gathered, by [`table_log1p`]), then `ln_1p` for the
+/// few other values.
 fn log1p_counts(table: &[f32; 1024], val: &[f32], out: &mut Vec<f32>) {
     let start = out.len();
     out.resize(start + val.len(), 0.0);
     let out = &mut out[start..];
-    let mut misses = 0u32;
-    for (o, &v) in out.iter_mut().zip(val) {
-        let (hit, k) = table_index(v);
-        *o = table[k];
-        misses += u32::from(!hit);
-    }
-    if misses > 0 {
+    if table_log1p(table, val, out) > 0 {
         for (o, &v) in out.iter_mut().zip(val) {
             if !table_index(v).0 {
                 *o = v.ln_1p();
@@ -110,6 +105,23 @@ fn log1p_counts(table: &[f32; 1024], val: &[f32], out: &mut Vec<f32>) {
         }
     }
 }
+
+/// `out[i] = table[k]` for each value's table index k; returns how many values the table
+/// does not hold.
+#[inline(always)]
+fn table_log1p_body(table: &[f32; 1024], val: &[f32], out: &mut [f32]) -> u32 {
+    let mut misses = 0u32;
+    for (o, &v) in out.iter_mut().zip(val) {
+        let (hit, k) = table_index(v);
+        *o = table[k];
+        misses += u32::from(!hit);
+    }
+    misses
+}
+
+crate::backend::cpu::fastmath::wide_kernel!(
+    fn table_log1p(table: &[f32; 1024], val: &[f32], out: &mut [f32]) -> u32 => table_log1p_body
+);
 
 /// Whether `v` is one of the integers 0..=1023 (not -0, whose `ln_1p` is -0), and its
 /// index in [`log1p_table`] (0 when it is not).

@@ -56,11 +56,23 @@ pub fn forward_train(
         return;
     }
     let bf = b as f64;
+    // Column sums row by row (each column still summed over the rows in order, as a
+    // loop over r per column would; this way the columns run in vector lanes).
+    let mut sum = vec![0f64; n];
+    for row in x[..b * n].chunks_exact(n.max(1)) {
+        for (s, &v) in sum.iter_mut().zip(row) {
+            *s += f64::from(v);
+        }
+    }
+    let means: Vec<f64> = sum.iter().map(|&s| s / bf).collect();
+    let mut sq = vec![0f64; n];
+    for row in x[..b * n].chunks_exact(n.max(1)) {
+        for ((s, &v), &m) in sq.iter_mut().zip(row).zip(&means) {
+            *s += (f64::from(v) - m).powi(2);
+        }
+    }
     for j in 0..n {
-        let mean = (0..b).map(|r| f64::from(x[r * n + j])).sum::<f64>() / bf;
-        let ss: f64 = (0..b)
-            .map(|r| (f64::from(x[r * n + j]) - mean).powi(2))
-            .sum();
+        let (mean, ss) = (means[j], sq[j]);
         let var = ss / bf;
         let unbiased = if b > 1 { ss / (bf - 1.0) } else { var };
         mean_out[j] = mean as f32;
@@ -114,15 +126,21 @@ pub fn backward(
     dgamma: &mut [f32],
     dbeta: &mut [f32],
 ) {
-    for j in 0..n {
-        let (mut sb, mut sg) = (0f64, 0f64);
-        for r in 0..b {
-            let g = f64::from(dy[r * n + j]);
-            sb += g;
-            sg += g * f64::from(xhat[r * n + j]);
+    // Column sums row by row (each column summed over the rows in order).
+    let (mut sb, mut sg) = (vec![0f64; n], vec![0f64; n]);
+    for (dr, xr) in dy[..b * n]
+        .chunks_exact(n.max(1))
+        .zip(xhat[..b * n].chunks_exact(n.max(1)))
+    {
+        for (((b_, g_), &d), &xh) in sb.iter_mut().zip(sg.iter_mut()).zip(dr).zip(xr) {
+            let g = f64::from(d);
+            *b_ += g;
+            *g_ += g * f64::from(xh);
         }
-        dbeta[j] = sb as f32;
-        dgamma[j] = sg as f32;
+    }
+    for j in 0..n {
+        dbeta[j] = sb[j] as f32;
+        dgamma[j] = sg[j] as f32;
     }
     if b == 0 {
         return;
