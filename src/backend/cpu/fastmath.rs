@@ -58,6 +58,41 @@ macro_rules! wide_kernel {
 }
 pub(crate) use wide_kernel;
 
+/// `wide_generic!(f(args))` calls `f(args)` compiled for AVX-512 or AVX2 where the CPU has
+/// them, as [`wide_kernel!`] does, for functions that [`wide_kernel!`] cannot take (generic
+/// over a closure, e.g. the sparse layer's rows in `linear`): `f` (`#[inline(always)]`) is
+/// inlined into a closure run by a `#[target_feature]` function. The same arithmetic in
+/// the same order, so the same bits.
+macro_rules! wide_generic {
+    ($f:ident($($arg:expr),* $(,)?)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if $crate::backend::cpu::fastmath::avx512() {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+                fn wide512<R>(f: impl FnOnce() -> R) -> R {
+                    f()
+                }
+                // SAFETY: the CPU has these AVX-512 extensions (checked just above).
+                unsafe { wide512(#[inline(always)] || $f($($arg),*)) }
+            } else if $crate::backend::cpu::fastmath::avx2() {
+                #[target_feature(enable = "avx2")]
+                fn wide256<R>(f: impl FnOnce() -> R) -> R {
+                    f()
+                }
+                // SAFETY: the CPU has AVX2 (checked just above).
+                unsafe { wide256(#[inline(always)] || $f($($arg),*)) }
+            } else {
+                $f($($arg),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $f($($arg),*)
+        }
+    }};
+}
+pub(crate) use wide_generic;
+
 /// Whether [`wide_kernel!`] kernels take their AVX-512 versions here
 /// (`CELLVAE_NO_AVX512` set: never).
 pub fn avx512() -> bool {

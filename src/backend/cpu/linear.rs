@@ -11,40 +11,8 @@
 //! Panics (programming errors, not data errors) if a slice is shorter than its shape.
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
+use super::fastmath::wide_generic;
 use super::gemm::sgemm;
-
-/// Calls `f(args)` compiled for AVX-512 or AVX2 where the CPU has them (as
-/// [`super::fastmath::wide_kernel!`] does, for functions generic over a closure): the
-/// sparse layer's row updates then run 16 or 8 lanes wide instead of SSE2's 4. The same
-/// arithmetic in the same order, so the same bits.
-macro_rules! wide_generic {
-    ($f:ident($($arg:expr),* $(,)?)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            if super::fastmath::avx512() {
-                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-                fn wide512<R>(f: impl FnOnce() -> R) -> R {
-                    f()
-                }
-                // SAFETY: the CPU has these AVX-512 extensions (checked just above).
-                unsafe { wide512(#[inline(always)] || $f($($arg),*)) }
-            } else if super::fastmath::avx2() {
-                #[target_feature(enable = "avx2")]
-                fn wide256<R>(f: impl FnOnce() -> R) -> R {
-                    f()
-                }
-                // SAFETY: the CPU has AVX2 (checked just above).
-                unsafe { wide256(#[inline(always)] || $f($($arg),*)) }
-            } else {
-                $f($($arg),*)
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $f($($arg),*)
-        }
-    }};
-}
 
 /// Column sums of `dy` (B x n) into `dbias` (n), overwritten; f64 accumulation, each
 /// column summed over the rows in order (row by row, so the reads are contiguous). Wide
@@ -266,6 +234,90 @@ mod tests {
         assert_eq!(dx, [1.0, 2.0, 0.0, 1.0, -1.0, 0.0]);
         assert_eq!(dw, [1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
         assert_eq!(db, [1.0, 1.0, 1.0]);
+    }
+
+    /// The sparse rows compiled for the widest instructions here (`wide_generic!`) give
+    /// the bits of the same loops compiled for the baseline.
+    #[test]
+    fn sparse_rows_give_the_baseline_bits() {
+        let (n_cells, n_in, n_out) = (40usize, 300usize, 37usize);
+        let mut indptr = vec![0usize];
+        let (mut indices, mut values) = (Vec::new(), Vec::new());
+        for c in 0..n_cells {
+            for g in 0..n_in {
+                if (c * 7 + g * 13) % 5 == 0 {
+                    indices.push(g as u32);
+                    values.push(((c + g) % 9) as f32 * 0.37 + 0.1);
+                }
+            }
+            indptr.push(indices.len());
+        }
+        let rows: Vec<usize> = (0..n_cells).rev().collect();
+        let w: Vec<f32> = (0..n_in * n_out)
+            .map(|i| ((i * 31) % 17) as f32 * 0.013 - 0.1)
+            .collect();
+        let bias: Vec<f32> = (0..n_out).map(|i| i as f32 * 0.01).collect();
+        let (mut y, mut y_base) = (vec![0.0f32; n_cells * n_out], vec![0.0f32; n_cells * n_out]);
+        forward_sparse(
+            &indptr,
+            &indices,
+            &values,
+            &rows,
+            f32::ln_1p,
+            &w,
+            &bias,
+            n_in,
+            n_out,
+            &mut y,
+        );
+        sparse_rows_forward(
+            &indptr,
+            &indices,
+            &values,
+            &rows,
+            &f32::ln_1p,
+            &w,
+            &bias,
+            n_out,
+            &mut y_base,
+        );
+        assert_eq!(
+            y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            y_base.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let dy: Vec<f32> = (0..n_cells * n_out)
+            .map(|i| ((i * 11) % 23) as f32 * 0.05 - 0.5)
+            .collect();
+        let (mut dw, mut db) = (vec![f32::NAN; n_in * n_out], vec![0.0f32; n_out]);
+        backward_sparse_weights(
+            &indptr,
+            &indices,
+            &values,
+            &rows,
+            f32::ln_1p,
+            &dy,
+            n_in,
+            n_out,
+            &mut dw,
+            &mut db,
+        );
+        let mut dw_base = vec![0.0f32; n_in * n_out];
+        sparse_rows_weights(
+            &indptr,
+            &indices,
+            &values,
+            &rows,
+            &f32::ln_1p,
+            &dy,
+            n_out,
+            0..n_in,
+            &mut dw_base,
+        );
+        assert_eq!(
+            dw.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            dw_base.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        assert!(dw.iter().any(|&v| v != 0.0));
     }
 
     #[test]
