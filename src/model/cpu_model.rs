@@ -455,8 +455,9 @@ impl CpuModel {
         let theta_row = theta_rows(&cfg, &mb.batch);
         let lay = p.layout.clone();
         let lt = &p.values[lay.log_theta.clone()];
+        // Every gradient below is written, none added to what a step left before
+        // (tests/model.rs every_gradient_is_written_by_each_step), so nothing is cleared.
         let gr = &mut ws.grads;
-        gr.fill(0.0);
         match cfg.likelihood {
             Likelihood::Nb => nb_loglik::forward_backward_with(
                 &mb.counts,
