@@ -47,8 +47,9 @@ if (wanted) {
 export const core = threaded || single;
 
 /**
- * Loads the core; in the threaded build also starts its pool of `n` workers (the
- * machine's cores, at most 8). Resolves to the threads the CPU kernels will use.
+ * Loads the core; in the threaded build also starts its pool of Web Workers (the kernel
+ * threads less one: this worker is the other). Resolves to the threads the CPU kernels
+ * will use.
  * @returns {Promise<{cpu_threads: number, why: string}>}
  */
 export async function initCore() {

@@ -281,10 +281,8 @@ mod tests {
             n_out,
             &mut y_base,
         );
-        assert_eq!(
-            y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            y_base.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&y), bits(&y_base));
         let dy: Vec<f32> = (0..n_cells * n_out)
             .map(|i| ((i * 11) % 23) as f32 * 0.05 - 0.5)
             .collect();
@@ -313,10 +311,7 @@ mod tests {
             0..n_in,
             &mut dw_base,
         );
-        assert_eq!(
-            dw.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            dw_base.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
+        assert_eq!(bits(&dw), bits(&dw_base));
         assert!(dw.iter().any(|&v| v != 0.0));
     }
 

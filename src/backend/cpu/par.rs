@@ -1,5 +1,6 @@
-//! Rows of a kernel split over threads (natively; in wasm32 one thread, or a rayon pool of
-//! Web Workers in the page's threaded build, feature `threads`), so that results
+//! Rows of a kernel split over threads (natively, and in the page's threaded build,
+//! feature `threads`, on [`super::pool`]'s kept workers; in the single-threaded wasm32
+//! build one thread), so that results
 //! do not depend on the number of threads: each output element is computed by one thread
 //! in the order the serial loop uses, and sums across rows are left to the caller, made
 //! in row order after the parallel part (`counts::drive` and its likelihoods), or split
