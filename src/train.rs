@@ -134,6 +134,8 @@ pub struct Schedule {
     pub recoveries: Vec<Recovery>,
     /// The starting state and the newest healthy snapshots.
     ring: Ring,
+    /// A state dropped from the ring, whose buffers the next snapshot reuses.
+    spare: Option<TrainState>,
     /// The recent losses (divergence detection).
     watch: LossWatch,
     /// The step of the last snapshot point (taken or held back).
@@ -190,6 +192,7 @@ impl Schedule {
                 watch: LossWatch::default(),
                 restored: false,
             }),
+            spare: None,
             watch: LossWatch::default(),
             snapshot_point: steps,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
@@ -278,7 +281,7 @@ impl Schedule {
                     for (i, mb) in steps.zip(batches.iter_mut()) {
                         rows.clear();
                         rows.extend(order[starts[i]..ends[i]].iter().map(|&c| cells[c as usize]));
-                        mb.gather_into(m, codes, &rows);
+                        mb.gather_for_training(m, codes, &rows);
                     }
                 }
             })
@@ -439,8 +442,14 @@ impl Schedule {
         }
         state.steps = self.steps;
         state.epochs = self.epoch;
-        self.ring.push(self.point(state));
+        self.spare = self.ring.push(self.point(state)).map(|p| p.state);
         Ok(Need::Nothing)
+    }
+
+    /// A state no longer needed (dropped from the ring), for [`Backend::save_into`](crate::model::Backend::save_into)
+    /// to reuse, if there is one.
+    pub fn take_spare(&mut self) -> Option<TrainState> {
+        self.spare.take()
     }
 
     /// `state` as a resume point at the current position.

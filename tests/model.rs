@@ -14,6 +14,19 @@ use cellvae::train::{TrainConfig, Trainer};
 /// `b` cells of `g` genes in `k` batches, about `density` of the counts non-zero (the
 /// first layer reads a minibatch of 30% or more as a dense product, sparser as rows).
 fn synthetic(b: usize, g: usize, k: u32, seed: u64, density: f32) -> Minibatch {
+    let (m, codes) = synthetic_matrix(b, g, k, seed, density);
+    let rows: Vec<usize> = (0..b).collect();
+    Minibatch::gather(&m, &codes, &rows)
+}
+
+/// The matrix and batch codes that [`synthetic`] gathers.
+fn synthetic_matrix(
+    b: usize,
+    g: usize,
+    k: u32,
+    seed: u64,
+    density: f32,
+) -> (CountMatrix, Vec<u32>) {
     let mut trip = Vec::new();
     for c in 0..b {
         for j in 0..g {
@@ -29,8 +42,7 @@ fn synthetic(b: usize, g: usize, k: u32, seed: u64, density: f32) -> Minibatch {
     m.gene_names = m.gene_ids.clone();
     m.cell_ids = (0..b).map(|c| format!("c{c}")).collect();
     let codes: Vec<u32> = (0..b as u32).map(|c| c % k).collect();
-    let rows: Vec<usize> = (0..b).collect();
-    Minibatch::gather(&m, &codes, &rows)
+    (m, codes)
 }
 
 fn loss(p: &mut Params, ws: &mut Workspace, mb: &Minibatch, w: f32) -> f64 {
@@ -196,6 +208,81 @@ fn every_gradient_is_written_by_each_step() {
             bits(&fresh),
             "config {i}: a gradient left unwritten"
         );
+    }
+}
+
+/// A training minibatch dense enough to leave out its sparse rows
+/// (`Minibatch::gather_for_training`) gives the step of the whole minibatch, bit for
+/// bit; a sparse one keeps them. One buffer reused, dense and sparse in turn.
+#[test]
+fn training_minibatches_without_sparse_rows_give_the_same_step() {
+    let configs = [
+        (small(Likelihood::Nb, Dispersion::Gene, 1, 1, false), 0.6),
+        (
+            small(Likelihood::Zinb, Dispersion::GeneBatch, 3, 2, true),
+            0.15,
+        ),
+        (
+            small(Likelihood::Zinb, Dispersion::GeneBatch, 3, 2, true),
+            0.6,
+        ),
+        (
+            small(Likelihood::Poisson, Dispersion::Gene, 2, 1, false),
+            0.6,
+        ),
+    ];
+    let mut lean = Minibatch::default();
+    for (i, (cfg, density)) in configs.into_iter().enumerate() {
+        let (m, codes) = synthetic_matrix(9, cfg.n_genes, cfg.n_batches as u32, 5, density);
+        let rows = [4, 0, 8, 2, 6, 1, 7];
+        let full = Minibatch::gather(&m, &codes, &rows);
+        lean.gather_for_training(&m, &codes, &rows);
+        assert_eq!(lean.without_csr, density >= 0.3, "config {i}");
+        if lean.without_csr {
+            assert!(lean.indptr.is_empty() && lean.indices.is_empty());
+            assert!(lean.values.is_empty() && lean.log1p_values.is_empty());
+            assert_eq!(
+                (&lean.counts, &lean.library, &lean.batch),
+                (&full.counts, &full.library, &full.batch)
+            );
+        } else {
+            assert_eq!(lean, full, "config {i}");
+        }
+        let p = Params::init(&cfg, 3).unwrap();
+        let n = p.values.len();
+        let (mut a, mut b) = (Workspace::default(), Workspace::default());
+        let la = loss(&mut p.clone(), &mut a, &full, 0.7);
+        let lb = loss(&mut p.clone(), &mut b, &lean, 0.7);
+        assert_eq!(la.to_bits(), lb.to_bits(), "config {i}");
+        let bits = |ws: &Workspace| {
+            ws.grads[..n]
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&a), bits(&b), "config {i}");
+    }
+}
+
+/// A snapshot copied into a spare state (`clone_from`, `Backend::save_into`: the
+/// buffers of a state the ring dropped, of any size) is the state, every field.
+#[test]
+fn a_state_saved_into_a_spare_is_the_state() {
+    let mut state = TrainState::new(Params::init(&ModelConfig::scvi_defaults(50, 1), 2).unwrap());
+    for (i, (m, v)) in state.adam_m.iter_mut().zip(&mut state.adam_v).enumerate() {
+        (*m, *v) = (i as f32 * 0.5, 1.0 / (1.0 + i as f32));
+    }
+    state.params.buffers.iter_mut().for_each(|b| *b += 0.25);
+    (state.steps, state.epochs) = (17, 3);
+    for genes in [20, 50, 300] {
+        let spare =
+            TrainState::new(Params::init(&ModelConfig::scvi_defaults(genes, 2), 9).unwrap());
+        let mut copy = spare.clone();
+        copy.clone_from(&state);
+        assert_eq!(copy, state, "{genes} genes");
+        let mut backend = CpuBackend::new();
+        block_on(backend.load(&state)).unwrap();
+        assert_eq!(block_on(backend.save_into(spare)).unwrap(), state);
     }
 }
 

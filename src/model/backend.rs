@@ -70,6 +70,12 @@ pub trait Backend {
     async fn load(&mut self, state: &TrainState) -> Result<()>;
     /// Reads parameters, buffers and optimizer state back.
     async fn save(&mut self) -> Result<TrainState>;
+    /// [`Backend::save`] into `spare`, a state no longer needed, whose buffers a backend
+    /// may reuse (the CPU's copy then allocates nothing); by default, `save`.
+    async fn save_into(&mut self, spare: TrainState) -> Result<TrainState> {
+        drop(spare);
+        self.save().await
+    }
     /// The parameters and batch-norm statistics only (backends that can read back less
     /// than [`Backend::save`] override this).
     async fn params(&mut self) -> Result<Params> {
@@ -98,7 +104,8 @@ pub trait Backend {
 }
 
 /// Everything a run needs to continue: parameters, buffers, Adam moments, step count.
-#[derive(Debug, Clone, PartialEq)]
+/// `clone_from` reuses the target's buffers (a snapshot every epoch allocates nothing).
+#[derive(Debug, PartialEq)]
 pub struct TrainState {
     /// Parameters and buffers.
     pub params: Params,
@@ -110,6 +117,30 @@ pub struct TrainState {
     pub steps: u32,
     /// Epochs finished (drives the KL warm-up when a run continues).
     pub epochs: u32,
+}
+
+impl Clone for TrainState {
+    fn clone(&self) -> TrainState {
+        TrainState {
+            params: self.params.clone(),
+            adam_m: self.adam_m.clone(),
+            adam_v: self.adam_v.clone(),
+            steps: self.steps,
+            epochs: self.epochs,
+        }
+    }
+
+    fn clone_from(&mut self, src: &TrainState) {
+        let (p, q) = (&mut self.params, &src.params);
+        p.config.clone_from(&q.config);
+        p.layout.clone_from(&q.layout);
+        p.values.clone_from(&q.values);
+        p.buffers.clone_from(&q.buffers);
+        self.adam_m.clone_from(&src.adam_m);
+        self.adam_v.clone_from(&src.adam_v);
+        self.steps = src.steps;
+        self.epochs = src.epochs;
+    }
 }
 
 impl TrainState {

@@ -25,6 +25,16 @@ pub struct Minibatch {
     pub library: Vec<f32>,
     /// Batch index of each cell, B (0 when there is no batch covariate).
     pub batch: Vec<u32>,
+    /// The sparse rows were left out (`indptr`, `indices`, `values`, `log1p_values`
+    /// empty): a training minibatch dense enough that the first layer reads `counts`
+    /// ([`Minibatch::gather_for_training`]).
+    pub without_csr: bool,
+}
+
+/// Whether the first layer reads `nnz` non-zeros of `b` cells x `g` genes dense in
+/// training: from 30% non-zero on, the product is the faster.
+pub fn reads_dense(nnz: usize, b: usize, g: usize) -> bool {
+    nnz * 10 >= b * g * 3
 }
 
 impl Minibatch {
@@ -46,13 +56,29 @@ impl Minibatch {
     /// Buffers are reused when `self` already holds a minibatch (no per-step allocation
     /// once the largest batch has been seen).
     pub fn gather_into(&mut self, m: &CountMatrix, batch_codes: &[u32], rows: &[usize]) {
+        self.gather_rows(m, batch_codes, rows, true);
+    }
+
+    /// [`Minibatch::gather_into`] for a training step: when the cells are dense enough
+    /// that the first layer reads them dense ([`reads_dense`]), the sparse rows, which
+    /// nothing in a training step then reads, are left out ([`Minibatch::without_csr`]).
+    pub fn gather_for_training(&mut self, m: &CountMatrix, batch_codes: &[u32], rows: &[usize]) {
+        let nnz: usize = rows.iter().map(|&c| m.indptr[c + 1] - m.indptr[c]).sum();
+        let csr = !reads_dense(nnz, rows.len(), m.n_genes);
+        self.gather_rows(m, batch_codes, rows, csr);
+    }
+
+    fn gather_rows(&mut self, m: &CountMatrix, batch_codes: &[u32], rows: &[usize], csr: bool) {
         let (b, g) = (rows.len(), m.n_genes);
+        self.without_csr = !csr;
         self.n_rows = b;
         self.n_genes = g;
         self.counts.clear();
         self.counts.resize(b * g, 0.0);
         self.indptr.clear();
-        self.indptr.push(0);
+        if csr {
+            self.indptr.push(0);
+        }
         self.indices.clear();
         self.values.clear();
         self.log1p_values.clear();
@@ -65,10 +91,12 @@ impl Minibatch {
             for (&j, &v) in idx.iter().zip(val) {
                 dense[j as usize] = v;
             }
-            self.indices.extend_from_slice(idx);
-            self.values.extend_from_slice(val);
-            log1p_counts(table, val, &mut self.log1p_values);
-            self.indptr.push(self.indices.len());
+            if csr {
+                self.indices.extend_from_slice(idx);
+                self.values.extend_from_slice(val);
+                log1p_counts(table, val, &mut self.log1p_values);
+                self.indptr.push(self.indices.len());
+            }
             self.library
                 .push(crate::backend::cpu::counts::sum_f64(val) as f32);
             self.batch.push(batch_codes.get(cell).copied().unwrap_or(0));
@@ -96,7 +124,17 @@ fn log1p_table() -> &'static [f32; 1024] {
 fn log1p_counts(table: &[f32; 1024], val: &[f32], out: &mut Vec<f32>) {
     let start = out.len();
     out.resize(start + val.len(), 0.0);
-    let out = &mut out[start..];
+    log1p_with(table, val, &mut out[start..]);
+}
+
+/// `out[i] = f32::ln_1p(val[i])` bit for bit, as [`log1p_counts`] computes it (a dense
+/// row of counts, zeros included: the first layer's dense input).
+pub(super) fn log1p_into(val: &[f32], out: &mut [f32]) {
+    log1p_with(log1p_table(), val, out);
+}
+
+/// [`log1p_into`] with the table.
+fn log1p_with(table: &[f32; 1024], val: &[f32], out: &mut [f32]) {
     if table_log1p(table, val, out) > 0 {
         for (o, &v) in out.iter_mut().zip(val) {
             if !table_index(v).0 {

@@ -1,7 +1,7 @@
 //! The reference [`Backend`]: the VAE on the CPU ([`CpuModel`]) with Adam, every step
 //! checked for non-finite values before it is applied. Its futures are ready at once.
 
-use crate::backend::cpu::adam;
+use crate::backend::cpu::{adam, finite};
 use crate::error::{Error, Result};
 use crate::model::backend::{
     Backend, Posterior, StepHyper, StepLosses, TrainState, ADAM_BETA1, ADAM_BETA2,
@@ -77,7 +77,7 @@ impl CpuBackend {
             hyper.kl_weight,
         );
         let n = st.params.values.len();
-        let finite = recon.is_finite() && klm.is_finite() && all_finite(&ws.grads[..n]);
+        let finite = recon.is_finite() && klm.is_finite() && finite::all_finite(&ws.grads[..n]);
         if finite {
             adam::step(
                 &mut st.params.values,
@@ -106,17 +106,6 @@ impl CpuBackend {
     }
 }
 
-/// Whether every value is finite: the exponent bits of each run of values or-ed
-/// together (a loop LLVM vectorises; `Iterator::all` stops at each value).
-fn all_finite(v: &[f32]) -> bool {
-    const EXP: u32 = 0x7f80_0000;
-    v.chunks(4096).all(|c| {
-        c.iter()
-            .fold(0u32, |acc, &x| acc | u32::from(x.to_bits() & EXP == EXP))
-            == 0
-    })
-}
-
 impl Backend for CpuBackend {
     fn name(&self) -> &'static str {
         "cpu"
@@ -133,6 +122,11 @@ impl Backend for CpuBackend {
 
     async fn save(&mut self) -> Result<TrainState> {
         Ok(self.state_mut()?.clone())
+    }
+
+    async fn save_into(&mut self, mut spare: TrainState) -> Result<TrainState> {
+        spare.clone_from(self.state_mut()?);
+        Ok(spare)
     }
 
     async fn train_steps(
@@ -167,22 +161,5 @@ impl Backend for CpuBackend {
         };
         self.ws = ws;
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn all_finite_finds_nan_and_infinity_anywhere() {
-        let mut v = vec![1.0f32; 10_000];
-        assert!(super::all_finite(&v));
-        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-            for at in [0, 4095, 4096, 9_999] {
-                v[at] = bad;
-                assert!(!super::all_finite(&v));
-                v[at] = f32::MAX;
-                assert!(super::all_finite(&v));
-            }
-        }
     }
 }

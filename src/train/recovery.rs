@@ -162,7 +162,7 @@ impl LossWatch {
 /// Whether a state may be kept as a snapshot: every parameter, batch-norm statistic
 /// and Adam moment finite and below [`HUGE`] in magnitude.
 pub fn state_is_sound(state: &TrainState) -> bool {
-    let ok = |v: &[f32]| v.iter().all(|x| x.is_finite() && x.abs() < HUGE);
+    let ok = |v: &[f32]| crate::backend::cpu::finite::all_below(v, HUGE);
     ok(&state.params.values) && ok(&state.params.buffers) && ok(&state.adam_m) && ok(&state.adam_v)
 }
 
@@ -210,12 +210,11 @@ impl Ring {
         &self.points[self.points.len() - 1]
     }
 
-    /// Adds a snapshot, dropping the oldest one after the starting point when full.
-    pub fn push(&mut self, point: ResumePoint) {
+    /// Adds a snapshot; when full, removes the oldest one after the starting point and
+    /// returns it (its state's buffers serve the next snapshot).
+    pub fn push(&mut self, point: ResumePoint) -> Option<ResumePoint> {
         self.points.push(point);
-        if self.points.len() > RING + 1 {
-            self.points.remove(1);
-        }
+        (self.points.len() > RING + 1).then(|| self.points.remove(1))
     }
 
     /// Replaces every point with `point` (a run continued from another state).

@@ -88,7 +88,10 @@ impl<B: Backend> Trainer<B> {
             Need::Nothing => {}
             Need::Restore => self.backend.load(self.schedule.resume_state()).await?,
             Need::Snapshot => {
-                let state = self.backend.save().await?;
+                let state = match self.schedule.take_spare() {
+                    Some(spare) => self.backend.save_into(spare).await?,
+                    None => self.backend.save().await?,
+                };
                 if self.schedule.set_snapshot(state)? == Need::Restore {
                     self.backend.load(self.schedule.resume_state()).await?;
                 }

@@ -109,28 +109,21 @@ impl Tables {
             self.psi.resize(k * stride, 0.0);
         }
         // Running sums over i of ln(t + i) and 1 / (t + i), gene by gene in lanes.
-        let sum_ln = &mut self.sum_ln;
-        sum_ln.clear();
-        sum_ln.resize(g, 0.0);
+        self.sum_ln.clear();
+        self.sum_ln.resize(g, 0.0);
         for kr in 0..k {
-            let t = &self.t[kr * g..(kr + 1) * g];
-            sum_ln.fill(0.0);
-            for (i, &lf) in LN_FACT.iter().enumerate().skip(1) {
-                let (shift, lf) = ((i - 1) as f32, lf as f32);
-                let base = kr * stride + i * g;
-                let cur = &mut self.lg[base..base + g];
-                for ((s, c), &tj) in sum_ln.iter_mut().zip(cur).zip(t) {
-                    *s += ln(tj + shift);
-                    *c = *s - lf;
-                }
-                if grad {
-                    let (prev, cur) = self.psi.split_at_mut(base);
-                    let prev = &prev[base - g..];
-                    for ((c, &p), &tj) in cur[..g].iter_mut().zip(prev).zip(t) {
-                        *c = p + 1.0 / (tj + shift);
-                    }
-                }
-            }
+            let slab = kr * stride..(kr + 1) * stride;
+            let psi = if grad {
+                &mut self.psi[slab.clone()]
+            } else {
+                &mut []
+            };
+            fill_slab(
+                &self.t[kr * g..(kr + 1) * g],
+                &mut self.lg[slab],
+                psi,
+                &mut self.sum_ln,
+            );
         }
     }
 
@@ -441,7 +434,8 @@ wide_kernel!(
 );
 
 /// Sum of `v` in f64, in 8 lanes (so that it vectorises), the lanes added in order.
-pub fn sum_f64(v: &[f32]) -> f64 {
+#[inline(always)]
+pub(super) fn sum_f64_body(v: &[f32]) -> f64 {
     let mut acc = [0f64; 8];
     let chunks = v.chunks_exact(8);
     let rest = chunks.remainder();
@@ -459,3 +453,61 @@ pub fn sum_f64(v: &[f32]) -> f64 {
     }
     s
 }
+
+wide_kernel!(
+    /// [`sum_f64_body`] compiled for the baseline, AVX2 and AVX-512 (the same lanes, so
+    /// the same sum).
+    pub fn sum_f64(v: &[f32]) -> f64 => sum_f64_body
+);
+
+/// The end of a row of [`super::counts::drive`]: with gradients (`d` not empty),
+/// `d -= rho sum(d)` (the softmax's Jacobian); returns the row's log-likelihood, the sum
+/// of `lp`. Sums in f64 ([`sum_f64_body`]).
+#[inline(always)]
+fn finish_row_body(d: &mut [f32], rho: &[f32], lp: &[f32]) -> f32 {
+    if !d.is_empty() {
+        let s = sum_f64_body(d) as f32;
+        for (dv, &p) in d.iter_mut().zip(rho) {
+            *dv -= p * s;
+        }
+    }
+    sum_f64_body(lp) as f32
+}
+
+wide_kernel!(
+    /// [`finish_row_body`] compiled for the baseline, AVX2 and AVX-512.
+    pub(super) fn finish_row(d: &mut [f32], rho: &[f32], lp: &[f32]) -> f32 => finish_row_body
+);
+
+/// The count terms of one dispersion row (see [`Tables`]): `t` (G), its slab of `lg`
+/// and, with gradients, of `psi` (empty without), `sum_ln` scratch (G). Row x of the
+/// slab is `sum_{i<x} ln(t + i) - ln x!` and `sum_{i<x} 1 / (t + i)`, gene by gene in
+/// lanes.
+#[inline(always)]
+fn fill_slab_body(t: &[f32], lg: &mut [f32], psi: &mut [f32], sum_ln: &mut [f32]) {
+    let g = t.len();
+    let sum_ln = &mut sum_ln[..g];
+    sum_ln.fill(0.0);
+    for (i, &lf) in LN_FACT.iter().enumerate().skip(1) {
+        let (shift, lf) = ((i - 1) as f32, lf as f32);
+        let base = i * g;
+        let cur = &mut lg[base..base + g];
+        for ((s, c), &tj) in sum_ln.iter_mut().zip(cur).zip(t) {
+            *s += ln(tj + shift);
+            *c = *s - lf;
+        }
+        if !psi.is_empty() {
+            let (prev, cur) = psi.split_at_mut(base);
+            let prev = &prev[base - g..];
+            for ((c, &p), &tj) in cur[..g].iter_mut().zip(prev).zip(t) {
+                *c = p + 1.0 / (tj + shift);
+            }
+        }
+    }
+}
+
+wide_kernel!(
+    /// [`fill_slab_body`] compiled for the baseline, AVX2 and AVX-512.
+    fn fill_slab(t: &[f32], lg: &mut [f32], psi: &mut [f32], sum_ln: &mut [f32]) -> ()
+        => fill_slab_body
+);

@@ -26,7 +26,9 @@
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
 pub use super::count_rows::sum_f64;
-use super::count_rows::{add_big_nb, add_big_poisson, nb_row, poisson_row, zinb_row, Row, Tables};
+use super::count_rows::{
+    add_big_nb, add_big_poisson, finish_row, nb_row, poisson_row, zinb_row, Row, Tables,
+};
 use super::par;
 use std::ops::Range;
 
@@ -198,14 +200,8 @@ pub(super) fn drive(
                             _ => add_big_nb(&row, grad, lp, th),
                         }
                     }
-                    if let Some(d) = d_row {
-                        // d_logits = w a - rho sum_g w a.
-                        let s = sum_f64(d) as f32;
-                        for (dv, &p) in d.iter_mut().zip(row.rho) {
-                            *dv -= p * s;
-                        }
-                    }
-                    ll[r0] = sum_f64(lp) as f32;
+                    // d_logits = w a - rho sum_g w a; the row's log-likelihood.
+                    ll[r0] = finish_row(d_row.unwrap_or(&mut []), row.rho, lp);
                 }
             }
         })

@@ -10,6 +10,7 @@ pub mod batchnorm;
 mod count_rows;
 pub mod counts;
 pub mod fastmath;
+pub mod finite;
 mod gemm;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod gemm_simd128;

@@ -4,7 +4,7 @@
 //! respect to the logits directly (see `likelihood`), so training needs only
 //! [`forward`]; [`backward`] is the general vector-Jacobian product.
 
-use super::count_rows::sum_f64;
+use super::count_rows::sum_f64_body;
 use super::fastmath::{exp, wide_kernel};
 use super::par;
 
@@ -35,7 +35,7 @@ fn softmax_row_body(l: &[f32], rho: &mut [f32]) {
     for j in 0..n {
         rho[j] = exp(l[j] - max);
     }
-    let inv = (1.0 / sum_f64(rho)) as f32;
+    let inv = (1.0 / sum_f64_body(rho)) as f32;
     for p in rho.iter_mut() {
         *p *= inv;
     }
