@@ -98,6 +98,66 @@ pub(super) fn sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
+    product(m, k, n, a, sa, b, sb, Start::Beta(beta), c, ldc);
+}
+
+/// C = `bias` (n, every row) + A B: [`sgemm`] with beta 1 on C's rows set to `bias`
+/// first, each thread setting its own block just before its product (in its cache, not
+/// 2 MB copied on one thread before the product starts). The same bits as setting the
+/// rows first.
+pub(super) fn sgemm_bias(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    bias: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert!(bias.len() >= n, "gemm: bias too short");
+    product(m, k, n, a, sa, b, sb, Start::Rows(bias), c, ldc);
+}
+
+/// What C holds before the product is added: `beta` C, or `bias` in every row.
+#[derive(Clone, Copy)]
+enum Start<'a> {
+    Beta(f32),
+    Rows(&'a [f32]),
+}
+
+/// Sets columns `cols` of rows `rows` of C (row stride `ldc`) to `bias[cols]`.
+///
+/// # Safety
+/// C must cover those elements, and no one else may touch them meanwhile.
+unsafe fn set_rows(
+    c: *mut f32,
+    ldc: usize,
+    rows: std::ops::Range<usize>,
+    bias: &[f32],
+    cols: std::ops::Range<usize>,
+) {
+    let src = &bias[cols.clone()];
+    for i in rows {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), c.add(i * ldc + cols.start), src.len());
+    }
+}
+
+/// [`sgemm`] and [`sgemm_bias`].
+fn product(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    start: Start<'_>,
+    c: &mut [f32],
+    ldc: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -115,7 +175,15 @@ pub(super) fn sgemm(
             "gemm: B too short"
         );
     }
+    let beta = match start {
+        Start::Beta(beta) => beta,
+        Start::Rows(_) => 1.0,
+    };
     if m.max(n) < SPLIT_MIN && k >= 2 * K_CHUNK {
+        if let Start::Rows(bias) = start {
+            // SAFETY: the assert above covers C's m rows of n.
+            unsafe { set_rows(c.as_mut_ptr(), ldc, 0..m, bias, 0..n) };
+        }
         return k_chunks(m, k, n, a, sa, b, sb, beta, c, ldc);
     }
     let (a_ptr, b_ptr, out) = (
@@ -136,10 +204,16 @@ pub(super) fn sgemm(
                 // are this job's alone; A and B are only read.
                 unsafe {
                     if by_rows {
+                        if let Start::Rows(bias) = start {
+                            set_rows(out.0, ldc, r.clone(), bias, 0..n);
+                        }
                         let a = a.add(r.start * sa.0);
                         let c = out.0.add(r.start * ldc);
                         one(r.len(), k, n, a, sa, b, sb, beta, c, ldc);
                     } else {
+                        if let Start::Rows(bias) = start {
+                            set_rows(out.0, ldc, 0..m, bias, r.clone());
+                        }
                         let b = b.add(r.start * sb.1);
                         let c = out.0.add(r.start);
                         one(m, k, r.len(), a, sa, b, sb, beta, c, ldc);
@@ -299,6 +373,24 @@ mod tests {
                 }
                 assert_eq!(got, whole, "columns in {parts}");
             }
+        }
+    }
+
+    /// C started at the bias rows inside the threads' blocks is C set to them first,
+    /// then the product added with beta 1: by rows, by columns and with k in chunks.
+    #[test]
+    fn bias_rows_give_the_bits_of_rows_set_first() {
+        for &(m, k, n) in &[(300, 70, 37), (37, 70, 300), (128, 2500, 96), (3, 5, 2)] {
+            let (a, b, bias) = (values(m * k, 1), values(k * n, 2), values(n, 4));
+            let ldc = n + 3;
+            let mut want = values(m * ldc, 3);
+            for row in want.chunks_exact_mut(ldc) {
+                row[..n].copy_from_slice(&bias);
+            }
+            sgemm(m, k, n, &a, (k, 1), &b, (n, 1), 1.0, &mut want, ldc);
+            let mut got = values(m * ldc, 3);
+            sgemm_bias(m, k, n, &a, (k, 1), &b, (n, 1), &bias, &mut got, ldc);
+            assert_eq!(got, want, "{m} x {k} x {n}");
         }
     }
 }

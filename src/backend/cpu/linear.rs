@@ -12,7 +12,7 @@
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
 use super::fastmath::wide_generic;
-use super::gemm::sgemm;
+use super::gemm::{sgemm, sgemm_bias};
 
 /// Column sums of `dy` (B x n) into `dbias` (n), overwritten; f64 accumulation, each
 /// column summed over the rows in order (row by row, so the reads are contiguous). Wide
@@ -56,10 +56,7 @@ pub fn forward(
     n_out: usize,
     y: &mut [f32],
 ) {
-    for row in y[..b * n_out].chunks_exact_mut(n_out.max(1)) {
-        row.copy_from_slice(&bias[..n_out]);
-    }
-    sgemm(b, n_in, n_out, x, (n_in, 1), w, (n_out, 1), 1.0, y, n_out);
+    sgemm_bias(b, n_in, n_out, x, (n_in, 1), w, (n_out, 1), bias, y, n_out);
 }
 
 /// Backward of [`forward`] given `dy` (B x n_out): `dx = dy W^T` (B x n_in, skipped when
