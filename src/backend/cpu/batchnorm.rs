@@ -32,12 +32,9 @@ impl BnCache {
     }
 }
 
-/// Training forward. Writes `y = gamma * xhat + beta`, `xhat = (x - mean) * inv_std`,
-/// `mean_out` and `inv_std_out` (biased variance, f64 sums over the batch), and updates
-/// `running_mean += momentum * (mean - running_mean)` and `running_var` likewise with the
-/// unbiased variance `var * B / (B - 1)` (for B = 1, where PyTorch refuses, the biased
-/// variance 0 is used). Does nothing when B = 0.
-pub fn forward_train(
+/// [`forward_train`]'s arithmetic (compiled wide by it).
+#[inline(always)]
+fn forward_train_body(
     x: &[f32],
     b: usize,
     n: usize,
@@ -91,8 +88,33 @@ pub fn forward_train(
     }
 }
 
-/// Evaluation forward: `y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta`.
-pub fn forward_eval(
+super::fastmath::wide_kernel!(
+    /// Training forward. Writes `y = gamma * xhat + beta`, `xhat = (x - mean) * inv_std`,
+    /// `mean_out` and `inv_std_out` (biased variance, f64 sums over the batch), and updates
+    /// `running_mean += momentum * (mean - running_mean)` and `running_var` likewise with the
+    /// unbiased variance `var * B / (B - 1)` (for B = 1, where PyTorch refuses, the biased
+    /// variance 0 is used). Does nothing when B = 0.
+    /// Compiled for the baseline, AVX2 and AVX-512: the same arithmetic, the same bits.
+    pub fn forward_train(
+        x: &[f32],
+        b: usize,
+        n: usize,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+        momentum: f32,
+        running_mean: &mut [f32],
+        running_var: &mut [f32],
+        y: &mut [f32],
+        xhat_out: &mut [f32],
+        mean_out: &mut [f32],
+        inv_std_out: &mut [f32]
+    ) -> () => forward_train_body
+);
+
+/// [`forward_eval`]'s arithmetic (compiled wide by it).
+#[inline(always)]
+fn forward_eval_body(
     x: &[f32],
     b: usize,
     n: usize,
@@ -112,10 +134,25 @@ pub fn forward_eval(
     }
 }
 
-/// Backward of [`forward_train`] (batch statistics depend on `x`):
-/// `dbeta = sum_r dy`, `dgamma = sum_r dy * xhat`, and
-/// `dx = gamma * inv_std / B * (B dy - dbeta - xhat * dgamma)`. All overwritten.
-pub fn backward(
+super::fastmath::wide_kernel!(
+    /// Evaluation forward: `y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta`.
+    /// Compiled for the baseline, AVX2 and AVX-512: the same arithmetic, the same bits.
+    pub fn forward_eval(
+        x: &[f32],
+        b: usize,
+        n: usize,
+        gamma: &[f32],
+        beta: &[f32],
+        running_mean: &[f32],
+        running_var: &[f32],
+        eps: f32,
+        y: &mut [f32]
+    ) -> () => forward_eval_body
+);
+
+/// [`backward`]'s arithmetic (compiled wide by it).
+#[inline(always)]
+fn backward_body(
     dy: &[f32],
     xhat: &[f32],
     inv_std: &[f32],
@@ -154,6 +191,24 @@ pub fn backward(
         }
     }
 }
+
+super::fastmath::wide_kernel!(
+    /// Backward of [`forward_train`] (batch statistics depend on `x`):
+    /// `dbeta = sum_r dy`, `dgamma = sum_r dy * xhat`, and
+    /// `dx = gamma * inv_std / B * (B dy - dbeta - xhat * dgamma)`. All overwritten.
+    /// Compiled for the baseline, AVX2 and AVX-512: the same arithmetic, the same bits.
+    pub fn backward(
+        dy: &[f32],
+        xhat: &[f32],
+        inv_std: &[f32],
+        gamma: &[f32],
+        b: usize,
+        n: usize,
+        dx: &mut [f32],
+        dgamma: &mut [f32],
+        dbeta: &mut [f32]
+    ) -> () => backward_body
+);
 
 /// [`forward_train`] with ReLU and inverted dropout applied to `y` after it
 /// (`relu_dropout_inplace` with `drop`): the twin of `shaders/batchnorm.wgsl`'s
@@ -233,6 +288,56 @@ pub fn backward_act(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernels dispatched wide (AVX-512 or AVX2 where the CPU has them) give the bits
+    /// of their bodies compiled for the baseline, every output.
+    #[test]
+    fn the_wide_kernels_give_the_baseline_bits() {
+        let (b, n) = (37, 131);
+        let v = |k: usize, salt: usize| -> Vec<f32> {
+            (0..k)
+                .map(|i| (((i + salt) * 7919) % 1013) as f32 / 101.3 - 4.0)
+                .collect()
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let (x, gamma, beta, dy) = (v(b * n, 1), v(n, 2), v(n, 3), v(b * n, 4));
+        let run = |wide: bool| {
+            let (mut rm, mut rv): (Vec<f32>, Vec<f32>) =
+                (v(n, 5), v(n, 6).iter().map(|x| x.abs()).collect());
+            let (mut y, mut xhat, mut mean, mut inv) = (
+                vec![0.0; b * n],
+                vec![0.0; b * n],
+                vec![0.0; n],
+                vec![0.0; n],
+            );
+            let (mut dx, mut dg, mut db, mut ye) = (
+                vec![0.0; b * n],
+                vec![0.0; n],
+                vec![0.0; n],
+                vec![0.0; b * n],
+            );
+            let f = if wide {
+                forward_train
+            } else {
+                forward_train_body
+            };
+            let args = (&x[..], b, n, &gamma[..], &beta[..], 1e-3, 0.1);
+            f(
+                args.0, args.1, args.2, args.3, args.4, args.5, args.6, &mut rm, &mut rv, &mut y,
+                &mut xhat, &mut mean, &mut inv,
+            );
+            let bw = if wide { backward } else { backward_body };
+            bw(&dy, &xhat, &inv, &gamma, b, n, &mut dx, &mut dg, &mut db);
+            let fe = if wide {
+                forward_eval
+            } else {
+                forward_eval_body
+            };
+            fe(&x, b, n, &gamma, &beta, &rm, &rv, 1e-3, &mut ye);
+            [y, xhat, mean, inv, rm, rv, dx, dg, db, ye].map(|o| bits(&o))
+        };
+        assert_eq!(run(true), run(false));
+    }
 
     #[test]
     fn forward_train_matches_hand_calculation() {

@@ -276,14 +276,25 @@ fn k_chunks(
             .collect();
         par::run(jobs);
         for part in partials[..(chunks - 1) * mn].chunks_exact(mn) {
-            for (row, prow) in c.chunks_mut(ldc).zip(part.chunks_exact(n)) {
-                for (o, &v) in row[..n].iter_mut().zip(prow) {
-                    *o += v;
-                }
-            }
+            add_rows(c, part, n, ldc);
         }
     });
 }
+
+/// C (rows of `n`, row stride `ldc`) += `part` (rows of `n`, contiguous).
+#[inline(always)]
+fn add_rows_body(c: &mut [f32], part: &[f32], n: usize, ldc: usize) {
+    for (row, prow) in c.chunks_mut(ldc).zip(part.chunks_exact(n)) {
+        for (o, &v) in row[..n].iter_mut().zip(prow) {
+            *o += v;
+        }
+    }
+}
+
+super::fastmath::wide_kernel!(
+    /// [`add_rows_body`] compiled for the baseline, AVX2 and AVX-512.
+    fn add_rows(c: &mut [f32], part: &[f32], n: usize, ldc: usize) -> () => add_rows_body
+);
 
 #[cfg(test)]
 mod tests {

@@ -284,6 +284,57 @@ fn results_do_not_depend_on_the_split() {
     }
 }
 
+/// One scratch through calls of other shapes (genes, dispersion rows, with and without
+/// gradients; 40 and 37 genes share a table stride) gives each call the bits of a fresh
+/// scratch: the tables' zeros, kept between calls of one shape, are never stale.
+#[test]
+fn a_scratch_reused_across_shapes_gives_fresh_bits() {
+    let data = |b: usize, g: usize, k: usize| {
+        let x: Vec<f32> = (0..b * g).map(|i| ((i * 7) % 23) as f32).collect();
+        let rho: Vec<f32> = (0..b * g)
+            .map(|i| (1 + i % 5) as f32 / (3 * g) as f32)
+            .collect();
+        let library: Vec<f32> = (0..b).map(|r| 300.0 + 40.0 * r as f32).collect();
+        let log_theta: Vec<f32> = (0..k * g).map(|i| (i % 9) as f32 * 0.4 - 1.5).collect();
+        let theta_row: Vec<u32> = (0..b).map(|r| (r % k) as u32).collect();
+        (x, rho, library, log_theta, theta_row)
+    };
+    let run = |b: usize, g: usize, k: usize, grad: bool, scratch: &mut CountScratch| {
+        let (x, rho, library, log_theta, theta_row) = data(b, g, k);
+        let (mut ll, mut dl, mut dt) = (vec![0.0; b], vec![0.0; b * g], vec![0.0; k * g]);
+        let w = vec![-1.0 / b as f32; b];
+        if grad {
+            nb_loglik::forward_backward_with(
+                &x, &library, &rho, &log_theta, &theta_row, &w, b, g, &mut ll, &mut dl, &mut dt,
+                scratch,
+            );
+        } else {
+            nb_loglik::forward_with(
+                &x, &library, &rho, &log_theta, &theta_row, b, g, &mut ll, scratch,
+            );
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        (bits(&ll), bits(&dl), bits(&dt))
+    };
+    let mut kept = CountScratch::default();
+    for (b, g, k, grad) in [
+        (9, 40, 1, true),
+        (9, 37, 1, true),
+        (9, 40, 2, false),
+        (9, 40, 2, true),
+        (5, 40, 1, true),
+        (9, 300, 1, true),
+        (9, 40, 1, true),
+    ] {
+        let fresh = run(b, g, k, grad, &mut CountScratch::default());
+        assert_eq!(
+            run(b, g, k, grad, &mut kept),
+            fresh,
+            "{b} x {g}, {k} rows, grad {grad}"
+        );
+    }
+}
+
 /// The row kernels called through their dispatch (AVX-512 or AVX2 where the CPU has
 /// it) and as the baseline code (their bodies, compiled for SSE2) give the same bits.
 #[test]
