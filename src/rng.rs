@@ -42,7 +42,7 @@ pub const INIT: u32 = 4;
 pub const SAMPLE: u32 = 5;
 
 /// Philox4x32 with 10 rounds: the block of four 32-bit words for `counter` and `key`.
-#[inline]
+#[inline(always)]
 pub fn philox4x32(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     let mut c = counter;
     let mut k = key;
@@ -64,13 +64,13 @@ pub fn philox4x32(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 }
 
 /// The Philox key for a 64-bit seed: low word first.
-#[inline]
+#[inline(always)]
 pub fn key_from_seed(seed: u64) -> [u32; 2] {
     [seed as u32, (seed >> 32) as u32]
 }
 
 /// A 32-bit word to a float strictly inside (0, 1): `((word >> 9) + 0.5) * 2^-23`.
-#[inline]
+#[inline(always)]
 pub fn unit_f32(word: u32) -> f32 {
     ((word >> 9) as f32 + 0.5) * (1.0 / 8_388_608.0)
 }
@@ -93,7 +93,7 @@ pub struct Stream {
 
 impl Stream {
     /// The stream `stream` of generator `seed`.
-    #[inline]
+    #[inline(always)]
     pub fn new(seed: u64, stream: u32) -> Self {
         Stream {
             key: key_from_seed(seed),
@@ -103,13 +103,13 @@ impl Stream {
 
     /// The raw block for counter `[index, step, stream, word3]`. Rejection samplers use
     /// `word3` as the attempt number; everything else uses `word3 = 0`.
-    #[inline]
+    #[inline(always)]
     pub fn block(&self, step: u32, index: u32, word3: u32) -> [u32; 4] {
         philox4x32([index, step, self.stream, word3], self.key)
     }
 
     /// A uniform in (0, 1): [`unit_f32`] of word 0 of block `(step, index, 0)`.
-    #[inline]
+    #[inline(always)]
     pub fn uniform(&self, step: u32, index: u32) -> f32 {
         unit_f32(self.block(step, index, 0)[0])
     }

@@ -34,6 +34,9 @@ struct Call {
     /// The caller sleeps here until `done` reaches `n_jobs`.
     finished: Mutex<()>,
     wake: Condvar,
+    /// Whether the caller sleeps (or is about to) on `wake`: the last job wakes it only
+    /// then (a wake-up is a system call; a spinning caller needs none).
+    caller_sleeps: AtomicBool,
 }
 
 // SAFETY: `runner` points at a `Sync` closure that lives until every job of the call has
@@ -58,7 +61,12 @@ impl Call {
             if catch_unwind(AssertUnwindSafe(|| runner(i))).is_err() {
                 self.panicked.store(true, Ordering::Relaxed);
             }
-            if self.done.fetch_add(1, Ordering::AcqRel) + 1 == self.n_jobs {
+            // SeqCst with the caller's `caller_sleeps` store and `done` load: either this
+            // sees the caller asleep (or about to be: then the lock waits for its wait),
+            // or the caller sees every job done and does not sleep.
+            if self.done.fetch_add(1, Ordering::SeqCst) + 1 == self.n_jobs
+                && self.caller_sleeps.load(Ordering::SeqCst)
+            {
                 let _g = self.finished.lock().unwrap_or_else(|e| e.into_inner());
                 self.wake.notify_all();
             }
@@ -70,7 +78,7 @@ impl Call {
     }
 
     fn all_done(&self) -> bool {
-        self.done.load(Ordering::Acquire) >= self.n_jobs
+        self.done.load(Ordering::SeqCst) >= self.n_jobs
     }
 }
 
@@ -80,6 +88,9 @@ struct Pool {
     /// Calls published so far (what an idle worker spins on before it sleeps).
     published: AtomicUsize,
     bell: Condvar,
+    /// Workers asleep on `bell` (changed and read under the `queue` lock): a call rings
+    /// the bell only when one is (a wake-up is a system call).
+    sleepers: AtomicUsize,
 }
 
 /// The pool, its [`super::par::threads`] - 1 workers started on first use.
@@ -90,6 +101,7 @@ fn pool() -> &'static Pool {
         queue: Mutex::new(VecDeque::new()),
         published: AtomicUsize::new(0),
         bell: Condvar::new(),
+        sleepers: AtomicUsize::new(0),
     });
     STARTED.call_once(|| {
         #[cfg(not(target_arch = "wasm32"))]
@@ -135,7 +147,9 @@ fn worker(p: &'static Pool) {
                 if let Some(c) = q.front() {
                     break c.clone();
                 }
+                p.sleepers.fetch_add(1, Ordering::Relaxed);
                 q = p.bell.wait(q).unwrap_or_else(|e| e.into_inner());
+                p.sleepers.fetch_sub(1, Ordering::Relaxed);
             }
         };
         call.work();
@@ -173,14 +187,20 @@ pub fn run<F: FnOnce() + Send>(jobs: Vec<F>) {
         panicked: AtomicBool::new(false),
         finished: Mutex::new(()),
         wake: Condvar::new(),
+        caller_sleeps: AtomicBool::new(false),
     });
     let p = pool();
-    {
+    let ring = {
         let mut q = p.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.push_back(call.clone());
         p.published.fetch_add(1, Ordering::Release);
+        // Under the lock: a worker that found the queue empty counted itself before
+        // releasing the lock in its wait.
+        p.sleepers.load(Ordering::Relaxed) > 0
+    };
+    if ring {
+        p.bell.notify_all();
     }
-    p.bell.notify_all();
     call.work();
     if !call.all_done() {
         for _ in 0..SPINS {
@@ -190,6 +210,7 @@ pub fn run<F: FnOnce() + Send>(jobs: Vec<F>) {
             std::hint::spin_loop();
         }
         let mut g = call.finished.lock().unwrap_or_else(|e| e.into_inner());
+        call.caller_sleeps.store(true, Ordering::SeqCst);
         while !call.all_done() {
             g = call.wake.wait(g).unwrap_or_else(|e| e.into_inner());
         }
