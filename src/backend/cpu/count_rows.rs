@@ -22,6 +22,7 @@
 #![allow(clippy::too_many_arguments)] // row kernels take the row's slices one by one
 
 use super::fastmath::{exp, ln, ln_1p, ln_1p_with, wide_kernel};
+use super::par;
 use super::special::{digamma, lgamma};
 
 /// Integer counts up to this use the tables (and the exact finite sums in f64).
@@ -120,6 +121,8 @@ impl Tables {
         // Running sums over i of ln(t + i) and 1 / (t + i), gene by gene in lanes.
         self.sum_ln.clear();
         self.sum_ln.resize(g, 0.0);
+        // Genes over threads (each gene's sums alone: the same bits for any split).
+        let parts = par::ranges(g, g * SMALL_COUNT * 8);
         for kr in 0..k {
             let slab = kr * stride..(kr + 1) * stride;
             let psi = if grad {
@@ -127,12 +130,20 @@ impl Tables {
             } else {
                 &mut []
             };
-            fill_slab(
-                &self.t[kr * g..(kr + 1) * g],
-                &mut self.lg[slab],
-                psi,
-                &mut self.sum_ln,
-            );
+            let t = &self.t[kr * g..(kr + 1) * g];
+            let lgs = cut_rows(&mut self.lg[slab], g, &parts);
+            let psis = cut_rows(psi, g, &parts);
+            let sums = par::split_rows(&mut self.sum_ln[..g], &parts, 1);
+            let jobs: Vec<_> = parts
+                .iter()
+                .zip(lgs.into_iter().zip(psis))
+                .zip(sums)
+                .map(|((r, (mut lg, mut psi)), sum)| {
+                    let t = &t[r.clone()];
+                    move || fill_cols(t, &mut lg, &mut psi, sum)
+                })
+                .collect();
+            par::run(jobs);
         }
     }
 
@@ -488,27 +499,25 @@ wide_kernel!(
     pub(super) fn finish_row(d: &mut [f32], rho: &[f32], lp: &[f32]) -> f32 => finish_row_body
 );
 
-/// The count terms of one dispersion row (see [`Tables`]): `t` (G), its slab of `lg`
-/// and, with gradients, of `psi` (empty without), `sum_ln` scratch (G). Row x of the
-/// slab is `sum_{i<x} ln(t + i) - ln x!` and `sum_{i<x} 1 / (t + i)`, gene by gene in
-/// lanes.
+/// The count terms of some genes of one dispersion row (see [`Tables`]): `t` (those
+/// genes), `lg` and, with gradients, `psi` (empty without) the slab's rows 0..=16 cut to
+/// those genes, `sum_ln` scratch (as long as `t`). Row x is `sum_{i<x} ln(t + i) - ln x!`
+/// and `sum_{i<x} 1 / (t + i)`, gene by gene in lanes (each gene alone: the genes can be
+/// split over threads).
 #[inline(always)]
-fn fill_slab_body(t: &[f32], lg: &mut [f32], psi: &mut [f32], sum_ln: &mut [f32]) {
+fn fill_cols_body(t: &[f32], lg: &mut [&mut [f32]], psi: &mut [&mut [f32]], sum_ln: &mut [f32]) {
     let g = t.len();
     let sum_ln = &mut sum_ln[..g];
     sum_ln.fill(0.0);
     for (i, &lf) in LN_FACT.iter().enumerate().skip(1) {
         let (shift, lf) = ((i - 1) as f32, lf as f32);
-        let base = i * g;
-        let cur = &mut lg[base..base + g];
-        for ((s, c), &tj) in sum_ln.iter_mut().zip(cur).zip(t) {
+        for ((s, c), &tj) in sum_ln.iter_mut().zip(lg[i].iter_mut()).zip(t) {
             *s += ln(tj + shift);
             *c = *s - lf;
         }
         if !psi.is_empty() {
-            let (prev, cur) = psi.split_at_mut(base);
-            let prev = &prev[base - g..];
-            for ((c, &p), &tj) in cur[..g].iter_mut().zip(prev).zip(t) {
+            let (prev, cur) = psi.split_at_mut(i);
+            for ((c, &p), &tj) in cur[0].iter_mut().zip(prev[i - 1].iter()).zip(t) {
                 *c = p + 1.0 / (tj + shift);
             }
         }
@@ -516,7 +525,33 @@ fn fill_slab_body(t: &[f32], lg: &mut [f32], psi: &mut [f32], sum_ln: &mut [f32]
 }
 
 wide_kernel!(
-    /// [`fill_slab_body`] compiled for the baseline, AVX2 and AVX-512.
-    fn fill_slab(t: &[f32], lg: &mut [f32], psi: &mut [f32], sum_ln: &mut [f32]) -> ()
-        => fill_slab_body
+    /// [`fill_cols_body`] compiled for the baseline, AVX2 and AVX-512.
+    fn fill_cols(
+        t: &[f32],
+        lg: &mut [&mut [f32]],
+        psi: &mut [&mut [f32]],
+        sum_ln: &mut [f32]
+    ) -> () => fill_cols_body
 );
+
+/// Rows 0..=16 (of `g`) of a slab, each cut at the gene ranges `parts`: per part, its
+/// pieces of the rows in order (none for an empty slab).
+fn cut_rows<'a>(
+    slab: &'a mut [f32],
+    g: usize,
+    parts: &[std::ops::Range<usize>],
+) -> Vec<Vec<&'a mut [f32]>> {
+    let mut out: Vec<Vec<&mut [f32]>> = parts.iter().map(|_| Vec::new()).collect();
+    if slab.is_empty() {
+        return out;
+    }
+    for row in slab.chunks_exact_mut(g).take(SMALL_COUNT + 1) {
+        let mut rest = row;
+        for (o, r) in out.iter_mut().zip(parts) {
+            let (piece, tail) = std::mem::take(&mut rest).split_at_mut(r.len());
+            o.push(piece);
+            rest = tail;
+        }
+    }
+    out
+}
