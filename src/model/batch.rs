@@ -73,7 +73,8 @@ impl Minibatch {
         self.without_csr = !csr;
         self.n_rows = b;
         self.n_genes = g;
-        self.counts.clear();
+        // Each row is zeroed just before its counts are written (in cache), not the
+        // whole B x G first.
         self.counts.resize(b * g, 0.0);
         self.indptr.clear();
         if csr {
@@ -88,6 +89,7 @@ impl Minibatch {
         for (r, &cell) in rows.iter().enumerate() {
             let (idx, val) = m.row(cell);
             let dense = &mut self.counts[r * g..(r + 1) * g];
+            dense.fill(0.0);
             for (&j, &v) in idx.iter().zip(val) {
                 dense[j as usize] = v;
             }
