@@ -112,6 +112,16 @@ pub enum Need {
     Snapshot,
 }
 
+/// A spare state's buffers ([`Schedule::take_spare`]); a clone of the schedule (a run
+/// moving to another backend) starts without one.
+struct Spare(Option<TrainState>);
+
+impl Clone for Spare {
+    fn clone(&self) -> Spare {
+        Spare(None)
+    }
+}
+
 /// The training loop without a backend ("sans-IO"): minibatch order, KL warm-up, step
 /// and epoch bookkeeping, recovery and snapshots. [`Trainer::step_group_async`] drives
 /// it with a [`Backend`](crate::model::Backend): [`Schedule::plan`], train the planned minibatches,
@@ -135,7 +145,7 @@ pub struct Schedule {
     /// The starting state and the newest healthy snapshots.
     ring: Ring,
     /// A state dropped from the ring, whose buffers the next snapshot reuses.
-    spare: Option<TrainState>,
+    spare: Spare,
     /// The recent losses (divergence detection).
     watch: LossWatch,
     /// The step of the last snapshot point (taken or held back).
@@ -192,7 +202,7 @@ impl Schedule {
                 watch: LossWatch::default(),
                 restored: false,
             }),
-            spare: None,
+            spare: Spare(None),
             watch: LossWatch::default(),
             snapshot_point: steps,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
@@ -442,14 +452,14 @@ impl Schedule {
         }
         state.steps = self.steps;
         state.epochs = self.epoch;
-        self.spare = self.ring.push(self.point(state)).map(|p| p.state);
+        self.spare = Spare(self.ring.push(self.point(state)).map(|p| p.state));
         Ok(Need::Nothing)
     }
 
     /// A state no longer needed (dropped from the ring), for [`Backend::save_into`](crate::model::Backend::save_into)
     /// to reuse, if there is one.
     pub fn take_spare(&mut self) -> Option<TrainState> {
-        self.spare.take()
+        self.spare.0.take()
     }
 
     /// `state` as a resume point at the current position.

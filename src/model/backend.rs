@@ -131,15 +131,27 @@ impl Clone for TrainState {
     }
 
     fn clone_from(&mut self, src: &TrainState) {
-        let (p, q) = (&mut self.params, &src.params);
-        p.config.clone_from(&q.config);
-        p.layout.clone_from(&q.layout);
-        p.values.clone_from(&q.values);
-        p.buffers.clone_from(&q.buffers);
-        self.adam_m.clone_from(&src.adam_m);
-        self.adam_v.clone_from(&src.adam_v);
-        self.steps = src.steps;
-        self.epochs = src.epochs;
+        // Destructured, so that a field added later cannot be left out.
+        let TrainState {
+            params:
+                Params {
+                    config,
+                    layout,
+                    values,
+                    buffers,
+                },
+            adam_m,
+            adam_v,
+            steps,
+            epochs,
+        } = self;
+        config.clone_from(&src.params.config);
+        layout.clone_from(&src.params.layout);
+        values.clone_from(&src.params.values);
+        buffers.clone_from(&src.params.buffers);
+        adam_m.clone_from(&src.adam_m);
+        adam_v.clone_from(&src.adam_v);
+        (*steps, *epochs) = (src.steps, src.epochs);
     }
 }
 

@@ -3,7 +3,8 @@
 use crate::data::CountMatrix;
 
 /// B cells of one step: their counts (dense, B x G, for the likelihood), the sparse
-/// rows (for the encoder's first layer), library sizes and batch indices.
+/// rows (for the encoder's first layer; left out of a dense training minibatch, see
+/// [`Minibatch::without_csr`]), library sizes and batch indices.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Minibatch {
     /// B: number of cells.
@@ -12,7 +13,7 @@ pub struct Minibatch {
     pub n_genes: usize,
     /// Dense counts, B x G.
     pub counts: Vec<f32>,
-    /// CSR row pointers of the same cells (B + 1).
+    /// CSR row pointers of the same cells (B + 1; empty with `without_csr`).
     pub indptr: Vec<usize>,
     /// CSR gene indices.
     pub indices: Vec<u32>,
@@ -27,7 +28,8 @@ pub struct Minibatch {
     pub batch: Vec<u32>,
     /// The sparse rows were left out (`indptr`, `indices`, `values`, `log1p_values`
     /// empty): a training minibatch dense enough that the first layer reads `counts`
-    /// ([`Minibatch::gather_for_training`]).
+    /// ([`Minibatch::gather_for_training`]). For training only: the first layer reads
+    /// such a minibatch dense, where an encoding would read sparse rows.
     pub without_csr: bool,
 }
 

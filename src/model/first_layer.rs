@@ -32,7 +32,12 @@ pub(super) fn forward(
     pre: &mut [f32],
 ) {
     let (b, g, h) = (rows.len(), cfg.n_genes, cfg.n_hidden);
-    // A minibatch without its sparse rows is read dense (only training makes them).
+    // A minibatch without its sparse rows is read dense; only training plans them
+    // (encodings gather whole minibatches and read them sparse).
+    debug_assert!(
+        training || !mb.without_csr,
+        "an encoding of a training minibatch"
+    );
     input.dense = mb.without_csr || (training && dense_input(mb, rows, g));
     if input.dense {
         fill_dense_log1p(mb, rows, g, &mut input.x_log);

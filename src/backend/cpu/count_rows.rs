@@ -484,7 +484,7 @@ wide_kernel!(
 /// `d -= rho sum(d)` (the softmax's Jacobian); returns the row's log-likelihood, the sum
 /// of `lp`. Sums in f64 ([`sum_f64_body`]).
 #[inline(always)]
-fn finish_row_body(d: &mut [f32], rho: &[f32], lp: &[f32]) -> f32 {
+pub(super) fn finish_row_body(d: &mut [f32], rho: &[f32], lp: &[f32]) -> f32 {
     if !d.is_empty() {
         let s = sum_f64_body(d) as f32;
         for (dv, &p) in d.iter_mut().zip(rho) {
@@ -505,7 +505,12 @@ wide_kernel!(
 /// and `sum_{i<x} 1 / (t + i)`, gene by gene in lanes (each gene alone: the genes can be
 /// split over threads).
 #[inline(always)]
-fn fill_cols_body(t: &[f32], lg: &mut [&mut [f32]], psi: &mut [&mut [f32]], sum_ln: &mut [f32]) {
+pub(super) fn fill_cols_body(
+    t: &[f32],
+    lg: &mut [&mut [f32]],
+    psi: &mut [&mut [f32]],
+    sum_ln: &mut [f32],
+) {
     let g = t.len();
     let sum_ln = &mut sum_ln[..g];
     sum_ln.fill(0.0);
@@ -536,7 +541,7 @@ wide_kernel!(
 
 /// Rows 0..=16 (of `g`) of a slab, each cut at the gene ranges `parts`: per part, its
 /// pieces of the rows in order (none for an empty slab).
-fn cut_rows<'a>(
+pub(super) fn cut_rows<'a>(
     slab: &'a mut [f32],
     g: usize,
     parts: &[std::ops::Range<usize>],

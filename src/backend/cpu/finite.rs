@@ -45,7 +45,8 @@ pub fn all_finite(v: &[f32]) -> bool {
 /// Whether every value of `v` is below `bound` (positive, finite) in magnitude: false
 /// for any infinity or NaN.
 pub fn all_below(v: &[f32], bound: f32) -> bool {
-    largest_magnitude_bits(v) < bound.abs().to_bits().min(INF_BITS)
+    debug_assert!(bound > 0.0 && bound.is_finite(), "bound {bound}");
+    v.is_empty() || largest_magnitude_bits(v) < bound.abs().to_bits().min(INF_BITS)
 }
 
 #[cfg(test)]
@@ -54,7 +55,7 @@ mod tests {
 
     /// Values of every kind, long enough for the threads and every lane width.
     fn values() -> Vec<f32> {
-        (0..300_001)
+        (0..300_001usize)
             .map(|i| ((i * 7919) % 20_001) as f32 / 97.0 - 100.0)
             .collect()
     }

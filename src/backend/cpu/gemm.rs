@@ -102,9 +102,10 @@ pub(super) fn sgemm(
 }
 
 /// C = `bias` (n, every row) + A B: [`sgemm`] with beta 1 on C's rows set to `bias`
-/// first, each thread setting its own block just before its product (in its cache, not
-/// 2 MB copied on one thread before the product starts). The same bits as setting the
-/// rows first.
+/// first. Where the output is split over threads, each thread sets its own block just
+/// before its product (in its cache, not 2 MB copied on one thread before the product
+/// starts); with k in chunks (both sides short, C small) the caller sets C first. The
+/// same bits as setting the rows first.
 pub(super) fn sgemm_bias(
     m: usize,
     k: usize,
@@ -401,7 +402,13 @@ mod tests {
             sgemm(m, k, n, &a, (k, 1), &b, (n, 1), 1.0, &mut want, ldc);
             let mut got = values(m * ldc, 3);
             sgemm_bias(m, k, n, &a, (k, 1), &b, (n, 1), &bias, &mut got, ldc);
-            assert_eq!(got, want, "{m} x {k} x {n}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{m} x {k} x {n}");
+            // The partial sums of k's chunks added wide: the baseline's bits.
+            let (mut wide, mut base, part) = (want.clone(), want.clone(), values(m * n, 5));
+            add_rows(&mut wide, &part, n, ldc);
+            add_rows_body(&mut base, &part, n, ldc);
+            assert_eq!(bits(&wide), bits(&base));
         }
     }
 }

@@ -3,7 +3,8 @@
 //! are threads of their own; in the page's threaded build (wasm32, feature `threads`)
 //! each is a never-ending job on one of the Web Workers of the rayon pool the page
 //! started (`initThreadPool`), and the caller is the engine's worker. A call
-//! publishes its jobs, wakes the workers, takes jobs itself until none is left unstarted
+//! publishes its jobs, wakes the workers that sleep (spinning ones see the call), takes
+//! jobs itself until none is left unstarted
 //! and then waits for the ones other threads started. So when other work holds the cores
 //! and a worker is not running, the caller does that worker's share instead of waiting
 //! for it; and no thread is started per kernel (std::thread::scope started one per job,
@@ -245,6 +246,38 @@ mod tests {
             }
         });
         assert_eq!(total.load(Ordering::Relaxed), 800);
+    }
+
+    /// Calls further apart than the workers spin (they sleep: the bell must ring) with
+    /// jobs longer than the caller spins (it sleeps: the last job must wake it), in a
+    /// thread watched for a lost wake-up.
+    #[test]
+    fn sleeping_workers_and_callers_are_woken() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for round in 0..30u64 {
+                std::thread::sleep(std::time::Duration::from_millis(3));
+                let mut out = [0u64; 3];
+                let jobs: Vec<_> = out
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, o)| {
+                        move || {
+                            let ms = (round + i as u64) % 3 * 4;
+                            std::thread::sleep(std::time::Duration::from_millis(ms));
+                            *o = round + i as u64;
+                        }
+                    })
+                    .collect();
+                run(jobs);
+                assert_eq!(out, [round, round + 1, round + 2]);
+            }
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok(),
+            "a call never returned (a lost wake-up), or a round failed"
+        );
     }
 
     #[test]

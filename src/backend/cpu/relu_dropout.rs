@@ -201,12 +201,13 @@ mod tests {
         let (mut wide, mut base) = (vec![0.0; b * n], vec![0.0; b * n]);
         relu_dropout_backward(&dy, &y, b, n, p, &mut wide);
         relu_dropout_backward_body(&dy, &y, b, n, p, &mut base);
-        assert_eq!(wide, base);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&wide), bits(&base));
         let (mut wide_in, mut base_in) = (dy.clone(), dy.clone());
         relu_dropout_backward_inplace(&mut wide_in, &y, b, n, p);
         relu_dropout_backward_inplace_body(&mut base_in, &y, b, n, p);
-        assert_eq!(wide_in, base_in);
-        assert_eq!(wide_in, wide);
+        assert_eq!(bits(&wide_in), bits(&base_in));
+        assert_eq!(bits(&wide_in), bits(&wide));
     }
 
     #[test]

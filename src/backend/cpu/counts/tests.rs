@@ -2,8 +2,9 @@
 //! rows, kept here as the oracle), and the distributions' sums.
 
 use super::super::count_rows::{
-    add_big_nb, add_big_poisson, count_terms, nb_row, nb_row_body, poisson_row, poisson_row_body,
-    zinb_row, zinb_row_body, Row, Tables,
+    add_big_nb, add_big_poisson, count_terms, cut_rows, fill_cols_body, finish_row,
+    finish_row_body, nb_row, nb_row_body, poisson_row, poisson_row_body, sum_f64_body, zinb_row,
+    zinb_row_body, Row, Tables,
 };
 use super::*;
 use crate::backend::cpu::special::lgamma;
@@ -333,6 +334,43 @@ fn a_scratch_reused_across_shapes_gives_fresh_bits() {
             "{b} x {g}, {k} rows, grad {grad}"
         );
     }
+}
+
+/// The count-term tables filled with the genes over threads (5,003 genes: two parts
+/// where there are two threads) and wide give the bits of one baseline pass over all
+/// genes; a row's end and the f64 sum, wide, give the baseline's bits.
+#[test]
+fn the_tables_and_row_ends_give_the_baseline_bits() {
+    let g = 5003;
+    let log_theta: Vec<f32> = (0..2 * g)
+        .map(|i| ((i * 37) % 101) as f32 / 12.0 - 4.0)
+        .collect();
+    let mut tables = Tables::default();
+    tables.fill(&log_theta, g, true);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    for kr in 0..2 {
+        let (t, _, lg, psi) = tables.slab(kr, g);
+        let (mut lg1, mut psi1) = (vec![0.0f32; lg.len()], vec![0.0f32; psi.len()]);
+        let mut sum = vec![0.0f32; g];
+        let one = vec![std::ops::Range { start: 0, end: g }];
+        let mut lgs = cut_rows(&mut lg1, g, &one);
+        let mut psis = cut_rows(&mut psi1, g, &one);
+        fill_cols_body(t, &mut lgs[0], &mut psis[0], &mut sum);
+        assert_eq!(bits(lg), bits(&lg1), "lg, dispersion row {kr}");
+        assert_eq!(bits(psi), bits(&psi1), "psi, dispersion row {kr}");
+    }
+    let v: Vec<f32> = (0..g)
+        .map(|i| ((i * 7919) % 1000) as f32 / 77.0 - 6.0)
+        .collect();
+    let rho: Vec<f32> = (0..g)
+        .map(|i| (1 + i % 13) as f32 / (7 * g) as f32)
+        .collect();
+    let (mut dw, mut db) = (v.clone(), v.clone());
+    let lw = finish_row(&mut dw, &rho, &v);
+    let lb = finish_row_body(&mut db, &rho, &v);
+    assert_eq!((lw.to_bits(), bits(&dw)), (lb.to_bits(), bits(&db)));
+    assert_eq!(sum_f64(&v).to_bits(), sum_f64_body(&v).to_bits());
+    assert_eq!(finish_row(&mut [], &rho, &v).to_bits(), lb.to_bits());
 }
 
 /// The row kernels called through their dispatch (AVX-512 or AVX2 where the CPU has
