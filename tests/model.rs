@@ -162,12 +162,11 @@ fn full_model_gradients_poisson_batch() {
     );
 }
 
-/// Every gradient is written by each step: a workspace whose gradients hold NaN from
-/// before gives the bits of a fresh one (the step does not clear them first), for every
-/// likelihood, batch covariates on and off, one and two layers, dense and sparse input.
-#[test]
-fn every_gradient_is_written_by_each_step() {
-    let configs = [
+/// Models and input densities that cover the step's paths: every likelihood, batch
+/// covariates on and off, one and two layers, dense (60%) and sparse (15%) input, in
+/// turns (so a reused minibatch goes dense to sparse and back).
+fn step_configs() -> [(ModelConfig, f32); 5] {
+    [
         (small(Likelihood::Nb, Dispersion::Gene, 1, 1, false), 0.6),
         (
             small(Likelihood::Zinb, Dispersion::GeneBatch, 3, 2, true),
@@ -185,8 +184,20 @@ fn every_gradient_is_written_by_each_step() {
             small(Likelihood::Nb, Dispersion::GeneBatch, 2, 2, false),
             0.15,
         ),
-    ];
-    for (i, (cfg, density)) in configs.into_iter().enumerate() {
+    ]
+}
+
+/// The bits of a workspace's first `n` gradients.
+fn grad_bits(ws: &Workspace, n: usize) -> Vec<u32> {
+    ws.grads[..n].iter().map(|v| v.to_bits()).collect()
+}
+
+/// Every gradient is written by each step: a workspace whose gradients hold NaN from
+/// before gives the bits of a fresh one (the step does not clear them first), for every
+/// likelihood, batch covariates on and off, one and two layers, dense and sparse input.
+#[test]
+fn every_gradient_is_written_by_each_step() {
+    for (i, (cfg, density)) in step_configs().into_iter().enumerate() {
         let mb = synthetic(7, cfg.n_genes, cfg.n_batches as u32, 5, density);
         let mut p = Params::init(&cfg, 3).unwrap();
         let n = p.values.len();
@@ -196,16 +207,10 @@ fn every_gradient_is_written_by_each_step() {
         loss(&mut p.clone(), &mut used, &mb, 0.7);
         used.grads[..n].fill(f32::NAN);
         loss(&mut p, &mut used, &mb, 0.7);
-        let bits = |ws: &Workspace| {
-            ws.grads[..n]
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
-        };
         assert!(fresh.grads[..n].iter().all(|v| v.is_finite()), "config {i}");
         assert_eq!(
-            bits(&used),
-            bits(&fresh),
+            grad_bits(&used, n),
+            grad_bits(&fresh, n),
             "config {i}: a gradient left unwritten"
         );
     }
@@ -216,23 +221,8 @@ fn every_gradient_is_written_by_each_step() {
 /// bit; a sparse one keeps them. One buffer reused, dense and sparse in turn.
 #[test]
 fn training_minibatches_without_sparse_rows_give_the_same_step() {
-    let configs = [
-        (small(Likelihood::Nb, Dispersion::Gene, 1, 1, false), 0.6),
-        (
-            small(Likelihood::Zinb, Dispersion::GeneBatch, 3, 2, true),
-            0.15,
-        ),
-        (
-            small(Likelihood::Zinb, Dispersion::GeneBatch, 3, 2, true),
-            0.6,
-        ),
-        (
-            small(Likelihood::Poisson, Dispersion::Gene, 2, 1, false),
-            0.6,
-        ),
-    ];
     let mut lean = Minibatch::default();
-    for (i, (cfg, density)) in configs.into_iter().enumerate() {
+    for (i, (cfg, density)) in step_configs().into_iter().enumerate() {
         let (m, codes) = synthetic_matrix(9, cfg.n_genes, cfg.n_batches as u32, 5, density);
         let rows = [4, 0, 8, 2, 6, 1, 7];
         let full = Minibatch::gather(&m, &codes, &rows);
@@ -254,13 +244,7 @@ fn training_minibatches_without_sparse_rows_give_the_same_step() {
         let la = loss(&mut p.clone(), &mut a, &full, 0.7);
         let lb = loss(&mut p.clone(), &mut b, &lean, 0.7);
         assert_eq!(la.to_bits(), lb.to_bits(), "config {i}");
-        let bits = |ws: &Workspace| {
-            ws.grads[..n]
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(bits(&a), bits(&b), "config {i}");
+        assert_eq!(grad_bits(&a, n), grad_bits(&b, n), "config {i}");
     }
 }
 

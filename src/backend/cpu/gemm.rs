@@ -84,47 +84,13 @@ fn aligned(len: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-/// C (m x n, row stride `ldc`) = A B + beta C, with A (m x k) and B (k x n) given by
-/// element strides. Checks that every slice covers its last element.
-pub(super) fn sgemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    sa: (usize, usize),
-    b: &[f32],
-    sb: (usize, usize),
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    product(m, k, n, a, sa, b, sb, Start::Beta(beta), c, ldc);
-}
-
-/// C = `bias` (n, every row) + A B: [`sgemm`] with beta 1 on C's rows set to `bias`
-/// first. Where the output is split over threads, each thread sets its own block just
-/// before its product (in its cache, not 2 MB copied on one thread before the product
-/// starts); with k in chunks (both sides short, C small) the caller sets C first. The
-/// same bits as setting the rows first.
-pub(super) fn sgemm_bias(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    sa: (usize, usize),
-    b: &[f32],
-    sb: (usize, usize),
-    bias: &[f32],
-    c: &mut [f32],
-    ldc: usize,
-) {
-    assert!(bias.len() >= n, "gemm: bias too short");
-    product(m, k, n, a, sa, b, sb, Start::Rows(bias), c, ldc);
-}
-
-/// What C holds before the product is added: `beta` C, or `bias` in every row.
+/// What C holds before the product is added: `Beta(beta)` C, or `Rows(bias)`: `bias`
+/// (n values) in every row. With `Rows`, where the output is split over threads, each
+/// thread sets its own block just before its product (in its cache, not 2 MB copied on
+/// one thread before the product starts); with k in chunks (both sides short, C small)
+/// the caller sets C first. The same bits as setting the rows, then beta 1.
 #[derive(Clone, Copy)]
-enum Start<'a> {
+pub(super) enum Start<'a> {
     Beta(f32),
     Rows(&'a [f32]),
 }
@@ -146,8 +112,9 @@ unsafe fn set_rows(
     }
 }
 
-/// [`sgemm`] and [`sgemm_bias`].
-fn product(
+/// C (m x n, row stride `ldc`) = A B + `start` (see [`Start`]), with A (m x k) and B
+/// (k x n) given by element strides. Checks that every slice covers its last element.
+pub(super) fn sgemm(
     m: usize,
     k: usize,
     n: usize,
@@ -166,6 +133,9 @@ fn product(
         c.len() >= (m - 1) * ldc + n && ldc >= n,
         "gemm: output too short"
     );
+    if let Start::Rows(bias) = start {
+        assert!(bias.len() >= n, "gemm: bias too short");
+    }
     if k > 0 {
         assert!(
             a.len() > (m - 1) * sa.0 + (k - 1) * sa.1,
@@ -329,7 +299,18 @@ mod tests {
                     n,
                 )
             };
-            sgemm(m, k, n, &a, (k, 1), &b, (n, 1), 0.5, &mut want, n);
+            sgemm(
+                m,
+                k,
+                n,
+                &a,
+                (k, 1),
+                &b,
+                (n, 1),
+                Start::Beta(0.5),
+                &mut want,
+                n,
+            );
             if m.max(n) >= SPLIT_MIN || k < 2 * K_CHUNK {
                 assert_eq!(whole, want, "{m} x {k} x {n}");
             }
@@ -399,9 +380,31 @@ mod tests {
             for row in want.chunks_exact_mut(ldc) {
                 row[..n].copy_from_slice(&bias);
             }
-            sgemm(m, k, n, &a, (k, 1), &b, (n, 1), 1.0, &mut want, ldc);
+            sgemm(
+                m,
+                k,
+                n,
+                &a,
+                (k, 1),
+                &b,
+                (n, 1),
+                Start::Beta(1.0),
+                &mut want,
+                ldc,
+            );
             let mut got = values(m * ldc, 3);
-            sgemm_bias(m, k, n, &a, (k, 1), &b, (n, 1), &bias, &mut got, ldc);
+            sgemm(
+                m,
+                k,
+                n,
+                &a,
+                (k, 1),
+                &b,
+                (n, 1),
+                Start::Rows(&bias),
+                &mut got,
+                ldc,
+            );
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{m} x {k} x {n}");
             // The partial sums of k's chunks added wide: the baseline's bits.

@@ -12,7 +12,7 @@
 #![allow(clippy::too_many_arguments)] // kernel signatures mirror the shader bindings
 
 use super::fastmath::wide_generic;
-use super::gemm::{sgemm, sgemm_bias};
+use super::gemm::{sgemm, Start};
 
 /// Column sums of `dy` (B x n) into `dbias` (n), overwritten; f64 accumulation, each
 /// column summed over the rows in order (row by row, so the reads are contiguous). Wide
@@ -56,7 +56,18 @@ pub fn forward(
     n_out: usize,
     y: &mut [f32],
 ) {
-    sgemm_bias(b, n_in, n_out, x, (n_in, 1), w, (n_out, 1), bias, y, n_out);
+    sgemm(
+        b,
+        n_in,
+        n_out,
+        x,
+        (n_in, 1),
+        w,
+        (n_out, 1),
+        Start::Rows(bias),
+        y,
+        n_out,
+    );
 }
 
 /// Backward of [`forward`] given `dy` (B x n_out): `dx = dy W^T` (B x n_in, skipped when
@@ -74,10 +85,32 @@ pub fn backward(
 ) {
     if let Some(dx) = dx {
         // dx (B x n_in) = dy (B x n_out) * W^T, W^T element (o, i) at i * n_out + o.
-        sgemm(b, n_out, n_in, dy, (n_out, 1), w, (1, n_out), 0.0, dx, n_in);
+        sgemm(
+            b,
+            n_out,
+            n_in,
+            dy,
+            (n_out, 1),
+            w,
+            (1, n_out),
+            Start::Beta(0.0),
+            dx,
+            n_in,
+        );
     }
     // dw (n_in x n_out) = x^T (n_in x B) * dy, x^T element (i, r) at r * n_in + i.
-    sgemm(n_in, b, n_out, x, (1, n_in), dy, (n_out, 1), 0.0, dw, n_out);
+    sgemm(
+        n_in,
+        b,
+        n_out,
+        x,
+        (1, n_in),
+        dy,
+        (n_out, 1),
+        Start::Beta(0.0),
+        dw,
+        n_out,
+    );
     column_sums(dy, b, n_out, dbias);
 }
 
