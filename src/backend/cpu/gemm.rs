@@ -1,6 +1,7 @@
 //! Matrix products for [`super::linear`]: `matrixmultiply::sgemm` (cache-blocked SIMD,
-//! one thread per call; in wasm32 with SIMD128 [`super::gemm_simd128`] instead) on
-//! blocks of the output split over the kernels' threads ([`super::par`]).
+//! one thread per call; on x86-64 with AVX-512 [`super::gemm_avx512`], which gives its
+//! bits without packing A; in wasm32 with SIMD128 [`super::gemm_simd128`]) on blocks of
+//! the output split over the kernels' threads ([`super::par`]).
 //!
 //! matrixmultiply's own threads split only its row loop and synchronise once per block
 //! of 256 along k, which left the thin products of a training step (128 x 128 x 4,000
@@ -55,6 +56,11 @@ unsafe fn one(
 ) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return super::gemm_simd128::sgemm(m, k, n, a, (rsa, csa), b, (rsb, csb), beta, c, ldc);
+    #[cfg(target_arch = "x86_64")]
+    if k > 0 && super::gemm_avx512::takes((rsa, csa), (rsb, csb)) && super::fastmath::avx512() {
+        // SAFETY: the CPU has AVX-512 (checked just above); the rest is this function's.
+        return super::gemm_avx512::sgemm(m, k, n, a, (rsa, csa), b, (rsb, csb), beta, c, ldc);
+    }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     matrixmultiply::sgemm(
         m,
@@ -365,6 +371,80 @@ mod tests {
                     }
                 }
                 assert_eq!(got, whole, "columns in {parts}");
+            }
+        }
+    }
+
+    /// The product `one` takes (on x86-64 with AVX-512: `gemm_avx512`, which packs no
+    /// A) gives matrixmultiply's own bits: tiles cut at every edge, k across blocks of
+    /// 256, A and B in both layouts (B's rows short, long, or its columns contiguous),
+    /// beta 0 (C never read: NaN there stays unseen), 1 and 0.5, C with a longer row.
+    #[test]
+    fn the_products_give_matrixmultiplys_bits() {
+        let shapes = [
+            (1, 1, 1),
+            (7, 300, 70),
+            (128, 1000, 128),
+            (13, 513, 200),
+            (300, 70, 37),
+            (6, 256, 64),
+            (5, 257, 65),
+            (64, 128, 700),
+            (700, 300, 20),
+        ];
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for &(m, k, n) in &shapes {
+            let a = values(m * k, 1);
+            for (sa, sb, ldb_len) in [
+                ((k, 1), (n, 1), k * n),
+                ((1, m), (n, 1), k * n),
+                ((k, 1), (1, k), k * n),
+                ((1, m), (n + 600, 1), k * (n + 600)),
+            ] {
+                let b = values(ldb_len, 2);
+                for beta in [0.0f32, 1.0, 0.5] {
+                    let ldc = n + 3;
+                    let mut start = values(m * ldc, 3);
+                    if beta == 0.0 {
+                        start[0] = f32::NAN;
+                    }
+                    let (mut got, mut want) = (start.clone(), start);
+                    unsafe {
+                        one(
+                            m,
+                            k,
+                            n,
+                            a.as_ptr(),
+                            sa,
+                            b.as_ptr(),
+                            sb,
+                            beta,
+                            got.as_mut_ptr(),
+                            ldc,
+                        );
+                        matrixmultiply::sgemm(
+                            m,
+                            k,
+                            n,
+                            1.0,
+                            a.as_ptr(),
+                            sa.0 as isize,
+                            sa.1 as isize,
+                            b.as_ptr(),
+                            sb.0 as isize,
+                            sb.1 as isize,
+                            beta,
+                            want.as_mut_ptr(),
+                            ldc as isize,
+                            1,
+                        );
+                    }
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{m} x {k} x {n}, A {sa:?}, B {sb:?}, beta {beta}"
+                    );
+                }
             }
         }
     }

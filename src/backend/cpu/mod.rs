@@ -12,6 +12,8 @@ pub mod counts;
 pub mod fastmath;
 pub mod finite;
 mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod gemm_avx512;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod gemm_simd128;
 pub mod kl;
