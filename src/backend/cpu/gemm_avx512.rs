@@ -92,10 +92,7 @@ pub(super) unsafe fn sgemm(
                     fill_panel(&mut panel[..KC * NR], src, rsb, kc, w);
                     (panel.as_ptr(), NR)
                 };
-                let last: __mmask16 = match w % 16 {
-                    0 => 0xffff,
-                    r => ((1u32 << r) - 1) as u16,
-                };
+                let last = lanes(w - 16 * (w.div_ceil(16) - 1));
                 let mut i0 = 0;
                 while i0 < m {
                     let h = MR.min(m - i0);
@@ -140,9 +137,21 @@ pub(super) unsafe fn sgemm(
 /// `src` must cover the block; `panel` holds KC x NR values.
 #[inline(always)]
 unsafe fn fill_panel(panel: &mut [f32], src: *const f32, rsb: usize, kc: usize, w: usize) {
+    // Vector by vector (a row is at most four): a call to memcpy per row cost more.
+    let masks: [__mmask16; 4] = std::array::from_fn(|v| lanes(w.saturating_sub(16 * v).min(16)));
     for (p, row) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
-        std::ptr::copy_nonoverlapping(src.add(p * rsb), row.as_mut_ptr(), w);
+        let from = src.add(p * rsb);
+        for (v, &mask) in masks.iter().enumerate().take(w.div_ceil(16)) {
+            let x = _mm512_maskz_loadu_ps(mask, from.add(16 * v));
+            _mm512_mask_storeu_ps(row.as_mut_ptr().add(16 * v), mask, x);
+        }
     }
+}
+
+/// The first `count` (at most 16) lanes.
+#[inline(always)]
+fn lanes(count: usize) -> __mmask16 {
+    (((1u32 << count) - 1) & 0xffff) as u16
 }
 
 /// One tile's inputs: A at its first row and k, B's panel (rows of `ldb`), C's block.
