@@ -117,25 +117,6 @@ fn matrix_products_match_f64_in_the_browser() {
     }
 }
 
-/// The kernel's two ways give the same sums: `x W` reads A (row-major) and B in place
-/// or from a copy of B's rows, never packing A; the same product as `dw` of a layer
-/// whose input is `x^T`, 600 long (A with long columns: packed panels). Values equal
-/// (`==`: a zero's sign may differ, as the bias 0 is added to one and not the other).
-#[wasm_bindgen_test]
-fn the_products_two_ways_give_the_same_sums() {
-    for &(b, n_in, n_out) in &[(600, 300, 64), (600, 300, 70), (601, 513, 765), (600, 7, 5)] {
-        let (x, w) = (values(b * n_in, 1), values(n_in * n_out, 2));
-        let mut y = vec![f32::NAN; b * n_out];
-        cpu::linear::forward(&x, &w, &vec![0.0; n_out], b, n_in, n_out, &mut y);
-        // x^T (n_in x b, row-major) as a layer's input of n_in cells: dw = (x^T)^T w.
-        let xt: Vec<f32> = (0..n_in * b).map(|i| x[(i % b) * n_in + i / b]).collect();
-        let mut dw = vec![f32::NAN; b * n_out];
-        let mut db = vec![0.0; n_out];
-        cpu::linear::backward(&xt, &[], &w, n_in, b, n_out, None, &mut dw, &mut db);
-        assert!(y == dw, "{b} x {n_in} x {n_out}");
-    }
-}
-
 #[wasm_bindgen_test]
 fn reads_the_demo_in_the_browser() {
     let files = vec![

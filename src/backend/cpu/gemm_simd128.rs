@@ -53,9 +53,6 @@ pub(super) unsafe fn sgemm(
         }
         return;
     }
-    if in_place(rsa, csa, csb) {
-        return unpacked(m, k, n, a, (rsa, csa), b, rsb, beta, c, ldc);
-    }
     PACKED.with(|packed| {
         let (bp, ap) = &mut *packed.borrow_mut();
         let n_panels = n.div_ceil(NR);
@@ -120,113 +117,6 @@ pub(super) unsafe fn sgemm(
     });
 }
 
-/// Whether [`unpacked`] takes these strides: B row-major, A row-major or with short
-/// columns (its values for one k near each other).
-fn in_place(rsa: usize, csa: usize, csb: usize) -> bool {
-    csb == 1 && (csa == 1 || (rsa == 1 && csa <= SHORT))
-}
-
-/// Rows of B (or columns of A) at most this long are read in place.
-const SHORT: usize = 512;
-
-/// [`sgemm`] without packing A: each tile broadcasts A's values from where they lie
-/// (rows past the edge repeat the last row, their sums not stored) and reads B's rows
-/// in place when they are short, else from a copy of its k block (KC x n). The sums
-/// are the packed path's, term for term, so the bits are too.
-///
-/// # Safety
-/// As [`sgemm`], with B row-major (`csb == 1`).
-unsafe fn unpacked(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f32,
-    (rsa, csa): (usize, usize),
-    b: *const f32,
-    rsb: usize,
-    beta: f32,
-    c: *mut f32,
-    ldc: usize,
-) {
-    PACKED.with(|packed| {
-        let (bp, _) = &mut *packed.borrow_mut();
-        let n_full = n / NR * NR;
-        let mut k0 = 0;
-        while k0 < k {
-            let kc = KC.min(k - k0);
-            let beta_k = if k0 == 0 { beta } else { 1.0 };
-            // B's rows k0.. in place, or copied (rows of n, then the last partial
-            // panel zero padded to NR: loads never pass the end of a row).
-            let copy = rsb > SHORT || n_full < n;
-            let (rows, ldb) = if copy {
-                let ldb = n.div_ceil(NR) * NR;
-                bp.clear();
-                bp.resize(kc * ldb, 0.0);
-                for (p, row) in bp.chunks_exact_mut(ldb).enumerate() {
-                    let src = std::slice::from_raw_parts(b.add((k0 + p) * rsb), n);
-                    row[..n].copy_from_slice(src);
-                }
-                (bp.as_ptr(), ldb)
-            } else {
-                (b.add(k0 * rsb), rsb)
-            };
-            let mut j0 = 0;
-            while j0 < n {
-                let w = NR.min(n - j0);
-                let mut i0 = 0;
-                while i0 < m {
-                    let h = MR.min(m - i0);
-                    let rows_a: [*const f32; MR] =
-                        std::array::from_fn(|i| a.add((i0 + i.min(h - 1)) * rsa + k0 * csa));
-                    tile_unpacked(
-                        kc,
-                        &rows_a,
-                        csa,
-                        rows.add(j0),
-                        ldb,
-                        beta_k,
-                        c.add(i0 * ldc + j0),
-                        ldc,
-                        h,
-                        w,
-                    );
-                    i0 += h;
-                }
-                j0 += w;
-            }
-            k0 += kc;
-        }
-    });
-}
-
-/// One MR x NR tile of [`unpacked`]: A's rows at `rows_a` (k stride `csa`), B's panel
-/// at `b` (rows of `ldb`, at least NR readable values each).
-#[inline(always)]
-unsafe fn tile_unpacked(
-    kc: usize,
-    rows_a: &[*const f32; MR],
-    csa: usize,
-    b: *const f32,
-    ldb: usize,
-    beta: f32,
-    c: *mut f32,
-    ldc: usize,
-    h: usize,
-    w: usize,
-) {
-    let mut acc = [[f32x4_splat(0.0); 2]; MR];
-    for p in 0..kc {
-        let b0 = v128_load(b.add(p * ldb) as *const v128);
-        let b1 = v128_load(b.add(p * ldb + 4) as *const v128);
-        for (row, &ra) in acc.iter_mut().zip(rows_a) {
-            let av = f32x4_splat(*ra.add(p * csa));
-            row[0] = f32x4_add(row[0], f32x4_mul(av, b0));
-            row[1] = f32x4_add(row[1], f32x4_mul(av, b1));
-        }
-    }
-    store(&acc, beta, c, ldc, h, w);
-}
-
 /// One MR x NR tile: C[..h, ..w] = (packed A panel) (packed B panel) + beta C.
 #[inline(always)]
 unsafe fn tile(
@@ -249,12 +139,6 @@ unsafe fn tile(
             row[1] = f32x4_add(row[1], f32x4_mul(av, b1));
         }
     }
-    store(&acc, beta, c, ldc, h, w);
-}
-
-/// C[..h, ..w] = a tile's sums `acc` + beta C (C not read when beta is 0).
-#[inline(always)]
-unsafe fn store(acc: &[[v128; 2]; MR], beta: f32, c: *mut f32, ldc: usize, h: usize, w: usize) {
     if h == MR && w == NR {
         let bv = f32x4_splat(beta);
         for (i, row) in acc.iter().enumerate() {
