@@ -99,12 +99,9 @@ impl Tables {
     /// read `cp` only for gradients).
     pub(super) fn fill(&mut self, log_theta: &[f32], g: usize, grad: bool) {
         let k = log_theta.len() / g.max(1);
-        self.t.clear();
-        // exp once per gene (and dispersion row) in f64: t is e^log_theta correctly rounded.
-        self.t
-            .extend(log_theta.iter().map(|&v| f64::from(v).exp() as f32));
-        self.inv_t.clear();
-        self.inv_t.extend(self.t.iter().map(|&t| 1.0 / t));
+        // t and 1 / t, written by the jobs below with each gene's table columns.
+        self.t.resize(k * g, 0.0);
+        self.inv_t.resize(k * g, 0.0);
         let stride = Self::stride(g);
         // Rows 1..=16 of every slab are written below; row 0, row 17 and the padding
         // are zeros, kept from the last fill of the same shape (not cleared again:
@@ -130,17 +127,29 @@ impl Tables {
             } else {
                 &mut []
             };
-            let t = &self.t[kr * g..(kr + 1) * g];
+            let rows = kr * g..(kr + 1) * g;
+            let ts = par::split_rows(&mut self.t[rows.clone()], &parts, 1);
+            let inv_ts = par::split_rows(&mut self.inv_t[rows.clone()], &parts, 1);
             let lgs = cut_rows(&mut self.lg[slab], g, &parts);
             let psis = cut_rows(psi, g, &parts);
             let sums = par::split_rows(&mut self.sum_ln[..g], &parts, 1);
+            let log_theta = &log_theta[rows];
             let jobs: Vec<_> = parts
                 .iter()
+                .zip(ts.into_iter().zip(inv_ts))
                 .zip(lgs.into_iter().zip(psis))
                 .zip(sums)
-                .map(|((r, (mut lg, mut psi)), sum)| {
-                    let t = &t[r.clone()];
-                    move || fill_cols(t, &mut lg, &mut psi, sum)
+                .map(|(((r, (t, inv_t)), (mut lg, mut psi)), sum)| {
+                    let log_theta = &log_theta[r.clone()];
+                    move || {
+                        // exp in f64, once per gene (and dispersion row): t is
+                        // e^log_theta correctly rounded.
+                        for ((t, inv), &v) in t.iter_mut().zip(inv_t.iter_mut()).zip(log_theta) {
+                            *t = f64::from(v).exp() as f32;
+                            *inv = 1.0 / *t;
+                        }
+                        fill_cols(t, &mut lg, &mut psi, sum)
+                    }
                 })
                 .collect();
             par::run(jobs);
