@@ -8,9 +8,10 @@
 //!
 //! Why: matrixmultiply packs both operands for every block. Its A packing copies 16
 //! values at a time only where A's columns are contiguous; the products of a training
-//! step whose A is row-major (`log1p(x) W`, `h W`, `dy W^T`) had it copying one value
-//! at a time, and packing was 18% of the products' time on the wide set (docs/SPEED.md,
-//! "Products without packing A"). Broadcasting A from memory needs no packing at all;
+//! step whose A is row-major (`log1p(x) W`, `h W`, and `dy W^T`, which stays with it:
+//! its B is column-major) had it copying one value at a time, and packing was 18% of
+//! the products' time on the wide set (docs/SPEED.md, "Products without packing A").
+//! Broadcasting A from memory needs no packing at all;
 //! B's panel (k in blocks of [`KC`], [`NR`] columns) is read in place where B's rows are
 //! short, and copied into a buffer otherwise. Other layouts stay with matrixmultiply
 //! ([`takes`]).
