@@ -21,7 +21,7 @@ const SPLIT_MIN: usize = 256;
 /// k is cut into chunks of this length when neither output side reaches
 /// [`SPLIT_MIN`] and k is at least twice it.
 const K_CHUNK: usize = 1024;
-/// Split points are multiples of this (the AVX-512 kernel's 16 x 16 tile).
+/// Split points are multiples of this (16 lanes: a split never cuts an AVX-512 vector).
 const ALIGN: usize = 16;
 
 /// A pointer into the output that crosses to the jobs; each writes its own block.
@@ -393,6 +393,9 @@ mod tests {
             (700, 300, 20),
         ];
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // Comparisons the AVX-512 kernel made (none where the CPU lacks it: then `one`
+        // is matrixmultiply itself and this test checks only the dispatch).
+        let mut ours = 0;
         for &(m, k, n) in &shapes {
             let a = values(m * k, 1);
             for (sa, sb, ldb_len) in [
@@ -444,9 +447,23 @@ mod tests {
                         bits(&want),
                         "{m} x {k} x {n}, A {sa:?}, B {sb:?}, beta {beta}"
                     );
+                    #[cfg(target_arch = "x86_64")]
+                    if super::super::fastmath::avx512() && super::super::gemm_avx512::takes(sa, sb)
+                    {
+                        ours += 1;
+                    }
                 }
             }
         }
+        // At least the three layouts with B row-major, each beta, for every shape whose
+        // A has at most 512 rows (the 700-row one's columns are too long for it).
+        #[cfg(target_arch = "x86_64")]
+        if super::super::fastmath::avx512() {
+            let short = shapes.iter().filter(|s| s.0 <= 512).count();
+            assert!(ours >= 3 * 3 * short, "the kernel took {ours} products");
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = ours;
     }
 
     /// C started at the bias rows inside the threads' blocks is C set to them first,
